@@ -1,0 +1,28 @@
+//! MQTT 3.1, 3.1.1 and 5.0 and MQTT-SN 1.2 codecs for brokers and clients.
+//!
+//! - **Incremental**: [`mqtt::Decoder::decode`] takes the bytes received so far and answers
+//!   `Ok(None)` until a whole packet is there; the Maximum Packet Size is checked from the fixed
+//!   header, before the body is buffered.
+//! - **Zero-copy**: a decoded PUBLISH's topic and payload are [`bytes::Bytes`] slices of the read
+//!   buffer, and [`mqtt::Publish::encode_header`] writes only the small per-recipient header so a
+//!   broker hands header and shared payload to one vectored write.
+//! - **Strict**: every rule of the specifications a receiver must enforce is a typed
+//!   [`DecodeError`] naming its normative statement, mapped to the reason code to answer with.
+//! - **`no_std` + `alloc`**: no allocation beyond the packet structures, no clock, no I/O.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod mqtt;
+pub mod topic;
+mod types;
+pub(crate) mod wire;
+
+pub use bytes;
+pub use bytestring;
+pub use error::{DecodeError, EncodeError};
+pub use types::{PacketId, ProtocolVersion, QoS};
