@@ -8,7 +8,7 @@ use bytestring::ByteString;
 use crate::error::{DecodeError, EncodeError};
 
 /// The largest value a Variable Byte Integer holds (§1.5.5).
-pub const MAX_VARINT: u32 = 268_435_455;
+pub(crate) const MAX_VARINT: u32 = 268_435_455;
 
 pub(crate) fn read_u8(buf: &mut Bytes) -> Result<u8, DecodeError> {
     if buf.is_empty() {
@@ -83,7 +83,7 @@ pub(crate) fn read_string(buf: &mut Bytes) -> Result<ByteString, DecodeError> {
 
 /// The number of bytes the Variable Byte Integer encoding of `value` takes.
 #[must_use]
-pub const fn varint_len(value: u32) -> usize {
+pub(crate) const fn varint_len(value: u32) -> usize {
     match value {
         0..=127 => 1,
         128..=16_383 => 2,

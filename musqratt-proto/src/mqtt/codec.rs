@@ -1,0 +1,87 @@
+//! Incremental decoding of a byte stream into packets (§2.1, §4.2).
+
+use bytes::{Buf, BytesMut};
+
+use super::Packet;
+use crate::error::DecodeError;
+use crate::types::ProtocolVersion;
+use crate::wire::parse_varint;
+
+/// Splits a byte stream into packets as bytes arrive.
+///
+/// A server creates it without a version: the first packet must be CONNECT (MQTT-3.1.0-1) and
+/// fixes the version for the rest of the connection. A client creates it with the version of the
+/// CONNECT it sent.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    version: Option<ProtocolVersion>,
+    max_packet_size: u32,
+}
+
+impl Decoder {
+    /// The decoder of a server: the version comes from the connection's CONNECT. Packets larger
+    /// than `max_packet_size` bytes (fixed header included) are refused.
+    #[must_use]
+    pub const fn new(max_packet_size: u32) -> Self {
+        Self { version: None, max_packet_size }
+    }
+
+    /// The decoder of a client that connected with `version`.
+    #[must_use]
+    pub const fn with_version(version: ProtocolVersion, max_packet_size: u32) -> Self {
+        Self { version: Some(version), max_packet_size }
+    }
+
+    /// The version of the connection, once its CONNECT has been decoded.
+    #[must_use]
+    pub const fn version(&self) -> Option<ProtocolVersion> {
+        self.version
+    }
+
+    /// The largest packet accepted.
+    #[must_use]
+    pub const fn max_packet_size(&self) -> u32 {
+        self.max_packet_size
+    }
+
+    /// Takes one packet off the front of `buf`: `Ok(None)` when more bytes are needed.
+    ///
+    /// The size announced by the fixed header is checked against the maximum before the body
+    /// is waited for, so an oversize packet is refused after at most five bytes and never
+    /// buffered. The decoded packet's strings and payload share `buf`'s allocation.
+    ///
+    /// # Errors
+    /// [`DecodeError::PacketTooLarge`], [`DecodeError::FirstPacketNotConnect`] or the first rule
+    /// the packet breaks. The stream cannot be resumed after an error: close the connection.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let Some((remaining, len_bytes)) = parse_varint(&buf[1..])? else {
+            return Ok(None);
+        };
+        let total = 1 + len_bytes + remaining as usize;
+        if total > self.max_packet_size as usize {
+            let size = u32::try_from(total).unwrap_or(u32::MAX);
+            return Err(DecodeError::PacketTooLarge { size, max: self.max_packet_size });
+        }
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        let header = buf[0];
+        let version = match self.version {
+            Some(version) => version,
+            // CONNECT carries its own version; the one given here is not used for it.
+            None if header >> 4 == 1 => ProtocolVersion::V5,
+            None => return Err(DecodeError::FirstPacketNotConnect),
+        };
+        let mut body = buf.split_to(total).freeze();
+        body.advance(1 + len_bytes);
+        let packet = Packet::decode(version, header, body)?;
+        if let (None, Packet::Connect(connect)) = (self.version, &packet) {
+            self.version = Some(connect.protocol);
+        }
+        Ok(Some(packet))
+    }
+}

@@ -1,0 +1,208 @@
+//! PUBLISH (§3.3) and its acknowledgements PUBACK, PUBREC, PUBREL, PUBCOMP (§3.4-3.7).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use super::properties::{AckProperties, PublishProperties};
+use super::{PacketType, ReasonCode, ensure_consumed, write_fixed_header};
+use crate::error::{DecodeError, EncodeError};
+use crate::topic::validate_topic_name;
+use crate::types::{PacketId, ProtocolVersion, QoS};
+use crate::wire::{binary_len, read_string, read_u8, read_u16, write_binary};
+
+/// PUBLISH: an application message (§3.3).
+///
+/// Topic and payload are [`Bytes`] slices of the buffer the packet was decoded from, so that
+/// forwarding a message to many subscribers clones reference counts, never the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// DUP: this may be a re-delivery (§3.3.1.1). Always false at QoS 0 (MQTT-3.3.1-2).
+    pub dup: bool,
+    /// The QoS of this delivery (§3.3.1.2).
+    pub qos: QoS,
+    /// RETAIN (§3.3.1.3).
+    pub retain: bool,
+    /// The Topic Name; empty only in 5.0 when a Topic Alias stands for it (§3.3.2.1).
+    pub topic: ByteString,
+    /// The Packet Identifier, present exactly when `qos` is 1 or 2 (§3.3.2.2).
+    pub packet_id: Option<PacketId>,
+    /// The Application Message.
+    pub payload: Bytes,
+    /// MQTT 5.0 properties.
+    pub properties: PublishProperties,
+}
+
+impl Publish {
+    /// A QoS 0 message without properties.
+    #[must_use]
+    pub fn new(topic: ByteString, payload: Bytes) -> Self {
+        Self {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload,
+            properties: PublishProperties::default(),
+        }
+    }
+
+    pub(crate) fn decode(
+        version: ProtocolVersion,
+        flags: u8,
+        mut body: Bytes,
+    ) -> Result<Self, DecodeError> {
+        let qos = QoS::from_bits((flags >> 1) & 0x03).ok_or(DecodeError::InvalidQoS)?; // MQTT-3.3.1-4
+        let dup = flags & 0x08 != 0;
+        if dup && qos == QoS::AtMostOnce {
+            return Err(DecodeError::DupOnQoS0); // MQTT-3.3.1-2
+        }
+        let topic = read_string(&mut body)?;
+        // An empty topic is valid only in 5.0, where a Topic Alias must then supply it; the
+        // session that knows the aliases checks that (MQTT-3.3.2-1, §3.3.2.3.4).
+        if !(topic.is_empty() && version.is_v5()) {
+            validate_topic_name(&topic).map_err(DecodeError::InvalidTopicName)?;
+        }
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(PacketId::new(read_u16(&mut body)?).ok_or(DecodeError::ZeroPacketId)?)
+        };
+        let properties = if version.is_v5() {
+            PublishProperties::decode(&mut body)?
+        } else {
+            PublishProperties::default()
+        };
+        Ok(Self { dup, qos, retain: flags & 0x01 != 0, topic, packet_id, payload: body, properties })
+    }
+
+    fn flags(&self) -> u8 {
+        (u8::from(self.dup) << 3) | (self.qos.bits() << 1) | u8::from(self.retain)
+    }
+
+    /// Properties' encoded size and the size of the whole body (variable header and payload).
+    pub(crate) fn lens(&self, version: ProtocolVersion) -> Result<(usize, usize), EncodeError> {
+        if (self.qos == QoS::AtMostOnce) != self.packet_id.is_none() {
+            return Err(EncodeError::NotRepresentable); // MQTT-2.2.1-2, §3.3.2.2
+        }
+        let props = if version.is_v5() { self.properties.body_len()? } else { 0 };
+        let mut len = binary_len(self.topic.as_bytes())? + self.payload.len();
+        if self.packet_id.is_some() {
+            len += 2;
+        }
+        if version.is_v5() {
+            len += super::properties_encoded_len(props)?;
+        }
+        Ok((props, len))
+    }
+
+    /// The size of the whole encoded packet.
+    ///
+    /// # Errors
+    /// As [`Publish::encode_header`].
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        let (_, body) = self.lens(version)?;
+        super::packet_len(body)
+    }
+
+    /// Writes the fixed header, topic, packet identifier and properties: everything but the
+    /// payload, which the caller sends after it unchanged (a vectored write of header and the
+    /// shared payload [`Bytes`]). Returns the size of the whole packet, payload included.
+    ///
+    /// # Errors
+    /// A field over 65,535 bytes, a packet over the Remaining Length limit, or a packet id that
+    /// does not go with the QoS.
+    pub fn encode_header(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
+        let (props, body) = self.lens(version)?;
+        let total = write_fixed_header(dst, (PacketType::Publish as u8) << 4 | self.flags(), body)?;
+        write_binary(dst, self.topic.as_bytes());
+        if let Some(id) = self.packet_id {
+            dst.put_u16(id.get());
+        }
+        if version.is_v5() {
+            self.properties.encode(props, dst);
+        }
+        Ok(total)
+    }
+
+    /// Writes the whole packet, payload included.
+    ///
+    /// # Errors
+    /// As [`Publish::encode_header`].
+    pub fn encode(&self, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode_header(version, dst)?;
+        dst.put_slice(&self.payload);
+        Ok(())
+    }
+}
+
+/// PUBACK, PUBREC, PUBREL or PUBCOMP: the same layout for all four (§3.4-3.7); which one it is
+/// is the [`super::Packet`] variant that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubResponse {
+    /// The Packet Identifier of the PUBLISH (or PUBREL) being answered.
+    pub packet_id: PacketId,
+    /// The reason code (5.0); always Success for older versions.
+    pub reason_code: ReasonCode,
+    /// MQTT 5.0 properties.
+    pub properties: AckProperties,
+}
+
+impl PubResponse {
+    /// A successful response without properties.
+    #[must_use]
+    pub fn new(packet_id: PacketId) -> Self {
+        Self { packet_id, reason_code: ReasonCode::SUCCESS, properties: AckProperties::default() }
+    }
+
+    pub(crate) fn decode(
+        version: ProtocolVersion,
+        packet: PacketType,
+        mut body: Bytes,
+    ) -> Result<Self, DecodeError> {
+        let packet_id = PacketId::new(read_u16(&mut body)?).ok_or(DecodeError::ZeroPacketId)?;
+        let mut this = Self::new(packet_id);
+        // 5.0: the reason code and properties may be omitted (§3.4.2.1: Remaining Length 2
+        // means Success and no properties; 3 means no properties).
+        if version.is_v5() && !body.is_empty() {
+            let code = read_u8(&mut body)?;
+            this.reason_code = ReasonCode(code);
+            if !this.reason_code.allowed_in(packet) {
+                return Err(DecodeError::InvalidReasonCode(code));
+            }
+            if !body.is_empty() {
+                this.properties = AckProperties::decode(&mut body)?;
+            }
+        }
+        ensure_consumed(&body)?;
+        Ok(this)
+    }
+
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        Ok(match self.short_form(version) {
+            true => 2,
+            false => 3 + self.properties.encoded_len()?,
+        })
+    }
+
+    fn short_form(&self, version: ProtocolVersion) -> bool {
+        !version.is_v5() || (self.reason_code == ReasonCode::SUCCESS && self.properties.is_empty())
+    }
+
+    pub(crate) fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        dst.put_u16(self.packet_id.get());
+        if !self.short_form(version) {
+            dst.put_u8(self.reason_code.0);
+            self.properties.encode(self.properties.body_len()?, dst);
+        }
+        Ok(())
+    }
+}
