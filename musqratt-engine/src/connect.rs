@@ -1,0 +1,345 @@
+//! CONNECT, enhanced authentication, session takeover and resume, DISCONNECT (§3.1, §3.2, §3.14,
+//! §4.12).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+
+use bytes::BytesMut;
+use musqratt_proto::mqtt::{
+    Auth, ConnAck, ConnAckProperties, Connect, Disconnect, Packet, PublishProperties, ReasonCode,
+};
+use musqratt_proto::{ProtocolVersion, QoS};
+
+use crate::connection::{OutboundAliases, Phase};
+use crate::engine::{Engine, keep_alive_deadline};
+use crate::ids::ConnectionId;
+use crate::io::{Action, AuthDecision, AuthRequest, Event};
+use crate::session::{Inflight, Message};
+use crate::shards::owner_of;
+use crate::time::Instant;
+use crate::timers::Timer;
+
+impl Engine {
+    pub(crate) fn handle_connect(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
+        let v5 = connect.protocol.is_v5();
+        // §3.1.3.1: 3.1.1 refuses an empty identifier with Clean Session 0 (MQTT-3.1.3-8), 3.1
+        // refuses any empty identifier.
+        let bad_client_id = match connect.protocol {
+            ProtocolVersion::V3_1 => connect.client_id.is_empty(),
+            ProtocolVersion::V3_1_1 => connect.client_id.is_empty() && !connect.clean_start,
+            _ => false,
+        };
+        if bad_client_id {
+            return self.refuse(now, conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        }
+        // The session of a client identifier lives on the shard that owns it: hand the
+        // connection over, CONNECT and all, before anything is answered.
+        let owner = owner_of(&connect.client_id, self.config.shard_count);
+        if !connect.client_id.is_empty() && owner != self.config.shard {
+            return self.hand_off(conn, owner, &connect);
+        }
+        if let Some(reference) = self.config.server_reference.clone() {
+            // §4.11: redirect 5.0 clients with a Server Reference; 3.x has no way to say where.
+            if v5 {
+                let mut properties = ConnAckProperties::default();
+                properties.server_reference = Some(reference.into());
+                let connack = ConnAck {
+                    session_present: false,
+                    reason_code: ReasonCode::USE_ANOTHER_SERVER,
+                    properties,
+                };
+                self.send_packet(conn, &Packet::ConnAck(connack));
+                self.push_action(Action::Close { conn });
+                return self.connection_lost(now, conn, ReasonCode::USE_ANOTHER_SERVER);
+            }
+            return self.refuse(now, conn, ReasonCode::SERVER_UNAVAILABLE);
+        }
+        let method = connect.properties.authentication_method.clone();
+        if !self.config.authenticate {
+            if method.is_some() {
+                // §4.12: enhanced authentication the broker was not set up for.
+                return self.refuse(now, conn, ReasonCode::BAD_AUTHENTICATION_METHOD);
+            }
+            return self.accept(now, conn, connect);
+        }
+        let request = AuthRequest {
+            client_id: connect.client_id.clone(),
+            username: connect.username.clone(),
+            password: connect.password.clone(),
+            method: method.clone(),
+            data: connect.properties.authentication_data.clone(),
+        };
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.auth_method = method;
+            connection.phase = Phase::Authenticating(Box::new(connect));
+        }
+        self.push_action(Action::Authenticate { conn, request });
+    }
+
+    fn hand_off(&mut self, conn: ConnectionId, to: crate::ids::ShardId, connect: &Connect) {
+        let Some(connection) = self.connections.remove(&conn) else { return };
+        let mut bytes = BytesMut::new();
+        if Packet::Connect(connect.clone()).encode(connect.protocol, &mut bytes).is_err() {
+            return self.push_action(Action::Close { conn });
+        }
+        bytes.extend_from_slice(&connection.read_buf);
+        self.push_action(Action::Handoff { conn, to, bytes });
+    }
+
+    /// An AUTH packet from the client: the next step of enhanced authentication (§4.12).
+    pub(crate) fn handle_auth(&mut self, now: Instant, conn: ConnectionId, auth: Auth) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let method = auth.properties.authentication_method.clone();
+        // MQTT-4.12.0-? : AUTH only with the method of the CONNECT, and only when one was used.
+        if connection.auth_method.is_none() || method != connection.auth_method {
+            return self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true);
+        }
+        let client_id = match &connection.phase {
+            Phase::Authenticating(connect) => connect.client_id.clone(),
+            _ => self.session_client_id(conn).unwrap_or_default(),
+        };
+        let request = AuthRequest {
+            client_id,
+            username: None,
+            password: None,
+            method,
+            data: auth.properties.authentication_data,
+        };
+        self.push_action(Action::Authenticate { conn, request });
+    }
+
+    pub(crate) fn handle_auth_decision(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        decision: AuthDecision,
+    ) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        match decision {
+            AuthDecision::Continue(data) => {
+                let mut auth =
+                    Auth { reason_code: ReasonCode::CONTINUE_AUTHENTICATION, ..Auth::default() };
+                auth.properties.authentication_method = connection.auth_method.clone();
+                auth.properties.authentication_data = Some(data);
+                self.send_packet(conn, &Packet::Auth(auth));
+            }
+            AuthDecision::Accept => {
+                match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
+                    Phase::Authenticating(connect) => self.accept(now, conn, *connect),
+                    phase => {
+                        // Re-authentication of a connected client succeeded (§4.12.1).
+                        connection.phase = phase;
+                        let mut auth = Auth::default();
+                        auth.properties.authentication_method = connection.auth_method.clone();
+                        self.send_packet(conn, &Packet::Auth(auth));
+                    }
+                }
+            }
+            AuthDecision::Refuse(reason) => match connection.phase {
+                Phase::Connected => self.close(now, conn, reason, true),
+                _ => self.refuse(now, conn, reason),
+            },
+        }
+    }
+
+    /// Answers CONNECT with a failure and closes (§3.2.2.2; 3.1.1's return codes through
+    /// [`ReasonCode::to_v3_connack`]).
+    fn refuse(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
+        let connack = ConnAck {
+            session_present: false,
+            reason_code: reason,
+            properties: ConnAckProperties::default(),
+        };
+        self.send_packet(conn, &Packet::ConnAck(connack));
+        self.push_action(Action::Close { conn });
+        self.connection_lost(now, conn, reason);
+    }
+
+    /// Completes a CONNECT: takes over or resumes the session, sends CONNACK, resends what was
+    /// in flight.
+    fn accept(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
+        let v5 = connect.protocol.is_v5();
+        let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
+        let client_id = assigned.clone().unwrap_or_else(|| connect.client_id.clone());
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            self.config.v3_session_expiry
+        };
+        let expiry = requested_expiry.min(self.config.max_session_expiry);
+
+        // Session takeover (§3.1.4, MQTT-3.1.4-3): the old connection is told 0x8E and closed;
+        // its will follows the usual rules (it did not disconnect normally).
+        let existing = self.client_ids.get(&client_id).copied();
+        if let Some(old_conn) = existing.and_then(|id| self.sessions.get(&id)).and_then(|s| s.conn)
+        {
+            self.close(now, old_conn, ReasonCode::SESSION_TAKEN_OVER, true);
+        }
+        let existing = self.client_ids.get(&client_id).copied();
+        let (session_id, session_present) = match existing {
+            Some(id) if !connect.clean_start => (id, true),
+            Some(id) => {
+                self.end_session(now, id);
+                (self.new_session(client_id.clone()), false)
+            }
+            None => (self.new_session(client_id.clone()), false),
+        };
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        session.conn = Some(conn);
+        session.expiry_interval = expiry;
+        session.expires_at = None;
+        // A reconnect within the will delay cancels the pending will (§3.1.3.2.2).
+        session.will = None;
+
+        let keep_alive = self.config.server_keep_alive.filter(|_| v5).unwrap_or(connect.keep_alive);
+        let will = connect.will.map(|will| {
+            let properties = &will.properties;
+            let mut publish_properties = PublishProperties::default();
+            publish_properties.payload_format_indicator = properties.payload_format_indicator;
+            publish_properties.content_type = properties.content_type.clone();
+            publish_properties.response_topic = properties.response_topic.clone();
+            publish_properties.correlation_data = properties.correlation_data.clone();
+            publish_properties.user_properties = properties.user_properties.clone();
+            // Kept as an interval: a will's expiry counts from when it is published.
+            publish_properties.message_expiry_interval = properties.message_expiry_interval;
+            let message = Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+                properties: publish_properties,
+                expires_at: None,
+                publisher: Some(session_id),
+            };
+            let delay = properties.will_delay_interval.unwrap_or(0);
+            (Arc::new(message), delay)
+        });
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        connection.phase = Phase::Connected;
+        connection.session = Some(session_id);
+        connection.keep_alive = keep_alive;
+        connection.deadline = keep_alive_deadline(now, keep_alive);
+        connection.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+        connection.client_max_packet_size =
+            connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        connection.outbound_aliases =
+            OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0));
+        connection.request_problem_information =
+            connect.properties.request_problem_information.unwrap_or(true);
+        connection.connect_session_expiry = requested_expiry;
+        connection.will = will;
+        if let Some(deadline) = connection.deadline {
+            self.timers.arm(deadline, Timer::KeepAlive(conn));
+        }
+
+        let mut properties = ConnAckProperties::default();
+        if v5 {
+            let config = &self.config;
+            properties.assigned_client_identifier = assigned;
+            if expiry != requested_expiry {
+                properties.session_expiry_interval = Some(expiry);
+            }
+            if config.receive_maximum != u16::MAX {
+                properties.receive_maximum = Some(config.receive_maximum);
+            }
+            if config.maximum_qos != QoS::ExactlyOnce {
+                properties.maximum_qos = Some(config.maximum_qos);
+            }
+            if !config.retain_available {
+                properties.retain_available = Some(false);
+            }
+            properties.maximum_packet_size = Some(config.max_packet_size);
+            if config.topic_alias_maximum > 0 {
+                properties.topic_alias_maximum = Some(config.topic_alias_maximum);
+            }
+            if !config.wildcard_subscription_available {
+                properties.wildcard_subscription_available = Some(false);
+            }
+            if !config.subscription_identifiers_available {
+                properties.subscription_identifiers_available = Some(false);
+            }
+            if !config.shared_subscription_available {
+                properties.shared_subscription_available = Some(false);
+            }
+            if let Some(server_keep_alive) = config.server_keep_alive {
+                properties.server_keep_alive = Some(server_keep_alive);
+            }
+            if let Some(connection) = self.connections.get(&conn) {
+                properties.authentication_method = connection.auth_method.clone();
+            }
+        }
+        let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
+        self.send_packet(conn, &Packet::ConnAck(connack));
+        self.emit(Event::Connected { conn, client_id, session_present });
+        if session_present {
+            self.resume(now, session_id, conn);
+        }
+    }
+
+    /// Resends what was in flight, in the original order (MQTT-4.4.0-1, MQTT-4.6.0-1): PUBLISH
+    /// with DUP for unacknowledged messages, PUBREL for released ones; then the queue.
+    fn resume(&mut self, now: Instant, session_id: crate::ids::SessionId, conn: ConnectionId) {
+        let Some(session) = self.sessions.get(&session_id) else { return };
+        let mut pending: alloc::vec::Vec<_> = session
+            .inflight
+            .iter()
+            .map(|(id, (seq, inflight))| (*seq, *id, inflight.clone()))
+            .collect();
+        pending.sort_unstable_by_key(|(seq, _, _)| *seq);
+        for (_, packet_id, inflight) in pending {
+            match inflight {
+                Inflight::Published(delivery) => {
+                    self.send_publish(now, conn, &delivery, Some(packet_id), true);
+                }
+                Inflight::Released => {
+                    let rel = musqratt_proto::mqtt::PubResponse::new(packet_id);
+                    self.send_packet(conn, &Packet::PubRel(rel));
+                }
+            }
+        }
+        self.drain_queue(now, session_id);
+    }
+
+    pub(crate) fn handle_disconnect(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        disconnect: Disconnect,
+    ) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            // MQTT-3.14.2-2: a session expiry of 0 at CONNECT cannot be raised at DISCONNECT.
+            if connection.connect_session_expiry == 0 && expiry != 0 {
+                return self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true);
+            }
+            let expiry = expiry.min(self.config.max_session_expiry);
+            if let Some(session) = connection.session.and_then(|id| self.sessions.get_mut(&id)) {
+                session.expiry_interval = expiry;
+            }
+        }
+        // MQTT-3.14.4-3: a normal DISCONNECT discards the will; 0x04 asks for it (§3.14.2.1).
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        if disconnect.reason_code != ReasonCode::DISCONNECT_WITH_WILL {
+            connection.will = None;
+        }
+        self.push_action(Action::Close { conn });
+        self.connection_lost(now, conn, disconnect.reason_code);
+    }
+
+    /// Publishes a will: its Message Expiry Interval starts now.
+    pub(crate) fn publish_will(&mut self, now: Instant, message: Arc<Message>) {
+        let mut message = Arc::unwrap_or_clone(message);
+        message.expires_at = message.properties.message_expiry_interval.map(|s| now.plus_secs(s));
+        self.route(now, Arc::new(message));
+    }
+
+    fn session_client_id(
+        &self,
+        conn: ConnectionId,
+    ) -> Option<musqratt_proto::bytestring::ByteString> {
+        let session = self.connections.get(&conn)?.session?;
+        Some(self.sessions.get(&session)?.client_id.clone())
+    }
+}

@@ -1,0 +1,172 @@
+//! Outbound delivery: inflight window, session queue, slow readers, the client's limits
+//! (§4.9 flow control, §3.1.2.11.4 Maximum Packet Size, §3.3.2.3.4 topic aliases).
+
+use bytes::BytesMut;
+use musqratt_proto::QoS;
+use musqratt_proto::bytestring::ByteString;
+use musqratt_proto::mqtt::Publish;
+
+use crate::connection::AliasUse;
+use crate::engine::Engine;
+use crate::ids::{ConnectionId, SessionId};
+use crate::io::{DropReason, Event};
+use crate::session::{Delivery, Inflight};
+use crate::time::Instant;
+use musqratt_proto::PacketId;
+
+impl Engine {
+    /// Hands a delivery to a session: sent now when its connection has room, queued otherwise.
+    /// QoS 0 is not kept for a disconnected session (MQTT allows dropping it; Mosquitto's
+    /// default does the same).
+    pub(crate) fn deliver(&mut self, now: Instant, session_id: SessionId, delivery: Delivery) {
+        let Some(session) = self.sessions.get(&session_id) else { return };
+        match session.conn {
+            None if delivery.qos == QoS::AtMostOnce => {}
+            Some(conn) if session.queue.is_empty() => {
+                if let Some(delivery) = self.try_send(now, session_id, conn, delivery) {
+                    self.enqueue(session_id, delivery);
+                }
+            }
+            _ => self.enqueue(session_id, delivery),
+        }
+    }
+
+    /// Sends what the session queue holds while the connection has room.
+    pub(crate) fn drain_queue(&mut self, now: Instant, session_id: SessionId) {
+        loop {
+            let Some(session) = self.sessions.get_mut(&session_id) else { return };
+            let Some(conn) = session.conn else { return };
+            let Some(delivery) = session.pop_queued() else { return };
+            if let Some(delivery) = self.try_send(now, session_id, conn, delivery) {
+                // No room: back to the front, in order.
+                if let Some(session) = self.sessions.get_mut(&session_id) {
+                    session.queued_bytes += delivery.message.payload.len();
+                    session.queue.push_front(delivery);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Sends a delivery if the connection has room; gives it back when it must wait.
+    fn try_send(
+        &mut self,
+        now: Instant,
+        session_id: SessionId,
+        conn: ConnectionId,
+        delivery: Delivery,
+    ) -> Option<Delivery> {
+        if delivery.message.is_expired(now) {
+            return None; // §3.3.2.3.3: an expired message is not delivered
+        }
+        let connection = self.connections.get(&conn)?;
+        let congested = connection.unwritten > self.config.max_unwritten_bytes;
+        let window = usize::from(connection.client_receive_maximum);
+        let session = self.sessions.get_mut(&session_id)?;
+        if delivery.qos == QoS::AtMostOnce {
+            if congested {
+                let client_id = session.client_id.clone();
+                self.emit(Event::MessageDropped { client_id, reason: DropReason::SlowReader });
+                return None;
+            }
+            self.send_publish(now, conn, &delivery, None, false);
+            return None;
+        }
+        // §4.9: no more QoS 1/2 in flight than the client's Receive Maximum (MQTT-3.3.4-7).
+        if congested || session.inflight.len() >= window.min(usize::from(u16::MAX) - 1) {
+            return Some(delivery);
+        }
+        let packet_id = session.allocate_packet_id();
+        if self.send_publish(now, conn, &delivery, Some(packet_id), false)
+            && let Some(session) = self.sessions.get_mut(&session_id)
+        {
+            session.add_inflight(packet_id, Inflight::Published(delivery));
+        }
+        None
+    }
+
+    /// Queues a delivery for later, within the session's bounds; a drop is reported.
+    fn enqueue(&mut self, session_id: SessionId, delivery: Delivery) {
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        let size = delivery.message.payload.len();
+        if session.queue.len() >= self.config.max_queued_messages
+            || session.queued_bytes + size > self.config.max_queued_bytes
+        {
+            let client_id = session.client_id.clone();
+            self.emit(Event::MessageDropped { client_id, reason: DropReason::QueueFull });
+            return;
+        }
+        session.queued_bytes += size;
+        session.queue.push_back(delivery);
+    }
+
+    /// Encodes a PUBLISH for one connection and hands header and payload to the runtime as two
+    /// sends (the payload is the shared [`bytes::Bytes`], never copied). Returns false when the
+    /// packet exceeds the client's Maximum Packet Size and was dropped (MQTT-3.1.2-25).
+    pub(crate) fn send_publish(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        delivery: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+    ) -> bool {
+        let Some(connection) = self.connections.get_mut(&conn) else { return false };
+        let version = connection.version();
+        let message = &delivery.message;
+        let mut publish = Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: message.topic.clone(),
+            packet_id,
+            payload: message.payload.clone(),
+            properties: message.properties.clone(),
+        };
+        if version.is_v5() {
+            publish.properties.subscription_identifiers = delivery.subscription_ids.clone();
+            // MQTT-3.3.2-6: forward the interval that remains, not the one received.
+            if let Some(at) = message.expires_at {
+                let remaining = at.saturating_duration_since(now).as_micros().div_ceil(1_000_000);
+                publish.properties.message_expiry_interval =
+                    Some(u32::try_from(remaining).unwrap_or(u32::MAX));
+            }
+        }
+        let fits = publish
+            .encoded_len(version)
+            .is_ok_and(|len| len <= connection.client_max_packet_size as usize);
+        if !fits {
+            let client_id = self.client_id_of(conn);
+            self.emit(Event::MessageDropped { client_id, reason: DropReason::TooLargeForClient });
+            return false;
+        }
+        if version.is_v5() {
+            match connection.outbound_aliases.assign(&message.topic) {
+                AliasUse::None => {}
+                AliasUse::Set(alias) => publish.properties.topic_alias = Some(alias),
+                AliasUse::Reuse(alias) => {
+                    publish.properties.topic_alias = Some(alias);
+                    publish.topic = ByteString::new();
+                }
+            }
+        }
+        let mut header = BytesMut::with_capacity(16 + publish.topic.len());
+        if publish.encode_header(version, &mut header).is_err() {
+            return false;
+        }
+        self.send(conn, header.freeze());
+        if !publish.payload.is_empty() {
+            self.send(conn, publish.payload);
+        }
+        true
+    }
+
+    fn client_id_of(&self, conn: ConnectionId) -> ByteString {
+        self.connections
+            .get(&conn)
+            .and_then(|c| c.session)
+            .and_then(|s| self.sessions.get(&s))
+            .map(|s| s.client_id.clone())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,379 @@
+//! The engine: the inputs it takes, the actions it emits, the packets it dispatches.
+
+use alloc::collections::{BTreeMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use musqratt_proto::bytestring::ByteString;
+use musqratt_proto::mqtt::{Disconnect, Packet, ReasonCode};
+use musqratt_proto::{DecodeError, ProtocolVersion};
+
+use crate::backlog::Backlog;
+use crate::config::Config;
+use crate::connection::{Connection, Phase};
+use crate::ids::{ConnectionId, SessionId};
+use crate::io::{Action, Event, Input};
+use crate::retained::Retained;
+use crate::session::Session;
+use crate::shards::{RouteTable, owner_of};
+use crate::subscribers::Subscribers;
+use crate::time::Instant;
+use crate::timers::{Timer, Timers};
+
+/// One shard of the broker: the MQTT state machine of the connections and sessions it owns.
+///
+/// See the crate documentation for the call order.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) config: Config,
+    pub(crate) connections: BTreeMap<ConnectionId, Connection>,
+    pub(crate) sessions: BTreeMap<SessionId, Session>,
+    pub(crate) client_ids: BTreeMap<ByteString, SessionId>,
+    next_session: u64,
+    pub(crate) subscribers: Subscribers,
+    pub(crate) retained: Retained,
+    pub(crate) backlog: Backlog,
+    pub(crate) timers: Timers,
+    pub(crate) routes: RouteTable,
+    actions: VecDeque<Action>,
+    /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
+    rng: u64,
+}
+
+impl Engine {
+    /// An engine with this configuration and no connections.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        let rng = config.seed | 1;
+        Self {
+            config,
+            connections: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            client_ids: BTreeMap::new(),
+            next_session: 0,
+            subscribers: Subscribers::default(),
+            retained: Retained::default(),
+            backlog: Backlog::default(),
+            timers: Timers::default(),
+            routes: RouteTable::default(),
+            actions: VecDeque::new(),
+            rng,
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Feeds one input at time `now`. Then take actions with [`Engine::poll_action`].
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Accepted { conn } => {
+                self.connections.insert(conn, Connection::new(self.config.max_packet_size));
+                let deadline = now.saturating_add(self.config.connect_timeout);
+                self.timers.arm(deadline, Timer::Connect(conn));
+            }
+            Input::Data { conn, bytes } => self.handle_data(now, conn, bytes),
+            Input::Adopted { conn, bytes } => {
+                self.handle_input(now, Input::Accepted { conn });
+                self.handle_data(now, conn, bytes);
+            }
+            Input::FromShard { from, message } => self.handle_shard_message(now, from, message.0),
+            Input::Written { conn, bytes } => {
+                if let Some(connection) = self.connections.get_mut(&conn) {
+                    connection.unwritten = connection.unwritten.saturating_sub(bytes);
+                    if let Some(session) = connection.session {
+                        self.drain_queue(now, session);
+                    }
+                }
+            }
+            Input::Closed { conn } => {
+                self.connection_lost(now, conn, ReasonCode::UNSPECIFIED_ERROR)
+            }
+            Input::AuthDecision { conn, decision } => {
+                self.handle_auth_decision(now, conn, decision)
+            }
+        }
+    }
+
+    /// Fires every deadline due at `now`: connect and keep-alive timeouts, delayed wills,
+    /// session expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Connect(conn) => {
+                    let waiting = self
+                        .connections
+                        .get(&conn)
+                        .is_some_and(|c| !matches!(c.phase, Phase::Connected));
+                    if waiting {
+                        self.close(now, conn, ReasonCode::MAXIMUM_CONNECT_TIME, false);
+                    }
+                }
+                Timer::KeepAlive(conn) => {
+                    let Some(deadline) = self.connections.get(&conn).and_then(|c| c.deadline)
+                    else {
+                        continue;
+                    };
+                    if deadline <= now {
+                        // §3.1.2.10: close; 5.0 may say why (0x8D Keep Alive timeout).
+                        self.close(now, conn, ReasonCode::KEEP_ALIVE_TIMEOUT, true);
+                    } else {
+                        self.timers.arm(deadline, Timer::KeepAlive(conn));
+                    }
+                }
+                Timer::Will(session) => self.fire_will(now, session),
+                Timer::SessionExpiry(session) => self.expire_session(now, session),
+            }
+        }
+    }
+
+    /// The next action for the runtime, until `None`.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must be called next, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Connections open on this engine.
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Sessions held by this engine, connected or not.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn handle_data(&mut self, now: Instant, conn: ConnectionId, bytes: BytesMut) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        if connection.read_buf.is_empty() {
+            connection.read_buf = bytes;
+        } else {
+            connection.read_buf.extend_from_slice(&bytes);
+        }
+        loop {
+            let Some(connection) = self.connections.get_mut(&conn) else { return };
+            match connection.decoder.decode(&mut connection.read_buf) {
+                Ok(Some(packet)) => {
+                    if let Some(ka) = keep_alive_deadline(now, connection.keep_alive) {
+                        connection.deadline = Some(ka);
+                    }
+                    self.handle_packet(now, conn, packet);
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    self.decode_failed(now, conn, error);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn decode_failed(&mut self, now: Instant, conn: ConnectionId, error: DecodeError) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        match (&connection.phase, error) {
+            // MQTT-3.1.2-2: an unsupported protocol level is answered with CONNACK return code
+            // 0x01 (3.1.1 form, which every version's client can read) before closing.
+            (Phase::AwaitingConnect, DecodeError::UnsupportedProtocolLevel(_)) => {
+                self.send(conn, Bytes::from_static(&[0x20, 0x02, 0x00, 0x01]));
+                self.close(now, conn, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, false);
+            }
+            (Phase::AwaitingConnect, _) => {
+                self.close(now, conn, error.reason_code(), false);
+            }
+            _ => self.close(now, conn, error.reason_code(), true),
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, conn: ConnectionId, packet: Packet) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let connected = matches!(connection.phase, Phase::Connected);
+        match packet {
+            Packet::Connect(connect) if matches!(connection.phase, Phase::AwaitingConnect) => {
+                self.handle_connect(now, conn, connect);
+            }
+            // MQTT-3.1.0-2: a second CONNECT is a Protocol Error.
+            Packet::Connect(_) => self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true),
+            Packet::Auth(auth) => self.handle_auth(now, conn, auth),
+            // Nothing but AUTH may come before CONNACK (MQTT-3.1.4-?, §4.12).
+            _ if !connected => self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true),
+            Packet::Publish(publish) => self.handle_publish(now, conn, publish),
+            Packet::PubAck(ack) => self.handle_puback(now, conn, ack),
+            Packet::PubRec(rec) => self.handle_pubrec(now, conn, rec),
+            Packet::PubRel(rel) => self.handle_pubrel(conn, rel),
+            Packet::PubComp(comp) => self.handle_pubcomp(now, conn, comp),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(now, conn, subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(now, conn, unsubscribe),
+            Packet::PingReq => self.send_packet(conn, &Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.handle_disconnect(now, conn, disconnect),
+            // Packets only a server sends (§2.1.2): a client sending them breaks the protocol.
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp | _ => {
+                self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true)
+            }
+        }
+    }
+
+    /// Queues `bytes` for a connection.
+    pub(crate) fn send(&mut self, conn: ConnectionId, bytes: Bytes) {
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.unwritten += bytes.len();
+        }
+        self.actions.push_back(Action::Send { conn, bytes });
+    }
+
+    /// Encodes and queues a packet in the connection's version.
+    pub(crate) fn send_packet(&mut self, conn: ConnectionId, packet: &Packet) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let version = connection.version();
+        let mut buf = BytesMut::new();
+        // Packets the engine builds always fit the format; one that does not is not sent.
+        if packet.encode(version, &mut buf).is_ok() {
+            self.send(conn, buf.freeze());
+        }
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.actions.push_back(Action::Event(event));
+    }
+
+    pub(crate) fn push_action(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
+    /// Closes a connection the broker gives up on: a 5.0 client that completed CONNECT is told
+    /// why with DISCONNECT when `notify` is set (§4.13.2); the will is due unless the client
+    /// disconnected normally.
+    pub(crate) fn close(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        reason: ReasonCode,
+        notify: bool,
+    ) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let can_notify = matches!(connection.phase, Phase::Connected)
+            && connection.version() == ProtocolVersion::V5
+            && reason.is_error();
+        if notify && can_notify {
+            self.send_packet(conn, &Packet::Disconnect(Disconnect::new(reason)));
+        }
+        self.actions.push_back(Action::Close { conn });
+        self.connection_lost(now, conn, reason);
+    }
+
+    /// Forgets a connection: publishes or schedules its will, detaches or ends its session.
+    pub(crate) fn connection_lost(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
+        let Some(connection) = self.connections.remove(&conn) else { return };
+        self.emit(Event::Disconnected { conn, reason });
+        let will = connection.will;
+        let Some(session_id) = connection.session else { return };
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        if session.conn != Some(conn) {
+            return; // taken over: the session belongs to another connection now
+        }
+        session.conn = None;
+        let expiry = session.expiry_interval;
+        if let Some((message, delay)) = will {
+            // §3.1.3.2.2: the will goes out when the delay or the session ends, whichever first.
+            if delay == 0 || expiry == 0 {
+                self.publish_will(now, message);
+            } else {
+                let at = now.plus_secs(delay.min(expiry));
+                if let Some(session) = self.sessions.get_mut(&session_id) {
+                    session.will = Some(crate::session::PendingWill { message, at });
+                }
+                self.timers.arm(at, Timer::Will(session_id));
+            }
+        }
+        if expiry == 0 {
+            self.end_session(now, session_id);
+        } else if expiry != u32::MAX {
+            let at = now.plus_secs(expiry);
+            if let Some(session) = self.sessions.get_mut(&session_id) {
+                session.expires_at = Some(at);
+            }
+            self.timers.arm(at, Timer::SessionExpiry(session_id));
+        }
+    }
+
+    pub(crate) fn new_session(&mut self, client_id: ByteString) -> SessionId {
+        self.next_session += 1;
+        let id = SessionId(self.next_session);
+        self.client_ids.insert(client_id.clone(), id);
+        self.sessions.insert(id, Session::new(client_id));
+        id
+    }
+
+    /// Removes a session and its subscriptions; a pending will goes out now (§3.1.3.2.2).
+    pub(crate) fn end_session(&mut self, now: Instant, id: SessionId) {
+        let Some(session) = self.sessions.remove(&id) else { return };
+        if self.client_ids.get(&session.client_id) == Some(&id) {
+            self.client_ids.remove(&session.client_id);
+        }
+        for filter in session.subscriptions.keys() {
+            if self.subscribers.unsubscribe(filter, id) {
+                self.announce_route(filter, false);
+            }
+        }
+        if let Some(will) = session.will {
+            self.publish_will(now, will.message);
+        }
+    }
+
+    fn fire_will(&mut self, now: Instant, id: SessionId) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        match &session.will {
+            Some(will) if will.at <= now && session.conn.is_none() => {
+                if let Some(will) = session.will.take() {
+                    self.publish_will(now, will.message);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn expire_session(&mut self, now: Instant, id: SessionId) {
+        let due = self
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.conn.is_none() && s.expires_at.is_some_and(|at| at <= now));
+        if due {
+            self.end_session(now, id);
+        }
+    }
+
+    /// A fresh client identifier for a client that sent an empty one (§3.1.3.1), from the
+    /// seeded generator so that runs are reproducible.
+    pub(crate) fn assign_client_id(&mut self) -> ByteString {
+        loop {
+            // xorshift64*: small, deterministic, good enough for unique identifiers.
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let value = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let id = ByteString::from(alloc::format!("musqratt-{value:016x}"));
+            // The identifier must belong to this shard, where its session is created.
+            let here = owner_of(&id, self.config.shard_count) == self.config.shard;
+            if here && !self.client_ids.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// When a connection with this Keep Alive is closed for silence: 1.5 × Keep Alive after `now`
+/// (MQTT-3.1.2-22 of 5.0, MQTT-3.1.2-24 of 3.1.1); `None` when Keep Alive is off.
+pub(crate) fn keep_alive_deadline(now: Instant, keep_alive: u16) -> Option<Instant> {
+    (keep_alive > 0).then(|| {
+        let micros = u64::from(keep_alive) * 1_500_000;
+        Instant::from_micros(now.as_micros().saturating_add(micros))
+    })
+}

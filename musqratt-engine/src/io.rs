@@ -1,0 +1,192 @@
+//! What goes into the engine ([`Input`]) and what comes out ([`Action`], [`Event`]).
+
+use bytes::{Bytes, BytesMut};
+use musqratt_proto::bytestring::ByteString;
+use musqratt_proto::mqtt::ReasonCode;
+
+use crate::ids::{ConnectionId, ShardId};
+pub use crate::shards::ShardMessage;
+
+/// Something that happened outside the engine, handed in with the time by
+/// [`crate::Engine::handle_input`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Input {
+    /// The runtime accepted a network connection. The engine expects CONNECT within
+    /// [`crate::Config::connect_timeout`].
+    Accepted {
+        /// The runtime's number for it.
+        conn: ConnectionId,
+    },
+    /// Bytes arrived on a connection. The engine takes the buffer: complete packets are decoded
+    /// from it in place (their payloads share its allocation) and a partial packet is kept for
+    /// the next `Data`.
+    Data {
+        /// The connection.
+        conn: ConnectionId,
+        /// What was read.
+        bytes: BytesMut,
+    },
+    /// The runtime wrote `bytes` bytes of what [`Action::Send`] handed it for `conn`. This is how
+    /// the engine knows a slow reader from a fast one.
+    Written {
+        /// The connection.
+        conn: ConnectionId,
+        /// How many bytes left the runtime's hands.
+        bytes: usize,
+    },
+    /// The connection is gone: the peer closed it, or a read or write failed. Unless the client
+    /// sent DISCONNECT first, this is an abnormal close and its will is due.
+    Closed {
+        /// The connection.
+        conn: ConnectionId,
+    },
+    /// A connection another shard handed over with [`Action::Handoff`]: the same as `Accepted`
+    /// followed by `Data` with these bytes (its CONNECT and whatever followed it).
+    Adopted {
+        /// The connection, keeping its number.
+        conn: ConnectionId,
+        /// The bytes the other shard had read.
+        bytes: BytesMut,
+    },
+    /// A message from another shard, delivered in the order that shard sent it (the links
+    /// between shards are FIFO, which keeps MQTT's per-publisher ordering across shards).
+    FromShard {
+        /// The sender.
+        from: ShardId,
+        /// What it sent.
+        message: ShardMessage,
+    },
+    /// The runtime's answer to [`Action::Authenticate`].
+    AuthDecision {
+        /// The connection that asked.
+        conn: ConnectionId,
+        /// The answer.
+        decision: AuthDecision,
+    },
+}
+
+/// The runtime's verdict on a CONNECT or an AUTH step (§4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthDecision {
+    /// Let the client in.
+    Accept,
+    /// Refuse it with this CONNACK reason code (0x86 bad user name or password, 0x87 not
+    /// authorized, 0x8C bad authentication method, ...).
+    Refuse(ReasonCode),
+    /// Enhanced authentication goes on: send AUTH 0x18 with this data and wait for the client's
+    /// next AUTH.
+    Continue(Bytes),
+}
+
+/// What the runtime is asked to check for [`Action::Authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// The Client Identifier of the CONNECT.
+    pub client_id: ByteString,
+    /// User Name, if any.
+    pub username: Option<ByteString>,
+    /// Password, if any.
+    pub password: Option<Bytes>,
+    /// Authentication Method (5.0 enhanced authentication), if any.
+    pub method: Option<ByteString>,
+    /// Authentication Data of this step, if any.
+    pub data: Option<Bytes>,
+}
+
+/// Something the runtime must do, taken from [`crate::Engine::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Write these bytes to the connection, after whatever was handed before. A PUBLISH comes as
+    /// two `Send`s, header then payload, so that the payload shared by every subscriber is never
+    /// copied: write consecutive sends with one vectored write.
+    Send {
+        /// The connection.
+        conn: ConnectionId,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Close the connection once everything sent before has been written. The engine has
+    /// forgotten it: no `Closed` is needed (one is ignored).
+    Close {
+        /// The connection.
+        conn: ConnectionId,
+    },
+    /// Move the connection to another shard (the owner of its client identifier, where its
+    /// session lives) and give it these bytes there with [`Input::Adopted`]. This engine has
+    /// forgotten it.
+    Handoff {
+        /// The connection.
+        conn: ConnectionId,
+        /// The shard that takes it.
+        to: ShardId,
+        /// Its CONNECT and the bytes read after it.
+        bytes: BytesMut,
+    },
+    /// Deliver this to another shard with [`Input::FromShard`], after everything sent to that
+    /// shard before.
+    ToShard {
+        /// The receiving shard.
+        to: ShardId,
+        /// The message.
+        message: ShardMessage,
+    },
+    /// Decide whether this client may connect; answer with [`Input::AuthDecision`]. Only when
+    /// [`crate::Config::authenticate`] is set.
+    Authenticate {
+        /// The connection that asks.
+        conn: ConnectionId,
+        /// What it presented.
+        request: AuthRequest,
+    },
+    /// Something worth logging or counting.
+    Event(Event),
+}
+
+/// What happened, for logs and metrics. Nothing here needs an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A client completed CONNECT.
+    Connected {
+        /// The connection.
+        conn: ConnectionId,
+        /// Its client identifier (assigned when it sent none).
+        client_id: ByteString,
+        /// Whether an existing session was resumed.
+        session_present: bool,
+    },
+    /// A connection ended.
+    Disconnected {
+        /// The connection.
+        conn: ConnectionId,
+        /// Why: Normal disconnection when the client sent DISCONNECT, otherwise the reason the
+        /// broker closed it or Unspecified error for a network close.
+        reason: ReasonCode,
+    },
+    /// A message was not delivered to a session: its queue was full, it was larger than the
+    /// client's Maximum Packet Size, or it was QoS 0 to a connection that does not read.
+    MessageDropped {
+        /// The client that missed it.
+        client_id: ByteString,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// Why a message was dropped ([`Event::MessageDropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The session's queue reached [`crate::Config::max_queued_messages`] or
+    /// [`crate::Config::max_queued_bytes`].
+    QueueFull,
+    /// The encoded PUBLISH exceeds the client's Maximum Packet Size (MQTT-3.1.2-25).
+    TooLargeForClient,
+    /// QoS 0 to a connection with more than [`crate::Config::max_unwritten_bytes`] unwritten.
+    SlowReader,
+    /// The topic backlog of a topic was full.
+    BacklogFull,
+}

@@ -1,0 +1,150 @@
+//! Inbound PUBLISH and the acknowledgement flows (§3.3-3.7, §4.3), and routing a message to the
+//! sessions whose subscriptions match it (§4.7, §4.8).
+
+use alloc::sync::Arc;
+
+use musqratt_proto::mqtt::{Packet, PubResponse, Publish, ReasonCode, SubscriptionIds};
+use musqratt_proto::{ProtocolVersion, QoS};
+
+use crate::engine::Engine;
+use crate::ids::ConnectionId;
+use crate::session::{Inflight, Message};
+use crate::time::Instant;
+
+impl Engine {
+    pub(crate) fn handle_publish(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        mut publish: Publish,
+    ) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        let Some(session_id) = connection.session else { return };
+        let version = connection.version();
+        // Topic aliases (§3.3.2.3.4): 0 or above our maximum is 0x94 (MQTT-3.3.2-8, -9); an
+        // empty topic needs a known alias.
+        match publish.properties.topic_alias.take() {
+            Some(alias) if alias == 0 || alias > self.config.topic_alias_maximum => {
+                return self.close(now, conn, ReasonCode::TOPIC_ALIAS_INVALID, true);
+            }
+            Some(alias) if publish.topic.is_empty() => {
+                match connection.inbound_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true),
+                }
+            }
+            Some(alias) => {
+                connection.inbound_aliases.insert(alias, publish.topic.clone());
+            }
+            None if publish.topic.is_empty() => {
+                return self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true);
+            }
+            None => {}
+        }
+        // MQTT-3.2.2-11 and MQTT-3.2.2-14: what the CONNACK said is not available.
+        if publish.qos > self.config.maximum_qos {
+            return self.close(now, conn, ReasonCode::QOS_NOT_SUPPORTED, true);
+        }
+        if publish.retain && !self.config.retain_available {
+            return self.close(now, conn, ReasonCode::RETAIN_NOT_SUPPORTED, true);
+        }
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            let Some(session) = self.sessions.get(&session_id) else { return };
+            let Some(id) = packet_id else { return };
+            if session.inbound_qos2.contains(&id) {
+                // A resent PUBLISH (DUP) of a message already delivered onward: acknowledge
+                // again, deliver nothing (Method B of §4.3.3, exactly once).
+                return self.send_packet(conn, &Packet::PubRec(PubResponse::new(id)));
+            }
+            // MQTT-3.3.4-9: more unacknowledged QoS 2 publications than our Receive Maximum.
+            if session.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
+                return self.close(now, conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, true);
+            }
+        }
+        let mut properties = publish.properties;
+        properties.subscription_identifiers = SubscriptionIds::new();
+        let expires_at = properties.message_expiry_interval.map(|s| now.plus_secs(s));
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos,
+            retain: publish.retain,
+            properties,
+            expires_at,
+            publisher: Some(session_id),
+        };
+        let matched = self.route(now, Arc::new(message));
+        let Some(id) = packet_id else { return };
+        let mut response = PubResponse::new(id);
+        if !matched && version == ProtocolVersion::V5 {
+            response.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+        }
+        if qos == QoS::AtLeastOnce {
+            self.send_packet(conn, &Packet::PubAck(response));
+        } else {
+            if let Some(session) = self.sessions.get_mut(&session_id) {
+                session.inbound_qos2.insert(id);
+            }
+            self.send_packet(conn, &Packet::PubRec(response));
+        }
+    }
+
+    /// PUBREL: the sender releases a QoS 2 packet id; the message went onward at PUBLISH.
+    pub(crate) fn handle_pubrel(&mut self, conn: ConnectionId, rel: PubResponse) {
+        let session = self.connections.get(&conn).and_then(|c| c.session);
+        let known = session
+            .and_then(|id| self.sessions.get_mut(&id))
+            .is_some_and(|s| s.inbound_qos2.remove(&rel.packet_id));
+        let mut comp = PubResponse::new(rel.packet_id);
+        if !known {
+            comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.send_packet(conn, &Packet::PubComp(comp));
+    }
+
+    pub(crate) fn handle_puback(&mut self, now: Instant, conn: ConnectionId, ack: PubResponse) {
+        let Some(session_id) = self.connections.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        if let Some((_, Inflight::Published(d))) = session.inflight.get(&ack.packet_id)
+            && d.qos == QoS::AtLeastOnce
+        {
+            session.inflight.remove(&ack.packet_id);
+            self.drain_queue(now, session_id);
+        }
+    }
+
+    pub(crate) fn handle_pubrec(&mut self, now: Instant, conn: ConnectionId, rec: PubResponse) {
+        let Some(session_id) = self.connections.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        match session.inflight.get_mut(&rec.packet_id) {
+            Some((_, inflight @ Inflight::Published(_))) => {
+                if rec.reason_code.is_error() {
+                    // §4.3.3: an error PUBREC ends the exchange; no PUBREL.
+                    session.inflight.remove(&rec.packet_id);
+                    return self.drain_queue(now, session_id);
+                }
+                *inflight = Inflight::Released;
+                self.send_packet(conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
+            }
+            Some((_, Inflight::Released)) => {
+                self.send_packet(conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
+            }
+            None => {
+                let mut rel = PubResponse::new(rec.packet_id);
+                rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                self.send_packet(conn, &Packet::PubRel(rel));
+            }
+        }
+    }
+
+    pub(crate) fn handle_pubcomp(&mut self, now: Instant, conn: ConnectionId, comp: PubResponse) {
+        let Some(session_id) = self.connections.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        if let Some((_, Inflight::Released)) = session.inflight.get(&comp.packet_id) {
+            session.inflight.remove(&comp.packet_id);
+            self.drain_queue(now, session_id);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Sessions (MQTT 5.0 §4.1): the state that outlives a network connection.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::sync::Arc;
+
+use bytes::Bytes;
+use musqratt_proto::bytestring::ByteString;
+use musqratt_proto::mqtt::{PublishProperties, SubscriptionIds, SubscriptionOptions};
+use musqratt_proto::{PacketId, QoS};
+
+use crate::ids::{ConnectionId, SessionId};
+use crate::time::Instant;
+
+/// An application message as the broker holds it, shared by every queue it sits in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Message {
+    pub(crate) topic: ByteString,
+    pub(crate) payload: Bytes,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    /// The publisher's properties, without Topic Alias and Subscription Identifiers, which
+    /// belong to one hop (§3.3.2.3.4, §3.3.2.3.8).
+    pub(crate) properties: PublishProperties,
+    /// When the Message Expiry Interval runs out (§3.3.2.3.3).
+    pub(crate) expires_at: Option<Instant>,
+    /// The publishing session, for No Local (§3.8.3.1).
+    pub(crate) publisher: Option<SessionId>,
+}
+
+impl Message {
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// One message on its way to one session: the QoS and flags of this delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) message: Arc<Message>,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) subscription_ids: SubscriptionIds,
+}
+
+/// An outbound QoS 1 or 2 delivery not yet completed (§4.3.2, §4.3.3).
+#[derive(Debug, Clone)]
+pub(crate) enum Inflight {
+    /// PUBLISH sent, waiting for PUBACK or PUBREC.
+    Published(Delivery),
+    /// PUBREC received and PUBREL sent, waiting for PUBCOMP. On resume the PUBREL is resent,
+    /// not the PUBLISH (MQTT-4.3.3-?; §4.4).
+    Released,
+}
+
+/// A subscription of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) id: Option<u32>,
+}
+
+/// A will waiting for its delay (§3.1.3.2.2) after its connection ended.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingWill {
+    pub(crate) message: Arc<Message>,
+    pub(crate) at: Instant,
+}
+
+/// A session: subscriptions and undelivered messages of one client identifier.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) client_id: ByteString,
+    pub(crate) conn: Option<ConnectionId>,
+    /// Session Expiry Interval in seconds; 0 ends the session with its connection.
+    pub(crate) expiry_interval: u32,
+    /// When a disconnected session ends.
+    pub(crate) expires_at: Option<Instant>,
+    pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
+    pub(crate) next_packet_id: PacketId,
+    /// Outbound QoS 1/2 deliveries by packet id, with their send order for resending in the
+    /// original order (MQTT-4.6.0-1).
+    pub(crate) inflight: BTreeMap<PacketId, (u64, Inflight)>,
+    pub(crate) inflight_seq: u64,
+    /// Deliveries waiting for the connection, for inflight room or for the socket to drain.
+    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) queued_bytes: usize,
+    /// Inbound QoS 2 packet ids delivered onward and waiting for PUBREL (Method B, §4.3.3).
+    pub(crate) inbound_qos2: BTreeSet<PacketId>,
+    pub(crate) will: Option<PendingWill>,
+}
+
+impl Session {
+    pub(crate) fn new(client_id: ByteString) -> Self {
+        Self {
+            client_id,
+            conn: None,
+            expiry_interval: 0,
+            expires_at: None,
+            subscriptions: BTreeMap::new(),
+            next_packet_id: PacketId::MIN,
+            inflight: BTreeMap::new(),
+            inflight_seq: 0,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inbound_qos2: BTreeSet::new(),
+            will: None,
+        }
+    }
+
+    /// A packet id not used by an inflight delivery (MQTT-2.2.1-3); the caller has checked
+    /// that fewer than 65,535 are in flight.
+    pub(crate) fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = id.next();
+            if !self.inflight.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub(crate) fn add_inflight(&mut self, id: PacketId, inflight: Inflight) {
+        self.inflight_seq += 1;
+        self.inflight.insert(id, (self.inflight_seq, inflight));
+    }
+
+    /// Removes a queued delivery from the front, keeping the byte count.
+    pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes -= delivery.message.payload.len();
+        Some(delivery)
+    }
+}

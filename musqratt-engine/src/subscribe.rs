@@ -1,0 +1,138 @@
+//! SUBSCRIBE and UNSUBSCRIBE (§3.8-3.11): subscriptions, retained messages on subscribe
+//! (§3.8.4, Retain Handling), and the topic backlog handed to a first subscriber.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use musqratt_proto::ProtocolVersion;
+use musqratt_proto::mqtt::{
+    AckProperties, Packet, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+use musqratt_proto::topic::split_shared;
+
+use crate::engine::Engine;
+use crate::ids::ConnectionId;
+use crate::session::{Delivery, Message, Subscription};
+use crate::time::Instant;
+
+impl Engine {
+    pub(crate) fn handle_subscribe(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        subscribe: Subscribe,
+    ) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let Some(session_id) = connection.session else { return };
+        let id = subscribe.properties.subscription_identifier;
+        if id.is_some() && !self.config.subscription_identifiers_available {
+            // §3.8.2.1.2: a Protocol Error when the CONNACK said they are not available.
+            return self.close(now, conn, ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, true);
+        }
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained: Vec<(Arc<Message>, Subscription)> = Vec::new();
+        let mut new_filters = Vec::new();
+        for (filter, mut options) in subscribe.filters {
+            let shared = split_shared(&filter).is_some();
+            let wildcard = filter.contains(['+', '#']);
+            if shared && !self.config.shared_subscription_available {
+                reason_codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                continue;
+            }
+            if wildcard && !self.config.wildcard_subscription_available {
+                reason_codes.push(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
+                continue;
+            }
+            // §3.9.3: the granted QoS may be lower than the one asked for.
+            options.qos = options.qos.min(self.config.maximum_qos);
+            let subscription = Subscription { options, id };
+            let Some(session) = self.sessions.get_mut(&session_id) else { return };
+            // MQTT-3.8.4-3: a subscription to the same filter replaces the old one.
+            let existed = session.subscriptions.insert(filter.clone(), subscription).is_some();
+            if self.subscribers.subscribe(&filter, session_id, subscription) {
+                self.announce_route(&filter, true);
+            }
+            reason_codes.push(ReasonCode(options.qos.bits()));
+            // Retained messages: never for a shared subscription (§4.8.2), and per Retain
+            // Handling otherwise (MQTT-3.3.1-9, -10, -11).
+            let send_retained = !shared
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in self.retained.matching(&filter, now) {
+                    retained.push((message, subscription));
+                }
+            }
+            if !existed {
+                new_filters.push(filter);
+            }
+        }
+        let suback = SubAck {
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        };
+        self.send_packet(conn, &Packet::SubAck(suback));
+        for (message, subscription) in retained {
+            let delivery = Delivery {
+                qos: message.qos.min(subscription.options.qos),
+                retain: true, // MQTT-3.3.1-8: sent because of a new subscription
+                subscription_ids: subscription.id.into_iter().collect(),
+                message,
+            };
+            self.deliver(now, session_id, delivery);
+        }
+        if self.config.backlog.enabled() {
+            for filter in new_filters {
+                self.release_backlog(now, &filter);
+            }
+        }
+    }
+
+    /// Hands the backlog of every topic the new filter matches to the subscribers now matching
+    /// it, in publish order, and forgets those topics' backlogs.
+    pub(crate) fn release_backlog(&mut self, now: Instant, filter: &str) {
+        let plain = split_shared(filter).map_or(Some(filter), |shared| shared.ok().map(|(_, f)| f));
+        let Some(plain) = plain else { return };
+        for message in self.backlog.take_matching(plain, now) {
+            self.route(now, message);
+        }
+    }
+
+    pub(crate) fn handle_unsubscribe(
+        &mut self,
+        _now: Instant,
+        conn: ConnectionId,
+        unsubscribe: Unsubscribe,
+    ) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let Some(session_id) = connection.session else { return };
+        let version = connection.version();
+        let mut reason_codes = Vec::new();
+        for filter in &unsubscribe.filters {
+            let Some(session) = self.sessions.get_mut(&session_id) else { return };
+            let existed = session.subscriptions.remove(filter).is_some();
+            if existed && self.subscribers.unsubscribe(filter, session_id) {
+                self.announce_route(filter, false);
+            }
+            // §3.11.3: 0x11 No subscription existed.
+            reason_codes.push(if existed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
+        }
+        if version != ProtocolVersion::V5 {
+            reason_codes.clear();
+        }
+        let unsuback = UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        };
+        self.send_packet(conn, &Packet::UnsubAck(unsuback));
+    }
+}
