@@ -179,11 +179,64 @@ fn v3_encoding_drops_v5_only_fields() {
     }
 }
 
-/// AUTH has no form before 5.0.
+/// Packets the encoder cannot write are refused with an error, `encoded_len` agrees, and nothing
+/// is appended to the buffer.
 #[test]
-fn auth_is_not_encoded_before_v5() {
-    let mut buf = BytesMut::new();
-    let auth = Packet::Auth(Default::default());
-    assert!(auth.encode(ProtocolVersion::V3_1_1, &mut buf).is_err());
-    assert!(buf.is_empty());
+fn unencodable_packets_are_refused_without_writing() {
+    use musqratt_proto::EncodeError;
+    use musqratt_proto::mqtt::{Connect, Publish};
+
+    #[track_caller]
+    fn refused(v: ProtocolVersion, packet: &Packet, error: EncodeError) {
+        let mut buf = BytesMut::from(&b"prefix"[..]);
+        assert_eq!(packet.encode(v, &mut buf), Err(error));
+        assert_eq!(&buf[..], b"prefix", "nothing written on error");
+        assert_eq!(packet.encoded_len(v), Err(error));
+    }
+
+    // MQTT-3.1.2-22: 3.1.1 has no password without a user name.
+    let connect = Connect {
+        protocol: ProtocolVersion::V3_1_1,
+        clean_start: true,
+        keep_alive: 0,
+        client_id: "c".into(),
+        will: None,
+        username: None,
+        password: Some(Bytes::from_static(b"p")),
+        properties: Default::default(),
+    };
+    refused(ProtocolVersion::V3_1_1, &Packet::Connect(connect), EncodeError::NotRepresentable);
+
+    // §1.5.4: a string longer than 65,535 bytes.
+    let long = "x".repeat(65_536);
+    let publish = Publish::new(long.clone().into(), Bytes::new());
+    refused(ProtocolVersion::V5, &Packet::Publish(publish), EncodeError::FieldTooLong);
+    let unsubscribe = musqratt_proto::mqtt::Unsubscribe {
+        packet_id: PacketId::MIN,
+        filters: vec![long.into()],
+        properties: Default::default(),
+    };
+    refused(ProtocolVersion::V3_1_1, &Packet::Unsubscribe(unsubscribe), EncodeError::FieldTooLong);
+
+    // §3.3.2.2: a packet identifier exactly when QoS > 0.
+    let mut no_id = Publish::new("t".into(), Bytes::new());
+    no_id.qos = QoS::AtLeastOnce;
+    refused(ProtocolVersion::V3_1_1, &Packet::Publish(no_id), EncodeError::NotRepresentable);
+    let mut id_at_qos0 = Publish::new("t".into(), Bytes::new());
+    id_at_qos0.packet_id = Some(PacketId::MIN);
+    refused(ProtocolVersion::V3_1_1, &Packet::Publish(id_at_qos0), EncodeError::NotRepresentable);
+
+    // §3.8.2.1.2: a Subscription Identifier is 1 to 268,435,455.
+    for id in [0, common::MAX_VARINT + 1] {
+        let mut publish = Publish::new("t".into(), Bytes::new());
+        publish.properties.subscription_identifiers.push(id);
+        refused(ProtocolVersion::V5, &Packet::Publish(publish), EncodeError::NotRepresentable);
+    }
+
+    // AUTH before 5.0.
+    refused(
+        ProtocolVersion::V3_1_1,
+        &Packet::Auth(Default::default()),
+        EncodeError::NotRepresentable,
+    );
 }
