@@ -129,6 +129,10 @@ impl Connect {
     /// are computed once.
     pub(crate) fn body_len(&self) -> Result<usize, EncodeError> {
         let v5 = self.protocol.is_v5();
+        // Checked here, before the fixed header is written and for `encoded_len` alike.
+        if self.password.is_some() && self.username.is_none() && !v5 {
+            return Err(EncodeError::NotRepresentable); // MQTT-3.1.2-22
+        }
         let mut len = binary_len(self.protocol.protocol_name().as_bytes())? + 1 + 1 + 2;
         if v5 {
             len += self.properties.encoded_len()?;
@@ -151,9 +155,6 @@ impl Connect {
 
     pub(crate) fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let v5 = self.protocol.is_v5();
-        if self.password.is_some() && self.username.is_none() && !v5 {
-            return Err(EncodeError::NotRepresentable); // MQTT-3.1.2-22
-        }
         write_binary(dst, self.protocol.protocol_name().as_bytes());
         dst.put_u8(self.protocol.level());
         let mut flags = 0;

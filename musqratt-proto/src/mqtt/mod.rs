@@ -210,6 +210,7 @@ impl Packet {
             Self::UnsubAck(p) => p.body_len(version),
             Self::PingReq | Self::PingResp => Ok(0),
             Self::Disconnect(p) => p.body_len(version),
+            Self::Auth(_) if !version.is_v5() => Err(EncodeError::NotRepresentable),
             Self::Auth(p) => p.body_len(),
         }
     }
