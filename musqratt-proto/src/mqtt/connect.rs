@@ -227,7 +227,8 @@ impl ConnAck {
         version: ProtocolVersion,
         dst: &mut BytesMut,
     ) -> Result<(), EncodeError> {
-        dst.put_u8(u8::from(self.session_present));
+        // MQTT 3.1 reserves the whole acknowledge flags byte; Session Present came with 3.1.1.
+        dst.put_u8(u8::from(self.session_present && version != ProtocolVersion::V3_1));
         if version.is_v5() {
             dst.put_u8(self.reason_code.0);
             self.properties.encode(self.properties.body_len()?, dst);

@@ -89,8 +89,9 @@ impl PropertyKind for MaxQoS {
             _ => Err(DecodeError::InvalidPropertyValue(id)),
         }
     }
-    fn len(_: &QoS) -> Result<usize, EncodeError> {
-        Ok(1)
+    fn len(value: &QoS) -> Result<usize, EncodeError> {
+        // §3.2.2.3.4: Maximum QoS is 0 or 1; a server supporting QoS 2 leaves it out.
+        if *value == QoS::ExactlyOnce { Err(EncodeError::NotRepresentable) } else { Ok(1) }
     }
     fn write(value: &QoS, dst: &mut BytesMut) {
         dst.put_u8(value.bits());
