@@ -315,7 +315,9 @@ pub(crate) fn connack(g: &mut Gen, v: ProtocolVersion) -> ConnAck {
     } else {
         ReasonCode::from_v3_connack(below(g, 6) as u8).expect("0..=5 are return codes")
     };
-    ConnAck { session_present: coin(g), reason_code, properties: props(g, v, connack_properties) }
+    // MQTT 3.1 has no Session Present flag: its acknowledge flags byte is reserved.
+    let session_present = coin(g) && v != ProtocolVersion::V3_1;
+    ConnAck { session_present, reason_code, properties: props(g, v, connack_properties) }
 }
 
 pub(crate) fn publish(g: &mut Gen, v: ProtocolVersion) -> Publish {
