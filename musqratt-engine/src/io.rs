@@ -57,6 +57,10 @@ pub enum Input {
         /// What it sent.
         message: ShardMessage,
     },
+    /// The broker is stopping: every MQTT 5.0 client is sent DISCONNECT 0x8B Server shutting
+    /// down (§3.14.2.1) and every connection is closed. Wills are not published: the clients
+    /// did nothing wrong and their sessions end with the process.
+    Shutdown,
     /// The runtime's answer to [`Action::Authenticate`].
     AuthDecision {
         /// The connection that asked.
