@@ -94,6 +94,16 @@ impl Engine {
             Input::AuthDecision { conn, decision } => {
                 self.handle_auth_decision(now, conn, decision)
             }
+            Input::Shutdown => {
+                let conns: alloc::vec::Vec<ConnectionId> =
+                    self.connections.keys().copied().collect();
+                for conn in conns {
+                    if let Some(connection) = self.connections.get_mut(&conn) {
+                        connection.will = None;
+                    }
+                    self.close(now, conn, ReasonCode::SERVER_SHUTTING_DOWN, true);
+                }
+            }
         }
     }
 
