@@ -100,11 +100,7 @@ fn script(ops: &[Op]) -> String {
                     TOPICS[*topic],
                     u8::from(*retain)
                 );
-                if *qos == 2 {
-                    writeln!(out, "send {name} PUBREL {id}")
-                } else {
-                    line
-                }
+                if *qos == 2 { writeln!(out, "send {name} PUBREL {id}") } else { line }
             }
             Op::Close { client } => writeln!(out, "close {}", CLIENTS[*client]),
             Op::Disconnect { client } => writeln!(out, "disconnect {}", CLIENTS[*client]),
