@@ -172,9 +172,13 @@ impl Engine {
 
         // Session takeover (§3.1.4, MQTT-3.1.4-3): the old connection is told 0x8E and closed;
         // its will follows the usual rules (it did not disconnect normally).
+        // Its will is held back until this connection has the session, so that where it goes
+        // does not depend on whether it travels through another shard.
         let existing = self.client_ids.get(&client_id).copied();
+        let mut taken_over_will = None;
         if let Some(old_conn) = existing.and_then(|id| self.sessions.get(&id)).and_then(|s| s.conn)
         {
+            taken_over_will = self.connections.get_mut(&old_conn).and_then(|c| c.will.take());
             self.close(now, old_conn, ReasonCode::SESSION_TAKEN_OVER, true);
         }
         let existing = self.client_ids.get(&client_id).copied();
@@ -275,6 +279,13 @@ impl Engine {
         self.emit(Event::Connected { conn, client_id, session_present });
         if session_present {
             self.resume(now, session_id, conn);
+        }
+        if let Some((message, delay)) = taken_over_will {
+            // §3.1.3.2.2: a will with a delay is cancelled by this reconnect when the session
+            // goes on; otherwise it is due now.
+            if delay == 0 || !session_present {
+                self.publish_will(now, message);
+            }
         }
     }
 

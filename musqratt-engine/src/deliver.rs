@@ -24,10 +24,10 @@ impl Engine {
             None if delivery.qos == QoS::AtMostOnce => {}
             Some(conn) if session.queue.is_empty() => {
                 if let Some(delivery) = self.try_send(now, session_id, conn, delivery) {
-                    self.enqueue(session_id, delivery);
+                    self.enqueue(now, session_id, delivery);
                 }
             }
-            _ => self.enqueue(session_id, delivery),
+            _ => self.enqueue(now, session_id, delivery),
         }
     }
 
@@ -86,9 +86,17 @@ impl Engine {
     }
 
     /// Queues a delivery for later, within the session's bounds; a drop is reported.
-    fn enqueue(&mut self, session_id: SessionId, delivery: Delivery) {
+    fn enqueue(&mut self, now: Instant, session_id: SessionId, delivery: Delivery) {
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
         let size = delivery.message.payload.len();
+        let full = |session: &crate::session::Session| {
+            session.queue.len() >= self.config.max_queued_messages
+                || session.queued_bytes + size > self.config.max_queued_bytes
+        };
+        if full(session) {
+            // Expired messages leave the queue before a live one is refused (§3.3.2.3.3).
+            session.remove_expired(now);
+        }
         if session.queue.len() >= self.config.max_queued_messages
             || session.queued_bytes + size > self.config.max_queued_bytes
         {

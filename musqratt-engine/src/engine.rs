@@ -14,7 +14,7 @@ use crate::ids::{ConnectionId, SessionId};
 use crate::io::{Action, Event, Input};
 use crate::retained::Retained;
 use crate::session::Session;
-use crate::shards::{RouteTable, owner_of};
+use crate::shards::{RouteTable, SharedGroups, owner_of};
 use crate::subscribers::Subscribers;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -34,6 +34,7 @@ pub struct Engine {
     pub(crate) backlog: Backlog,
     pub(crate) timers: Timers,
     pub(crate) routes: RouteTable,
+    pub(crate) shared_groups: SharedGroups,
     actions: VecDeque<Action>,
     /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
     rng: u64,
@@ -55,6 +56,7 @@ impl Engine {
             backlog: Backlog::default(),
             timers: Timers::default(),
             routes: RouteTable::default(),
+            shared_groups: SharedGroups::default(),
             actions: VecDeque::new(),
             rng,
         }
@@ -241,12 +243,25 @@ impl Engine {
 
     /// Encodes and queues a packet in the connection's version.
     pub(crate) fn send_packet(&mut self, conn: ConnectionId, packet: &Packet) {
-        let Some(connection) = self.connections.get(&conn) else { return };
+        self.send_packet_at(self.actions.len(), conn, packet);
+    }
+
+    /// Where the next action will be queued: a mark for [`Engine::send_packet_at`].
+    pub(crate) fn action_mark(&self) -> usize {
+        self.actions.len()
+    }
+
+    /// Encodes a packet and queues it at `mark`, ahead of the actions queued since the mark
+    /// was taken.
+    pub(crate) fn send_packet_at(&mut self, mark: usize, conn: ConnectionId, packet: &Packet) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
         let version = connection.version();
         let mut buf = BytesMut::new();
         // Packets the engine builds always fit the format; one that does not is not sent.
         if packet.encode(version, &mut buf).is_ok() {
-            self.send(conn, buf.freeze());
+            connection.unwritten += buf.len();
+            let at = mark.min(self.actions.len());
+            self.actions.insert(at, Action::Send { conn, bytes: buf.freeze() });
         }
     }
 
@@ -329,9 +344,7 @@ impl Engine {
             self.client_ids.remove(&session.client_id);
         }
         for filter in session.subscriptions.keys() {
-            if self.subscribers.unsubscribe(filter, id) {
-                self.announce_route(filter, false);
-            }
+            self.subscription_changed(filter, id, &session.client_id, None);
         }
         if let Some(will) = session.will {
             self.publish_will(now, will.message);

@@ -75,6 +75,10 @@ impl Engine {
             expires_at,
             publisher: Some(session_id),
         };
+        // The acknowledgement goes out ahead of the deliveries the publish causes: a delivery on
+        // another shard cannot come before it, so neither may a local one (sharding stays
+        // invisible to clients), and the publisher learns of it soonest.
+        let mark = self.action_mark();
         let matched = self.route(now, Arc::new(message));
         let Some(id) = packet_id else { return };
         let mut response = PubResponse::new(id);
@@ -82,12 +86,12 @@ impl Engine {
             response.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
         }
         if qos == QoS::AtLeastOnce {
-            self.send_packet(conn, &Packet::PubAck(response));
+            self.send_packet_at(mark, conn, &Packet::PubAck(response));
         } else {
             if let Some(session) = self.sessions.get_mut(&session_id) {
                 session.inbound_qos2.insert(id);
             }
-            self.send_packet(conn, &Packet::PubRec(response));
+            self.send_packet_at(mark, conn, &Packet::PubRec(response));
         }
     }
 

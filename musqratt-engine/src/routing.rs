@@ -3,24 +3,29 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::SubscriptionIds;
+use musqratt_proto::topic::split_shared;
 use smallvec::SmallVec;
 
 use crate::engine::Engine;
 use crate::ids::{SessionId, ShardId};
 use crate::io::{Action, DropReason, Event};
 use crate::session::{Delivery, Message, Subscription};
-use crate::shards::{GroupKey, ShardMessage, ShardMessageKind};
+use crate::shards::{GroupKey, Member, ShardMessage, ShardMessageKind, group_owner};
 use crate::time::Instant;
+
+/// Shared group members of this shard picked for one message.
+type SharedPicks = SmallVec<[(SessionId, Subscription); 2]>;
 
 /// What a publish sends to one other shard.
 #[derive(Default)]
 struct Forward {
     plain: bool,
-    groups: SmallVec<[GroupKey; 1]>,
+    members: SmallVec<[Member; 1]>,
 }
 
 impl Engine {
@@ -44,35 +49,33 @@ impl Engine {
                 forwards.entry(shard).or_default().plain = true;
             }
         }
-        // Shared groups: one shard among those with members, then one member there.
-        let mut groups = self.routes.shared_groups(&message.topic);
-        for key in self.subscribers.shared_groups(&message.topic) {
-            groups.entry(key.clone()).or_default().insert(self.config.shard);
-        }
-        for (key, candidates) in groups {
-            match self.routes.pick(&key, &candidates) {
-                Some(shard) if shard == self.config.shard => {
-                    matches.extend(self.subscribers.pick_member(&key));
-                }
-                Some(shard) => forwards.entry(shard).or_default().groups.push(key),
-                None => {}
+        // Shared groups: served by each group's owner shard (here, or sent there).
+        let mut keys = BTreeSet::new();
+        self.routes.shared_groups(&message.topic, &mut keys);
+        keys.extend(self.subscribers.shared_groups(&message.topic).cloned());
+        let mut owners: BTreeMap<ShardId, SmallVec<[GroupKey; 1]>> = BTreeMap::new();
+        let any_group = !keys.is_empty();
+        let mut picks = SharedPicks::new();
+        for key in keys {
+            let owner = group_owner(&key, self.config.shard_count);
+            if owner == self.config.shard {
+                self.serve_shared(key, &mut picks, &mut forwards);
+            } else {
+                owners.entry(owner).or_default().push(key);
             }
         }
-        let matched = !matches.is_empty() || !forwards.is_empty();
-        self.deliver_matches(now, &message, &mut matches);
+        let matched = !matches.is_empty() || !forwards.is_empty() || any_group;
+        self.deliver_matches(now, &message, &mut matches, &picks);
         self.subscribers.scratch = matches;
 
-        if !forwards.is_empty() {
+        if !forwards.is_empty() || !owners.is_empty() {
             // The publisher's own subscriptions are on this shard: No Local never applies there.
             let mut remote = Message::clone(&message);
             remote.publisher = None;
             let remote = Arc::new(remote);
-            for (to, forward) in forwards {
-                let kind = ShardMessageKind::Publish {
-                    message: Arc::clone(&remote),
-                    plain: forward.plain,
-                    groups: forward.groups,
-                };
+            self.send_forwards(&remote, forwards);
+            for (to, keys) in owners {
+                let kind = ShardMessageKind::SharedPublish { message: Arc::clone(&remote), keys };
                 self.push_action(Action::ToShard { to, message: ShardMessage(kind) });
             }
         }
@@ -82,40 +85,55 @@ impl Engine {
         matched
     }
 
-    /// Delivers to the matched subscriptions of this shard: one copy per session at the highest
-    /// QoS of its matching subscriptions, with all their identifiers (MQTT-3.3.4-2, -3, -5).
+    /// Picks the member of a group this shard owns that gets the message: a local subscription
+    /// goes to `matches`, a member on another shard to `forwards`.
+    fn serve_shared(
+        &mut self,
+        key: GroupKey,
+        picks: &mut SharedPicks,
+        forwards: &mut BTreeMap<ShardId, Forward>,
+    ) {
+        let Some((client_id, shard)) = self.shared_groups.pick(&key) else { return };
+        if shard == self.config.shard {
+            picks.extend(self.subscribers.member(&key, &client_id));
+        } else {
+            forwards.entry(shard).or_default().members.push((key, client_id));
+        }
+    }
+
+    fn send_forwards(&mut self, message: &Arc<Message>, forwards: BTreeMap<ShardId, Forward>) {
+        for (to, forward) in forwards {
+            let kind = ShardMessageKind::Publish {
+                message: Arc::clone(message),
+                plain: forward.plain,
+                members: forward.members,
+            };
+            self.push_action(Action::ToShard { to, message: ShardMessage(kind) });
+        }
+    }
+
+    /// Delivers to the matched plain subscriptions of this shard: one copy per session at the
+    /// highest QoS of its matching subscriptions, with all their identifiers (MQTT-3.3.4-2, -3,
+    /// -5); then one copy to each picked shared group member (§4.8.2: a shared subscription
+    /// gives its own copy, besides any non-shared one).
     fn deliver_matches(
         &mut self,
         now: Instant,
         message: &Arc<Message>,
-        matches: &mut alloc::vec::Vec<(SessionId, Subscription)>,
+        matches: &mut Vec<(SessionId, Subscription)>,
+        shared_picks: &[(SessionId, Subscription)],
     ) {
         // No Local (MQTT-3.8.3-3): not back to the publisher's own subscriptions.
         matches.retain(|(session, sub)| {
             !(sub.options.no_local && message.publisher == Some(*session))
         });
         matches.sort_by_key(|(session, _)| *session);
-        let mut index = 0;
-        while index < matches.len() {
-            let session = matches[index].0;
-            let mut qos = QoS::AtMostOnce;
-            let mut retain_as_published = false;
-            let mut subscription_ids = SubscriptionIds::new();
-            while index < matches.len() && matches[index].0 == session {
-                let sub = matches[index].1;
-                qos = qos.max(sub.options.qos);
-                retain_as_published |= sub.options.retain_as_published;
-                subscription_ids.extend(sub.id);
-                index += 1;
-            }
-            let delivery = Delivery {
-                qos: qos.min(message.qos),
-                // MQTT-3.3.1-12, -13: RETAIN is kept only for Retain As Published.
-                retain: message.retain && retain_as_published,
-                subscription_ids,
-                message: Arc::clone(message),
-            };
-            self.deliver(now, session, delivery);
+        for run in matches.chunk_by(|a, b| a.0 == b.0) {
+            let delivery = delivery(message, run.iter().map(|(_, sub)| sub));
+            self.deliver(now, run[0].0, delivery);
+        }
+        for (session, sub) in shared_picks {
+            self.deliver(now, *session, delivery(message, core::iter::once(sub)));
         }
     }
 
@@ -135,24 +153,66 @@ impl Engine {
                 }
             }
             ShardMessageKind::Retain(message) => self.retained.store(&message),
-            ShardMessageKind::Publish { message, plain, groups } => {
+            ShardMessageKind::SharedMember { key, client_id, add } => {
+                self.shared_groups.update(key, client_id, from, add);
+            }
+            ShardMessageKind::SharedPublish { message, keys } => {
+                let mut picks = SharedPicks::new();
+                let mut forwards = BTreeMap::new();
+                for key in keys {
+                    self.serve_shared(key, &mut picks, &mut forwards);
+                }
+                self.deliver_matches(now, &message, &mut Vec::new(), &picks);
+                self.send_forwards(&message, forwards);
+            }
+            ShardMessageKind::Publish { message, plain, members } => {
                 let mut matches = core::mem::take(&mut self.subscribers.scratch);
                 matches.clear();
                 if plain {
                     self.subscribers.collect_plain(&message.topic, &mut matches);
                 }
-                for key in &groups {
-                    matches.extend(self.subscribers.pick_member(key));
-                }
-                self.deliver_matches(now, &message, &mut matches);
+                // A member that left since its group's owner picked it misses this message.
+                let picks: SharedPicks =
+                    members.iter().filter_map(|(key, c)| self.subscribers.member(key, c)).collect();
+                self.deliver_matches(now, &message, &mut matches, &picks);
                 self.subscribers.scratch = matches;
+            }
+        }
+    }
+
+    /// Records a subscription change of a local session: the other shards hear of a filter's
+    /// first and last local subscriber, and a shared group's owner of every member.
+    pub(crate) fn subscription_changed(
+        &mut self,
+        filter: &ByteString,
+        session: SessionId,
+        client_id: &ByteString,
+        subscription: Option<Subscription>,
+    ) {
+        let add = subscription.is_some();
+        let edge = match subscription {
+            Some(sub) => self.subscribers.subscribe(filter, session, client_id, sub),
+            None => self.subscribers.unsubscribe(filter, session, client_id),
+        };
+        if edge {
+            self.announce_route(filter, add);
+        }
+        if let Some(Ok((group, inner))) = split_shared(filter) {
+            let key = (ByteString::from(inner), ByteString::from(group));
+            let owner = group_owner(&key, self.config.shard_count);
+            if owner == self.config.shard {
+                self.shared_groups.update(key, client_id.clone(), owner, add);
+            } else {
+                let kind =
+                    ShardMessageKind::SharedMember { key, client_id: client_id.clone(), add };
+                self.push_action(Action::ToShard { to: owner, message: ShardMessage(kind) });
             }
         }
     }
 
     /// Tells every other shard that this one gained its first or lost its last subscriber on a
     /// filter.
-    pub(crate) fn announce_route(&mut self, filter: &ByteString, add: bool) {
+    fn announce_route(&mut self, filter: &ByteString, add: bool) {
         self.broadcast(&ShardMessageKind::Route { filter: filter.clone(), add });
     }
 
@@ -170,5 +230,24 @@ impl Engine {
             let client_id = ByteString::new();
             self.emit(Event::MessageDropped { client_id, reason: DropReason::BacklogFull });
         }
+    }
+}
+
+/// One delivery of `message` for the subscriptions of one session that it matches.
+fn delivery<'a>(message: &Arc<Message>, subs: impl Iterator<Item = &'a Subscription>) -> Delivery {
+    let mut qos = QoS::AtMostOnce;
+    let mut retain_as_published = false;
+    let mut subscription_ids = SubscriptionIds::new();
+    for sub in subs {
+        qos = qos.max(sub.options.qos);
+        retain_as_published |= sub.options.retain_as_published;
+        subscription_ids.extend(sub.id);
+    }
+    Delivery {
+        qos: qos.min(message.qos),
+        // MQTT-3.3.1-12, -13: RETAIN is kept only for Retain As Published.
+        retain: message.retain && retain_as_published,
+        subscription_ids,
+        message: Arc::clone(message),
     }
 }

@@ -124,6 +124,12 @@ impl Session {
         self.inflight.insert(id, (self.inflight_seq, inflight));
     }
 
+    /// Drops queued deliveries whose message has expired.
+    pub(crate) fn remove_expired(&mut self, now: Instant) {
+        self.queue.retain(|delivery| !delivery.message.is_expired(now));
+        self.queued_bytes = self.queue.iter().map(|d| d.message.payload.len()).sum();
+    }
+
     /// Removes a queued delivery from the front, keeping the byte count.
     pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
         let delivery = self.queue.pop_front()?;

@@ -7,9 +7,10 @@
 //! a replica of the route table that every shard keeps from the others' announcements. Retained
 //! messages are replicated to every shard.
 //!
-//! A shared subscription group may have members on several shards; the publishing shard picks
-//! one shard holding members (round robin) and that shard picks one of its members, so each
-//! message still reaches exactly one member of the group (§4.8.2).
+//! A shared subscription group may have members on several shards. One shard, chosen by hashing
+//! the group, owns its member list and round robin position: publishers send the group's
+//! messages there and it forwards each to the one member it picks (§4.8.2). With one shard or
+//! with many, members are picked in the same order, so sharding stays invisible to clients.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
@@ -32,12 +33,19 @@ pub(crate) type GroupKey = (ByteString, ByteString);
 pub(crate) enum ShardMessageKind {
     /// The sender now has at least one subscriber on `filter` (`add`), or none any more.
     Route { filter: ByteString, add: bool },
-    /// A message for the receiver's own subscribers: the plain ones when `plain`, and one member
-    /// of each listed shared group.
-    Publish { message: Arc<Message>, plain: bool, groups: SmallVec<[GroupKey; 1]> },
+    /// To a shared group's owner shard: a client of the sender joined or left the group.
+    SharedMember { key: GroupKey, client_id: ByteString, add: bool },
+    /// To a shared group's owner shard: pick a member of each group for this message.
+    SharedPublish { message: Arc<Message>, keys: SmallVec<[GroupKey; 1]> },
+    /// A message for the receiver's own subscribers: the plain ones when `plain`, and the
+    /// listed members of shared groups (chosen by each group's owner).
+    Publish { message: Arc<Message>, plain: bool, members: SmallVec<[Member; 1]> },
     /// A retained message to store (or delete, with an empty payload).
     Retain(Arc<Message>),
 }
+
+/// A member of a shared group: the group and the member's client identifier.
+pub(crate) type Member = (GroupKey, ByteString);
 
 /// The shard that owns a client identifier: FNV-1a, stable across runs and platforms.
 pub(crate) fn owner_of(client_id: &str, shard_count: u16) -> ShardId {
@@ -49,13 +57,64 @@ pub(crate) fn owner_of(client_id: &str, shard_count: u16) -> ShardId {
     ShardId((hash % u64::from(shard_count.max(1))) as u16)
 }
 
+/// The shard that serves a shared subscription group: it holds the member list and the round
+/// robin position, so that the sequence of members is the same whatever the number of shards.
+pub(crate) fn group_owner(key: &GroupKey, shard_count: u16) -> ShardId {
+    let (filter, group) = key;
+    owner_of(&alloc::format!("{group}/{filter}"), shard_count)
+}
+
+/// The shared groups this shard owns: every member on every shard, ordered by client
+/// identifier, and where the round robin stands (§4.8.2: each message to one member).
+#[derive(Debug, Default)]
+pub(crate) struct SharedGroups {
+    groups: BTreeMap<GroupKey, OwnedGroup>,
+}
+
+#[derive(Debug, Default)]
+struct OwnedGroup {
+    members: BTreeMap<ByteString, ShardId>,
+    /// The member that got the last message.
+    cursor: Option<ByteString>,
+}
+
+impl SharedGroups {
+    pub(crate) fn update(
+        &mut self,
+        key: GroupKey,
+        client_id: ByteString,
+        shard: ShardId,
+        add: bool,
+    ) {
+        if add {
+            self.groups.entry(key).or_default().members.insert(client_id, shard);
+        } else if let Some(group) = self.groups.get_mut(&key) {
+            group.members.remove(&client_id);
+            if group.members.is_empty() {
+                self.groups.remove(&key);
+            }
+        }
+    }
+
+    /// The next member of a group, round robin in client identifier order.
+    pub(crate) fn pick(&mut self, key: &GroupKey) -> Option<(ByteString, ShardId)> {
+        let group = self.groups.get_mut(key)?;
+        let next = group
+            .cursor
+            .as_ref()
+            .and_then(|last| group.members.range(last.clone()..).find(|(c, _)| *c != last))
+            .or_else(|| group.members.iter().next())
+            .map(|(client, shard)| (client.clone(), *shard))?;
+        group.cursor = Some(next.0.clone());
+        Some(next)
+    }
+}
+
 /// Where the other shards have subscribers.
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
     plain: BTreeMap<ByteString, BTreeSet<ShardId>>,
     shared: BTreeMap<GroupKey, BTreeSet<ShardId>>,
-    /// Round robin position per shared group: the shard that got the last message.
-    cursors: BTreeMap<GroupKey, ShardId>,
 }
 
 impl RouteTable {
@@ -79,28 +138,10 @@ impl RouteTable {
         }
     }
 
-    /// The shared groups matching `topic` with the shards that have members of them.
-    pub(crate) fn shared_groups(&self, topic: &str) -> BTreeMap<GroupKey, BTreeSet<ShardId>> {
-        self.shared
-            .iter()
-            .filter(|((filter, _), _)| matches(filter, topic))
-            .map(|(key, shards)| (key.clone(), shards.clone()))
-            .collect()
-    }
-
-    /// Picks the next shard of a group's candidates, round robin.
-    pub(crate) fn pick(
-        &mut self,
-        key: &GroupKey,
-        candidates: &BTreeSet<ShardId>,
-    ) -> Option<ShardId> {
-        let last = self.cursors.get(key).copied();
-        let next = last
-            .and_then(|last| candidates.range(last..).find(|s| **s != last))
-            .or_else(|| candidates.first())
-            .copied()?;
-        self.cursors.insert(key.clone(), next);
-        Some(next)
+    /// Adds to `out` the shared groups of other shards that `topic` matches.
+    pub(crate) fn shared_groups(&self, topic: &str, out: &mut BTreeSet<GroupKey>) {
+        let matching = self.shared.keys().filter(|(filter, _)| matches(filter, topic));
+        out.extend(matching.cloned());
     }
 }
 

@@ -49,9 +49,8 @@ impl Engine {
             let Some(session) = self.sessions.get_mut(&session_id) else { return };
             // MQTT-3.8.4-3: a subscription to the same filter replaces the old one.
             let existed = session.subscriptions.insert(filter.clone(), subscription).is_some();
-            if self.subscribers.subscribe(&filter, session_id, subscription) {
-                self.announce_route(&filter, true);
-            }
+            let client_id = session.client_id.clone();
+            self.subscription_changed(&filter, session_id, &client_id, Some(subscription));
             reason_codes.push(ReasonCode(options.qos.bits()));
             // Retained messages: never for a shared subscription (§4.8.2), and per Retain
             // Handling otherwise (MQTT-3.3.1-9, -10, -11).
@@ -115,8 +114,9 @@ impl Engine {
         for filter in &unsubscribe.filters {
             let Some(session) = self.sessions.get_mut(&session_id) else { return };
             let existed = session.subscriptions.remove(filter).is_some();
-            if existed && self.subscribers.unsubscribe(filter, session_id) {
-                self.announce_route(filter, false);
+            if existed {
+                let client_id = session.client_id.clone();
+                self.subscription_changed(filter, session_id, &client_id, None);
             }
             // §3.11.3: 0x11 No subscription existed.
             reason_codes.push(if existed {

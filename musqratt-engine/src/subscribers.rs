@@ -14,16 +14,11 @@ use crate::session::Subscription;
 use crate::shards::GroupKey;
 
 #[derive(Debug, Default)]
-struct SharedGroup {
-    members: BTreeMap<SessionId, Subscription>,
-    /// Round robin position: the member that got the last message.
-    cursor: Option<SessionId>,
-}
-
-#[derive(Debug, Default)]
 pub(crate) struct Subscribers {
     plain: BTreeMap<ByteString, BTreeMap<SessionId, Subscription>>,
-    shared: BTreeMap<GroupKey, SharedGroup>,
+    /// This shard's members of shared groups, by client identifier; which member gets a
+    /// message is decided by the group's owner shard (`shards::SharedGroups`).
+    shared: BTreeMap<GroupKey, BTreeMap<ByteString, (SessionId, Subscription)>>,
     /// A buffer reused by every publish for its matches.
     pub(crate) scratch: Vec<(SessionId, Subscription)>,
 }
@@ -35,28 +30,38 @@ impl Subscribers {
         &mut self,
         filter: &str,
         session: SessionId,
+        client_id: &ByteString,
         sub: Subscription,
     ) -> bool {
-        let members = match split_shared(filter) {
-            Some(Ok((group, inner))) => {
-                let key = (ByteString::from(inner), ByteString::from(group));
-                &mut self.shared.entry(key).or_default().members
-            }
-            Some(Err(_)) => return false,
-            None => self.plain.entry(ByteString::from(filter)).or_default(),
-        };
-        members.insert(session, sub);
-        members.len() == 1
-    }
-
-    /// Removes a subscription; true when it was the shard's last on this filter.
-    pub(crate) fn unsubscribe(&mut self, filter: &str, session: SessionId) -> bool {
         match split_shared(filter) {
             Some(Ok((group, inner))) => {
                 let key = (ByteString::from(inner), ByteString::from(group));
-                let Some(shared) = self.shared.get_mut(&key) else { return false };
-                let removed = shared.members.remove(&session).is_some();
-                let last = removed && shared.members.is_empty();
+                let members = self.shared.entry(key).or_default();
+                members.insert(client_id.clone(), (session, sub));
+                members.len() == 1
+            }
+            Some(Err(_)) => false,
+            None => {
+                let sessions = self.plain.entry(ByteString::from(filter)).or_default();
+                sessions.insert(session, sub);
+                sessions.len() == 1
+            }
+        }
+    }
+
+    /// Removes a subscription; true when it was the shard's last on this filter.
+    pub(crate) fn unsubscribe(
+        &mut self,
+        filter: &str,
+        session: SessionId,
+        client_id: &ByteString,
+    ) -> bool {
+        match split_shared(filter) {
+            Some(Ok((group, inner))) => {
+                let key = (ByteString::from(inner), ByteString::from(group));
+                let Some(members) = self.shared.get_mut(&key) else { return false };
+                let removed = members.remove(client_id).is_some();
+                let last = removed && members.is_empty();
                 if last {
                     self.shared.remove(&key);
                 }
@@ -89,15 +94,12 @@ impl Subscribers {
         self.shared.keys().filter(move |(filter, _)| matches(filter, topic))
     }
 
-    /// The next member of a group, round robin (§4.8.2: each message to one member).
-    pub(crate) fn pick_member(&mut self, key: &GroupKey) -> Option<(SessionId, Subscription)> {
-        let group = self.shared.get_mut(key)?;
-        let next = group
-            .cursor
-            .and_then(|last| group.members.range(last..).find(|(s, _)| **s != last))
-            .or_else(|| group.members.iter().next())
-            .map(|(session, sub)| (*session, *sub))?;
-        group.cursor = Some(next.0);
-        Some(next)
+    /// The subscription of one member of a shared group, if it is still here.
+    pub(crate) fn member(
+        &self,
+        key: &GroupKey,
+        client_id: &ByteString,
+    ) -> Option<(SessionId, Subscription)> {
+        self.shared.get(key)?.get(client_id).copied()
     }
 }

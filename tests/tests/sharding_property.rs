@@ -8,10 +8,9 @@ use musqratt_tests::script::run;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 const CLIENTS: [&str; 4] = ["c0", "c1", "c2", "c3"];
-/// No shared subscriptions: which member of a group gets a message is the server's choice
-/// (§4.8.2), and round robin cursors kept per publishing shard cannot pick the same member as
-/// one global cursor (a known, permitted difference between shard counts).
-const FILTERS: [&str; 4] = ["t/a", "t/+", "t/#", "+/b"];
+/// Shared subscriptions included: each group is served by one owner shard, so members are
+/// picked in the same order whatever the number of shards.
+const FILTERS: [&str; 6] = ["t/a", "t/+", "t/#", "+/b", "$share/g/t/+", "$share/h/#"];
 const TOPICS: [&str; 3] = ["t/a", "t/b", "u/b"];
 
 #[derive(Debug, Clone)]
