@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn varint_malformed() {
         // MQTT-1.5.5-1: at most four bytes, and the minimum number of bytes.
-        assert_eq!(parse_varint(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]), Err(DecodeError::MalformedVarInt));
+        assert_eq!(
+            parse_varint(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            Err(DecodeError::MalformedVarInt)
+        );
         assert_eq!(parse_varint(&[0x80, 0x00]), Err(DecodeError::MalformedVarInt));
         assert_eq!(parse_varint(&[0xFF, 0x80, 0x00]), Err(DecodeError::MalformedVarInt));
         assert_eq!(parse_varint(&[0x80, 0x80]), Ok(None));
@@ -156,12 +159,18 @@ mod tests {
         let mut ok = Bytes::from_static(b"\x00\x02hi");
         assert_eq!(read_string(&mut ok).as_deref(), Ok("hi"));
         // MQTT-1.5.4-2
-        assert_eq!(read_string(&mut Bytes::from_static(b"\x00\x01\x00")), Err(DecodeError::NullCharacter));
+        assert_eq!(
+            read_string(&mut Bytes::from_static(b"\x00\x01\x00")),
+            Err(DecodeError::NullCharacter)
+        );
         // MQTT-1.5.4-1: U+D800 encoded as UTF-8 is a surrogate and ill-formed.
         assert_eq!(
             read_string(&mut Bytes::from_static(b"\x00\x03\xED\xA0\x80")),
             Err(DecodeError::InvalidUtf8)
         );
-        assert_eq!(read_string(&mut Bytes::from_static(b"\x00\x05ab")), Err(DecodeError::Truncated));
+        assert_eq!(
+            read_string(&mut Bytes::from_static(b"\x00\x05ab")),
+            Err(DecodeError::Truncated)
+        );
     }
 }

@@ -73,7 +73,9 @@ impl Connect {
             (b"MQTT", 4) => ProtocolVersion::V3_1_1,
             (b"MQTT", 5) => ProtocolVersion::V5,
             (b"MQIsdp", 3) => ProtocolVersion::V3_1,
-            (b"MQTT" | b"MQIsdp", level) => return Err(DecodeError::UnsupportedProtocolLevel(level)),
+            (b"MQTT" | b"MQIsdp", level) => {
+                return Err(DecodeError::UnsupportedProtocolLevel(level));
+            }
             _ => return Err(DecodeError::InvalidProtocolName),
         };
         let flags = read_u8(&mut body)?;

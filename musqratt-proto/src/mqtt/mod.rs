@@ -19,8 +19,8 @@ pub use connect::{ConnAck, Connect, LastWill};
 pub use disconnect::{Auth, Disconnect};
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, SubscriptionIds, UnsubscribeProperties,
-    UserProperties, WillProperties,
+    PublishProperties, SubscribeProperties, SubscriptionIds, UnsubscribeProperties, UserProperties,
+    WillProperties,
 };
 pub use publish::{PubResponse, Publish};
 pub use reason::ReasonCode;

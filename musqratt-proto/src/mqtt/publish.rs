@@ -73,7 +73,15 @@ impl Publish {
         } else {
             PublishProperties::default()
         };
-        Ok(Self { dup, qos, retain: flags & 0x01 != 0, topic, packet_id, payload: body, properties })
+        Ok(Self {
+            dup,
+            qos,
+            retain: flags & 0x01 != 0,
+            topic,
+            packet_id,
+            payload: body,
+            properties,
+        })
     }
 
     fn flags(&self) -> u8 {

@@ -273,7 +273,11 @@ impl UnsubAck {
         let packet_id = read_packet_id(&mut body)?;
         if !version.is_v5() {
             super::ensure_consumed(&body)?;
-            return Ok(Self { packet_id, reason_codes: Vec::new(), properties: AckProperties::default() });
+            return Ok(Self {
+                packet_id,
+                reason_codes: Vec::new(),
+                properties: AckProperties::default(),
+            });
         }
         let properties = AckProperties::decode(&mut body)?;
         let reason_codes = read_reason_codes(PacketType::UnsubAck, version, body)?;
