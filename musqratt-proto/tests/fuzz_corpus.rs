@@ -431,3 +431,25 @@ fn server_decoder_follows_connect() {
     assert!(matches!(decoder.decode(&mut buf), Ok(Some(Packet::Connect(_)))));
     assert_eq!(decoder.version(), Some(V3_1));
 }
+
+/// The PUBLISH topic checks keep their order and errors (decoding fuses them into one pass).
+#[test]
+fn publish_topic_checks() {
+    use musqratt_proto::DecodeError;
+    use musqratt_proto::topic::TopicError;
+    let decode = |version: ProtocolVersion, topic: &[u8]| {
+        let props = usize::from(version.is_v5()); // an empty Property Length
+        let remaining = (2 + topic.len() + props) as u8;
+        let mut buf = BytesMut::from(&[0x30, remaining, 0, topic.len() as u8][..]);
+        buf.extend_from_slice(topic);
+        buf.extend_from_slice(&[0][..props]);
+        Decoder::with_version(version, 1024).decode(&mut buf)
+    };
+    assert!(matches!(decode(V4, b"a/b"), Ok(Some(Packet::Publish(_)))));
+    assert!(matches!(decode(V5, b""), Ok(Some(Packet::Publish(_)))));
+    assert_eq!(decode(V4, b""), Err(DecodeError::InvalidTopicName(TopicError::Empty)));
+    assert_eq!(decode(V4, b"a/+"), Err(DecodeError::InvalidTopicName(TopicError::WildcardInName)));
+    assert_eq!(decode(V5, b"#"), Err(DecodeError::InvalidTopicName(TopicError::WildcardInName)));
+    assert_eq!(decode(V4, b"a\0#"), Err(DecodeError::NullCharacter));
+    assert_eq!(decode(V4, b"#\xED\xA0\x80"), Err(DecodeError::InvalidUtf8));
+}
