@@ -35,6 +35,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mqtt;
 pub mod topic;
 mod types;

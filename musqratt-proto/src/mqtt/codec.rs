@@ -53,6 +53,7 @@ impl Decoder {
     /// # Errors
     /// [`DecodeError::PacketTooLarge`], [`DecodeError::FirstPacketNotConnect`] or the first rule
     /// the packet breaks. The stream cannot be resumed after an error: close the connection.
+    #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
         if buf.len() < 2 {
             return Ok(None);

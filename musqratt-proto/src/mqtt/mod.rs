@@ -167,6 +167,7 @@ impl Packet {
     ///
     /// # Errors
     /// The first rule of the specification the bytes break.
+    #[inline]
     pub fn decode(version: ProtocolVersion, header: u8, body: Bytes) -> Result<Self, DecodeError> {
         let kind = PacketType::from_header(header).ok_or(DecodeError::ReservedPacketType(0))?;
         let flags = header & 0x0F;
