@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use bytes::{Bytes, BytesMut};
@@ -14,6 +14,11 @@ use crate::transport::{CHUNK, Transport};
 
 /// Stack of a connection thread: they hold a 2 KiB buffer and little else.
 const CONN_STACK: usize = 128 * 1024;
+
+/// Bytes a reader may have sent to its shard and the shard not yet handled. Beyond it the reader
+/// waits (on a condition variable) before reading more, so TCP pushes back on a client that
+/// publishes faster than its shard works, and the shard channels stay bounded.
+pub const READ_CREDIT: usize = 64 * 1024;
 
 /// What the engine thread tells a connection's writer.
 #[derive(Debug)]
@@ -32,22 +37,64 @@ pub(crate) enum WriterMsg {
 pub(crate) struct Route {
     shard: Mutex<usize>,
     shards: Arc<[Sender<ShardInput>]>,
+    /// Bytes read and not yet handled by the shard (see [`READ_CREDIT`]).
+    unhandled: Mutex<usize>,
+    handled: Condvar,
 }
 
 impl Route {
     pub(crate) fn new(shard: usize, shards: Arc<[Sender<ShardInput>]>) -> Self {
-        Self { shard: Mutex::new(shard), shards }
+        let unhandled = Mutex::new(0);
+        Self { shard: Mutex::new(shard), shards, unhandled, handled: Condvar::new() }
     }
 
     /// Sends to the connection's current shard; false when that shard has stopped.
     pub(crate) fn send(&self, input: Input) -> bool {
+        self.send_to_shard(ShardInput::Engine(input))
+    }
+
+    fn send_to_shard(&self, input: ShardInput) -> bool {
         let shard = self.lock();
-        self.shards[*shard].send(ShardInput::Engine(input)).is_ok()
+        self.shards[*shard].send(input).is_ok()
+    }
+
+    /// Sends bytes read from the connection, then waits while more than [`READ_CREDIT`] bytes
+    /// are unhandled. False when the shard has stopped.
+    pub(crate) fn send_read(self: &Arc<Self>, conn: ConnectionId, bytes: BytesMut) -> bool {
+        let len = bytes.len();
+        *self.unhandled.lock().unwrap_or_else(PoisonError::into_inner) += len;
+        let credit = ReadCredit { route: Arc::clone(self), len };
+        if !self.send_to_shard(ShardInput::Read { conn, bytes, credit }) {
+            return false;
+        }
+        let mut unhandled = self.unhandled.lock().unwrap_or_else(PoisonError::into_inner);
+        while *unhandled > READ_CREDIT {
+            unhandled = self.handled.wait(unhandled).unwrap_or_else(PoisonError::into_inner);
+        }
+        true
     }
 
     /// Holds the route still, for moving the connection.
     pub(crate) fn lock(&self) -> MutexGuard<'_, usize> {
         self.shard.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Bytes of a read on their way to the shard: dropping it, handled or not, gives the credit back.
+#[derive(Debug)]
+pub(crate) struct ReadCredit {
+    route: Arc<Route>,
+    len: usize,
+}
+
+impl Drop for ReadCredit {
+    fn drop(&mut self) {
+        let mut unhandled = self.route.unhandled.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = *unhandled;
+        *unhandled = before.saturating_sub(self.len);
+        if before > READ_CREDIT && *unhandled <= READ_CREDIT {
+            self.route.handled.notify_all();
+        }
     }
 }
 
@@ -95,14 +142,14 @@ pub(crate) fn spawn<T: Transport>(
 }
 
 /// Reads at most 2 KiB at a time and hands it to the shard, until the end of the stream.
-fn read_loop<T: Transport>(conn: ConnectionId, mut stream: T::Stream, route: &Route) {
+fn read_loop<T: Transport>(conn: ConnectionId, mut stream: T::Stream, route: &Arc<Route>) {
     let mut buf = [0u8; CHUNK];
     loop {
         match T::read(&mut stream, &mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 let bytes = BytesMut::from(&buf[..n]);
-                if !route.send(Input::Data { conn, bytes }) {
+                if !route.send_read(conn, bytes) {
                     break;
                 }
             }
@@ -165,4 +212,39 @@ fn write_all<T: Transport>(stream: &mut T::Stream, mut bytes: &[u8]) -> io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A reader more than READ_CREDIT ahead of its shard waits until the shard handles (or
+    /// drops) what it sent.
+    #[test]
+    fn reader_waits_for_credit() {
+        let (tx, rx) = mpsc::channel();
+        let route = Arc::new(Route::new(0, vec![tx].into()));
+        let reader = Arc::clone(&route);
+        let (done_tx, done_rx) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            for _ in 0..2 {
+                let bytes = BytesMut::from(&[0u8; READ_CREDIT][..]);
+                assert!(reader.send_read(ConnectionId(1), bytes));
+                done_tx.send(()).unwrap();
+            }
+        });
+        done_rx.recv().unwrap(); // exactly at the limit: no wait
+        let first = rx.recv().unwrap();
+        let second = rx.recv().unwrap();
+        // Over the limit now: the reader waits.
+        assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
+        drop(first);
+        done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        drop(second);
+        thread.join().unwrap();
+        assert_eq!(*route.unhandled.lock().unwrap(), 0);
+    }
 }

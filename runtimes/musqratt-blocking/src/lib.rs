@@ -18,7 +18,8 @@
 //! - one **accept thread** per listener blocks in accept and gives connections to the shards in
 //!   turn;
 //! - per connection, one **reader thread** blocks in a read of at most 2 KiB and sends the bytes
-//!   to its shard's engine thread, and one **writer thread** takes the engine's sends from a
+//!   to its shard's engine thread, waiting while more than [`READ_CREDIT`] bytes of it are
+//!   unhandled (so TCP pushes back on a client that floods its shard), and one **writer thread** takes the engine's sends from a
 //!   channel, writes them in pieces of at most 2 KiB and reports them written.
 //!
 //! A connection handed to another shard after CONNECT (ADR 1) keeps its threads: only the shard
@@ -48,6 +49,7 @@ use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
 
 pub use transport::{CHUNK, StdTransport, Transport};
 
+pub use crate::conn::READ_CREDIT;
 use crate::conn::Route;
 use crate::shard::{Clock, Shard, ShardInput};
 

@@ -9,15 +9,18 @@ use bytes::BytesMut;
 use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{Action, AuthDecision, ConnectionId, Engine, Event, Input, Instant, ShardId};
 
-use crate::conn::{ConnHandle, WriterMsg};
+use crate::conn::{ConnHandle, ReadCredit, WriterMsg};
 
 /// What an engine thread receives. One channel per shard, FIFO: the order in which one thread
 /// sends is the order in which the shard sees its messages, which keeps MQTT's ordering on the
 /// links between shards.
 #[derive(Debug)]
 pub(crate) enum ShardInput {
-    /// An input for the engine as it is (`Data`, `Written`, `Closed`, `FromShard`).
+    /// An input for the engine as it is (`Written`, `Closed`, `FromShard`).
     Engine(Input),
+    /// Bytes a reader read, for `Input::Data`; the credit goes back to the reader when the
+    /// message is dropped, after the engine took the bytes.
+    Read { conn: ConnectionId, bytes: BytesMut, credit: ReadCredit },
     /// A connection accepted by a listener and given to this shard.
     Accepted { conn: ConnectionId, handle: ConnHandle },
     /// A connection another shard handed over (`Action::Handoff`), with the bytes to feed as
@@ -113,6 +116,10 @@ impl Shard {
                 }
                 self.engine.handle_input(now, input);
             }
+            ShardInput::Read { conn, bytes, credit } => {
+                self.engine.handle_input(now, Input::Data { conn, bytes });
+                drop(credit);
+            }
             ShardInput::Accepted { conn, handle } => {
                 self.conns.insert(conn, handle);
                 self.engine.handle_input(now, Input::Accepted { conn });
@@ -182,7 +189,7 @@ impl Shard {
         let mut closed = false;
         let mut drained = 0;
         self.pending.retain_mut(|input| match input {
-            ShardInput::Engine(Input::Data { conn: c, bytes: more }) if *c == conn => {
+            ShardInput::Read { conn: c, bytes: more, .. } if *c == conn => {
                 bytes.extend_from_slice(more);
                 drained += more.len();
                 false
@@ -268,8 +275,8 @@ mod tests {
         connect.push(u8::try_from(id.len()).unwrap());
         connect.extend_from_slice(id.as_bytes());
         connect[1] = u8::try_from(connect.len() - 2).unwrap();
-        assert!(route.send(Input::Data { conn, bytes: BytesMut::from(&connect[..]) }));
-        assert!(route.send(Input::Data { conn, bytes: BytesMut::from(&[0xc0, 0x00][..]) }));
+        assert!(route.send_read(conn, BytesMut::from(&connect[..])));
+        assert!(route.send_read(conn, BytesMut::from(&[0xc0, 0x00][..])));
         tx0.send(ShardInput::Engine(Input::Closed { conn: ConnectionId(99) })).unwrap();
 
         for _ in 0..2 {

@@ -213,3 +213,29 @@ fn shutdown_closes_connections_and_joins() {
     // Nobody listens any more.
     assert!(TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn a_flood_of_publishes_arrives_whole_and_in_order() {
+    let (broker, addr) = broker(2);
+    let mut sub = Client::connect(addr, &id_on_shard("flood-sub", 0, 2), V311);
+    sub.subscribe("flood", QoS::AtMostOnce);
+    let mut publisher = Client::connect(addr, &id_on_shard("flood-pub", 1, 2), V311);
+    // 2,000 × 1 KiB in one go: far beyond the reader's credit, below max_unwritten_bytes.
+    let mut bytes = Vec::new();
+    for i in 0..2000u32 {
+        let mut payload = vec![0u8; 1024];
+        payload[..4].copy_from_slice(&i.to_be_bytes());
+        let publish = musqratt_proto::mqtt::Publish::new("flood".into(), payload.into());
+        bytes.extend(encode(&Packet::Publish(publish), V311));
+    }
+    let writer = std::thread::spawn(move || {
+        publisher.stream.write_all(&bytes).unwrap();
+        publisher
+    });
+    for i in 0..2000u32 {
+        let got = sub.receive_publish();
+        assert_eq!(got.payload[..4], i.to_be_bytes());
+    }
+    drop(writer.join().unwrap());
+    broker.shutdown();
+}
