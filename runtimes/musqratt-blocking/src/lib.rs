@@ -1,0 +1,271 @@
+//! MusQraTT on blocking sockets and threads only: the stand-in for CompositeOS, whose netmgr
+//! offers blocking RPC sockets (bind, listen, accept; read and write through 2 KiB shared-memory
+//! buffers), one connection per thread, and no poll, select or epoll.
+//!
+//! ```no_run
+//! let addr = "127.0.0.1:1883".parse().unwrap();
+//! let broker = musqratt_blocking::start(Default::default(), &[addr], 2)?;
+//! println!("listening on {:?}", broker.local_addrs());
+//! broker.shutdown();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Threads
+//!
+//! - one **engine thread** per shard owns an [`musqratt_engine::Engine`] and waits on its
+//!   `std::sync::mpsc` channel with `recv_timeout` until the engine's next deadline (the only
+//!   timed wait anywhere: a condition variable, not a socket timeout);
+//! - one **accept thread** per listener blocks in accept and gives connections to the shards in
+//!   turn;
+//! - per connection, one **reader thread** blocks in a read of at most 2 KiB and sends the bytes
+//!   to its shard's engine thread, waiting while more than [`READ_CREDIT`] bytes of it are
+//!   unhandled (so TCP pushes back on a client that floods its shard), and one **writer thread** takes the engine's sends from a
+//!   channel, writes them in pieces of at most 2 KiB and reports them written.
+//!
+//! A connection handed to another shard after CONNECT (ADR 1) keeps its threads: only the shard
+//! they report to changes, under a lock that keeps its bytes in order (see `Route`).
+//! Messages between shards go over the same channels, which are FIFO per sender.
+//!
+//! The sockets come from a [`Transport`]: [`StdTransport`] over `std::net` here, a netmgr client
+//! on CompositeOS (the trait's documentation maps one onto the other).
+//!
+//! MQTT over TCP only. MQTT-SN over UDP belongs in [`start_with`] beside the TCP listeners: a
+//! datagram transport (netmgr's `udp_bind`/`recvfrom`/`sendto`), one receiver thread per UDP
+//! socket demultiplexing by peer address onto the shards, once the engine takes MQTT-SN input.
+
+mod conn;
+mod shard;
+mod transport;
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+use std::io;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
+
+pub use transport::{CHUNK, StdTransport, Transport};
+
+pub use crate::conn::READ_CREDIT;
+use crate::conn::Route;
+use crate::shard::{Clock, Shard, ShardInput};
+
+/// How long [`BrokerHandle::shutdown`] waits for the broker's threads.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Starts a broker on `listen` with `shards` engine threads, over [`StdTransport`].
+///
+/// # Errors
+/// `shards` is 0 or over 65,535, a listener could not be bound, or a thread could not start.
+pub fn start(engine: Config, listen: &[SocketAddr], shards: usize) -> io::Result<BrokerHandle> {
+    start_with::<StdTransport>(engine, listen, shards)
+}
+
+/// [`start`] over any [`Transport`].
+///
+/// # Errors
+/// As [`start`].
+pub fn start_with<T: Transport>(
+    engine: Config,
+    listen: &[SocketAddr],
+    shards: usize,
+) -> io::Result<BrokerHandle> {
+    let shard_count = u16::try_from(shards)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "shards must be 1..=65535"))?;
+    // Bind first: a taken port fails before any thread starts.
+    let mut listeners = Vec::with_capacity(listen.len());
+    let mut local_addrs = Vec::with_capacity(listen.len());
+    for &addr in listen {
+        let listener = T::bind(addr)?;
+        local_addrs.push(T::local_addr(&listener)?);
+        listeners.push(Arc::new(listener));
+    }
+    // MQTT-SN: bind the UDP sockets here and start their receiver threads (see crate docs).
+
+    let clock = Clock::new();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
+    let senders: Arc<[Sender<ShardInput>]> = senders.into();
+    let mut handle = BrokerHandle {
+        local_addrs,
+        stopping: Arc::new(AtomicBool::new(false)),
+        unblock: Vec::new(),
+        acceptors: Vec::new(),
+        shards: Vec::new(),
+        senders: Arc::clone(&senders),
+        conn_threads: Arc::new(Mutex::new(Vec::new())),
+    };
+    for (index, rx) in receivers.into_iter().enumerate() {
+        let mut config = engine.clone();
+        config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
+        config.shard_count = shard_count;
+        let shard = Shard::new(Engine::new(config), clock, rx, Arc::clone(&senders));
+        let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
+        match thread.spawn(move || shard.run()) {
+            Ok(join) => handle.shards.push(join),
+            Err(e) => {
+                handle.stop();
+                return Err(e);
+            }
+        }
+    }
+    let acceptor = Arc::new(Acceptor {
+        next_conn: AtomicU64::new(1),
+        next_shard: AtomicUsize::new(0),
+        senders,
+        stopping: Arc::clone(&handle.stopping),
+        conn_threads: Arc::clone(&handle.conn_threads),
+    });
+    for (listener, addr) in listeners.into_iter().zip(handle.local_addrs.clone()) {
+        let unblock_listener = Arc::clone(&listener);
+        handle.unblock.push(Box::new(move || T::unblock_accept(&unblock_listener)));
+        let acceptor = Arc::clone(&acceptor);
+        let thread = thread::Builder::new().name(format!("mqtt-accept-{addr}"));
+        match thread.spawn(move || acceptor.run::<T>(&listener)) {
+            Ok(join) => handle.acceptors.push(join),
+            Err(e) => {
+                handle.stop();
+                return Err(e);
+            }
+        }
+        tracing::info!(%addr, shards, "listening (MQTT over TCP, blocking runtime)");
+    }
+    Ok(handle)
+}
+
+/// A running broker. Dropping it shuts it down as [`BrokerHandle::shutdown`] does.
+pub struct BrokerHandle {
+    local_addrs: Vec<SocketAddr>,
+    stopping: Arc<AtomicBool>,
+    unblock: Vec<Box<dyn Fn() -> io::Result<()> + Send + Sync>>,
+    acceptors: Vec<JoinHandle<()>>,
+    shards: Vec<JoinHandle<()>>,
+    senders: Arc<[Sender<ShardInput>]>,
+    conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl core::fmt::Debug for BrokerHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BrokerHandle").field("local_addrs", &self.local_addrs).finish()
+    }
+}
+
+impl BrokerHandle {
+    /// The addresses the broker listens on, in the order given to [`start`], with the real port
+    /// where port 0 was asked for.
+    #[must_use]
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops accepting, closes every connection and waits up to [`SHUTDOWN_GRACE`] for every
+    /// thread of the broker to end.
+    ///
+    /// MQTT 5.0 clients should get DISCONNECT 0x8B Server shutting down first, but the engine
+    /// has no input asking for that yet: their connections are shut down without it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        for unblock in &self.unblock {
+            if let Err(error) = unblock() {
+                tracing::warn!(%error, "could not unblock an accept thread");
+            }
+        }
+        join_until(core::mem::take(&mut self.acceptors), deadline, "accept");
+        for tx in self.senders.iter() {
+            let _ = tx.send(ShardInput::Shutdown);
+        }
+        join_until(core::mem::take(&mut self.shards), deadline, "engine");
+        let conns =
+            core::mem::take(&mut *self.conn_threads.lock().unwrap_or_else(PoisonError::into_inner));
+        join_until(conns, deadline, "connection");
+        tracing::info!("broker stopped");
+    }
+}
+
+impl Drop for BrokerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Joins the threads that end before `deadline`; the others are left running, with a warning.
+fn join_until(threads: Vec<JoinHandle<()>>, deadline: std::time::Instant, what: &str) {
+    let mut threads = threads;
+    loop {
+        let (done, running): (Vec<_>, Vec<_>) =
+            threads.into_iter().partition(JoinHandle::is_finished);
+        for join in done {
+            let _ = join.join();
+        }
+        threads = running;
+        if threads.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(count = threads.len(), what, "threads still running after the grace");
+            return;
+        }
+        // Waiting for threads to end, not for sockets: std has no join with a timeout.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the accept threads share.
+struct Acceptor {
+    next_conn: AtomicU64,
+    next_shard: AtomicUsize,
+    senders: Arc<[Sender<ShardInput>]>,
+    stopping: Arc<AtomicBool>,
+    conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Acceptor {
+    /// Accepts until the broker stops, giving connections to the shards round robin.
+    fn run<T: Transport>(&self, listener: &T::Listener) {
+        loop {
+            let accepted = T::accept(listener);
+            if self.stopping.load(Ordering::SeqCst) {
+                if let Ok((stream, _)) = &accepted {
+                    T::shutdown(stream);
+                }
+                return;
+            }
+            match accepted {
+                Ok((stream, peer)) => self.admit::<T>(stream, peer),
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    // Out of descriptors and the like: let some connections end first.
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn admit<T: Transport>(&self, stream: T::Stream, peer: SocketAddr) {
+        let conn = ConnectionId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        tracing::debug!(%conn, %peer, shard, "accepted");
+        let route = Arc::new(Route::new(shard, Arc::clone(&self.senders)));
+        let tx = &self.senders[shard];
+        let register = |handle| tx.send(ShardInput::Accepted { conn, handle }).is_ok();
+        match conn::spawn::<T>(conn, stream, route, mpsc::channel(), register) {
+            Ok(threads) => {
+                let mut all = self.conn_threads.lock().unwrap_or_else(PoisonError::into_inner);
+                all.retain(|t| !t.is_finished());
+                all.extend(threads);
+            }
+            Err(error) => tracing::warn!(%conn, %error, "could not start connection threads"),
+        }
+    }
+}
