@@ -207,9 +207,11 @@ impl Shard {
         }
     }
 
-    /// Closes every connection still here. The engine has no shutdown input yet, so MQTT 5.0
-    /// clients get no DISCONNECT 0x8B Server shutting down: their sockets are shut down.
+    /// Closes every connection still here: the engine tells MQTT 5.0 clients DISCONNECT 0x8B
+    /// Server shutting down and closes them; the writers flush that before shutting down.
     fn shutdown(&mut self) {
+        self.engine.handle_input(self.clock.now(), Input::Shutdown);
+        self.dispatch();
         for (_, handle) in self.conns.drain() {
             let _ = handle.writer.send(WriterMsg::Close);
         }

@@ -207,7 +207,12 @@ fn shutdown_closes_connections_and_joins() {
     broker.shutdown();
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     for client in &mut clients {
-        client.expect_closed(Duration::from_secs(2));
+        // MQTT 5.0 §3.14.2.1: the broker says why before closing.
+        let packets = client.expect_closed(Duration::from_secs(2));
+        let told = packets.iter().any(|p| {
+            matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::SERVER_SHUTTING_DOWN)
+        });
+        assert!(told, "no DISCONNECT 0x8B before the close: {packets:?}");
     }
     idle.expect_closed(Duration::from_secs(2));
     // Nobody listens any more.
