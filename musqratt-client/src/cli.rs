@@ -285,7 +285,7 @@ pub async fn sub_cmd_with<W: Write>(args: SubArgs, out: &mut W) -> Result<u64> {
         client.disconnect().await?;
         return Ok(0);
     }
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
@@ -307,9 +307,16 @@ pub async fn sub_cmd_with<W: Write>(args: SubArgs, out: &mut W) -> Result<u64> {
                     break;
                 }
             }
-            _ = &mut ctrl_c => break,
+            () = &mut ctrl_c => break,
         }
     }
     client.disconnect().await?;
     Ok(received)
+}
+
+/// Completes on Ctrl-C; never, if the signal handler cannot be installed.
+pub(crate) async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        core::future::pending::<()>().await;
+    }
 }

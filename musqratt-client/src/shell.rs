@@ -11,7 +11,8 @@
 //!
 //! Messages are printed as `[topic] payload` as soon as they arrive, also while the shell waits
 //! for input. It reads stdin line by line, so it runs a script from a pipe as well as at a
-//! terminal (the prompt is shown only at a terminal).
+//! terminal (the prompt is shown only at a terminal). End of input, `quit` and Ctrl-C disconnect
+//! cleanly and leave.
 
 use std::io::{IsTerminal, Write};
 
@@ -76,6 +77,8 @@ where
         writeln!(shell.out, "musqratt shell: type help for the commands")?;
     }
     let mut lines = input.lines();
+    let ctrl_c = crate::cli::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         if shell.interactive {
             write!(shell.out, "musqratt> ")?;
@@ -92,6 +95,7 @@ where
                 biased;
                 message = message => Event::Message(message.map(Box::new)),
                 line = lines.next_line() => Event::Line(line.context("cannot read input")?),
+                () = &mut ctrl_c => Event::Line(None),
             }
         };
         match event {
