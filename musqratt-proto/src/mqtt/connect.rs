@@ -199,7 +199,9 @@ impl Connect {
 impl ConnAck {
     pub(crate) fn decode(version: ProtocolVersion, mut body: Bytes) -> Result<Self, DecodeError> {
         let flags = read_u8(&mut body)?;
-        if flags & !0x01 != 0 {
+        // MQTT-3.2.2-1; MQTT 3.1 reserves the whole byte (Session Present came with 3.1.1).
+        let reserved = if version == ProtocolVersion::V3_1 { 0xFF } else { 0xFE };
+        if flags & reserved != 0 {
             return Err(DecodeError::InvalidConnAckFlags); // MQTT-3.2.2-1
         }
         let code = read_u8(&mut body)?;
