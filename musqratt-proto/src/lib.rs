@@ -18,6 +18,7 @@ extern crate std;
 
 pub mod error;
 pub mod mqtt;
+pub mod sn;
 pub mod topic;
 mod types;
 pub(crate) mod wire;
