@@ -301,3 +301,50 @@ fn subscribe_topic(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_forms() {
+        // §5.2.1: one octet, or 0x01 and two octets most significant first.
+        assert_eq!(read_length(&[0x02, 0x17]), Ok((2, 1, false)));
+        assert_eq!(read_length(&[0xFF]), Ok((255, 1, false)));
+        assert_eq!(read_length(&[0x01, 0x01, 0x35]), Ok((0x0135, 3, true)));
+        assert_eq!(read_length(&[0x01, 0xFF, 0xFF, 0x00]), Ok((65_535, 3, true)));
+        assert_eq!(read_length(&[]), Err(SnDecodeError::Truncated));
+        assert_eq!(read_length(&[0x01]), Err(SnDecodeError::Truncated));
+        assert_eq!(read_length(&[0x01, 0x00]), Err(SnDecodeError::Truncated));
+    }
+
+    #[test]
+    fn reader_bounds() {
+        let mut r = Reader(Bytes::from_static(&[0x01, 0x02, 0x03]));
+        assert_eq!(r.u16(), Ok(0x0102));
+        assert_eq!(r.u16(), Err(SnDecodeError::Truncated));
+        assert_eq!(r.u8(), Ok(0x03));
+        assert_eq!(r.u8(), Err(SnDecodeError::Truncated));
+        assert!(r.is_empty());
+        assert_eq!(r.finish(), Ok(()));
+        assert_eq!(Reader(Bytes::from_static(&[0])).finish(), Err(SnDecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn strings_are_checked() {
+        assert_eq!(string(Bytes::from_static("é/€".as_bytes())).as_deref(), Ok("é/€"));
+        assert_eq!(string(Bytes::from_static(b"a\0")), Err(SnDecodeError::NullCharacter));
+        // An encoded surrogate, U+D800, is not UTF-8.
+        assert_eq!(string(Bytes::from_static(b"\xED\xA0\x80")), Err(SnDecodeError::InvalidUtf8));
+    }
+
+    #[test]
+    fn disconnect_duration_is_all_or_nothing() {
+        // §5.4.21: the Duration field is absent or two octets.
+        let decode = |b: &'static [u8]| decode(Bytes::from_static(b));
+        assert_eq!(decode(&[0x02, 0x18]), Ok(Message::Disconnect(None)));
+        assert_eq!(decode(&[0x04, 0x18, 0x00, 0x05]), Ok(Message::Disconnect(Some(5))));
+        assert_eq!(decode(&[0x03, 0x18, 0x00]), Err(SnDecodeError::Truncated));
+        assert_eq!(decode(&[0x05, 0x18, 0, 0, 0]), Err(SnDecodeError::TrailingBytes));
+    }
+}

@@ -259,3 +259,42 @@ fn write_body(message: &Message, dst: &mut BytesMut) {
         Message::Encapsulated(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_picks_the_shortest_length_form() {
+        // A body of 253 octets after the MsgType makes 255 in all: the one-octet form still fits.
+        assert_eq!(header(0), Ok((1, 2)));
+        assert_eq!(header(253), Ok((1, 255)));
+        // One more octet needs the three-octet form, two octets longer.
+        assert_eq!(header(254), Ok((3, 258)));
+        assert_eq!(header(65_531), Ok((3, 65_535)));
+        assert_eq!(header(65_532), Err(SnEncodeError::TooLong(65_536)));
+        assert_eq!(header(usize::MAX), Err(SnEncodeError::TooLong(usize::MAX)));
+    }
+
+    #[test]
+    fn encapsulation_header_limit() {
+        use alloc::boxed::Box;
+        use alloc::vec;
+
+        use super::super::message::Encapsulated;
+
+        let encapsulated = |node_len| {
+            Message::Encapsulated(Encapsulated {
+                radius: 3,
+                wireless_node_id: vec![0; node_len].into(),
+                message: Box::new(Message::PingResp),
+            })
+        };
+        // 3 + 252 = 255 octets of header, then the two octets of PINGRESP.
+        assert_eq!(encoded_len(&encapsulated(252)), Ok(257));
+        assert_eq!(encoded_len(&encapsulated(253)), Err(SnEncodeError::WirelessNodeIdTooLong));
+        let mut dst = BytesMut::new();
+        encode(&encapsulated(0), &mut dst).unwrap();
+        assert_eq!(&dst[..], &[0x03, 0xFE, 0x03, 0x02, 0x17]);
+    }
+}

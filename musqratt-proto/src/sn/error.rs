@@ -37,7 +37,7 @@ pub enum SnDecodeError {
     /// (MQTT-1.5.4-2), so the gateway could not hand it to the broker.
     #[error("string contains U+0000")]
     NullCharacter,
-    /// The ReturnCode is one of the reserved values 0x04 to 0xFF (§5.3.10, Table 5).
+    /// The ReturnCode is one of the reserved values 0x04 to 0xFF (§5.3.10).
     #[error("reserved return code 0x{0:02X}")]
     InvalidReturnCode(u8),
     /// The ProtocolId of CONNECT is not 0x01 (§5.3.8).
@@ -77,7 +77,7 @@ pub enum SnEncodeError {
     /// that is the wireless node id is longer than 252 octets.
     #[error("wireless node id longer than 252 octets")]
     WirelessNodeIdTooLong,
-    /// The encapsulation radius is above 3: it has two bits (§5.5, Table 21).
+    /// The encapsulation radius is above 3: it has two bits (§5.5).
     #[error("radius {0} does not fit in two bits")]
     InvalidRadius(u8),
     /// An encapsulated message is itself an encapsulation, which [`super::decode`] rejects

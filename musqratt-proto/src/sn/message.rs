@@ -27,9 +27,8 @@ pub enum Message {
     ConnAck(ReturnCode),
     /// WILLTOPICREQ (§5.4.6): the gateway asks for the will topic.
     WillTopicReq,
-    /// WILLTOPIC (§5.4.7). `None` is the empty form, exactly two octets, which tells the
-    /// gateway there is no will (§5.4.7: "An empty WILLTOPIC message ... is used by a client to
-    /// delete the Will topic and the Will message stored in the server").
+    /// WILLTOPIC (§5.4.7). `None` is the empty form, "without Flags and WillTopic field (i.e. it
+    /// is exactly 2 octets long)", which a client sends to delete its will (§5.4.7, §6.4).
     WillTopic(Option<WillTopic>),
     /// WILLMSGREQ (§5.4.8): the gateway asks for the will message.
     WillMsgReq,
@@ -208,7 +207,8 @@ pub enum PublishTopic {
 pub struct Publish {
     /// The DUP flag: a retransmission.
     pub dup: bool,
-    /// The QoS, including -1 (§6.8).
+    /// The QoS, including -1. §6.8 has a QoS -1 publisher use a predefined topic id or a short
+    /// topic name; the codec accepts any topic kind and leaves that check to the gateway.
     pub qos: SnQoS,
     /// The Retain flag.
     pub retain: bool,
@@ -281,7 +281,7 @@ pub struct Unsubscribe {
 /// client's message with its own header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encapsulated {
-    /// The broadcast radius, bits 1–0 of the Ctrl octet (Table 21): 0 to 3. The other Ctrl bits
+    /// The broadcast radius, bits 1–0 of the Ctrl octet (§5.5): 0 to 3. The other Ctrl bits
     /// are reserved, ignored when decoding and written as 0.
     pub radius: u8,
     /// The address of the wireless node that sent, or is to receive, the message.

@@ -211,7 +211,7 @@ impl TopicIdType {
     }
 }
 
-/// The Flags octet (§5.3.4, Table 4), field by field. Each message uses only some of the fields;
+/// The Flags octet (§5.3.4), field by field. Each message uses only some of the fields;
 /// the others are "not used" and written as 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags {
@@ -288,7 +288,7 @@ impl fmt::Display for MsgId {
     }
 }
 
-/// The ReturnCode octet (§5.3.10, Table 5). Values 0x04 to 0xFF are reserved.
+/// The ReturnCode octet (§5.3.10). Values 0x04 to 0xFF are reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 #[non_exhaustive]
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn flags_bits() {
-        // §5.3.4, Table 4: DUP bit 7, QoS bits 6-5, Retain bit 4, Will bit 3, CleanSession bit 2,
+        // §5.3.4: DUP bit 7, QoS bits 6-5, Retain bit 4, Will bit 3, CleanSession bit 2,
         // TopicIdType bits 1-0.
         let flags = Flags {
             dup: true,
