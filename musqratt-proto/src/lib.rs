@@ -39,6 +39,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mqtt;
+pub mod sn;
 pub mod topic;
 mod types;
 pub(crate) mod wire;
