@@ -14,7 +14,7 @@ use crate::ids::{ConnectionId, SessionId};
 use crate::io::{Action, Event, Input};
 use crate::retained::Retained;
 use crate::session::Session;
-use crate::shards::{RouteTable, SharedGroups, owner_of};
+use crate::shards::{Routes, SharedGroups, owner_of};
 use crate::subscribers::Subscribers;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -33,7 +33,7 @@ pub struct Engine {
     pub(crate) retained: Retained,
     pub(crate) backlog: Backlog,
     pub(crate) timers: Timers,
-    pub(crate) routes: RouteTable,
+    pub(crate) routes: Routes,
     pub(crate) shared_groups: SharedGroups,
     actions: VecDeque<Action>,
     /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
@@ -55,7 +55,7 @@ impl Engine {
             retained: Retained::default(),
             backlog: Backlog::default(),
             timers: Timers::default(),
-            routes: RouteTable::default(),
+            routes: Routes::default(),
             shared_groups: SharedGroups::default(),
             actions: VecDeque::new(),
             rng,

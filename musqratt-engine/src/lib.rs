@@ -51,6 +51,7 @@ mod ids;
 mod io;
 mod publish;
 mod retained;
+pub mod router;
 mod routing;
 mod session;
 mod shards;

@@ -43,7 +43,7 @@ impl Engine {
 
         let mut forwards: BTreeMap<ShardId, Forward> = BTreeMap::new();
         if self.config.shard_count > 1 {
-            let mut shards = BTreeSet::new();
+            let mut shards = SmallVec::new();
             self.routes.plain_shards(&message.topic, &mut shards);
             for shard in shards {
                 forwards.entry(shard).or_default().plain = true;

@@ -20,6 +20,7 @@ use musqratt_proto::topic::{matches, split_shared};
 use smallvec::SmallVec;
 
 use crate::ids::ShardId;
+use crate::router::RouteTable;
 use crate::session::Message;
 
 /// A message between shards, opaque to the runtime, which only carries it.
@@ -112,12 +113,12 @@ impl SharedGroups {
 
 /// Where the other shards have subscribers.
 #[derive(Debug, Default)]
-pub(crate) struct RouteTable {
-    plain: BTreeMap<ByteString, BTreeSet<ShardId>>,
+pub(crate) struct Routes {
+    plain: RouteTable,
     shared: BTreeMap<GroupKey, BTreeSet<ShardId>>,
 }
 
-impl RouteTable {
+impl Routes {
     pub(crate) fn update(&mut self, from: ShardId, filter: &ByteString, add: bool) {
         match split_shared(filter) {
             Some(Ok((group, inner))) => {
@@ -125,17 +126,18 @@ impl RouteTable {
                 update_set(&mut self.shared, key, from, add);
             }
             Some(Err(_)) => {}
-            None => update_set(&mut self.plain, filter.clone(), from, add),
+            None if add => {
+                let _ = self.plain.add(filter, from);
+            }
+            None => {
+                self.plain.remove(filter, from);
+            }
         }
     }
 
-    /// Adds to `out` every shard with a plain subscription matching `topic`.
-    pub(crate) fn plain_shards(&self, topic: &str, out: &mut BTreeSet<ShardId>) {
-        for (filter, shards) in &self.plain {
-            if matches(filter, topic) {
-                out.extend(shards.iter().copied());
-            }
-        }
+    /// The shards with a plain subscription matching `topic`, sorted.
+    pub(crate) fn plain_shards(&self, topic: &str, out: &mut SmallVec<[ShardId; 8]>) {
+        self.plain.shards_matching(topic, out);
     }
 
     /// Adds to `out` the shared groups of other shards that `topic` matches.

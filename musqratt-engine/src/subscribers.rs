@@ -1,7 +1,9 @@
 //! Which of this shard's sessions a topic reaches: plain subscriptions and shared subscription
 //! groups (§4.7, §4.8.2).
 //!
-//! A simple ordered map scanned per publish; the trie of `router` replaces the scan.
+//! Plain subscriptions live in a [`SubscriptionTrie`], matched without allocating; shared groups
+//! (few, in practice) in an ordered map, because which member gets a message is decided by the
+//! group's owner shard by client identifier (`shards::SharedGroups`).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -10,12 +12,13 @@ use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::topic::{matches, split_shared};
 
 use crate::ids::SessionId;
+use crate::router::SubscriptionTrie;
 use crate::session::Subscription;
 use crate::shards::GroupKey;
 
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
-    plain: BTreeMap<ByteString, BTreeMap<SessionId, Subscription>>,
+    plain: SubscriptionTrie<SessionId, Subscription>,
     /// This shard's members of shared groups, by client identifier; which member gets a
     /// message is decided by the group's owner shard (`shards::SharedGroups`).
     shared: BTreeMap<GroupKey, BTreeMap<ByteString, (SessionId, Subscription)>>,
@@ -37,14 +40,15 @@ impl Subscribers {
             Some(Ok((group, inner))) => {
                 let key = (ByteString::from(inner), ByteString::from(group));
                 let members = self.shared.entry(key).or_default();
-                members.insert(client_id.clone(), (session, sub));
-                members.len() == 1
+                let new = members.insert(client_id.clone(), (session, sub)).is_none();
+                new && members.len() == 1
             }
             Some(Err(_)) => false,
             None => {
-                let sessions = self.plain.entry(ByteString::from(filter)).or_default();
-                sessions.insert(session, sub);
-                sessions.len() == 1
+                // The engine inserts only filters the codec validated: an error cannot happen and
+                // would mean no subscription, so no first subscriber either.
+                let replaced = self.plain.insert(filter, session, sub).map(|old| old.is_some());
+                replaced == Ok(false) && self.plain.subscribers(filter).nth(1).is_none()
             }
         }
     }
@@ -69,24 +73,15 @@ impl Subscribers {
             }
             Some(Err(_)) => false,
             None => {
-                let Some(sessions) = self.plain.get_mut(filter) else { return false };
-                let removed = sessions.remove(&session).is_some();
-                let last = removed && sessions.is_empty();
-                if last {
-                    self.plain.remove(filter);
-                }
-                last
+                let removed = self.plain.remove(filter, session).is_some();
+                removed && self.plain.subscribers(filter).next().is_none()
             }
         }
     }
 
     /// Appends every plain subscription `topic` matches.
     pub(crate) fn collect_plain(&self, topic: &str, out: &mut Vec<(SessionId, Subscription)>) {
-        for (filter, sessions) in &self.plain {
-            if matches(filter, topic) {
-                out.extend(sessions.iter().map(|(session, sub)| (*session, *sub)));
-            }
-        }
+        self.plain.for_each_subscriber(topic, |session, sub| out.push((session, *sub)));
     }
 
     /// The shared groups with members here that `topic` matches.
