@@ -18,6 +18,10 @@ use tokio::time::{Instant, timeout_at};
 use crate::{RECV_TIMEOUT, SILENCE};
 
 /// What reading from the broker gave.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "short-lived, matched at once; boxing would hurt the tests' patterns"
+)]
 #[derive(Debug)]
 pub enum Event {
     /// A whole packet.
@@ -98,7 +102,12 @@ impl Client {
             match stream.try_write(&bytes[off..]) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < deadline, "write timed out");
+                    // The broker stopped reading (it may be closing on us): give up after the
+                    // deadline, failing only when the write had to succeed.
+                    if std::time::Instant::now() >= deadline {
+                        assert!(!must, "write timed out");
+                        return;
+                    }
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => {

@@ -264,7 +264,7 @@ async fn v5_subscription_options_reserved_bits() {
     refused(&t, V5, &packet(0x82, &body), &[MALFORMED, PROTOCOL]).await;
 }
 
-/// MQTT-3-8.3-4 (3.1.1; 5.0 §3.8.3.1): a requested QoS of 3 in SUBSCRIBE is malformed.
+/// MQTT-3.8.3-4 (3.1.1; 5.0 §3.8.3.1): a requested QoS of 3 in SUBSCRIBE is malformed.
 #[tokio::test]
 async fn subscribe_qos3() {
     let Some(t) = Ctx::new("subscribe_qos3") else { return };

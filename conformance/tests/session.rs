@@ -55,7 +55,8 @@ async fn v5_session_expiry_absent_ends_session() {
     assert!(!ack.session_present);
 }
 
-/// MQTT-3.2.2-2 (5.0): a session with a Session Expiry Interval survives the connection:
+/// MQTT-3.1.2-23, MQTT-3.2.2-3 (5.0): a session with a Session Expiry Interval survives the
+/// connection:
 /// Session Present 1, subscriptions kept and messages queued while offline delivered.
 #[tokio::test]
 async fn v5_session_resumed_within_expiry() {
@@ -71,8 +72,8 @@ async fn v5_session_resumed_within_expiry() {
     assert_eq!(&s.recv_msg().await.payload[..], b"queued");
 }
 
-/// §3.1.2.11.2, MQTT-3.1.2-? (5.0): the server deletes the session when the Session Expiry
-/// Interval (1 s) has passed after the connection closed.
+/// §3.1.2.11.2 with MQTT-3.2.2-3 (5.0): the session is deleted when the Session Expiry Interval
+/// (1 s) has passed after the connection closed: a later resume gets Session Present 0.
 #[tokio::test]
 async fn v5_session_expires() {
     let Some(t) = Ctx::new("v5_session_expires") else { return };
