@@ -6,8 +6,8 @@ use musqratt_conformance::*;
 use musqratt_proto::mqtt::{LastWill, ReasonCode, WillProperties};
 use tokio::time::Instant;
 
-/// MQTT-3.2.2-3 (3.1.1): a CONNACK accepting the connection has return code 0x00; with
-/// CleanSession 1 Session Present is 0 (MQTT-3.2.2-1).
+/// MQTT-3.2.2-1 (3.1.1): a connection accepted with CleanSession 1 is answered with return code
+/// 0x00 and Session Present 0.
 #[tokio::test]
 async fn v3_connack_accepted_clean_session() {
     let Some(t) = Ctx::new("v3_connack_accepted_clean_session") else { return };
@@ -86,7 +86,7 @@ async fn v3_empty_client_id_with_clean_session_accepted() {
     c.ping().await;
 }
 
-/// MQTT-3.1.3-6, MQTT-3.2.2-16 (5.0): a zero-length Client Identifier is accepted and the
+/// MQTT-3.1.3-6, MQTT-3.1.3-7, MQTT-3.2.2-16 (5.0): a zero-length Client Identifier is accepted and the
 /// CONNACK carries the Assigned Client Identifier.
 #[tokio::test]
 async fn v5_empty_client_id_assigned() {
@@ -175,7 +175,7 @@ async fn first_packet_publish_closes() {
     s.expect_silence().await;
 }
 
-/// MQTT-3.1.2-22 (5.0; 3.1.1 MQTT-3.1.2-24): with Keep Alive 1 and no packet from the client,
+/// MQTT-3.1.2-24 (5.0 and 3.1.1): with Keep Alive 1 and no packet from the client,
 /// the server disconnects after one and a half times the Keep Alive (2 s of slack allowed).
 #[tokio::test]
 async fn keep_alive_timeout_closes() {
@@ -230,7 +230,7 @@ async fn connect_reserved_flag_closes() {
     c.expect_closed().await;
 }
 
-/// MQTT-3.1.2-13 (3.1.1 MQTT-3.1.2-13): with the Will Flag 0 the Will QoS must be 0; otherwise
+/// MQTT-3.1.2-13, MQTT-3.1.4-1: with the Will Flag 0 the Will QoS must be 0; otherwise
 /// the server closes the connection.
 #[tokio::test]
 async fn will_qos_without_will_flag_closes() {
@@ -267,7 +267,7 @@ async fn v3_password_without_username_closes() {
     }
 }
 
-/// MQTT-3.1.2-9, MQTT-3.1.3-10: a will topic must be a valid topic name; a wildcard in it makes
+/// MQTT-4.7.0-1 (3.1.1 MQTT-4.7.1-1) with MQTT-3.1.4-1: a will topic is a topic name; a wildcard in it makes
 /// the server refuse the connection.
 #[tokio::test]
 async fn will_topic_with_wildcard_refused() {

@@ -109,7 +109,7 @@ async fn unsubscribe_reserved_flags() {
     refused(&t, V5, &packet(0xA0, &body), &[MALFORMED, PROTOCOL]).await;
 }
 
-/// §2.2.3 / §1.5.5 (3.1.1 §2.2.3): a Remaining Length of more than four bytes is malformed.
+/// §1.5.5 (5.0; 3.1.1 §2.2.3): a Remaining Length of more than four bytes is malformed.
 #[tokio::test]
 async fn remaining_length_five_bytes() {
     let Some(t) = Ctx::new("remaining_length_five_bytes") else { return };
@@ -143,7 +143,7 @@ async fn topic_utf8_surrogate() {
         .await;
 }
 
-/// MQTT-1.5.3-2 (3.1.1; 5.0 MQTT-1.5.4-2): a string must not contain U+0000; a topic with it
+/// MQTT-1.5.3-2 (3.1.1; 5.0 MQTT-1.5.4-2, MQTT-4.7.3-2): a string must not contain U+0000; a topic with it
 /// closes the connection.
 #[tokio::test]
 async fn topic_with_nul() {
@@ -203,7 +203,7 @@ async fn v5_subscribe_hash_not_last() {
     filter_refused(&t, V5, t.topic("#/b").as_bytes(), &[ReasonCode::TOPIC_FILTER_INVALID]).await;
 }
 
-/// §4.7.1.2 (3.1.1 MQTT-4.7.1-3): "+" must occupy an entire level: "a+" is refused.
+/// MQTT-4.7.1-2 (5.0; 3.1.1 MQTT-4.7.1-3): "+" must occupy an entire level: "a+" is refused.
 #[tokio::test]
 async fn subscribe_plus_not_whole_level() {
     let Some(t) = Ctx::new("subscribe_plus_not_whole_level") else { return };
@@ -211,7 +211,7 @@ async fn subscribe_plus_not_whole_level() {
     filter_refused(&t, V5, filter.as_bytes(), &[ReasonCode::TOPIC_FILTER_INVALID]).await;
 }
 
-/// MQTT-3.8.3-3 (3.1.1 MQTT-3.8.3-3): a SUBSCRIBE without any filter is a protocol violation.
+/// MQTT-3.8.3-2 (5.0; 3.1.1 MQTT-3.8.3-3): a SUBSCRIBE without any filter is a protocol violation.
 #[tokio::test]
 async fn subscribe_without_filters() {
     let Some(t) = Ctx::new("subscribe_without_filters") else { return };
@@ -290,7 +290,7 @@ async fn v5_duplicate_property() {
     refused(&t, V5, &packet(0x30, &body), &[MALFORMED, PROTOCOL]).await;
 }
 
-/// MQTT-4.7.3-1 (3.1.1): a Topic Name must be at least one character long.
+/// MQTT-4.7.3-1 (5.0 and 3.1.1): a Topic Name must be at least one character long.
 #[tokio::test]
 async fn v3_publish_empty_topic() {
     let Some(t) = Ctx::new("v3_publish_empty_topic") else { return };

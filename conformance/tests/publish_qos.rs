@@ -22,7 +22,7 @@ async fn roundtrip(t: &Ctx, version: ProtocolVersion, qos: QoS) {
     assert!(!got.dup);
 }
 
-/// MQTT-4.3.1 (§4.3.1), MQTT-2.2.1-2 (3.1.1 MQTT-2.3.1-5): a QoS 0 message is delivered at QoS 0
+/// MQTT-4.3.1-1, MQTT-2.2.1-2 (3.1.1 MQTT-2.3.1-5): a QoS 0 message is delivered at QoS 0
 /// without packet identifier.
 #[tokio::test]
 async fn v3_qos0_roundtrip() {
@@ -30,7 +30,7 @@ async fn v3_qos0_roundtrip() {
     roundtrip(&t, V3, Q0).await;
 }
 
-/// MQTT-4.3.2-4 (3.1.1 MQTT-4.3.2-2): the receiver of a QoS 1 PUBLISH answers PUBACK with its
+/// MQTT-4.3.2-4, MQTT-2.2.1-4 (3.1.1 MQTT-4.3.2-2): the receiver of a QoS 1 PUBLISH answers PUBACK with its
 /// packet identifier; the server forwards it at QoS 1 with a non-zero packet identifier.
 #[tokio::test]
 async fn v3_qos1_roundtrip() {
@@ -38,7 +38,7 @@ async fn v3_qos1_roundtrip() {
     roundtrip(&t, V3, Q1).await;
 }
 
-/// MQTT-4.3.3-8, -9, -10, -11 (3.1.1 MQTT-4.3.3-2): PUBREC, PUBREL, PUBCOMP with the packet
+/// MQTT-4.3.3-8, MQTT-4.3.3-4, MQTT-4.3.3-11 (3.1.1 MQTT-4.3.3-2): PUBREC, PUBREL, PUBCOMP with the packet
 /// identifier of the PUBLISH, both towards the server and from it.
 #[tokio::test]
 async fn v3_qos2_roundtrip() {
@@ -98,7 +98,7 @@ async fn delivered_qos_min_0_2() {
     downgrade(&t, Q0, Q2).await;
 }
 
-/// MQTT-2.2.1-3 (3.1.1 MQTT-2.3.1-2): the server uses a distinct unused packet identifier for
+/// MQTT-2.2.1-4 (3.1.1 MQTT-2.3.1-2): the server uses a distinct unused packet identifier for
 /// each in-flight QoS 1 message it sends to a client.
 #[tokio::test]
 async fn outbound_packet_ids_distinct_in_flight() {
@@ -122,7 +122,7 @@ async fn outbound_packet_ids_distinct_in_flight() {
     assert_eq!(unique.len(), ids.len(), "in-flight ids must be distinct: {ids:?}");
 }
 
-/// MQTT-4.6.0-6 (3.1.1 MQTT-4.6.0-6): messages of one topic at the same QoS are forwarded in the
+/// MQTT-4.6.0-5, MQTT-4.6.0-6 (3.1.1 MQTT-4.6.0-6): messages of one topic at the same QoS are forwarded in the
 /// order they were published.
 #[tokio::test]
 async fn qos1_order_preserved() {
@@ -162,7 +162,7 @@ async fn qos2_duplicate_publish_delivered_once() {
     assert_eq!(got.len(), 1, "exactly once: {got:?}");
 }
 
-/// §2.2.1 and §4.3.3 (MQTT-4.3.3-9 method B): once PUBCOMP is sent the packet identifier is
+/// MQTT-4.3.3-12: once PUBCOMP is sent the packet identifier is
 /// free again: a new QoS 2 PUBLISH reusing it is a new message and is delivered again.
 #[tokio::test]
 async fn qos2_packet_id_reusable_after_pubcomp() {

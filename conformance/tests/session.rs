@@ -55,7 +55,7 @@ async fn v5_session_expiry_absent_ends_session() {
     assert!(!ack.session_present);
 }
 
-/// MQTT-3.1.2-23, MQTT-3.2.2-3 (5.0): a session with a Session Expiry Interval survives the
+/// MQTT-3.1.2-25, MQTT-3.2.2-3 (5.0): a session with a Session Expiry Interval survives the
 /// connection:
 /// Session Present 1, subscriptions kept and messages queued while offline delivered.
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn v5_session_resumed_within_expiry() {
     assert_eq!(&s.recv_msg().await.payload[..], b"queued");
 }
 
-/// §3.1.2.11.2 with MQTT-3.2.2-3 (5.0): the session is deleted when the Session Expiry Interval
+/// MQTT-4.1.0-2, MQTT-3.2.2-3 (5.0): the session is deleted when the Session Expiry Interval
 /// (1 s) has passed after the connection closed: a later resume gets Session Present 0.
 #[tokio::test]
 async fn v5_session_expires() {
@@ -99,7 +99,7 @@ async fn v5_disconnect_sets_expiry_zero() {
     assert!(!ack.session_present);
 }
 
-/// MQTT-3.14.2-2 (5.0): a client that connected with Session Expiry 0 must not set a non-zero
+/// §3.14.2.2.2 (5.0): a client that connected with Session Expiry 0 must not set a non-zero
 /// one in DISCONNECT; the server treats it as a Protocol Error (DISCONNECT 0x82 and close).
 #[tokio::test]
 async fn v5_disconnect_raising_expiry_is_protocol_error() {

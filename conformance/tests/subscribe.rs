@@ -34,7 +34,7 @@ async fn v3_suback_codes_in_order() {
     assert_eq!(ack.reason_codes, vec![ReasonCode(2), ReasonCode(0), ReasonCode(1)]);
 }
 
-/// MQTT-3.9.3-1 (5.0): the SUBACK has one Reason Code per Topic Filter in order: Granted QoS.
+/// MQTT-3.8.4-6, MQTT-3.9.3-1 (5.0): the SUBACK has one Reason Code per Topic Filter in order: Granted QoS.
 #[tokio::test]
 async fn v5_suback_codes_in_order() {
     let Some(t) = Ctx::new("v5_suback_codes_in_order") else { return };
@@ -60,7 +60,7 @@ async fn single_level_wildcard_trailing() {
     assert_eq!(got, vec!["s/x", "s/"]);
 }
 
-/// MQTT-4.7.1-2 and §4.7.1.2: `#` matches the parent level and any number of child levels.
+/// §4.7.1.2: `#` matches the parent level and any number of child levels.
 #[tokio::test]
 async fn multi_level_wildcard() {
     let Some(t) = Ctx::new("multi_level_wildcard") else { return };
@@ -175,7 +175,7 @@ async fn subscription_replaced() {
     assert_eq!(got[0].qos, Q1, "the new subscription's QoS");
 }
 
-/// MQTT-3.10.4-1, MQTT-3.10.4-4 (3.1.1 MQTT-3.10.4-1, -4): after UNSUBSCRIBE, answered with
+/// MQTT-3.10.4-1, -2, -4 (3.1.1 MQTT-3.10.4-1, -2, -4): after UNSUBSCRIBE, answered with
 /// UNSUBACK with the same packet identifier, the server stops delivering.
 #[tokio::test]
 async fn v3_unsubscribe_stops_delivery() {
@@ -229,7 +229,7 @@ async fn unsubscribe_one_of_overlapping() {
     assert_eq!(s.drain_msgs().await.len(), 1);
 }
 
-/// MQTT-3.8.4-4 (3.1.1 MQTT-3.8.4-4): a SUBSCRIBE with several filters is handled as a sequence
+/// MQTT-3.8.4-5 (5.0; 3.1.1 MQTT-3.8.4-4): a SUBSCRIBE with several filters is handled as a sequence
 /// of SUBSCRIBE packets: all of them are in effect afterwards.
 #[tokio::test]
 async fn multiple_filters_all_effective() {

@@ -84,7 +84,7 @@ async fn inbound_alias_zero_refused() {
     }
 }
 
-/// MQTT-3.3.2-9 (§3.3.2.3.4): a Topic Alias above the server's Topic Alias Maximum is refused
+/// MQTT-3.3.2-9, §3.3.2.3.4: a Topic Alias above the server's Topic Alias Maximum is refused
 /// with DISCONNECT 0x94 Topic Alias invalid.
 #[tokio::test]
 async fn inbound_alias_over_maximum_0x94() {
@@ -129,7 +129,7 @@ async fn inbound_alias_not_kept_across_connections() {
     }
 }
 
-/// MQTT-3.3.2-10 (§3.1.2.11.5): a client that sends no Topic Alias Maximum (0) never receives a
+/// MQTT-3.1.2-30: a client that sends no Topic Alias Maximum (0) never receives a
 /// Topic Alias.
 #[tokio::test]
 async fn outbound_no_alias_without_client_maximum() {
@@ -147,7 +147,7 @@ async fn outbound_no_alias_without_client_maximum() {
     }
 }
 
-/// MQTT-3.3.2-11, MQTT-3.3.2-12 (§3.3.2.3.4): when the client advertises Topic Alias Maximum 2,
+/// MQTT-3.1.2-29, MQTT-3.3.2-11 (§3.3.2.3.4): when the client advertises Topic Alias Maximum 2,
 /// the server may use aliases 1..=2; every message, resolved through the aliases it set, has
 /// the right topic.
 #[tokio::test]

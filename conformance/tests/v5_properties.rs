@@ -206,7 +206,7 @@ async fn no_local() {
     assert_eq!(got, vec![&b"other"[..]]);
 }
 
-/// MQTT-3.3.4-7, MQTT-3.3.4-8 (§4.9): the server does not send more unacknowledged QoS 1
+/// MQTT-3.3.4-9, MQTT-4.9.0-2 (§4.9): the server does not send more unacknowledged QoS 1
 /// messages than the client's Receive Maximum; an acknowledgement lets the next one through.
 #[tokio::test]
 async fn receive_maximum_flow_control() {
@@ -237,7 +237,7 @@ async fn receive_maximum_flow_control() {
     assert_eq!(rest, vec![&[3][..], &[4][..]]);
 }
 
-/// MQTT-3.1.2-25 (§3.1.2.11.4): the server does not send the client a packet larger than the
+/// MQTT-3.1.2-27, MQTT-3.1.2-28: the server does not send the client a packet larger than the
 /// client's Maximum Packet Size; it discards it and goes on with the next message.
 #[tokio::test]
 async fn maximum_packet_size_respected() {
@@ -275,7 +275,7 @@ async fn packet_over_server_maximum_0x95() {
     }
 }
 
-/// MQTT-3.3.2-3 §3.3.2.3.2 (Payload Format Indicator): a PUBLISH with Payload Format Indicator 1
+/// §3.3.2.3.2 and MQTT-3.3.2-4 (Payload Format Indicator): a PUBLISH with Payload Format Indicator 1
 /// and a payload that is not UTF-8 may be refused with 0x99 Payload format invalid; a server that
 /// does not check forwards it unchanged. Either way it must not forward a modified payload.
 #[tokio::test]

@@ -60,7 +60,7 @@ async fn v5_will_on_abnormal_close() {
     assert_eq!(got.qos, Q2);
 }
 
-/// MQTT-3.1.2-10 (5.0): DISCONNECT with Reason Code 0x00 removes the will.
+/// MQTT-3.1.2-10, MQTT-3.14.4-3 (5.0): DISCONNECT with Reason Code 0x00 removes the will.
 #[tokio::test]
 async fn v5_no_will_on_normal_disconnect() {
     let Some(t) = Ctx::new("v5_no_will_on_normal_disconnect") else { return };
@@ -140,7 +140,7 @@ async fn will_not_retained_without_retain() {
     late.expect_silence().await;
 }
 
-/// §3.1.3.2.2 (5.0): the will is delayed by the Will Delay Interval (2 s here) when the session
+/// MQTT-3.1.2-8, §3.1.3.2.2 (5.0): the will is delayed by the Will Delay Interval (2 s here) when the session
 /// outlives the connection.
 #[tokio::test]
 async fn v5_will_delay_delays() {
@@ -160,7 +160,7 @@ async fn v5_will_delay_delays() {
     t.session(V5, "w", true, 0).await.0.disconnect().await;
 }
 
-/// MQTT-3.1.3-9 (5.0): if a new connection to the session is made before the Will Delay
+/// MQTT-3.1.2-26 (5.0): if a new connection to the session is made before the Will Delay
 /// Interval has passed, the will is not sent.
 #[tokio::test]
 async fn v5_will_delay_cancelled_by_reconnect() {
@@ -177,7 +177,7 @@ async fn v5_will_delay_cancelled_by_reconnect() {
     w.disconnect().await;
 }
 
-/// §3.1.3.2.2 (5.0): the will is published when the session ends, if that is before the Will
+/// MQTT-3.1.2-8, §3.1.3.2.2 (5.0): the will is published when the session ends, if that is before the Will
 /// Delay Interval (Session Expiry 1 s, Will Delay 30 s).
 #[tokio::test]
 async fn v5_will_at_session_end_before_delay() {
@@ -193,7 +193,7 @@ async fn v5_will_at_session_end_before_delay() {
     }
 }
 
-/// MQTT-3.1.3-10 (5.0) and §3.1.3.2: the will's properties (Content Type, Response Topic,
+/// §3.1.3.2 (5.0): the will's properties (Content Type, Response Topic,
 /// Correlation Data, Payload Format Indicator, User Properties in order) are published with it.
 #[tokio::test]
 async fn v5_will_properties_forwarded() {
