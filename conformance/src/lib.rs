@@ -123,12 +123,12 @@ impl Ctx {
     /// Connects with `connect` and returns the client and its CONNACK, whatever its code.
     pub async fn connect_with(&self, connect: Connect) -> (Client, ConnAck) {
         let mut client = self.open(connect.protocol).await;
-        client.send(&Packet::Connect(connect));
+        client.send(&Packet::Connect(Box::new(connect)));
         let ack = match client.recv().await {
             Packet::ConnAck(ack) => ack,
             other => panic!("expected CONNACK, got {other:?}"),
         };
-        (client, ack)
+        (client, *ack)
     }
 
     /// Connects with `connect` and asserts success.

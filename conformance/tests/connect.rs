@@ -135,7 +135,7 @@ async fn v5_clean_start_discards_session() {
 async fn v3_second_connect_closes() {
     let Some(t) = Ctx::new("v3_second_connect_closes") else { return };
     let mut c = t.client(V3, "a").await;
-    c.send(&Packet::Connect(t.conn(V3, "a")));
+    c.send(&Packet::Connect(Box::new(t.conn(V3, "a"))));
     c.expect_closed().await;
 }
 
@@ -145,7 +145,7 @@ async fn v3_second_connect_closes() {
 async fn v5_second_connect_closes() {
     let Some(t) = Ctx::new("v5_second_connect_closes") else { return };
     let mut c = t.client(V5, "a").await;
-    c.send(&Packet::Connect(t.conn(V5, "a")));
+    c.send(&Packet::Connect(Box::new(t.conn(V5, "a"))));
     if let Some(reason) = c.expect_closed().await {
         assert_eq!(reason, ReasonCode::PROTOCOL_ERROR);
     }
@@ -281,7 +281,7 @@ async fn will_topic_with_wildcard_refused() {
         retain: false,
         properties: WillProperties::default(),
     });
-    c.send(&Packet::Connect(conn));
+    c.send(&Packet::Connect(Box::new(conn)));
     match c.next_event(RECV_TIMEOUT).await {
         Event::Closed => {}
         Event::Packet(Packet::ConnAck(ack)) => {

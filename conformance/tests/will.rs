@@ -105,7 +105,7 @@ async fn will_on_second_connect() {
     }
     let topic = t.topic("will");
     let (mut w, mut watcher) = with_will(&t, V3, will(&topic, b"err", Q1, false), None).await;
-    w.send(&Packet::Connect(t.conn(V3, "w")));
+    w.send(&Packet::Connect(Box::new(t.conn(V3, "w"))));
     w.expect_closed().await;
     assert_eq!(&watcher.recv_msg().await.payload[..], b"err");
 }

@@ -98,7 +98,7 @@ impl Client {
             password: options.password.clone().or(addr.password.map(Bytes::from)),
             properties,
         };
-        conn.send(&Packet::Connect(connect)).await?;
+        conn.send(&Packet::Connect(Box::new(connect))).await?;
         let ack = match conn.recv_timeout(options.timeout).await {
             Ok(Packet::ConnAck(ack)) => ack,
             Ok(other) => {
@@ -146,7 +146,7 @@ impl Client {
             closed,
             task: Some(tokio::spawn(task.run())),
         };
-        Ok((client, ack))
+        Ok((client, *ack))
     }
 
     /// The protocol version of the connection.

@@ -31,7 +31,7 @@ async fn accept(
     assert_eq!(connect.protocol, version);
     let ack =
         ConnAck { session_present: false, reason_code: reason, properties: Default::default() };
-    conn.send(&Packet::ConnAck(ack)).await.unwrap();
+    conn.send(&Packet::ConnAck(Box::new(ack))).await.unwrap();
     conn
 }
 

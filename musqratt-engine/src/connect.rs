@@ -48,7 +48,7 @@ impl Engine {
                     reason_code: ReasonCode::USE_ANOTHER_SERVER,
                     properties,
                 };
-                self.send_packet(conn, &Packet::ConnAck(connack));
+                self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
                 self.push_action(Action::Close { conn });
                 return self.connection_lost(now, conn, ReasonCode::USE_ANOTHER_SERVER);
             }
@@ -79,7 +79,8 @@ impl Engine {
     fn hand_off(&mut self, conn: ConnectionId, to: crate::ids::ShardId, connect: &Connect) {
         let Some(connection) = self.connections.remove(&conn) else { return };
         let mut bytes = BytesMut::new();
-        if Packet::Connect(connect.clone()).encode(connect.protocol, &mut bytes).is_err() {
+        if Packet::Connect(Box::new(connect.clone())).encode(connect.protocol, &mut bytes).is_err()
+        {
             return self.push_action(Action::Close { conn });
         }
         bytes.extend_from_slice(&connection.read_buf);
@@ -150,7 +151,7 @@ impl Engine {
             reason_code: reason,
             properties: ConnAckProperties::default(),
         };
-        self.send_packet(conn, &Packet::ConnAck(connack));
+        self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
         self.push_action(Action::Close { conn });
         self.connection_lost(now, conn, reason);
     }
@@ -275,7 +276,7 @@ impl Engine {
             }
         }
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
-        self.send_packet(conn, &Packet::ConnAck(connack));
+        self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
         self.emit(Event::Connected { conn, client_id, session_present });
         if session_present {
             self.resume(now, session_id, conn);

@@ -210,7 +210,7 @@ impl Engine {
         let connected = matches!(connection.phase, Phase::Connected);
         match packet {
             Packet::Connect(connect) if matches!(connection.phase, Phase::AwaitingConnect) => {
-                self.handle_connect(now, conn, connect);
+                self.handle_connect(now, conn, *connect);
             }
             // MQTT-3.1.0-2: a second CONNECT is a Protocol Error.
             Packet::Connect(_) => self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true),

@@ -173,17 +173,20 @@ fn seeds() -> Vec<(&'static str, Side, Vec<Packet>)> {
     };
     vec![
         // Server side: CONNECT of each version, then a session's worth of packets.
-        ("server-v311-connect", server, vec![P::Connect(connect(V4))]),
+        ("server-v311-connect", server, vec![P::Connect(Box::new(connect(V4)))]),
         (
             "server-v31-connect-publish",
             server,
-            vec![P::Connect(connect(V3_1)), P::Publish(publish(QoS::AtMostOnce, "t", b"hi"))],
+            vec![
+                P::Connect(Box::new(connect(V3_1))),
+                P::Publish(publish(QoS::AtMostOnce, "t", b"hi")),
+            ],
         ),
         (
             "server-v311-session",
             server,
             vec![
-                P::Connect(connect_full(V4)),
+                P::Connect(Box::new(connect_full(V4))),
                 P::Subscribe(subscribe(V4)),
                 P::Publish(publish(QoS::AtLeastOnce, "a/b", b"payload")),
                 P::PubRec(PubResponse::new(id(1))),
@@ -197,12 +200,12 @@ fn seeds() -> Vec<(&'static str, Side, Vec<Packet>)> {
                 P::Disconnect(Disconnect::default()),
             ],
         ),
-        ("server-v5-connect", server, vec![P::Connect(connect_full(V5))]),
+        ("server-v5-connect", server, vec![P::Connect(Box::new(connect_full(V5)))]),
         (
             "server-v5-session",
             server,
             vec![
-                P::Connect(connect(V5)),
+                P::Connect(Box::new(connect(V5))),
                 P::Auth(auth.clone()),
                 P::Subscribe(subscribe(V5)),
                 P::Publish(publish_v5_props()),
@@ -215,8 +218,8 @@ fn seeds() -> Vec<(&'static str, Side, Vec<Packet>)> {
             ],
         ),
         // Client side, 3.1.1: one packet of every type a client receives (and a few it sends).
-        ("client-v311-connack", c4, vec![P::ConnAck(v4_connack(0))]),
-        ("client-v311-connack-refused", c4, vec![P::ConnAck(v4_connack(0x87))]),
+        ("client-v311-connack", c4, vec![P::ConnAck(Box::new(v4_connack(0)))]),
+        ("client-v311-connack-refused", c4, vec![P::ConnAck(Box::new(v4_connack(0x87)))]),
         ("client-v311-publish-qos0", c4, vec![P::Publish(publish(QoS::AtMostOnce, "a/b", b"x"))]),
         (
             "client-v311-publish-qos1",
@@ -259,11 +262,11 @@ fn seeds() -> Vec<(&'static str, Side, Vec<Packet>)> {
         ("client-v311-disconnect", c4, vec![P::Disconnect(Disconnect::default())]),
         ("client-v311-subscribe", c4, vec![P::Subscribe(subscribe(V4))]),
         // Client side, 5.0.
-        ("client-v5-connack", c5, vec![P::ConnAck(v5_connack)]),
+        ("client-v5-connack", c5, vec![P::ConnAck(Box::new(v5_connack))]),
         (
             "client-v5-connack-refused",
             c5,
-            vec![P::ConnAck(ConnAck {
+            vec![P::ConnAck(Box::new(ConnAck {
                 session_present: false,
                 reason_code: ReasonCode(0x9C), // Use another server
                 properties: {
@@ -272,7 +275,7 @@ fn seeds() -> Vec<(&'static str, Side, Vec<Packet>)> {
                     p.reason_string = Some(s("moved"));
                     p
                 },
-            })],
+            }))],
         ),
         ("client-v5-publish-props", c5, vec![P::Publish(publish_v5_props())]),
         ("client-v5-publish-alias", c5, vec![P::Publish(alias)]),
@@ -332,7 +335,7 @@ fn seeds() -> Vec<(&'static str, Side, Vec<Packet>)> {
         ("client-v5-auth-short", c5, vec![P::Auth(Auth::default())]),
         ("client-v5-unsubscribe", c5, vec![P::Unsubscribe(v5_unsubscribe)]),
         // 3.1 (MQIsdp) client.
-        ("client-v31-connack", c31, vec![P::ConnAck(v4_connack(0x86))]),
+        ("client-v31-connack", c31, vec![P::ConnAck(Box::new(v4_connack(0x86)))]),
         ("client-v31-publish", c31, vec![P::Publish(publish(QoS::AtLeastOnce, "t/1", b"old"))]),
     ]
 }
@@ -427,7 +430,8 @@ fn write_seed_corpus() {
 #[test]
 fn server_decoder_follows_connect() {
     let mut decoder = Decoder::new(1024);
-    let mut buf = BytesMut::from(&seed_bytes(Side::Server, &[Packet::Connect(connect(V3_1))])[1..]);
+    let mut buf =
+        BytesMut::from(&seed_bytes(Side::Server, &[Packet::Connect(Box::new(connect(V3_1)))])[1..]);
     assert!(matches!(decoder.decode(&mut buf), Ok(Some(Packet::Connect(_)))));
     assert_eq!(decoder.version(), Some(V3_1));
 }

@@ -77,7 +77,7 @@ fn connect_v3_1_1_with_will_username_password() {
         password: Some(Bytes::from_static(b"pw")),
         properties: Default::default(),
     };
-    golden(V4, &bytes, &Packet::Connect(connect));
+    golden(V4, &bytes, &Packet::Connect(Box::new(connect)));
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn connect_v3_1_minimal() {
         password: None,
         properties: Default::default(),
     };
-    golden(V3_1, &bytes, &Packet::Connect(connect));
+    golden(V3_1, &bytes, &Packet::Connect(Box::new(connect)));
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn connect_v5_with_properties_will_username_password() {
         password: Some(Bytes::from_static(b"p")),
         properties,
     };
-    golden(V5, &bytes, &Packet::Connect(connect));
+    golden(V5, &bytes, &Packet::Connect(Box::new(connect)));
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn connect_v5_password_without_username() {
         password: Some(Bytes::from_static(b"pw")),
         properties: Default::default(),
     };
-    golden(V5, &bytes, &Packet::Connect(connect));
+    golden(V5, &bytes, &Packet::Connect(Box::new(connect)));
 }
 
 #[test]
@@ -177,13 +177,13 @@ fn connack_v3_1_1() {
         reason_code: ReasonCode::SUCCESS,
         properties: Default::default(),
     };
-    golden(V4, &[0x20, 0x02, 0x01, 0x00], &Packet::ConnAck(accepted));
+    golden(V4, &[0x20, 0x02, 0x01, 0x00], &Packet::ConnAck(Box::new(accepted)));
     let refused = ConnAck {
         session_present: false,
         reason_code: ReasonCode::NOT_AUTHORIZED,
         properties: Default::default(),
     };
-    golden(V4, &[0x20, 0x02, 0x00, 0x05], &Packet::ConnAck(refused));
+    golden(V4, &[0x20, 0x02, 0x00, 0x05], &Packet::ConnAck(Box::new(refused)));
 }
 
 #[test]
@@ -203,14 +203,14 @@ fn connack_v5_with_properties() {
     properties.retain_available = Some(false);
     properties.assigned_client_identifier = Some("abc".into());
     let connack = ConnAck { session_present: false, reason_code: ReasonCode::SUCCESS, properties };
-    golden(V5, &bytes, &Packet::ConnAck(connack));
+    golden(V5, &bytes, &Packet::ConnAck(Box::new(connack)));
 
     let refused = ConnAck {
         session_present: false,
         reason_code: ReasonCode::BAD_USERNAME_OR_PASSWORD,
         properties: Default::default(),
     };
-    golden(V5, &[0x20, 0x03, 0x00, 0x86, 0x00], &Packet::ConnAck(refused));
+    golden(V5, &[0x20, 0x03, 0x00, 0x86, 0x00], &Packet::ConnAck(Box::new(refused)));
 }
 
 #[test]

@@ -82,7 +82,7 @@ struct AfterConnect {
 impl Arbitrary for AfterConnect {
     fn arbitrary(g: &mut Gen) -> Self {
         let v = *g.choose(&common::VERSIONS).expect("x");
-        let connect = common::encode(v, &Packet::Connect(common::connect(g, v)));
+        let connect = common::encode(v, &Packet::Connect(Box::new(common::connect(g, v))));
         let mut rest = Vec::<u8>::arbitrary(g);
         if common::coin(g) {
             // A fixed header whose Remaining Length matches what follows, so the body is parsed.

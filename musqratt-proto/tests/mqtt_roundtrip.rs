@@ -175,7 +175,10 @@ fn v3_encoding_drops_v5_only_fields() {
     ] {
         let connack =
             ConnAck { session_present: false, reason_code: reason, properties: Default::default() };
-        assert_eq!(common::encode(v, &Packet::ConnAck(connack)), [0x20, 0x02, 0x00, code]);
+        assert_eq!(
+            common::encode(v, &Packet::ConnAck(Box::new(connack))),
+            [0x20, 0x02, 0x00, code]
+        );
     }
 }
 
@@ -205,7 +208,11 @@ fn unencodable_packets_are_refused_without_writing() {
         password: Some(Bytes::from_static(b"p")),
         properties: Default::default(),
     };
-    refused(ProtocolVersion::V3_1_1, &Packet::Connect(connect), EncodeError::NotRepresentable);
+    refused(
+        ProtocolVersion::V3_1_1,
+        &Packet::Connect(Box::new(connect)),
+        EncodeError::NotRepresentable,
+    );
 
     // §1.5.4: a string longer than 65,535 bytes.
     let long = "x".repeat(65_536);

@@ -46,7 +46,7 @@ fn varied_stream(v: ProtocolVersion, seed: u64, server: bool) -> Stream {
     let mut g = Gen::from_size_and_seed(30, seed);
     let mut packets = Vec::new();
     if server {
-        packets.push(Packet::Connect(common::connect(&mut g, v)));
+        packets.push(Packet::Connect(Box::new(common::connect(&mut g, v))));
     }
     let kinds = if v.is_v5() { &common::KINDS[1..] } else { &common::KINDS[1..14] };
     for round in 0..3 {
@@ -145,7 +145,7 @@ fn stream_byte_by_byte() {
 fn version_comes_from_connect() {
     let connect = |v| {
         let mut g = Gen::from_size_and_seed(10, 1);
-        Packet::Connect(common::connect(&mut g, v))
+        Packet::Connect(Box::new(common::connect(&mut g, v)))
     };
     // PUBACK with a reason byte 0x92, not allowed in 5.0 and trailing in 3.1.1.
     let puback = [0x40, 0x03, 0x00, 0x01, 0x92];
@@ -173,7 +173,7 @@ struct Chunked {
 impl Arbitrary for Chunked {
     fn arbitrary(g: &mut Gen) -> Self {
         let version = *g.choose(&common::VERSIONS).expect("x");
-        let mut packets = vec![Packet::Connect(common::connect(g, version))];
+        let mut packets = vec![Packet::Connect(Box::new(common::connect(g, version)))];
         for _ in 0..common::below(g, 12) {
             packets.push(common::any_after_connect(g, version));
         }

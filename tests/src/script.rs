@@ -365,7 +365,7 @@ impl Runner {
         let sim = self.sim();
         sim.open(name, shard, version, max_packet);
         if send {
-            sim.send(name, &Packet::Connect(connect));
+            sim.send(name, &Packet::Connect(Box::new(connect)));
         }
         Ok(())
     }
@@ -437,7 +437,7 @@ impl Runner {
                     "v3.1" => ProtocolVersion::V3_1,
                     _ => ProtocolVersion::V5,
                 };
-                Packet::Connect(Connect {
+                Packet::Connect(Box::new(Connect {
                     protocol: version,
                     clean_start: true,
                     keep_alive: 0,
@@ -446,7 +446,7 @@ impl Runner {
                     username: None,
                     password: None,
                     properties: ConnectProperties::default(),
-                })
+                }))
             }
             other => return Err(format!("unknown packet {other}")),
         };

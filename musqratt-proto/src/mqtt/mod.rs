@@ -12,6 +12,7 @@ mod publish;
 mod reason;
 mod subscribe;
 
+use alloc::boxed::Box;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use codec::Decoder;
@@ -107,10 +108,11 @@ impl PacketType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Packet {
-    /// CONNECT (§3.1).
-    Connect(Connect),
+    /// CONNECT (§3.1). Boxed, as CONNACK is: they are the largest packets and the rarest, and a
+    /// `Packet` the size of a PUBLISH moves faster on the publish path.
+    Connect(Box<Connect>),
     /// CONNACK (§3.2).
-    ConnAck(ConnAck),
+    ConnAck(Box<ConnAck>),
     /// PUBLISH (§3.3).
     Publish(Publish),
     /// PUBACK (§3.4).
@@ -177,8 +179,8 @@ impl Packet {
             return Err(DecodeError::InvalidHeaderFlags(kind as u8)); // MQTT-2.1.3-1
         }
         Ok(match kind {
-            PacketType::Connect => Self::Connect(Connect::decode(body)?),
-            PacketType::ConnAck => Self::ConnAck(ConnAck::decode(version, body)?),
+            PacketType::Connect => Self::Connect(Box::new(Connect::decode(body)?)),
+            PacketType::ConnAck => Self::ConnAck(Box::new(ConnAck::decode(version, body)?)),
             PacketType::Publish => Self::Publish(Publish::decode(version, flags, body)?),
             PacketType::PubAck => Self::PubAck(PubResponse::decode(version, kind, body)?),
             PacketType::PubRec => Self::PubRec(PubResponse::decode(version, kind, body)?),

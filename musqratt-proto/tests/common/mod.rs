@@ -436,8 +436,8 @@ pub(crate) fn auth(g: &mut Gen) -> Auth {
 /// A valid packet of type `kind` for version `v` (AUTH only exists in 5.0).
 pub(crate) fn packet(g: &mut Gen, v: ProtocolVersion, kind: PacketType) -> Packet {
     match kind {
-        PacketType::Connect => Packet::Connect(connect(g, v)),
-        PacketType::ConnAck => Packet::ConnAck(connack(g, v)),
+        PacketType::Connect => Packet::Connect(Box::new(connect(g, v))),
+        PacketType::ConnAck => Packet::ConnAck(Box::new(connack(g, v))),
         PacketType::Publish => Packet::Publish(publish(g, v)),
         PacketType::PubAck => Packet::PubAck(pub_response(g, v, kind)),
         PacketType::PubRec => Packet::PubRec(pub_response(g, v, kind)),

@@ -42,7 +42,7 @@ pub(crate) fn id_on_shard(prefix: &str, shard: u64, shards: u64) -> String {
 }
 
 pub(crate) fn connect_packet(client_id: &str, version: ProtocolVersion, keep_alive: u16) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: version,
         clean_start: true,
         keep_alive,
@@ -51,7 +51,7 @@ pub(crate) fn connect_packet(client_id: &str, version: ProtocolVersion, keep_ali
         username: None,
         password: None,
         properties: ConnectProperties::default(),
-    })
+    }))
 }
 
 pub(crate) fn encode(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
