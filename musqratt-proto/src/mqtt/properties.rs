@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use smallvec::SmallVec;
 
@@ -248,7 +248,13 @@ macro_rules! properties {
 
         impl $name {
             /// Reads the Property Length and the properties it covers (§2.2.2.1).
+            #[inline]
             pub(crate) fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+                // Most packets carry no properties: one length byte of 0.
+                if buf.first() == Some(&0) {
+                    buf.advance(1);
+                    return Ok(Self::default());
+                }
                 let mut props = split_properties(buf)?;
                 let mut this = Self::default();
                 while !props.is_empty() {
@@ -309,8 +315,12 @@ macro_rules! properties {
 
             /// Writes the Property Length and the properties; `body_len` is what
             /// [`Self::body_len`] returned.
+            #[inline]
             pub(crate) fn encode(&self, body_len: usize, dst: &mut BytesMut) {
                 write_varint(dst, body_len as u32);
+                if body_len == 0 {
+                    return;
+                }
                 $(
                     if let Some(value) = &self.$field {
                         dst.put_u8($id);
