@@ -1,0 +1,118 @@
+//! MQTT-SN over UDP (docs/MQTT-SN.md, "Runtime contract"): one reader thread per UDP socket
+//! numbers each source address as a [`PeerId`] and sends each datagram to the shard that took
+//! its peer ([`Action::HandoffPeer`](musqratt_engine::Action::HandoffPeer)), or to the peer's
+//! default shard (`peer % shards`) until one does. Engine threads send datagrams themselves
+//! with `send_to` on the shared socket.
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::mpsc::Sender;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use musqratt_engine::{Input, PeerId, ShardId};
+
+use crate::shard::ShardInput;
+
+/// How often a blocked reader looks at the stop flag: the socket's receive timeout
+/// (`SO_RCVTIMEO`, no poll).
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// The UDP sockets and the peer table every thread shares.
+#[derive(Debug)]
+pub(crate) struct Udp {
+    pub(crate) sockets: Vec<UdpSocket>,
+    table: Mutex<PeerTable>,
+}
+
+#[derive(Debug, Default)]
+struct PeerTable {
+    by_addr: HashMap<(usize, SocketAddr), PeerId>,
+    addrs: HashMap<PeerId, (usize, SocketAddr)>,
+    /// (peer, wireless node) → the shard that took it.
+    routes: HashMap<(PeerId, Bytes), ShardId>,
+    next: u64,
+}
+
+impl Udp {
+    pub(crate) fn bind(addrs: &[SocketAddr]) -> std::io::Result<Self> {
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let socket = UdpSocket::bind(addr)?;
+            socket.set_read_timeout(Some(STOP_CHECK))?;
+            sockets.push(socket);
+        }
+        Ok(Self { sockets, table: Mutex::new(PeerTable::default()) })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, PeerTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The reader of socket `index`, until `stopping`.
+    pub(crate) fn read_loop(
+        &self,
+        index: usize,
+        shards: &[Sender<ShardInput>],
+        stopping: &AtomicBool,
+    ) {
+        let socket = &self.sockets[index];
+        let mut buf = vec![0u8; 65_535];
+        while !stopping.load(Ordering::SeqCst) {
+            let (len, addr) = match socket.recv_from(&mut buf) {
+                Ok(received) => received,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "UDP receive failed");
+                    continue;
+                }
+            };
+            // The one allocation per datagram: its payload.
+            let bytes = Bytes::copy_from_slice(&buf[..len]);
+            let node = musqratt_engine::wireless_node(&bytes);
+            let (peer, shard) = {
+                let mut table = self.table();
+                let peer = match table.by_addr.get(&(index, addr)) {
+                    Some(peer) => *peer,
+                    None => {
+                        table.next += 1;
+                        let peer = PeerId(table.next);
+                        table.by_addr.insert((index, addr), peer);
+                        table.addrs.insert(peer, (index, addr));
+                        peer
+                    }
+                };
+                let default = ShardId(u16::try_from(peer.0 % shards.len() as u64).unwrap_or(0));
+                (peer, table.routes.get(&(peer, node)).copied().unwrap_or(default))
+            };
+            if let Some(tx) = shards.get(usize::from(shard.0)) {
+                let _ = tx.send(ShardInput::Engine(Input::Datagram { peer, bytes }));
+            }
+        }
+    }
+
+    pub(crate) fn send(&self, peer: PeerId, bytes: &[u8]) {
+        let Some((index, addr)) = self.table().addrs.get(&peer).copied() else { return };
+        if let Err(error) = self.sockets[index].send_to(bytes, addr) {
+            tracing::debug!(%error, %addr, "UDP send failed");
+        }
+    }
+
+    pub(crate) fn route(&self, peer: PeerId, node: Bytes, to: ShardId) {
+        self.table().routes.insert((peer, node), to);
+    }
+
+    pub(crate) fn release(&self, peer: PeerId, node: &Bytes) {
+        self.table().routes.remove(&(peer, node.clone()));
+    }
+}
