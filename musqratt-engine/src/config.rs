@@ -66,7 +66,7 @@ pub struct Config {
     /// MQTT-SN predefined topic ids (§2.3, §6.7): the same for every client, by id. Ids are
     /// 1 to 65534 (0x0000 and 0xFFFF are reserved, §5.3.11); topics are topic names.
     pub sn_predefined_topics: BTreeMap<u16, String>,
-    /// MQTT-SN GwId of this broker in ADVERTISE and GWINFO (§5.3.? GwId).
+    /// MQTT-SN GwId of this broker in ADVERTISE and GWINFO (§5.4.1, §5.4.3).
     pub sn_gateway_id: u8,
     /// MQTT-SN Tretry (§6.13): how long the broker waits for an acknowledgement before it
     /// retransmits REGISTER, PUBLISH (QoS 1/2) or PUBREL. Default 10 s.

@@ -1017,7 +1017,7 @@ fn encode(node: Option<&(u8, Bytes)>, message: &SnMessage) -> Option<Bytes> {
     result.ok().map(|()| buf.freeze())
 }
 
-/// A short topic name (§3? "short topic names": two characters), when it is UTF-8.
+/// A short topic name (two characters, TopicIdType 0b10, §5.3.4), when it is UTF-8.
 fn short_name(name: [u8; 2]) -> Option<ByteString> {
     let text = core::str::from_utf8(&name).ok()?;
     Some(ByteString::from(text))
