@@ -151,7 +151,9 @@ impl Engine {
             properties: ConnAckProperties::default(),
         };
         self.send_packet(conn, &Packet::ConnAck(connack));
-        self.push_action(Action::Close { conn });
+        if self.connections.get(&conn).is_some_and(|c| c.sn.is_none()) {
+            self.push_action(Action::Close { conn });
+        }
         self.connection_lost(now, conn, reason);
     }
 

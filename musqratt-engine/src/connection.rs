@@ -55,8 +55,8 @@ pub(crate) struct Connection {
     pub(crate) connect_session_expiry: u32,
     /// The authentication method of an enhanced authentication in progress.
     pub(crate) auth_method: Option<ByteString>,
-    /// Deliveries wait in the session queue (an MQTT-SN client asleep or a REGISTER awaiting
-    /// its REGACK).
+    /// MQTT-SN: deliveries wait in the session queue (the client is asleep, or a REGISTER
+    /// awaits its REGACK). Always false for MQTT.
     pub(crate) held: bool,
     /// MQTT-SN state; `None` for MQTT over a stream.
     pub(crate) sn: Option<Box<crate::sn::SnConn>>,

@@ -60,10 +60,8 @@ impl Engine {
             return None; // §3.3.2.3.3: an expired message is not delivered
         }
         let connection = self.connections.get(&conn)?;
-        if connection.held {
-            return Some(delivery); // asleep, or waiting for a REGACK (MQTT-SN §6.14, §6.10)
-        }
         if connection.sn.is_some() {
+            // MQTT-SN: held while asleep or waiting for a REGACK (§6.14, §6.10).
             match self.sn_topic_ready(now, conn, &delivery.message.topic) {
                 crate::sn::TopicReady::Ready => {}
                 crate::sn::TopicReady::Wait => return Some(delivery),

@@ -329,7 +329,13 @@ impl Simulator {
                 self.links.entry((from, to.0)).or_default().push_back(message);
             }
             Action::Authenticate { conn, request } => {
-                let name = self.by_conn.get(&conn).cloned().unwrap_or_default();
+                // MQTT-SN clients are known by client id (their connection numbers are the
+                // engine's own).
+                let name = self
+                    .by_conn
+                    .get(&conn)
+                    .cloned()
+                    .unwrap_or_else(|| request.client_id.to_string());
                 let method = request.method.as_deref().map(str::as_bytes);
                 let data = request.data.as_deref();
                 self.note(

@@ -323,6 +323,21 @@ impl Engine {
             password: None,
             properties: ConnectProperties::default(),
         };
+        if self.config.authenticate {
+            // MQTT-SN CONNECT has no credentials: the runtime decides on the client id (and
+            // whatever it knows of the peer). A refusal is CONNACK "rejected: not supported".
+            let request = crate::io::AuthRequest {
+                client_id: mqtt.client_id.clone(),
+                username: None,
+                password: None,
+                method: None,
+                data: None,
+            };
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.phase = Phase::Authenticating(Box::new(mqtt));
+            }
+            return self.push_action(Action::Authenticate { conn, request });
+        }
         self.accept(now, conn, mqtt);
     }
 
@@ -723,6 +738,9 @@ impl Engine {
         conn: ConnectionId,
         topic: &ByteString,
     ) -> TopicReady {
+        if self.connections.get(&conn).is_some_and(|c| c.held) {
+            return TopicReady::Wait;
+        }
         if self.sn.predefined_ids.contains_key(topic) || topic.len() == 2 {
             return TopicReady::Ready;
         }
@@ -1021,4 +1039,30 @@ fn encode(node: Option<&(u8, Bytes)>, message: &SnMessage) -> Option<Bytes> {
 fn short_name(name: [u8; 2]) -> Option<ByteString> {
     let text = core::str::from_utf8(&name).ok()?;
     Some(ByteString::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wireless_node_is_the_encapsulation_node_id_or_empty() {
+        // §5.5: Length 6, MsgType 0xFE, Ctrl, Wireless Node Id "abc", then the message.
+        let datagram = Bytes::from_static(b"\x06\xfe\x00abc\x02\x18");
+        assert_eq!(&wireless_node(&datagram)[..], b"abc");
+        assert!(wireless_node(&Bytes::from_static(b"\x02\x18")).is_empty());
+        assert!(wireless_node(&Bytes::from_static(b"\x09\xfe\x00ab")).is_empty());
+        assert!(wireless_node(&Bytes::new()).is_empty());
+    }
+
+    #[test]
+    fn topic_ids_skip_the_reserved_values_and_stay_bounded() {
+        let mut sn = SnConn::new(PeerId(1), None);
+        sn.next_topic_id = 0xFFFF;
+        let a = sn.register(&ByteString::from("a/b"), 2);
+        assert_eq!(a, Some(1), "0xFFFF and 0x0000 are reserved (§5.3.11)");
+        assert_eq!(sn.register(&ByteString::from("a/b"), 2), Some(1));
+        assert_eq!(sn.register(&ByteString::from("c/d"), 2), Some(2));
+        assert_eq!(sn.register(&ByteString::from("e/f"), 2), None);
+    }
 }
