@@ -738,10 +738,14 @@ impl Engine {
         conn: ConnectionId,
         topic: &ByteString,
     ) -> TopicReady {
-        if self.connections.get(&conn).is_some_and(|c| c.held) {
+        let Some(connection) = self.connections.get(&conn) else { return TopicReady::Drop };
+        if connection.held {
             return TopicReady::Wait;
         }
-        if self.sn.predefined_ids.contains_key(topic) || topic.len() == 2 {
+        // A topic the client registered (or got in SUBACK) is named by that id; then
+        // predefined ids, then short names; anything else is registered first.
+        let registered = connection.sn.as_ref().is_some_and(|sn| sn.topic_ids.contains_key(topic));
+        if registered || self.sn.predefined_ids.contains_key(topic) || topic.len() == 2 {
             return TopicReady::Ready;
         }
         let max = self.config.sn_max_registered_topics;
@@ -787,20 +791,19 @@ impl Engine {
         dup: bool,
     ) -> bool {
         let message = &delivery.message;
-        let topic = if let Some(id) = self.sn.predefined_ids.get(&message.topic) {
+        let registered = self
+            .connections
+            .get(&conn)
+            .and_then(|c| c.sn.as_ref())
+            .and_then(|sn| sn.topic_ids.get(&message.topic).copied());
+        let topic = if let Some(id) = registered {
+            PublishTopic::Normal(TopicId(id))
+        } else if let Some(id) = self.sn.predefined_ids.get(&message.topic) {
             PublishTopic::Predefined(TopicId(*id))
         } else if let Ok(name) = <[u8; 2]>::try_from(message.topic.as_bytes().as_ref()) {
             PublishTopic::Short(name)
         } else {
-            let id = self
-                .connections
-                .get(&conn)
-                .and_then(|c| c.sn.as_ref())
-                .and_then(|sn| sn.topic_ids.get(&message.topic).copied());
-            match id {
-                Some(id) => PublishTopic::Normal(TopicId(id)),
-                None => return false,
-            }
+            return false;
         };
         let publish = Publish {
             dup,
