@@ -1,5 +1,6 @@
 //! What an engine is configured with. Plain data: the runtime reads a file into it.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use core::time::Duration;
 
@@ -62,6 +63,26 @@ pub struct Config {
     pub shard: ShardId,
     /// How many shards the broker runs.
     pub shard_count: u16,
+    /// MQTT-SN predefined topic ids (§2.3, §6.7): the same for every client, by id. Ids are
+    /// 1 to 65534 (0x0000 and 0xFFFF are reserved, §5.3.11); topics are topic names.
+    pub sn_predefined_topics: BTreeMap<u16, String>,
+    /// MQTT-SN GwId of this broker in ADVERTISE and GWINFO (§5.4.1, §5.4.3).
+    pub sn_gateway_id: u8,
+    /// MQTT-SN Tretry (§6.13): how long the broker waits for an acknowledgement before it
+    /// retransmits REGISTER, PUBLISH (QoS 1/2) or PUBREL. Default 10 s.
+    pub sn_retry_interval: Duration,
+    /// MQTT-SN Nretry (§6.13): retransmissions before the client is considered lost (its will
+    /// is published). Default 3.
+    pub sn_max_retries: u8,
+    /// MQTT-SN T_ADV (§6.1): when set, shard 0 emits [`crate::Action::SnBroadcast`] with an
+    /// ADVERTISE this often. Off by default (the runtime then advertises nothing).
+    pub sn_advertise_interval: Option<Duration>,
+    /// MQTT-SN: topic ids registered per client (both directions); a client REGISTER beyond it
+    /// gets REGACK "rejected: congestion" (§5.3.10).
+    pub sn_max_registered_topics: usize,
+    /// MQTT-SN: QoS 1/2 PUBLISH messages in flight to one client. Default 1: MQTT-SN clients
+    /// handle one at a time (§6.13 describes one outstanding message).
+    pub sn_max_inflight: u16,
 }
 
 /// The topic backlog: messages published to a topic no subscription matches are kept for the
@@ -115,6 +136,13 @@ impl Default for Config {
             seed: 0x6d75_7371_7261_7474,
             shard: ShardId(0),
             shard_count: 1,
+            sn_predefined_topics: BTreeMap::new(),
+            sn_gateway_id: 1,
+            sn_retry_interval: Duration::from_secs(10),
+            sn_max_retries: 3,
+            sn_advertise_interval: None,
+            sn_max_registered_topics: 256,
+            sn_max_inflight: 1,
         }
     }
 }

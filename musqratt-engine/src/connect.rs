@@ -152,13 +152,15 @@ impl Engine {
             properties: ConnAckProperties::default(),
         };
         self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
-        self.push_action(Action::Close { conn });
+        if self.connections.get(&conn).is_some_and(|c| c.sn.is_none()) {
+            self.push_action(Action::Close { conn });
+        }
         self.connection_lost(now, conn, reason);
     }
 
     /// Completes a CONNECT: takes over or resumes the session, sends CONNACK, resends what was
     /// in flight.
-    fn accept(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
+    pub(crate) fn accept(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
         let v5 = connect.protocol.is_v5();
         let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
         let client_id = assigned.clone().unwrap_or_else(|| connect.client_id.clone());
@@ -226,7 +228,11 @@ impl Engine {
         connection.session = Some(session_id);
         connection.keep_alive = keep_alive;
         connection.deadline = keep_alive_deadline(now, keep_alive);
-        connection.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+        connection.client_receive_maximum = if connection.sn.is_some() {
+            self.config.sn_max_inflight.max(1)
+        } else {
+            connect.properties.receive_maximum.unwrap_or(u16::MAX)
+        };
         connection.client_max_packet_size =
             connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         connection.outbound_aliases =
@@ -293,6 +299,9 @@ impl Engine {
     /// Resends what was in flight, in the original order (MQTT-4.4.0-1, MQTT-4.6.0-1): PUBLISH
     /// with DUP for unacknowledged messages, PUBREL for released ones; then the queue.
     fn resume(&mut self, now: Instant, session_id: crate::ids::SessionId, conn: ConnectionId) {
+        if self.connections.get(&conn).is_some_and(|c| c.sn.is_some()) {
+            return self.sn_resume(now, session_id, conn);
+        }
         let Some(session) = self.sessions.get(&session_id) else { return };
         let mut pending: alloc::vec::Vec<_> = session
             .inflight

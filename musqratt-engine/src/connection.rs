@@ -55,6 +55,11 @@ pub(crate) struct Connection {
     pub(crate) connect_session_expiry: u32,
     /// The authentication method of an enhanced authentication in progress.
     pub(crate) auth_method: Option<ByteString>,
+    /// MQTT-SN: deliveries wait in the session queue (the client is asleep, or a REGISTER
+    /// awaits its REGACK). Always false for MQTT.
+    pub(crate) held: bool,
+    /// MQTT-SN state; `None` for MQTT over a stream.
+    pub(crate) sn: Option<Box<crate::sn::SnConn>>,
 }
 
 impl Connection {
@@ -75,6 +80,8 @@ impl Connection {
             request_problem_information: true,
             connect_session_expiry: 0,
             auth_method: None,
+            held: false,
+            sn: None,
         }
     }
 

@@ -60,6 +60,15 @@ impl Engine {
             return None; // §3.3.2.3.3: an expired message is not delivered
         }
         let connection = self.connections.get(&conn)?;
+        if connection.sn.is_some() {
+            // MQTT-SN: held while asleep or waiting for a REGACK (§6.14, §6.10).
+            match self.sn_topic_ready(now, conn, &delivery.message.topic) {
+                crate::sn::TopicReady::Ready => {}
+                crate::sn::TopicReady::Wait => return Some(delivery),
+                crate::sn::TopicReady::Drop => return None,
+            }
+        }
+        let connection = self.connections.get(&conn)?;
         let congested = connection.unwritten > self.config.max_unwritten_bytes;
         let window = usize::from(connection.client_receive_maximum);
         let session = self.sessions.get_mut(&session_id)?;
@@ -120,6 +129,9 @@ impl Engine {
         dup: bool,
     ) -> bool {
         let Some(connection) = self.connections.get_mut(&conn) else { return false };
+        if connection.sn.is_some() {
+            return self.sn_send_publish(now, conn, delivery, packet_id, dup);
+        }
         let version = connection.version();
         let message = &delivery.message;
         let mut publish = Publish {

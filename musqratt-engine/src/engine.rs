@@ -35,7 +35,12 @@ pub struct Engine {
     pub(crate) timers: Timers,
     pub(crate) routes: Routes,
     pub(crate) shared_groups: SharedGroups,
-    actions: VecDeque<Action>,
+    pub(crate) actions: VecDeque<Action>,
+    /// MQTT-SN front-end state: peers, predefined topics.
+    pub(crate) sn: crate::sn::SnFront,
+    /// The time of the input or timeout being handled (MQTT-SN retransmission deadlines are
+    /// set from places that are not handed the time).
+    pub(crate) clock: Instant,
     /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
     rng: u64,
 }
@@ -45,6 +50,11 @@ impl Engine {
     #[must_use]
     pub fn new(config: Config) -> Self {
         let rng = config.seed | 1;
+        let mut timers = Timers::default();
+        if config.sn_advertise_interval.is_some() && config.shard == crate::ids::ShardId(0) {
+            timers.arm(Instant::ZERO, Timer::SnAdvertise);
+        }
+        let sn = crate::sn::SnFront::new(&config);
         Self {
             config,
             connections: BTreeMap::new(),
@@ -54,10 +64,12 @@ impl Engine {
             subscribers: Subscribers::default(),
             retained: Retained::default(),
             backlog: Backlog::default(),
-            timers: Timers::default(),
+            timers,
             routes: Routes::default(),
             shared_groups: SharedGroups::default(),
             actions: VecDeque::new(),
+            sn,
+            clock: Instant::ZERO,
             rng,
         }
     }
@@ -70,6 +82,7 @@ impl Engine {
 
     /// Feeds one input at time `now`. Then take actions with [`Engine::poll_action`].
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.clock = now;
         match input {
             Input::Accepted { conn } => {
                 self.connections.insert(conn, Connection::new(self.config.max_packet_size));
@@ -77,6 +90,7 @@ impl Engine {
                 self.timers.arm(deadline, Timer::Connect(conn));
             }
             Input::Data { conn, bytes } => self.handle_data(now, conn, bytes),
+            Input::Datagram { peer, bytes } => self.handle_datagram(now, peer, bytes),
             Input::Adopted { conn, bytes } => {
                 self.handle_input(now, Input::Accepted { conn });
                 self.handle_data(now, conn, bytes);
@@ -112,6 +126,7 @@ impl Engine {
     /// Fires every deadline due at `now`: connect and keep-alive timeouts, delayed wills,
     /// session expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Connect(conn) => {
@@ -137,6 +152,8 @@ impl Engine {
                 }
                 Timer::Will(session) => self.fire_will(now, session),
                 Timer::SessionExpiry(session) => self.expire_session(now, session),
+                Timer::SnRetry(conn) => self.sn_retry(now, conn),
+                Timer::SnAdvertise => self.sn_advertise(now),
             }
         }
     }
@@ -255,6 +272,9 @@ impl Engine {
     /// was taken.
     pub(crate) fn send_packet_at(&mut self, mark: usize, conn: ConnectionId, packet: &Packet) {
         let Some(connection) = self.connections.get_mut(&conn) else { return };
+        if connection.sn.is_some() {
+            return self.sn_send_packet_at(mark, conn, packet);
+        }
         let version = connection.version();
         let mut buf = BytesMut::new();
         // Packets the engine builds always fit the format; one that does not is not sent.
@@ -287,8 +307,19 @@ impl Engine {
         let can_notify = matches!(connection.phase, Phase::Connected)
             && connection.version() == ProtocolVersion::V5
             && reason.is_error();
+        let is_sn = connection.sn.is_some();
         if notify && can_notify {
             self.send_packet(conn, &Packet::Disconnect(Disconnect::new(reason)));
+        }
+        if is_sn {
+            // UDP has nothing to close: connection_lost releases the peer. A client taken over
+            // or shut down is told with DISCONNECT (§5.4.21).
+            if reason == ReasonCode::SESSION_TAKEN_OVER
+                || reason == ReasonCode::SERVER_SHUTTING_DOWN
+            {
+                self.sn_send(conn, &musqratt_proto::sn::Message::Disconnect(None));
+            }
+            return self.connection_lost(now, conn, reason);
         }
         self.actions.push_back(Action::Close { conn });
         self.connection_lost(now, conn, reason);
@@ -297,6 +328,9 @@ impl Engine {
     /// Forgets a connection: publishes or schedules its will, detaches or ends its session.
     pub(crate) fn connection_lost(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
         let Some(connection) = self.connections.remove(&conn) else { return };
+        if let Some(sn) = &connection.sn {
+            self.sn_forget(conn, sn);
+        }
         self.emit(Event::Disconnected { conn, reason });
         let will = connection.will;
         let Some(session_id) = connection.session else { return };

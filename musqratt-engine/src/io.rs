@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::ReasonCode;
 
-use crate::ids::{ConnectionId, ShardId};
+use crate::ids::{ConnectionId, PeerId, ShardId};
 pub use crate::shards::ShardMessage;
 
 /// Something that happened outside the engine, handed in with the time by
@@ -61,6 +61,17 @@ pub enum Input {
     /// down (§3.14.2.1) and every connection is closed. Wills are not published: the clients
     /// did nothing wrong and their sessions end with the process.
     Shutdown,
+    /// One MQTT-SN datagram from a UDP peer (docs/MQTT-SN.md, "Runtime contract"). A datagram
+    /// whose peer (and, for a forwarder's encapsulated message, wireless node: see
+    /// [`crate::wireless_node`]) was handed to a shard with [`Action::HandoffPeer`] goes to that
+    /// shard until [`Action::ReleasePeer`]; any other goes to any shard the runtime likes (for
+    /// instance always shard 0, or a hash of the address).
+    Datagram {
+        /// The sender.
+        peer: PeerId,
+        /// The datagram, exactly as received.
+        bytes: Bytes,
+    },
     /// The runtime's answer to [`Action::Authenticate`].
     AuthDecision {
         /// The connection that asked.
@@ -144,6 +155,40 @@ pub enum Action {
         conn: ConnectionId,
         /// What it presented.
         request: AuthRequest,
+    },
+    /// MQTT-SN: send this datagram to the peer (one message, or one forwarder encapsulation of
+    /// one message, per datagram).
+    SendDatagram {
+        /// The peer.
+        peer: PeerId,
+        /// The whole datagram.
+        bytes: Bytes,
+    },
+    /// MQTT-SN: the session of this peer's client lives on another shard. Deliver `bytes` (the
+    /// datagram just received, a CONNECT) there as [`Input::Datagram`], and send every later
+    /// datagram of this peer and wireless node ([`crate::wireless_node`] of `bytes`) there too,
+    /// until that shard emits [`Action::ReleasePeer`].
+    HandoffPeer {
+        /// The peer.
+        peer: PeerId,
+        /// The shard that takes it.
+        to: ShardId,
+        /// The datagram to deliver there.
+        bytes: Bytes,
+    },
+    /// MQTT-SN: this engine has forgotten the peer's connection (DISCONNECT, lost, taken over):
+    /// its datagrams may go to any shard again. The UDP counterpart of [`Action::Close`].
+    ReleasePeer {
+        /// The peer.
+        peer: PeerId,
+        /// The wireless node behind a forwarder, empty for a direct client.
+        node: Bytes,
+    },
+    /// MQTT-SN: broadcast this datagram (an ADVERTISE, §5.4.1) to the runtime's configured
+    /// broadcast address(es). Emitted every [`crate::Config::sn_advertise_interval`] by shard 0.
+    SnBroadcast {
+        /// The datagram.
+        bytes: Bytes,
     },
     /// Something worth logging or counting.
     Event(Event),

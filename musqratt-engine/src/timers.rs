@@ -20,6 +20,11 @@ pub(crate) enum Timer {
     Will(SessionId),
     /// A disconnected session expires (§3.1.2.11.2).
     SessionExpiry(SessionId),
+    /// MQTT-SN: retransmission of what the broker sent and the client has not acknowledged
+    /// (Tretry, §6.13).
+    SnRetry(ConnectionId),
+    /// MQTT-SN: the next ADVERTISE (T_ADV, §6.1).
+    SnAdvertise,
 }
 
 #[derive(Debug, Default)]

@@ -201,3 +201,103 @@ pub fn packet(version: ProtocolVersion, packet: &Packet) -> String {
         other => format!("unexpected {other:?}"),
     }
 }
+
+/// One MQTT-SN message as a transcript line (after `<-`), fields in wire order.
+#[must_use]
+pub fn sn(message: &musqratt_proto::sn::Message) -> String {
+    use musqratt_proto::sn::{Message as M, PublishTopic, SnQoS, SubscribeTopic};
+    let ptopic = |t: &PublishTopic| match t {
+        PublishTopic::Normal(id) => format!("topic_id={}", id.0),
+        PublishTopic::Predefined(id) => format!("predefined={}", id.0),
+        PublishTopic::Short(n) => format!("short={}", quoted(n)),
+    };
+    let stopic = |t: &SubscribeTopic| match t {
+        SubscribeTopic::Name(n) => format!("name={}", quoted(n.as_bytes())),
+        SubscribeTopic::Predefined(id) => format!("predefined={}", id.0),
+        SubscribeTopic::Short(n) => format!("short={}", quoted(n)),
+    };
+    let qos = |q: SnQoS| match q {
+        SnQoS::MinusOne => "-1".to_owned(),
+        q => q.bits().to_string(),
+    };
+    match message {
+        M::Advertise(a) => format!("ADVERTISE gw_id={} duration={}", a.gw_id, a.duration),
+        M::SearchGw(s) => format!("SEARCHGW radius={}", s.radius),
+        M::GwInfo(g) => format!(
+            "GWINFO gw_id={}{}",
+            g.gw_id,
+            g.gw_add.as_ref().map(|a| format!(" gw_add={}", quoted(a))).unwrap_or_default()
+        ),
+        M::Connect(c) => format!(
+            "CONNECT will={} clean={} duration={} client_id={}",
+            u8::from(c.will),
+            u8::from(c.clean_session),
+            c.duration,
+            quoted(c.client_id.as_bytes())
+        ),
+        M::ConnAck(rc) => format!("CONNACK {rc:?}"),
+        M::WillTopicReq => "WILLTOPICREQ".to_owned(),
+        M::WillTopic(None) => "WILLTOPIC (empty)".to_owned(),
+        M::WillTopic(Some(w)) | M::WillTopicUpd(Some(w)) => format!(
+            "{} qos={} retain={} topic={}",
+            if matches!(message, M::WillTopic(_)) { "WILLTOPIC" } else { "WILLTOPICUPD" },
+            w.qos.bits(),
+            u8::from(w.retain),
+            quoted(w.topic.as_bytes())
+        ),
+        M::WillMsgReq => "WILLMSGREQ".to_owned(),
+        M::WillMsg(m) => format!("WILLMSG {}", quoted(m)),
+        M::Register(r) => format!(
+            "REGISTER topic_id={} msg_id={} topic={}",
+            r.topic_id.0,
+            r.msg_id.0,
+            quoted(r.topic_name.as_bytes())
+        ),
+        M::RegAck(r) => {
+            format!("REGACK topic_id={} msg_id={} {:?}", r.topic_id.0, r.msg_id.0, r.return_code)
+        }
+        M::Publish(p) => format!(
+            "PUBLISH {} qos={} retain={} dup={} msg_id={} data={}",
+            ptopic(&p.topic),
+            qos(p.qos),
+            u8::from(p.retain),
+            u8::from(p.dup),
+            p.msg_id.0,
+            quoted(&p.data)
+        ),
+        M::PubAck(a) => {
+            format!("PUBACK topic_id={} msg_id={} {:?}", a.topic_id.0, a.msg_id.0, a.return_code)
+        }
+        M::PubRec(id) => format!("PUBREC msg_id={}", id.0),
+        M::PubRel(id) => format!("PUBREL msg_id={}", id.0),
+        M::PubComp(id) => format!("PUBCOMP msg_id={}", id.0),
+        M::Subscribe(s) => {
+            format!("SUBSCRIBE qos={} msg_id={} {}", s.qos.bits(), s.msg_id.0, stopic(&s.topic))
+        }
+        M::SubAck(s) => format!(
+            "SUBACK qos={} topic_id={} msg_id={} {:?}",
+            s.qos.bits(),
+            s.topic_id.0,
+            s.msg_id.0,
+            s.return_code
+        ),
+        M::Unsubscribe(u) => format!("UNSUBSCRIBE msg_id={} {}", u.msg_id.0, stopic(&u.topic)),
+        M::UnsubAck(id) => format!("UNSUBACK msg_id={}", id.0),
+        M::PingReq(None) => "PINGREQ".to_owned(),
+        M::PingReq(Some(id)) => format!("PINGREQ client_id={}", quoted(id.as_bytes())),
+        M::PingResp => "PINGRESP".to_owned(),
+        M::Disconnect(None) => "DISCONNECT".to_owned(),
+        M::Disconnect(Some(d)) => format!("DISCONNECT duration={d}"),
+        M::WillTopicUpd(None) => "WILLTOPICUPD (empty)".to_owned(),
+        M::WillTopicResp(rc) => format!("WILLTOPICRESP {rc:?}"),
+        M::WillMsgUpd(m) => format!("WILLMSGUPD {}", quoted(m)),
+        M::WillMsgResp(rc) => format!("WILLMSGRESP {rc:?}"),
+        M::Encapsulated(e) => format!(
+            "ENCAPSULATED radius={} node={} {}",
+            e.radius,
+            quoted(&e.wireless_node_id),
+            sn(&e.message)
+        ),
+        other => format!("{other:?}"),
+    }
+}

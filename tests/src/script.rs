@@ -12,7 +12,9 @@ use musqratt_engine::proto::mqtt::{
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
 use musqratt_engine::{AuthDecision, BacklogConfig, Config, Instant};
 
-use crate::sim::{Line, Simulator};
+use musqratt_engine::proto::sn;
+
+use crate::sim::{Line, Simulator, SnClient};
 
 /// What a script produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +233,15 @@ impl Runner {
                 self.sim().resume(&name);
                 Ok(())
             }
+            "snconnect" | "snopen" => self.sn_open(word(0) == "snconnect", word(1), &tokens[2..]),
+            "snport" => {
+                let name = word(1).to_owned();
+                let sim = self.sim();
+                let client = sim.sn_client(&name).cloned().ok_or("unknown SN client")?;
+                sim.sn_open(&name, client);
+                Ok(())
+            }
+            "snsend" => self.sn_send(word(1), &tokens[2..]),
             "advance" => {
                 let by = duration(word(1))?;
                 self.sim().advance(by);
@@ -286,6 +297,16 @@ impl Runner {
                     c.backlog = BacklogConfig::new(c.backlog.max_messages_per_topic, number(v)?);
                 }
                 "seed" => c.seed = number(v)?,
+                "sn_predefined" => {
+                    let (id, topic) = v.split_once(':').ok_or("sn_predefined=ID:TOPIC")?;
+                    c.sn_predefined_topics.insert(number(id)?, topic.to_owned());
+                }
+                "sn_gateway_id" => c.sn_gateway_id = number(v)?,
+                "sn_retry_interval" => c.sn_retry_interval = duration(v)?,
+                "sn_max_retries" => c.sn_max_retries = number(v)?,
+                "sn_advertise_interval" => c.sn_advertise_interval = Some(duration(v)?),
+                "sn_max_registered_topics" => c.sn_max_registered_topics = number(v)?,
+                "sn_max_inflight" => c.sn_max_inflight = number(v)?,
                 other => return Err(format!("unknown config key {other}")),
             }
         }
@@ -523,4 +544,174 @@ fn subscribe(tokens: &[Token]) -> Result<Packet, String> {
         }
     }
     Ok(Packet::Subscribe(subscribe))
+}
+
+impl Runner {
+    fn sn_open(&mut self, send: bool, name: &str, tokens: &[Token]) -> Result<(), String> {
+        let mut connect =
+            sn::Connect { will: false, clean_session: true, duration: 0, client_id: name.into() };
+        let mut client = SnClient {
+            peer: musqratt_engine::PeerId(0),
+            shard: 0,
+            node: None,
+            will: None,
+            auto_regack: true,
+        };
+        let mut shard = None;
+        for token in tokens {
+            let v = token.value.as_str();
+            match token.key.as_deref() {
+                Some("id") => connect.client_id = v.into(),
+                Some("clean") => connect.clean_session = flag(v)?,
+                Some("duration" | "keepalive") => connect.duration = number(v)?,
+                Some("willflag") => connect.will = flag(v)?,
+                Some("will") => {
+                    let parts: Vec<&str> = v.split(':').collect();
+                    let [topic, payload, q, retain] = parts.as_slice() else {
+                        return Err("will=topic:payload:qos:retain".into());
+                    };
+                    connect.will = true;
+                    let topic = sn::WillTopic {
+                        qos: qos(q)?,
+                        retain: flag(retain)?,
+                        topic: (*topic).into(),
+                    };
+                    client.will = Some((topic, bytes(payload)));
+                }
+                Some("node") => client.node = Some(bytes(v)),
+                Some("autoregack") => client.auto_regack = flag(v)?,
+                Some("shard") => shard = Some(number::<usize>(v)?),
+                _ => return Err(format!("unknown snconnect option {v}")),
+            }
+        }
+        client.shard = shard.unwrap_or_else(|| {
+            self.next_shard += 1;
+            self.next_shard - 1
+        });
+        let sim = self.sim();
+        sim.sn_open(name, client);
+        if send {
+            sim.sn_send(name, &sn::Message::Connect(connect));
+        }
+        Ok(())
+    }
+
+    fn sn_send(&mut self, name: &str, tokens: &[Token]) -> Result<(), String> {
+        let kind = tokens.first().map(|t| t.value.as_str()).unwrap_or_default();
+        let rest = tokens.get(1..).unwrap_or_default();
+        let get = |key: &str| {
+            rest.iter().find(|t| t.key.as_deref() == Some(key)).map(|t| t.value.as_str())
+        };
+        let num = |key: &str| -> Result<u16, String> { get(key).map_or(Ok(0), number) };
+        let msg_id = || num("msg_id").map(sn::MsgId);
+        let rc = || -> Result<sn::ReturnCode, String> {
+            sn::ReturnCode::from_u8(get("rc").map_or(Ok(0), number)?).map_err(|e| e.to_string())
+        };
+        let short = |v: &str| -> Result<[u8; 2], String> {
+            v.as_bytes().try_into().map_err(|_| "a short topic has 2 characters".to_owned())
+        };
+        let sub_topic = || -> Result<sn::SubscribeTopic, String> {
+            Ok(if let Some(name) = get("name") {
+                sn::SubscribeTopic::Name(name.into())
+            } else if let Some(id) = get("predefined") {
+                sn::SubscribeTopic::Predefined(sn::TopicId(number(id)?))
+            } else {
+                sn::SubscribeTopic::Short(short(
+                    get("short").ok_or("name=, predefined= or short=")?,
+                )?)
+            })
+        };
+        let message = match kind {
+            "raw" => {
+                let mut raw = BytesMut::new();
+                for token in rest {
+                    raw.extend_from_slice(&[u8::from_str_radix(&token.value, 16)
+                        .map_err(|_| format!("bad hex byte {}", token.value))?]);
+                }
+                self.sim().sn_send_raw(name, raw.freeze());
+                return Ok(());
+            }
+            "CONNECT" => sn::Message::Connect(sn::Connect {
+                will: get("willflag").map_or(Ok(false), flag)?,
+                clean_session: get("clean").map_or(Ok(true), flag)?,
+                duration: num("duration")?,
+                client_id: get("id").unwrap_or(name).into(),
+            }),
+            "SEARCHGW" => {
+                sn::Message::SearchGw(sn::SearchGw { radius: get("radius").map_or(Ok(0), number)? })
+            }
+            "WILLTOPIC" | "WILLTOPICUPD" => {
+                let topic = match get("topic") {
+                    Some(topic) => Some(sn::WillTopic {
+                        qos: qos(get("qos").unwrap_or("0"))?,
+                        retain: get("retain").map_or(Ok(false), flag)?,
+                        topic: topic.into(),
+                    }),
+                    None => None,
+                };
+                if kind == "WILLTOPIC" {
+                    sn::Message::WillTopic(topic)
+                } else {
+                    sn::Message::WillTopicUpd(topic)
+                }
+            }
+            "WILLMSG" => sn::Message::WillMsg(bytes(get("payload").unwrap_or_default())),
+            "WILLMSGUPD" => sn::Message::WillMsgUpd(bytes(get("payload").unwrap_or_default())),
+            "REGISTER" => sn::Message::Register(sn::Register {
+                topic_id: sn::TopicId(num("topic_id")?),
+                msg_id: msg_id()?,
+                topic_name: get("topic").ok_or("topic= missing")?.into(),
+            }),
+            "REGACK" => sn::Message::RegAck(sn::RegAck {
+                topic_id: sn::TopicId(num("topic_id")?),
+                msg_id: msg_id()?,
+                return_code: rc()?,
+            }),
+            "PUBLISH" => {
+                let topic = if let Some(id) = get("topic_id") {
+                    sn::PublishTopic::Normal(sn::TopicId(number(id)?))
+                } else if let Some(id) = get("predefined") {
+                    sn::PublishTopic::Predefined(sn::TopicId(number(id)?))
+                } else {
+                    sn::PublishTopic::Short(short(
+                        get("short").ok_or("topic_id=, predefined= or short=")?,
+                    )?)
+                };
+                let q = match get("qos").unwrap_or("0") {
+                    "-1" => sn::SnQoS::MinusOne,
+                    other => sn::SnQoS::from_bits(number(other)?),
+                };
+                sn::Message::Publish(sn::Publish {
+                    dup: get("dup").map_or(Ok(false), flag)?,
+                    qos: q,
+                    retain: get("retain").map_or(Ok(false), flag)?,
+                    topic,
+                    msg_id: msg_id()?,
+                    data: bytes(get("data").unwrap_or_default()),
+                })
+            }
+            "PUBACK" => sn::Message::PubAck(sn::PubAck {
+                topic_id: sn::TopicId(num("topic_id")?),
+                msg_id: msg_id()?,
+                return_code: rc()?,
+            }),
+            "PUBREC" => sn::Message::PubRec(msg_id()?),
+            "PUBREL" => sn::Message::PubRel(msg_id()?),
+            "PUBCOMP" => sn::Message::PubComp(msg_id()?),
+            "SUBSCRIBE" => sn::Message::Subscribe(sn::Subscribe {
+                dup: false,
+                qos: qos(get("qos").unwrap_or("0"))?,
+                msg_id: msg_id()?,
+                topic: sub_topic()?,
+            }),
+            "UNSUBSCRIBE" => {
+                sn::Message::Unsubscribe(sn::Unsubscribe { msg_id: msg_id()?, topic: sub_topic()? })
+            }
+            "PINGREQ" => sn::Message::PingReq(get("id").map(Into::into)),
+            "DISCONNECT" => sn::Message::Disconnect(get("duration").map(number).transpose()?),
+            other => return Err(format!("unknown MQTT-SN message {other}")),
+        };
+        self.sim().sn_send(name, &message);
+        Ok(())
+    }
 }

@@ -27,12 +27,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use bytes::Bytes;
 use bytes::BytesMut;
 use core::time::Duration;
 use musqratt_engine::proto::ProtocolVersion;
 use musqratt_engine::proto::mqtt::{Decoder, Packet};
+use musqratt_engine::proto::sn;
 use musqratt_engine::{
-    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
+    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, PeerId, ShardId,
     ShardMessage,
 };
 
@@ -64,6 +66,21 @@ struct Client {
     open: bool,
 }
 
+/// A simulated MQTT-SN client: a UDP peer, possibly behind a forwarder.
+#[derive(Debug, Clone)]
+pub struct SnClient {
+    /// Its current UDP source address.
+    pub peer: PeerId,
+    /// The shard its datagrams go to while no shard has taken its peer.
+    pub shard: usize,
+    /// The wireless node id when it sits behind a forwarder (§5.5).
+    pub node: Option<Bytes>,
+    /// Will topic and message, sent automatically when the broker asks (§6.3).
+    pub will: Option<(sn::WillTopic, Bytes)>,
+    /// Whether a REGISTER from the broker is answered automatically with REGACK accepted.
+    pub auto_regack: bool,
+}
+
 /// N shards, their links, scripted clients and a virtual clock.
 #[derive(Debug)]
 pub struct Simulator {
@@ -81,6 +98,10 @@ pub struct Simulator {
     /// engine assigns depends on which shard assigns it (it must hash to that shard), which is
     /// not observable by the client beyond "a unique identifier" (§3.2.2.3.7).
     assigned: BTreeMap<String, String>,
+    sn_clients: BTreeMap<String, SnClient>,
+    by_peer: BTreeMap<PeerId, String>,
+    /// Which shard took a (peer, wireless node) ([`Action::HandoffPeer`]).
+    peer_routes: BTreeMap<(PeerId, Bytes), usize>,
 }
 
 impl Simulator {
@@ -107,6 +128,9 @@ impl Simulator {
             lines: Vec::new(),
             firing_at: None,
             assigned: BTreeMap::new(),
+            sn_clients: BTreeMap::new(),
+            by_peer: BTreeMap::new(),
+            peer_routes: BTreeMap::new(),
         }
     }
 
@@ -305,7 +329,13 @@ impl Simulator {
                 self.links.entry((from, to.0)).or_default().push_back(message);
             }
             Action::Authenticate { conn, request } => {
-                let name = self.by_conn.get(&conn).cloned().unwrap_or_default();
+                // MQTT-SN clients are known by client id (their connection numbers are the
+                // engine's own).
+                let name = self
+                    .by_conn
+                    .get(&conn)
+                    .cloned()
+                    .unwrap_or_else(|| request.client_id.to_string());
                 let method = request.method.as_deref().map(str::as_bytes);
                 let data = request.data.as_deref();
                 self.note(
@@ -324,11 +354,133 @@ impl Simulator {
                     .unwrap_or(AuthDecision::Accept);
                 self.engines[shard].handle_input(self.now, Input::AuthDecision { conn, decision });
             }
+            Action::SendDatagram { peer, bytes } => self.sn_receive(peer, bytes),
+            Action::HandoffPeer { peer, to, bytes } => {
+                let to = usize::from(to.0);
+                let node = musqratt_engine::wireless_node(&bytes);
+                self.peer_routes.insert((peer, node), to);
+                self.engines[to].handle_input(self.now, Input::Datagram { peer, bytes });
+            }
+            Action::ReleasePeer { peer, node } => {
+                self.peer_routes.remove(&(peer, node));
+            }
+            Action::SnBroadcast { bytes } => {
+                let text = match sn::decode(bytes) {
+                    Ok(message) => format::sn(&message),
+                    Err(error) => format!("undecodable: {error}"),
+                };
+                self.note(Some("~broadcast"), format!("broadcast <- {text}"));
+            }
             Action::Event(event) => {
                 let text = self.event_text(&event);
                 self.note(None, text);
             }
             other => self.note(None, format!("# unknown action {other:?}")),
+        }
+    }
+
+    /// A new UDP address for MQTT-SN client `name` (its first, or a changed source port),
+    /// sending to shard `shard` until a shard takes it.
+    pub fn sn_open(&mut self, name: &str, mut client: SnClient) {
+        self.next_conn += 1;
+        client.peer = PeerId(self.next_conn);
+        client.shard %= self.engines.len();
+        self.by_peer.insert(client.peer, name.to_owned());
+        self.sn_clients.insert(name.to_owned(), client);
+    }
+
+    /// The MQTT-SN client of this name, if any.
+    #[must_use]
+    pub fn sn_client(&self, name: &str) -> Option<&SnClient> {
+        self.sn_clients.get(name)
+    }
+
+    /// The MQTT-SN client sends a message (encapsulated when it is behind a forwarder).
+    ///
+    /// # Panics
+    /// If the message cannot be encoded (a script error).
+    pub fn sn_send(&mut self, name: &str, message: &sn::Message) {
+        let Some(client) = self.sn_clients.get(name) else { return };
+        let message = match &client.node {
+            Some(node) => sn::Message::Encapsulated(sn::Encapsulated {
+                radius: 0,
+                wireless_node_id: node.clone(),
+                message: Box::new(message.clone()),
+            }),
+            None => message.clone(),
+        };
+        let mut buf = BytesMut::new();
+        sn::encode(&message, &mut buf).expect("the script's message encodes");
+        self.sn_send_raw(name, buf.freeze());
+    }
+
+    /// The MQTT-SN client sends a raw datagram.
+    pub fn sn_send_raw(&mut self, name: &str, bytes: Bytes) {
+        let Some(client) = self.sn_clients.get(name) else { return };
+        let node = musqratt_engine::wireless_node(&bytes);
+        let shard = self.peer_routes.get(&(client.peer, node)).copied().unwrap_or(client.shard);
+        let peer = client.peer;
+        self.engines[shard].handle_input(self.now, Input::Datagram { peer, bytes });
+        self.settle();
+    }
+
+    /// A datagram for an MQTT-SN client: one transcript line, and the automatic answers of
+    /// the will exchange and of REGISTER.
+    fn sn_receive(&mut self, peer: PeerId, bytes: Bytes) {
+        let Some(name) = self.by_peer.get(&peer).cloned() else { return };
+        let Some(client) = self.sn_clients.get(&name).cloned() else { return };
+        if client.peer != peer {
+            self.note(Some(&name), format!("{name} <- (old address) {}", sn_text(bytes)));
+            return;
+        }
+        let message = match sn::decode(bytes.clone()) {
+            Ok(message) => message,
+            Err(error) => {
+                self.note(Some(&name), format!("{name} <- undecodable: {error}"));
+                return;
+            }
+        };
+        let message = match (message, &client.node) {
+            (sn::Message::Encapsulated(e), Some(node)) if e.wireless_node_id == *node => {
+                self.note(Some(&name), format!("{name} <- via node {}", format::quoted(node)));
+                *e.message
+            }
+            (message, _) => message,
+        };
+        self.note(Some(&name), format!("{name} <- {}", format::sn(&message)));
+        let reply = match (&message, &client.will) {
+            (sn::Message::WillTopicReq, Some((topic, _))) => {
+                Some(sn::Message::WillTopic(Some(topic.clone())))
+            }
+            (sn::Message::WillMsgReq, Some((_, payload))) => {
+                Some(sn::Message::WillMsg(payload.clone()))
+            }
+            (sn::Message::Register(register), _) if client.auto_regack => {
+                Some(sn::Message::RegAck(sn::RegAck {
+                    topic_id: register.topic_id,
+                    msg_id: register.msg_id,
+                    return_code: sn::ReturnCode::Accepted,
+                }))
+            }
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            self.note(Some(&name), format!("{name} -> {}", format::sn(&reply)));
+            let mut buf = BytesMut::new();
+            let wrapped = match &client.node {
+                Some(node) => sn::Message::Encapsulated(sn::Encapsulated {
+                    radius: 0,
+                    wireless_node_id: node.clone(),
+                    message: Box::new(reply),
+                }),
+                None => reply,
+            };
+            if sn::encode(&wrapped, &mut buf).is_ok() {
+                let bytes = buf.freeze();
+                let node = musqratt_engine::wireless_node(&bytes);
+                let shard = self.peer_routes.get(&(peer, node)).copied().unwrap_or(client.shard);
+                self.engines[shard].handle_input(self.now, Input::Datagram { peer, bytes });
+            }
         }
     }
 
@@ -407,5 +559,12 @@ impl Simulator {
 
     fn note(&mut self, client: Option<&str>, text: String) {
         self.lines.push(Line { client: client.map(str::to_owned), at: self.firing_at, text });
+    }
+}
+
+fn sn_text(bytes: Bytes) -> String {
+    match sn::decode(bytes) {
+        Ok(message) => format::sn(&message),
+        Err(error) => format!("undecodable: {error}"),
     }
 }

@@ -29,13 +29,15 @@
 //! The sockets come from a [`Transport`]: [`StdTransport`] over `std::net` here, a netmgr client
 //! on CompositeOS (the trait's documentation maps one onto the other).
 //!
-//! MQTT over TCP only. MQTT-SN over UDP belongs in [`start_with`] beside the TCP listeners: a
-//! datagram transport (netmgr's `udp_bind`/`recvfrom`/`sendto`), one receiver thread per UDP
-//! socket demultiplexing by peer address onto the shards, once the engine takes MQTT-SN input.
+//! MQTT-SN over UDP with [`start_with_sn`]: one reader thread per UDP socket numbers source
+//! addresses as peers and sends each datagram to the shard that took its peer (or the peer's
+//! default shard); engine threads answer with `send_to` on the shared socket (`std::net`
+//! directly: netmgr's `udp_bind`/`recvfrom`/`sendto` map onto it one to one).
 
 mod conn;
 mod shard;
 mod transport;
+mod udp;
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -73,6 +75,29 @@ pub fn start_with<T: Transport>(
     listen: &[SocketAddr],
     shards: usize,
 ) -> io::Result<BrokerHandle> {
+    start_full::<T>(engine, listen, &[], shards)
+}
+
+/// [`start`] with MQTT-SN 1.2 over UDP on `udp` as well (docs/MQTT-SN.md): SN clients share the
+/// topic space, retained messages and sessions with the MQTT clients.
+///
+/// # Errors
+/// As [`start`], and when a UDP socket cannot be bound.
+pub fn start_with_sn(
+    engine: Config,
+    tcp: &[SocketAddr],
+    udp: &[SocketAddr],
+    shards: usize,
+) -> io::Result<BrokerHandle> {
+    start_full::<StdTransport>(engine, tcp, udp, shards)
+}
+
+fn start_full<T: Transport>(
+    engine: Config,
+    listen: &[SocketAddr],
+    udp_listen: &[SocketAddr],
+    shards: usize,
+) -> io::Result<BrokerHandle> {
     let shard_count = u16::try_from(shards)
         .ok()
         .filter(|&n| n > 0)
@@ -87,11 +112,21 @@ pub fn start_with<T: Transport>(
     }
     // MQTT-SN: bind the UDP sockets here and start their receiver threads (see crate docs).
 
+    let udp =
+        if udp_listen.is_empty() { None } else { Some(Arc::new(udp::Udp::bind(udp_listen)?)) };
+    let mut sn_local_addrs = Vec::new();
+    if let Some(udp) = &udp {
+        for socket in &udp.sockets {
+            sn_local_addrs.push(socket.local_addr()?);
+        }
+    }
     let clock = Clock::new();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
     let senders: Arc<[Sender<ShardInput>]> = senders.into();
     let mut handle = BrokerHandle {
         local_addrs,
+        sn_local_addrs,
+        udp_readers: Vec::new(),
         stopping: Arc::new(AtomicBool::new(false)),
         unblock: Vec::new(),
         acceptors: Vec::new(),
@@ -103,7 +138,8 @@ pub fn start_with<T: Transport>(
         let mut config = engine.clone();
         config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
         config.shard_count = shard_count;
-        let shard = Shard::new(Engine::new(config), clock, rx, Arc::clone(&senders));
+        let shard =
+            Shard::new(Engine::new(config), clock, rx, Arc::clone(&senders)).with_udp(udp.clone());
         let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
         match thread.spawn(move || shard.run()) {
             Ok(join) => handle.shards.push(join),
@@ -111,6 +147,21 @@ pub fn start_with<T: Transport>(
                 handle.stop();
                 return Err(e);
             }
+        }
+    }
+    if let Some(udp) = &udp {
+        for index in 0..udp.sockets.len() {
+            let (udp, senders) = (Arc::clone(udp), Arc::clone(&senders));
+            let stopping = Arc::clone(&handle.stopping);
+            let thread = thread::Builder::new().name(format!("mqtt-sn-udp-{index}"));
+            match thread.spawn(move || udp.read_loop(index, &senders, &stopping)) {
+                Ok(join) => handle.udp_readers.push(join),
+                Err(e) => {
+                    handle.stop();
+                    return Err(e);
+                }
+            }
+            tracing::info!(addr = %handle.sn_local_addrs[index], shards, "listening (MQTT-SN over UDP)");
         }
     }
     let acceptor = Arc::new(Acceptor {
@@ -140,6 +191,8 @@ pub fn start_with<T: Transport>(
 /// A running broker. Dropping it shuts it down as [`BrokerHandle::shutdown`] does.
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
+    sn_local_addrs: Vec<SocketAddr>,
+    udp_readers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     unblock: Vec<Box<dyn Fn() -> io::Result<()> + Send + Sync>>,
     acceptors: Vec<JoinHandle<()>>,
@@ -162,6 +215,12 @@ impl BrokerHandle {
         &self.local_addrs
     }
 
+    /// The UDP addresses MQTT-SN is served on (the real ports when `:0` was asked for).
+    #[must_use]
+    pub fn sn_local_addrs(&self) -> &[SocketAddr] {
+        &self.sn_local_addrs
+    }
+
     /// Stops accepting, closes every connection and waits up to [`SHUTDOWN_GRACE`] for every
     /// thread of the broker to end.
     ///
@@ -182,6 +241,7 @@ impl BrokerHandle {
             }
         }
         join_until(core::mem::take(&mut self.acceptors), deadline, "accept");
+        join_until(core::mem::take(&mut self.udp_readers), deadline, "UDP reader");
         for tx in self.senders.iter() {
             let _ = tx.send(ShardInput::Shutdown);
         }

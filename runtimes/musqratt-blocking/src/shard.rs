@@ -55,6 +55,8 @@ pub(crate) struct Shard {
     /// Inputs taken off the channel early (while handing a connection over), to be handled
     /// before anything still in the channel.
     pending: VecDeque<ShardInput>,
+    /// MQTT-SN sockets, when the broker listens on UDP.
+    udp: Option<Arc<crate::udp::Udp>>,
 }
 
 impl Shard {
@@ -65,7 +67,22 @@ impl Shard {
         shards: Arc<[Sender<ShardInput>]>,
     ) -> Self {
         let id = engine.config().shard;
-        Self { id, engine, clock, rx, shards, conns: HashMap::new(), pending: VecDeque::new() }
+        Self {
+            id,
+            engine,
+            clock,
+            rx,
+            shards,
+            conns: HashMap::new(),
+            pending: VecDeque::new(),
+            udp: None,
+        }
+    }
+
+    /// Serves MQTT-SN on these sockets too.
+    pub(crate) fn with_udp(mut self, udp: Option<Arc<crate::udp::Udp>>) -> Self {
+        self.udp = udp;
+        self
     }
 
     /// The engine thread's loop, until `Shutdown` arrives.
@@ -167,6 +184,26 @@ impl Shard {
                     let now = self.clock.now();
                     self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                 }
+                Action::SendDatagram { peer, bytes } => {
+                    if let Some(udp) = &self.udp {
+                        udp.send(peer, &bytes);
+                    }
+                }
+                Action::HandoffPeer { peer, to, bytes } => {
+                    if let Some(udp) = &self.udp {
+                        udp.route(peer, musqratt_engine::wireless_node(&bytes), to);
+                    }
+                    if let Some(tx) = self.shards.get(usize::from(to.0)) {
+                        let _ = tx.send(ShardInput::Engine(Input::Datagram { peer, bytes }));
+                    }
+                }
+                Action::ReleasePeer { peer, node } => {
+                    if let Some(udp) = &self.udp {
+                        udp.release(peer, &node);
+                    }
+                }
+                // No broadcast address is configured in this runtime (docs/MQTT-SN.md).
+                Action::SnBroadcast { .. } => {}
                 Action::Event(event) => log_event(self.id, &event),
                 other => tracing::warn!(shard = %self.id, ?other, "unknown engine action ignored"),
             }
