@@ -64,6 +64,11 @@ pub enum Input {
         /// The answer.
         decision: AuthDecision,
     },
+    /// The broker is stopping: every connection is closed, a connected MQTT 5.0 client first
+    /// told so with DISCONNECT 0x8B Server shutting down (§4.13.2). Wills are due as for any
+    /// close the client did not ask for. Nothing else changes: the runtime stops feeding
+    /// connections afterwards.
+    Shutdown,
 }
 
 /// The runtime's verdict on a CONNECT or an AUTH step (§4.12).
