@@ -1,6 +1,7 @@
 //! The `musqratt` command: `musqratt` alone runs a broker on 127.0.0.1:1883 with the embedded
 //! defaults; `musqratt broker` takes a configuration file and overrides.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,7 +88,11 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
         }
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     Ok(())
 }
 
@@ -106,8 +111,8 @@ fn run(config: &FileConfig) -> anyhow::Result<()> {
     // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
     let stop = signals.block_on(async { stop_signal() })?;
     let broker = Broker::start(config.broker_config()).context("cannot start the broker")?;
-    for url in &config.listeners {
-        tracing::info!(%url, "listening");
+    for addr in broker.local_addrs() {
+        tracing::info!(%addr, "listening");
     }
     let name = signals.block_on(stop);
     tracing::info!(signal = name, "shutting down");
