@@ -13,7 +13,7 @@
 //! let config = musqratt::config::FileConfig::parse("listeners = [\"mqtt://127.0.0.1:0\"]")?;
 //! let broker = musqratt::Broker::start(config.broker_config())?;
 //! println!("listening on {}", broker.local_addr());
-//! broker.shutdown();
+//! broker.shutdown()?;
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -114,9 +114,15 @@ fn run(config: &FileConfig) -> anyhow::Result<()> {
     for addr in broker.local_addrs() {
         tracing::info!(%addr, "listening");
     }
-    let name = signals.block_on(stop);
-    tracing::info!(signal = name, "shutting down");
-    broker.shutdown();
+    let handle = broker.shutdown_handle();
+    let reason = signals.block_on(async {
+        tokio::select! {
+            name = stop => name,
+            () = handle.stopping() => "shard failure",
+        }
+    });
+    tracing::info!(reason, "shutting down");
+    broker.shutdown().context("broker failed")?;
     tracing::info!("stopped");
     Ok(())
 }

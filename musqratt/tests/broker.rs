@@ -212,7 +212,7 @@ impl Client {
 
 /// Runs blocking broker control (shutdown joins threads) off the test's runtime.
 async fn stop(broker: Broker) {
-    tokio::task::spawn_blocking(move || broker.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || broker.shutdown()).await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -16,11 +16,11 @@
 //! config.threads = 2;
 //! let broker = Broker::start(config).expect("listening");
 //! println!("MQTT on {}", broker.local_addr());
-//! broker.shutdown(); // DISCONNECT 0x8B to MQTT 5.0 clients, flush, join the threads
+//! broker.shutdown().unwrap(); // DISCONNECT 0x8B to MQTT 5.0 clients, flush, join the threads
 //! ```
 
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -75,6 +75,8 @@ impl BrokerConfig {
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) handoffs: AtomicU64,
+    /// Set when a shard thread panicked (the broker then stops).
+    pub(crate) failed: AtomicBool,
 }
 
 /// A snapshot of the broker's counters ([`Broker::stats`]).
@@ -96,6 +98,12 @@ impl ShutdownHandle {
     /// shutting down, queued bytes are flushed (for at most a few seconds), threads end.
     pub fn shutdown(&self) {
         self.0.send_replace(true);
+    }
+
+    /// Completes once the broker is stopping: asked to by a handle, or because a shard failed.
+    pub async fn stopping(&self) {
+        let mut stopping = self.0.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
     }
 }
 
@@ -138,7 +146,7 @@ impl Broker {
                 listeners,
                 mailbox,
                 peers: links.senders.clone(),
-                shutdown: shutdown.0.subscribe(),
+                shutdown: shutdown.clone(),
                 counters: broker.counters.clone(),
                 epoch: links.epoch,
                 ready: ready_tx.clone(),
@@ -149,7 +157,7 @@ impl Broker {
             match thread {
                 Ok(handle) => broker.threads.push(handle),
                 Err(error) => {
-                    broker.stop();
+                    let _ = broker.stop();
                     return Err(error);
                 }
             }
@@ -159,11 +167,11 @@ impl Broker {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
-                    broker.stop();
+                    let _ = broker.stop();
                     return Err(error);
                 }
                 Err(_) => {
-                    broker.stop();
+                    let _ = broker.stop();
                     return Err(io::Error::other("a shard thread ended while starting"));
                 }
             }
@@ -207,31 +215,39 @@ impl Broker {
 
     /// Stops gracefully (see [`ShutdownHandle::shutdown`]) and waits for every shard thread.
     /// Blocks: from async code call it on a blocking thread.
-    pub fn shutdown(mut self) {
-        self.stop();
+    ///
+    /// # Errors
+    /// A shard thread panicked while the broker ran (the others were then stopped).
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop()
     }
 
     /// Waits, blocking, until a [`ShutdownHandle`] has stopped the broker.
-    pub fn wait(mut self) {
-        self.join();
+    ///
+    /// # Errors
+    /// A shard thread panicked (which stops the broker).
+    pub fn wait(mut self) -> io::Result<()> {
+        self.join()
     }
 
-    fn stop(&mut self) {
+    fn stop(&mut self) -> io::Result<()> {
         self.shutdown.shutdown();
-        self.join();
+        self.join()
     }
 
-    fn join(&mut self) {
+    fn join(&mut self) -> io::Result<()> {
         for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
-                tracing::error!("a shard thread panicked");
-            }
+            let _ = thread.join();
         }
+        if self.counters.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("a shard thread panicked: the broker stopped"));
+        }
+        Ok(())
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }

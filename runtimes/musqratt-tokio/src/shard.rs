@@ -24,6 +24,8 @@ use crate::connection;
 const LINK_CAPACITY: usize = 4096;
 /// Messages a shard may hold for full links before its connections stop reading.
 const CONGESTION_LIMIT: usize = 4096;
+/// The shortest interval between two logs of dropped messages.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping shard waits for its connections to flush.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
@@ -55,7 +57,7 @@ pub(crate) struct Context {
     pub(crate) listeners: Vec<StdListener>,
     pub(crate) mailbox: mpsc::Receiver<Mail>,
     pub(crate) peers: Vec<mpsc::Sender<Mail>>,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: crate::ShutdownHandle,
     pub(crate) counters: Arc<Counters>,
     pub(crate) epoch: std::time::Instant,
     pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
@@ -101,6 +103,10 @@ pub(crate) struct Shard {
     pub(crate) conn_ended: Rc<Notify>,
     pub(crate) shutting_down: bool,
     pub(crate) counters: Arc<Counters>,
+    guard: PanicGuard,
+    /// Drops not logged yet and when the last drop was logged: drops are logged at most once
+    /// per [`DROP_LOG_INTERVAL`], a slow subscriber would otherwise flood the log.
+    drops: (u64, Option<std::time::Instant>),
 }
 
 impl Shard {
@@ -178,7 +184,7 @@ impl Shard {
         }
     }
 
-    fn log(&self, event: &Event) {
+    fn log(&mut self, event: &Event) {
         let shard = self.id.0;
         match event {
             Event::Connected { conn, client_id, session_present } => {
@@ -189,7 +195,18 @@ impl Shard {
                 tracing::info!(shard, %conn, reason, "disconnected");
             }
             Event::MessageDropped { client_id, reason } => {
-                tracing::warn!(shard, client_id = &**client_id, ?reason, "message dropped");
+                self.drops.0 += 1;
+                if self.drops.1.is_none_or(|last| last.elapsed() >= DROP_LOG_INTERVAL) {
+                    let dropped = core::mem::take(&mut self.drops.0);
+                    self.drops.1 = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        shard,
+                        client_id = &**client_id,
+                        ?reason,
+                        dropped,
+                        "message dropped (count: drops on this shard since the last such log)"
+                    );
+                }
             }
             other => tracing::debug!(shard, ?other, "event"),
         }
@@ -218,6 +235,33 @@ impl Shard {
     }
 }
 
+/// Held by every task of a shard: a task that panics leaves the engine in an unknown state, so
+/// the broker stops (tokio would otherwise let the shard run on without the task).
+#[derive(Clone)]
+struct PanicGuard {
+    counters: Arc<Counters>,
+    shutdown: crate::ShutdownHandle,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a shard task panicked: stopping the broker");
+            self.counters.failed.store(true, Ordering::Relaxed);
+            self.shutdown.shutdown();
+        }
+    }
+}
+
+/// Spawns a task of the shard on its `LocalSet`, guarded against panics.
+fn spawn(shard: &Rc<RefCell<Shard>>, task: impl Future<Output = ()> + 'static) {
+    let guard = shard.borrow().guard.clone();
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        task.await;
+    });
+}
+
 /// The body of a shard thread.
 pub(crate) fn run(context: Context) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -227,13 +271,26 @@ pub(crate) fn run(context: Context) {
             return;
         }
     };
+    let shutdown = context.shutdown.clone();
+    let counters = context.counters.clone();
+    let id = context.engine.shard.0;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, shard_main(context));
+    let ran = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        local.block_on(&runtime, shard_main(context));
+    }));
+    if ran.is_err() {
+        // One shard's clients cannot be served any more: stop the whole broker rather than
+        // run on with a hole in it.
+        tracing::error!(shard = id, "shard panicked: stopping the broker");
+        counters.failed.store(true, Ordering::Relaxed);
+        shutdown.shutdown();
+    }
 }
 
 async fn shard_main(context: Context) {
-    let Context { engine, listeners, mailbox, peers, mut shutdown, counters, epoch, ready } =
+    let Context { engine, listeners, mailbox, peers, shutdown: stop, counters, epoch, ready } =
         context;
+    let mut shutdown = stop.0.subscribe();
     let id = engine.shard;
     let listeners: io::Result<Vec<TcpListener>> =
         listeners.into_iter().map(TcpListener::from_std).collect();
@@ -268,7 +325,9 @@ async fn shard_main(context: Context) {
         armed: None,
         conn_ended: Rc::new(Notify::new()),
         shutting_down: false,
+        guard: PanicGuard { counters: counters.clone(), shutdown: stop },
         counters,
+        drops: (0, None),
     }));
     let forwarders: Vec<(usize, Rc<Notify>, mpsc::Sender<Mail>)> = shard
         .borrow()
@@ -278,12 +337,12 @@ async fn shard_main(context: Context) {
         .filter_map(|(i, link)| link.as_ref().map(|l| (i, l.wake.clone(), l.tx.clone())))
         .collect();
     for (to, wake, tx) in forwarders {
-        tokio::task::spawn_local(forward(shard.clone(), to, wake, tx));
+        spawn(&shard, forward(shard.clone(), to, wake, tx));
     }
-    tokio::task::spawn_local(timers(shard.clone()));
-    tokio::task::spawn_local(receive(shard.clone(), mailbox));
+    spawn(&shard, timers(shard.clone()));
+    spawn(&shard, receive(shard.clone(), mailbox));
     for listener in listeners {
-        tokio::task::spawn_local(accept(shard.clone(), listener, shutdown.clone()));
+        spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
     }
     let _ = ready.send(Ok(()));
 
@@ -357,7 +416,12 @@ fn start_connection(
     };
     let slot = Slot { queue: VecDeque::new(), close: false, handoff: None, wake: wake.clone() };
     state.conns.insert(conn, slot);
-    tokio::task::spawn_local(connection::run(shard.clone(), conn, stream, wake));
+    let guard = state.guard.clone();
+    let task_shard = shard.clone();
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        connection::run(task_shard, conn, stream, wake).await;
+    });
     match adopted {
         Some((conn, bytes)) => state.input(Input::Adopted { conn, bytes }),
         None => state.input(Input::Accepted { conn }),
