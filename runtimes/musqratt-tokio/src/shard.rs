@@ -104,8 +104,8 @@ pub(crate) struct Shard {
     pub(crate) shutting_down: bool,
     pub(crate) counters: Arc<Counters>,
     guard: PanicGuard,
-    /// Drops not logged yet and when the last drop was logged: drops are logged at most once
-    /// per [`DROP_LOG_INTERVAL`], a slow subscriber would otherwise flood the log.
+    /// Drops not logged yet, and when a drop was last logged on its own: a slow subscriber
+    /// would otherwise flood the log.
     drops: (u64, Option<std::time::Instant>),
 }
 
@@ -195,17 +195,13 @@ impl Shard {
                 tracing::info!(shard, %conn, reason, "disconnected");
             }
             Event::MessageDropped { client_id, reason } => {
-                self.drops.0 += 1;
+                // The first drop after a quiet second is logged with its client; the following
+                // ones are counted and reported once a second by `report_drops`.
                 if self.drops.1.is_none_or(|last| last.elapsed() >= DROP_LOG_INTERVAL) {
-                    let dropped = core::mem::take(&mut self.drops.0);
                     self.drops.1 = Some(std::time::Instant::now());
-                    tracing::warn!(
-                        shard,
-                        client_id = &**client_id,
-                        ?reason,
-                        dropped,
-                        "message dropped (count: drops on this shard since the last such log)"
-                    );
+                    tracing::warn!(shard, client_id = &**client_id, ?reason, "message dropped");
+                } else {
+                    self.drops.0 += 1;
                 }
             }
             other => tracing::debug!(shard, ?other, "event"),
@@ -340,6 +336,7 @@ async fn shard_main(context: Context) {
         spawn(&shard, forward(shard.clone(), to, wake, tx));
     }
     spawn(&shard, timers(shard.clone()));
+    spawn(&shard, report_drops(shard.clone()));
     spawn(&shard, receive(shard.clone(), mailbox));
     for listener in listeners {
         spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
@@ -492,6 +489,20 @@ async fn timers(shard: Rc<RefCell<Shard>>) {
                     () = timer.notified() => {}
                 }
             }
+        }
+    }
+}
+
+/// Logs, once per [`DROP_LOG_INTERVAL`], how many dropped messages were not logged one by one.
+async fn report_drops(shard: Rc<RefCell<Shard>>) {
+    let mut interval = tokio::time::interval(DROP_LOG_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let mut state = shard.borrow_mut();
+        if state.drops.0 > 0 {
+            let dropped = core::mem::take(&mut state.drops.0);
+            tracing::warn!(shard = state.id.0, dropped, "more messages dropped");
         }
     }
 }
