@@ -316,6 +316,22 @@ async fn connections_accepted_elsewhere_are_handed_to_their_owner() {
 }
 
 #[tokio::test]
+async fn empty_payloads_are_delivered() {
+    let broker = start(1);
+    let addr = broker.local_addr();
+    let mut sub = Client::connected(addr, ProtocolVersion::V5, "empty-sub").await;
+    sub.subscribe("e", QoS::AtLeastOnce).await;
+    let mut publ = Client::connected(addr, ProtocolVersion::V5, "empty-pub").await;
+    publ.publish("e", b"", QoS::AtMostOnce, false).await;
+    publ.publish("e", b"", QoS::AtLeastOnce, false).await;
+    publ.publish("e", b"after", QoS::AtLeastOnce, false).await;
+    assert_eq!(&sub.receive().await.payload[..], b"");
+    assert_eq!(&sub.receive().await.payload[..], b"");
+    assert_eq!(&sub.receive().await.payload[..], b"after");
+    stop(broker).await;
+}
+
+#[tokio::test]
 async fn retained_message_goes_to_later_subscribers_on_every_shard() {
     let broker = start(2);
     let addr = broker.local_addr();

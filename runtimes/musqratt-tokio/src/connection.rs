@@ -158,14 +158,13 @@ fn flush(shard: &Rc<RefCell<Shard>>, conn: ConnectionId, stream: &TcpStream) -> 
             Err(e) => return Err(e),
         };
         let mut left = written;
-        while left > 0 {
-            let Some(front) = slot.queue.front_mut() else { break };
+        while let Some(front) = slot.queue.front_mut() {
             if front.len() <= left {
                 left -= front.len();
                 slot.queue.pop_front();
             } else {
                 front.advance(left);
-                left = 0;
+                break;
             }
         }
         state.input(Input::Written { conn, bytes: written });

@@ -142,6 +142,11 @@ impl Shard {
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Send { conn, bytes } => {
+                    // An empty payload comes as an empty chunk: nothing to write (and a write
+                    // of nothing would look like a closed socket).
+                    if bytes.is_empty() {
+                        continue;
+                    }
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         // The task looks at its queue before every wait: only an empty queue
                         // becoming non-empty needs a wake-up.
