@@ -74,7 +74,6 @@ fn main() -> ExitCode {
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("musqratt: {error:#}");
             ExitCode::FAILURE
         }

@@ -315,6 +315,17 @@ async fn connections_accepted_elsewhere_are_handed_to_their_owner() {
     stop(broker).await;
 }
 
+#[test]
+fn a_port_in_use_is_refused() {
+    let broker = start(2);
+    let mut config = BrokerConfig::default();
+    config.listeners = vec![broker.local_addr()];
+    config.threads = 2;
+    let error = Broker::start(config).expect_err("the port is taken");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+    broker.shutdown().unwrap();
+}
+
 #[tokio::test]
 async fn empty_payloads_are_delivered() {
     let broker = start(1);

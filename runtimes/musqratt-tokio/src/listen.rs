@@ -18,6 +18,9 @@ pub(crate) fn bind_all(
     let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for addr in addrs {
+        if addr.port() != 0 {
+            probe(*addr).map_err(|e| annotate(e, *addr))?;
+        }
         let first = bind(*addr).map_err(|e| annotate(e, *addr))?;
         let local = first.local_addr()?;
         bound.push(local);
@@ -31,6 +34,17 @@ pub(crate) fn bind_all(
 
 fn annotate(error: io::Error, addr: SocketAddr) -> io::Error {
     io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
+}
+
+/// Fails when something already listens on `addr`. `SO_REUSEPORT` would otherwise let a second
+/// broker (of the same user) share the port with the first, each getting half the clients.
+fn probe(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
