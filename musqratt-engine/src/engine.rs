@@ -434,3 +434,36 @@ pub(crate) fn keep_alive_deadline(now: Instant, keep_alive: u16) -> Option<Insta
         Instant::from_micros(now.as_micros().saturating_add(micros))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+
+    #[test]
+    fn shutdown_tells_v5_clients_and_closes_everyone() {
+        let mut engine = Engine::new(Config::default());
+        let now = Instant::ZERO;
+        // c1: MQTT 5.0, connected. c2: accepted, no CONNECT yet.
+        engine.handle_input(now, Input::Accepted { conn: ConnectionId(1) });
+        let connect = BytesMut::from(&b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01a"[..]);
+        engine.handle_input(now, Input::Data { conn: ConnectionId(1), bytes: connect });
+        engine.handle_input(now, Input::Accepted { conn: ConnectionId(2) });
+        while engine.poll_action().is_some() {}
+        engine.handle_input(now, Input::Shutdown);
+        let actions: Vec<Action> = core::iter::from_fn(|| engine.poll_action()).collect();
+        let sends: Vec<&Bytes> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn: ConnectionId(1), bytes } => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sends.len(), 1);
+        assert_eq!((sends[0][0], sends[0][2]), (0xE0, 0x8B));
+        let closes = actions.iter().filter(|a| matches!(a, Action::Close { .. })).count();
+        assert_eq!(closes, 2);
+        assert_eq!(engine.connection_count(), 0);
+    }
+}

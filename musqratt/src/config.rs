@@ -1,0 +1,347 @@
+//! The broker's configuration file (TOML), documented key by key in `docs/CONFIG.md`.
+//!
+//! Every key is optional; a missing key keeps the default, an unknown key is an error (a typo
+//! must not silently fall back to a default).
+//!
+//! ```
+//! let config = musqratt::config::FileConfig::parse(
+//!     "listeners = [\"mqtt://0.0.0.0:1883\"]\nmax_queued_messages = 500\n",
+//! )
+//! .unwrap();
+//! assert_eq!(config.engine_config().max_queued_messages, 500);
+//! ```
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::num::NonZeroU16;
+use core::str::FromStr;
+use core::time::Duration;
+use std::net::ToSocketAddrs;
+
+use musqratt_engine::{BacklogConfig, Config};
+use musqratt_proto::QoS;
+use serde::Deserialize;
+
+/// The configuration file: listeners, threads and the engine's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct FileConfig {
+    /// Where to accept MQTT connections, as `mqtt://host:port` URLs.
+    pub listeners: Vec<ListenUrl>,
+    /// Shards (threads); 0 means one per core.
+    pub threads: usize,
+    /// Largest packet accepted from a client, fixed header included.
+    pub max_packet_size: u32,
+    /// Unacknowledged QoS 1/2 publications a client may have towards the broker.
+    pub receive_maximum: NonZeroU16,
+    /// Topic aliases a client may use towards the broker; 0 turns them off.
+    pub topic_alias_maximum: u16,
+    /// Highest QoS accepted: 0, 1 or 2.
+    pub maximum_qos: MaximumQos,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// Whether wildcard subscriptions are allowed.
+    pub wildcard_subscription_available: bool,
+    /// Whether subscription identifiers are supported.
+    pub subscription_identifiers_available: bool,
+    /// Whether shared subscriptions are supported.
+    pub shared_subscription_available: bool,
+    /// Keep alive imposed on clients, in seconds; absent keeps the client's.
+    pub server_keep_alive: Option<u16>,
+    /// Longest session expiry granted, in seconds.
+    pub max_session_expiry: u32,
+    /// Session expiry of MQTT 3.x clients connecting with Clean Session 0, in seconds.
+    pub v3_session_expiry: u32,
+    /// Messages kept per offline or congested session.
+    pub max_queued_messages: usize,
+    /// Payload bytes kept per session.
+    pub max_queued_bytes: usize,
+    /// Unwritten bytes per connection beyond which QoS 0 messages to it are dropped.
+    pub max_unwritten_bytes: usize,
+    /// Milliseconds a new connection has to send CONNECT.
+    pub connect_timeout_ms: u64,
+    /// When set, MQTT 5.0 clients are redirected there (CONNACK 0x9C Use another server).
+    pub server_reference: Option<String>,
+    /// The topic backlog.
+    pub backlog: BacklogSection,
+}
+
+/// The `[backlog]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct BacklogSection {
+    /// Messages kept per topic that has no subscriber; 0 turns the backlog off.
+    pub max_messages_per_topic: usize,
+    /// Payload bytes kept per topic.
+    pub max_bytes_per_topic: usize,
+}
+
+impl Default for BacklogSection {
+    fn default() -> Self {
+        Self { max_messages_per_topic: 0, max_bytes_per_topic: 1024 * 1024 }
+    }
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        let engine = Config::default();
+        Self {
+            listeners: vec![ListenUrl::default()],
+            threads: 0,
+            max_packet_size: engine.max_packet_size,
+            receive_maximum: NonZeroU16::new(engine.receive_maximum).unwrap_or(NonZeroU16::MAX),
+            topic_alias_maximum: engine.topic_alias_maximum,
+            maximum_qos: MaximumQos(engine.maximum_qos),
+            retain_available: engine.retain_available,
+            wildcard_subscription_available: engine.wildcard_subscription_available,
+            subscription_identifiers_available: engine.subscription_identifiers_available,
+            shared_subscription_available: engine.shared_subscription_available,
+            server_keep_alive: engine.server_keep_alive,
+            max_session_expiry: engine.max_session_expiry,
+            v3_session_expiry: engine.v3_session_expiry,
+            max_queued_messages: engine.max_queued_messages,
+            max_queued_bytes: engine.max_queued_bytes,
+            max_unwritten_bytes: engine.max_unwritten_bytes,
+            connect_timeout_ms: u64::try_from(engine.connect_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            server_reference: engine.server_reference,
+            backlog: BacklogSection::default(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Parses a configuration file's text.
+    ///
+    /// # Errors
+    /// The text is not TOML, has an unknown key, or a value of the wrong type or out of range;
+    /// the error says where.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        if config.listeners.is_empty() {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("listeners"))
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError {
+                line,
+                column: 1,
+                message: "`listeners` is empty: give at least one mqtt://host:port".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The engine configuration these settings describe (shard 0 of 1: the runtime sets the
+    /// shard fields).
+    #[must_use]
+    pub fn engine_config(&self) -> Config {
+        let mut config = Config::default();
+        config.max_packet_size = self.max_packet_size;
+        config.receive_maximum = self.receive_maximum.get();
+        config.topic_alias_maximum = self.topic_alias_maximum;
+        config.maximum_qos = self.maximum_qos.0;
+        config.retain_available = self.retain_available;
+        config.wildcard_subscription_available = self.wildcard_subscription_available;
+        config.subscription_identifiers_available = self.subscription_identifiers_available;
+        config.shared_subscription_available = self.shared_subscription_available;
+        config.server_keep_alive = self.server_keep_alive;
+        config.max_session_expiry = self.max_session_expiry;
+        config.v3_session_expiry = self.v3_session_expiry;
+        config.max_queued_messages = self.max_queued_messages;
+        config.max_queued_bytes = self.max_queued_bytes;
+        config.max_unwritten_bytes = self.max_unwritten_bytes;
+        config.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        config.server_reference.clone_from(&self.server_reference);
+        config.backlog = BacklogConfig::new(
+            self.backlog.max_messages_per_topic,
+            self.backlog.max_bytes_per_topic,
+        );
+        config
+    }
+
+    /// The runtime configuration: listeners, threads and the engine's settings.
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn broker_config(&self) -> musqratt_tokio::BrokerConfig {
+        let mut config = musqratt_tokio::BrokerConfig::default();
+        config.listeners = self.listeners.iter().map(|l| l.addr).collect();
+        config.threads = self.threads;
+        config.engine = self.engine_config();
+        config
+    }
+}
+
+/// A configuration that cannot be used, and where in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn from_toml(text: &str, error: &toml::de::Error) -> Self {
+        let (line, column) = match error.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                (line, column)
+            }
+            None => (1, 1),
+        };
+        let mut message = error.message().trim().to_owned();
+        // Name the key when the message does not: toml reports a bad value by the value's span.
+        match key_on_line(text, line) {
+            Some(key) if !message.contains(&key) => message = format!("`{key}`: {message}"),
+            _ => {}
+        }
+        Self { line, column, message }
+    }
+}
+
+/// The key assigned on a line (`key = value`), if the line is one.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let (key, _) = text.lines().nth(line - 1)?.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_owned())
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// The highest QoS the broker accepts: `0`, `1` or `2` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u8")]
+pub struct MaximumQos(pub QoS);
+
+impl TryFrom<u8> for MaximumQos {
+    type Error = String;
+
+    fn try_from(value: u8) -> Result<Self, String> {
+        QoS::from_bits(value)
+            .map(Self)
+            .ok_or_else(|| format!("maximum_qos must be 0, 1 or 2, not {value}"))
+    }
+}
+
+/// A listener address: `mqtt://host:port` (`:1883` when no port is given).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ListenUrl {
+    /// The URL as written.
+    pub url: String,
+    /// The address it resolves to.
+    pub addr: SocketAddr,
+}
+
+impl Default for ListenUrl {
+    fn default() -> Self {
+        Self { url: "mqtt://127.0.0.1:1883".into(), addr: SocketAddr::from(([127, 0, 0, 1], 1883)) }
+    }
+}
+
+impl FromStr for ListenUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!("`{url}` is not a URL: write mqtt://host:port"));
+        };
+        if scheme != "mqtt" {
+            return Err(format!(
+                "unsupported scheme `{scheme}://` in `{url}`: only mqtt:// (MQTT over TCP) is \
+                 supported for now"
+            ));
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!("`{url}`: expected mqtt://host:port"));
+        }
+        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')
+        }) && !authority.ends_with(']');
+        let with_port = if has_port { authority.to_owned() } else { format!("{authority}:1883") };
+        let addr = match with_port.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => with_port
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| format!("`{url}`: cannot resolve `{authority}`"))?,
+        };
+        Ok(Self { url: url.to_owned(), addr })
+    }
+}
+
+impl TryFrom<String> for ListenUrl {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, String> {
+        url.parse()
+    }
+}
+
+impl fmt::Display for ListenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url: ListenUrl = "mqtt://127.0.0.1:1884".parse().unwrap();
+        assert_eq!(url.addr, SocketAddr::from(([127, 0, 0, 1], 1884)));
+        let url: ListenUrl = "mqtt://[::1]:1885".parse().unwrap();
+        assert_eq!(url.addr.port(), 1885);
+        let url: ListenUrl = "mqtt://[::1]".parse().unwrap();
+        assert_eq!(url.addr.port(), 1883);
+        let url: ListenUrl = "mqtt://0.0.0.0".parse().unwrap();
+        assert_eq!(url.addr.port(), 1883);
+        let error = "mqtts://0.0.0.0:8883".parse::<ListenUrl>().unwrap_err();
+        assert!(error.contains("only mqtt://"), "{error}");
+        assert!("0.0.0.0:1883".parse::<ListenUrl>().is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_engines() {
+        let config = FileConfig::parse("").unwrap();
+        assert_eq!(config, FileConfig::default());
+        let mut engine = Config::default();
+        engine.backlog = BacklogConfig::new(0, 1024 * 1024);
+        assert_eq!(config.engine_config(), engine);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let error = FileConfig::parse("threads = 2\nmaximum_qos = 3\n").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("maximum_qos"), "{error}");
+        let error = FileConfig::parse("threads = 2\n\nmax_packet_sise = 10\n").unwrap_err();
+        assert_eq!(error.line, 3);
+        assert!(error.message.contains("max_packet_sise"), "{error}");
+        let error = FileConfig::parse("receive_maximum = 0\n").unwrap_err();
+        assert!(error.message.contains("receive_maximum"), "{error}");
+        let error = FileConfig::parse("[backlog]\nmax_messages = 1\n").unwrap_err();
+        assert_eq!(error.line, 2);
+        let error = FileConfig::parse("listeners = [\"ws://a:1\"]").unwrap_err();
+        assert!(error.message.contains("only mqtt://"), "{error}");
+        let error = FileConfig::parse("\nlisteners = []").unwrap_err();
+        assert_eq!(error.line, 2);
+    }
+}

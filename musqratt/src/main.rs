@@ -1,0 +1,150 @@
+//! The `musqratt` command: `musqratt` alone runs a broker on 127.0.0.1:1883 with the embedded
+//! defaults; `musqratt broker` takes a configuration file and overrides.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use musqratt::Broker;
+use musqratt::config::{FileConfig, ListenUrl};
+use tracing_subscriber::EnvFilter;
+
+/// Exit code of a configuration that cannot be used (the same as a command-line error).
+const EXIT_CONFIG: u8 = 2;
+
+/// MusQraTT: an MQTT broker for the edge.
+#[derive(Debug, Parser)]
+#[command(name = "musqratt", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (the default when no command is given).
+    Broker(BrokerArgs),
+}
+
+#[derive(Debug, Default, Args)]
+struct BrokerArgs {
+    /// TOML configuration file (keys in docs/CONFIG.md).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to listen, mqtt://host:port; repeat for several. Replaces the file's `listeners`.
+    #[arg(long = "listen", short, value_name = "URL")]
+    listen: Vec<ListenUrl>,
+    /// Shards (threads); default: one per core. Replaces the file's `threads`.
+    #[arg(long, short, value_name = "N")]
+    threads: Option<usize>,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives. Default:
+    /// RUST_LOG, else info.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        None => BrokerArgs::default(),
+        Some(Command::Broker(args)) => args,
+    };
+    if let Err(message) = init_logging(args.log_level.as_deref()) {
+        eprintln!("musqratt: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut config = match &args.config {
+        None => FileConfig::default(),
+        Some(path) => match load(path) {
+            Ok(config) => config,
+            Err(message) => {
+                eprintln!("musqratt: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    if !args.listen.is_empty() {
+        config.listeners = args.listen;
+    }
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("musqratt: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    let filter = match level {
+        Some(level) => {
+            EnvFilter::try_new(level).map_err(|e| format!("--log-level {level}: {e}"))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+fn load(path: &PathBuf) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    FileConfig::parse(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+}
+
+/// Runs the broker until SIGTERM or SIGINT, then stops it gracefully.
+fn run(config: &FileConfig) -> anyhow::Result<()> {
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
+    let stop = signals.block_on(async { stop_signal() })?;
+    let broker = Broker::start(config.broker_config()).context("cannot start the broker")?;
+    for addr in broker.local_addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    let handle = broker.shutdown_handle();
+    let reason = signals.block_on(async {
+        tokio::select! {
+            name = stop => name,
+            () = handle.stopping() => "shard failure",
+        }
+    });
+    tracing::info!(reason, "shutting down");
+    broker.shutdown().context("broker failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A future that completes with the name of the first stop signal received.
+#[cfg(unix)]
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+/// A future that completes with the name of the first stop signal received.
+#[cfg(not(unix))]
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
+}

@@ -1,0 +1,528 @@
+//! The broker over real sockets: an in-process [`Broker`] on an ephemeral port, and the built
+//! `musqratt` binary, driven by a raw TCP client that speaks through `musqratt-proto`.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use bytes::{Bytes, BytesMut};
+use musqratt::config::FileConfig;
+use musqratt::proto::bytestring::ByteString;
+use musqratt::proto::mqtt::{
+    Connect, Decoder, Packet, PubResponse, Publish, ReasonCode, Subscribe, SubscriptionOptions,
+};
+use musqratt::proto::{PacketId, ProtocolVersion, QoS};
+use musqratt::{Broker, BrokerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn start(threads: usize) -> Broker {
+    let mut config = BrokerConfig::default();
+    config.listeners = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.threads = threads;
+    Broker::start(config).expect("broker starts")
+}
+
+/// The shard owning a client identifier: the engine's FNV-1a, repeated here so that tests can
+/// place clients on chosen shards.
+fn owner(client_id: &str, shards: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in client_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash % shards
+}
+
+/// A client identifier starting with `prefix` owned by `shard` of `shards`.
+fn id_on(prefix: &str, shard: u64, shards: u64) -> String {
+    (0..).map(|i| format!("{prefix}-{i}")).find(|id| owner(id, shards) == shard).unwrap()
+}
+
+struct Client {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+    version: ProtocolVersion,
+    next_id: u16,
+}
+
+impl Client {
+    async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        Self {
+            stream,
+            decoder: Decoder::with_version(version, 16 * 1024 * 1024),
+            buf: BytesMut::new(),
+            version,
+            next_id: 0,
+        }
+    }
+
+    /// Connects with Clean Start and returns the CONNACK.
+    async fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        keep_alive: u16,
+    ) -> (Self, Packet) {
+        let mut client = Self::open(addr, version).await;
+        client
+            .send(&Packet::Connect(Box::new(Connect {
+                protocol: version,
+                clean_start: true,
+                keep_alive,
+                client_id: ByteString::from(client_id),
+                will: None,
+                username: None,
+                password: None,
+                properties: Default::default(),
+            })))
+            .await;
+        let connack = client.recv().await.expect("CONNACK");
+        (client, connack)
+    }
+
+    /// Connects and checks that the broker accepted.
+    async fn connected(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> Self {
+        let (client, connack) = Self::connect(addr, version, client_id, 0).await;
+        match connack {
+            Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        client
+    }
+
+    async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("encodes");
+        self.stream.write_all(&out).await.expect("writes");
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("writes");
+    }
+
+    /// The next packet; `None` when the broker closed the connection.
+    async fn recv(&mut self) -> Option<Packet> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(packet) = self.decoder.decode(&mut self.buf).expect("valid packet") {
+                    return Some(packet);
+                }
+                self.buf.reserve(4096);
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("the broker answers in time")
+    }
+
+    fn packet_id(&mut self) -> PacketId {
+        self.next_id += 1;
+        PacketId::new(self.next_id).unwrap()
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) {
+        let packet_id = self.packet_id();
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: vec![(ByteString::from(filter), SubscriptionOptions::with_qos(qos))],
+            properties: Default::default(),
+        }))
+        .await;
+        match self.recv().await {
+            Some(Packet::SubAck(ack)) => {
+                assert_eq!(ack.packet_id, packet_id);
+                assert_eq!(ack.reason_codes, vec![ReasonCode(qos.bits())]);
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and completes the QoS flow.
+    async fn publish(&mut self, topic: &str, payload: &'static [u8], qos: QoS, retain: bool) {
+        let mut publish = Publish::new(ByteString::from(topic), Bytes::from_static(payload));
+        publish.qos = qos;
+        publish.retain = retain;
+        let packet_id = (qos != QoS::AtMostOnce).then(|| self.packet_id());
+        publish.packet_id = packet_id;
+        self.send(&Packet::Publish(publish)).await;
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => match self.recv().await {
+                Some(Packet::PubAck(ack)) => assert_eq!(Some(ack.packet_id), packet_id),
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                match self.recv().await {
+                    Some(Packet::PubRec(rec)) => assert_eq!(Some(rec.packet_id), packet_id),
+                    other => panic!("expected PUBREC, got {other:?}"),
+                }
+                let id = packet_id.unwrap();
+                self.send(&Packet::PubRel(PubResponse::new(id))).await;
+                match self.recv().await {
+                    Some(Packet::PubComp(comp)) => assert_eq!(comp.packet_id, id),
+                    other => panic!("expected PUBCOMP, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Receives one PUBLISH and acknowledges it as its QoS requires.
+    async fn receive(&mut self) -> Publish {
+        let publish = match self.recv().await {
+            Some(Packet::Publish(publish)) => publish,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {
+                let id = publish.packet_id.unwrap();
+                self.send(&Packet::PubAck(PubResponse::new(id))).await;
+            }
+            QoS::ExactlyOnce => {
+                let id = publish.packet_id.unwrap();
+                self.send(&Packet::PubRec(PubResponse::new(id))).await;
+                match self.recv().await {
+                    Some(Packet::PubRel(rel)) => assert_eq!(rel.packet_id, id),
+                    other => panic!("expected PUBREL, got {other:?}"),
+                }
+                self.send(&Packet::PubComp(PubResponse::new(id))).await;
+            }
+        }
+        publish
+    }
+
+    /// Reads until the broker closes, returning the last packet it sent before.
+    async fn closed(&mut self) -> Option<Packet> {
+        let mut last = None;
+        while let Some(packet) = self.recv().await {
+            last = Some(packet);
+        }
+        last
+    }
+}
+
+/// Runs blocking broker control (shutdown joins threads) off the test's runtime.
+async fn stop(broker: Broker) {
+    tokio::task::spawn_blocking(move || broker.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connect_and_connack_in_every_version() {
+    let broker = start(1);
+    for (version, id) in [
+        (ProtocolVersion::V3_1, "v31"),
+        (ProtocolVersion::V3_1_1, "v311"),
+        (ProtocolVersion::V5, "v5"),
+    ] {
+        let (_client, connack) = Client::connect(broker.local_addr(), version, id, 30).await;
+        match connack {
+            Packet::ConnAck(ack) => {
+                assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{version:?}");
+                assert!(!ack.session_present);
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+    stop(broker).await;
+}
+
+async fn deliver_all_qos(addr: SocketAddr, subscriber: &str, publisher: &str) {
+    let mut sub = Client::connected(addr, ProtocolVersion::V5, subscriber).await;
+    sub.subscribe("t/#", QoS::ExactlyOnce).await;
+    let mut publ = Client::connected(addr, ProtocolVersion::V3_1_1, publisher).await;
+    // A subscription reaches the other shards asynchronously: publish QoS 1 until the first
+    // message arrives, then the rest in order.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            publ.publish("t/ready", b"?", QoS::AtLeastOnce, false).await;
+            let arrived = tokio::time::timeout(Duration::from_millis(100), sub.recv()).await;
+            if let Ok(Some(Packet::Publish(p))) = arrived {
+                sub.send(&Packet::PubAck(PubResponse::new(p.packet_id.unwrap()))).await;
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the subscription reaches the publisher's shard");
+    publ.publish("t/0", b"zero", QoS::AtMostOnce, false).await;
+    publ.publish("t/1", b"one", QoS::AtLeastOnce, false).await;
+    publ.publish("t/2", b"two", QoS::ExactlyOnce, false).await;
+    // Drain duplicates of the readiness probe, if any were in flight.
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let p = sub.receive().await;
+        if &*p.topic != "t/ready" {
+            got.push((p.topic.to_string(), p.payload, p.qos));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("t/0".to_owned(), Bytes::from_static(b"zero"), QoS::AtMostOnce),
+            ("t/1".to_owned(), Bytes::from_static(b"one"), QoS::AtLeastOnce),
+            ("t/2".to_owned(), Bytes::from_static(b"two"), QoS::ExactlyOnce),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn qos_0_1_2_on_one_shard() {
+    let broker = start(1);
+    deliver_all_qos(broker.local_addr(), "sub", "pub").await;
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn qos_0_1_2_across_shards() {
+    let broker = start(2);
+    let addr = broker.local_addr();
+    // Sessions live on the shard owning the client identifier: these two are on different
+    // shards whichever shard accepted their sockets.
+    deliver_all_qos(addr, &id_on("sub", 0, 2), &id_on("pub", 1, 2)).await;
+    deliver_all_qos(addr, &id_on("sub", 1, 2), &id_on("pub", 0, 2)).await;
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn connections_accepted_elsewhere_are_handed_to_their_owner() {
+    let broker = start(2);
+    let addr = broker.local_addr();
+    // The kernel spreads connections over both shards' listeners; about half land on the shard
+    // that does not own their client identifier and must move (2^-24 that none does).
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        let id = id_on(&format!("h{i}"), 1, 2);
+        clients.push(Client::connected(addr, ProtocolVersion::V5, &id).await);
+    }
+    let stats = broker.stats();
+    assert_eq!(stats.accepted, 24);
+    assert!(stats.handoffs > 0, "{stats:?}");
+    // Handed-over connections keep working: one subscribes, another publishes.
+    let mut publ = clients.pop().unwrap();
+    let mut sub = clients.pop().unwrap();
+    sub.subscribe("h", QoS::AtLeastOnce).await;
+    publ.publish("h", b"moved", QoS::AtLeastOnce, false).await;
+    assert_eq!(&sub.receive().await.payload[..], b"moved");
+    stop(broker).await;
+}
+
+#[test]
+fn a_port_in_use_is_refused() {
+    let broker = start(2);
+    let mut config = BrokerConfig::default();
+    config.listeners = vec![broker.local_addr()];
+    config.threads = 2;
+    let error = Broker::start(config).expect_err("the port is taken");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+    broker.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn empty_payloads_are_delivered() {
+    let broker = start(1);
+    let addr = broker.local_addr();
+    let mut sub = Client::connected(addr, ProtocolVersion::V5, "empty-sub").await;
+    sub.subscribe("e", QoS::AtLeastOnce).await;
+    let mut publ = Client::connected(addr, ProtocolVersion::V5, "empty-pub").await;
+    publ.publish("e", b"", QoS::AtMostOnce, false).await;
+    publ.publish("e", b"", QoS::AtLeastOnce, false).await;
+    publ.publish("e", b"after", QoS::AtLeastOnce, false).await;
+    assert_eq!(&sub.receive().await.payload[..], b"");
+    assert_eq!(&sub.receive().await.payload[..], b"");
+    assert_eq!(&sub.receive().await.payload[..], b"after");
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn retained_message_goes_to_later_subscribers_on_every_shard() {
+    let broker = start(2);
+    let addr = broker.local_addr();
+    let mut publ = Client::connected(addr, ProtocolVersion::V5, &id_on("rp", 0, 2)).await;
+    publ.publish("r/state", b"on", QoS::AtLeastOnce, true).await;
+    for shard in [0, 1] {
+        let id = id_on("rs", shard, 2);
+        // Retained messages are replicated to every shard asynchronously: retry briefly.
+        let publish = tokio::time::timeout(WAIT, async {
+            loop {
+                let mut sub = Client::connected(addr, ProtocolVersion::V3_1_1, &id).await;
+                sub.subscribe("r/#", QoS::AtLeastOnce).await;
+                let got = tokio::time::timeout(Duration::from_millis(200), sub.recv()).await;
+                if let Ok(Some(Packet::Publish(p))) = got {
+                    return p;
+                }
+            }
+        })
+        .await
+        .expect("retained message arrives");
+        assert!(publish.retain);
+        assert_eq!(&*publish.topic, "r/state");
+        assert_eq!(&publish.payload[..], b"on");
+    }
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn keep_alive_answers_pings_and_closes_silent_clients() {
+    let broker = start(1);
+    let (mut client, _) = Client::connect(broker.local_addr(), ProtocolVersion::V5, "ka", 1).await;
+    client.send(&Packet::PingReq).await;
+    assert_eq!(client.recv().await, Some(Packet::PingResp));
+    // Then silence: closed after 1.5 × Keep Alive, told why (0x8D).
+    let started = tokio::time::Instant::now();
+    match client.closed().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::KEEP_ALIVE_TIMEOUT),
+        other => panic!("expected DISCONNECT 0x8D, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1400), "{waited:?}");
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn malformed_packet_closes_the_connection() {
+    let broker = start(1);
+    let addr = broker.local_addr();
+    // 3.1.1: PUBLISH whose topic length runs past the packet: closed without a word.
+    let mut client = Client::connected(addr, ProtocolVersion::V3_1_1, "bad311").await;
+    client.send_raw(&[0x30, 0x03, 0x00, 0x05, b'a']).await;
+    assert_eq!(client.closed().await, None);
+    // 5.0: told why with a DISCONNECT carrying an error reason code.
+    let mut client = Client::connected(addr, ProtocolVersion::V5, "bad5").await;
+    client.send_raw(&[0x30, 0x03, 0x00, 0x05, b'a']).await;
+    match client.closed().await {
+        Some(Packet::Disconnect(d)) => assert!(d.reason_code.is_error(), "{d:?}"),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    // Not MQTT at all before CONNECT ("GE" reads as a 69-byte packet: send all of it).
+    let mut client = Client::open(addr, ProtocolVersion::V3_1_1).await;
+    client.send_raw(format!("GET / HTTP/1.1\r\nHost: x\r\n{:80}\r\n\r\n", "").as_bytes()).await;
+    assert_eq!(client.closed().await, None);
+    // The broker is still fine.
+    Client::connected(addr, ProtocolVersion::V5, "after").await;
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_server_shutting_down_to_v5_clients() {
+    let broker = start(2);
+    let addr = broker.local_addr();
+    let mut v5 = Client::connected(addr, ProtocolVersion::V5, "down5").await;
+    let mut v3 = Client::connected(addr, ProtocolVersion::V3_1_1, "down3").await;
+    let started = std::time::Instant::now();
+    stop(broker).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match v5.closed().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    assert_eq!(v3.closed().await, None);
+}
+
+#[test]
+fn invalid_config_exits_with_code_2_naming_key_and_line() {
+    let dir = std::env::temp_dir().join(format!("musqratt-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "threads = 1\nmax_queued_mesages = 5\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max_queued_mesages"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    std::fs::write(&path, "listeners = [\"mqtts://127.0.0.1:8883\"]\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only mqtt://"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_stops_the_binary_gracefully() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--listen", "mqtt://127.0.0.1:0", "--threads", "2"])
+        .args(["--log-level", "info"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bound port, from the log line `listening addr=127.0.0.1:PORT`.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr: SocketAddr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "broker exited before listening");
+        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client = Client::connected(addr, ProtocolVersion::V5, "term").await;
+        let started = std::time::Instant::now();
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(status.unwrap().success());
+        match client.closed().await {
+            Some(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN);
+            }
+            other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+        }
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "still running after 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.code(), Some(0));
+    });
+}
+
+#[test]
+fn config_example_in_docs_parses_and_matches_defaults() {
+    let doc = include_str!("../../docs/CONFIG.md");
+    // The first ```toml block is the full example with every key at its default.
+    let start = doc.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let example = FileConfig::parse(&doc[start..end]).expect("the documented example parses");
+    assert_eq!(example, FileConfig::default(), "docs/CONFIG.md shows the defaults");
+    // Keys without a default are shown commented out: they must be valid too.
+    let uncommented: String = doc[start..end]
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(key_value) if key_value.contains(" = ") => key_value.to_owned() + "\n",
+            _ => l.to_owned() + "\n",
+        })
+        .collect();
+    let full = FileConfig::parse(&uncommented).expect("the commented keys parse");
+    assert!(full.server_keep_alive.is_some() && full.server_reference.is_some());
+    // Every key of the example is documented in the table.
+    let mut table = String::new();
+    for line in doc[start..end].lines() {
+        if let Some(name) = line.strip_prefix('[') {
+            table = format!("{}.", name.trim_end_matches(']'));
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let key = key.trim_start_matches('#').trim();
+            let row = format!("| `{table}{key}`");
+            assert!(doc.contains(&row), "{table}{key} is not in the key table");
+        }
+    }
+}

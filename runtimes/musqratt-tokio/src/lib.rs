@@ -1,0 +1,253 @@
+//! MusQraTT on tokio, thread per core.
+//!
+//! [`Broker::start`] runs one OS thread per shard. Each thread has its own `current_thread`
+//! tokio runtime and `LocalSet`, and owns one [`Engine`](musqratt_engine::Engine) that nothing
+//! else touches: no mutex, no engine state crossing threads (DESIGN.md, "Many cores"). Every
+//! shard listens on every address with `SO_REUSEPORT`, so the kernel spreads new connections
+//! over the shards; a connection whose client identifier belongs to another shard is handed
+//! over there (the socket moves, the engine says where). Shards talk over bounded FIFO
+//! channels.
+//!
+//! ```no_run
+//! use musqratt_tokio::{Broker, BrokerConfig};
+//!
+//! let mut config = BrokerConfig::default();
+//! config.listeners = vec!["127.0.0.1:0".parse().unwrap()];
+//! config.threads = 2;
+//! let broker = Broker::start(config).expect("listening");
+//! println!("MQTT on {}", broker.local_addr());
+//! broker.shutdown().unwrap(); // DISCONNECT 0x8B to MQTT 5.0 clients, flush, join the threads
+//! ```
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use musqratt_engine::Config;
+use tokio::sync::watch;
+
+mod connection;
+mod listen;
+mod shard;
+
+pub use musqratt_engine as engine;
+
+/// What a broker runs with: where it listens, how many shards, and the engine's settings
+/// (whose `shard` and `shard_count` are set per thread by [`Broker::start`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// TCP addresses to listen on for MQTT; port 0 picks a free port (the same for every
+    /// shard). Default `127.0.0.1:1883`.
+    pub listeners: Vec<SocketAddr>,
+    /// Shards, one thread each; 0 means one per core (the default).
+    pub threads: usize,
+    /// The engine's limits and capabilities.
+    pub engine: Config,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            threads: 0,
+            engine: Config::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Shards this configuration runs: `threads`, or the number of cores when it is 0.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(usize::from(u16::MAX))
+    }
+}
+
+/// Counters shared by all shards, for tests and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) handoffs: AtomicU64,
+    /// Set when a shard thread panicked (the broker then stops).
+    pub(crate) failed: AtomicBool,
+}
+
+/// A snapshot of the broker's counters ([`Broker::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// TCP connections accepted, on all shards.
+    pub accepted: u64,
+    /// Connections moved to the shard owning their client identifier.
+    pub handoffs: u64,
+}
+
+/// Starts a graceful shutdown from anywhere (a signal handler, another thread).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Asks every shard to stop: listeners close, MQTT 5.0 clients get DISCONNECT 0x8B Server
+    /// shutting down, queued bytes are flushed (for at most a few seconds), threads end.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once the broker is stopping: asked to by a handle, or because a shard failed.
+    pub async fn stopping(&self) {
+        let mut stopping = self.0.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+}
+
+/// A running broker: its shard threads and the addresses they listen on.
+#[derive(Debug)]
+pub struct Broker {
+    local_addrs: Vec<SocketAddr>,
+    shutdown: ShutdownHandle,
+    threads: Vec<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Broker {
+    /// Binds every listener on every shard and starts the shard threads. Returns once all shards
+    /// are accepting connections.
+    ///
+    /// # Errors
+    /// An address cannot be bound (in use, not local, no permission) or a thread or runtime
+    /// cannot be created.
+    pub fn start(config: BrokerConfig) -> io::Result<Self> {
+        let shards = config.shard_count();
+        if config.listeners.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on"));
+        }
+        let (listeners, local_addrs) = listen::bind_all(&config.listeners, shards)?;
+        let (tx, _) = watch::channel(false);
+        let shutdown = ShutdownHandle(Arc::new(tx));
+        let counters = Arc::new(Counters::default());
+        let mut broker =
+            Self { local_addrs, shutdown: shutdown.clone(), threads: Vec::new(), counters };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let links = shard::links(shards);
+        for ((index, listeners), mailbox) in listeners.into_iter().enumerate().zip(links.mailboxes)
+        {
+            let mut engine = config.engine.clone();
+            engine.shard = musqratt_engine::ShardId(index as u16);
+            engine.shard_count = shards as u16;
+            let context = shard::Context {
+                engine,
+                listeners,
+                mailbox,
+                peers: links.senders.clone(),
+                shutdown: shutdown.clone(),
+                counters: broker.counters.clone(),
+                epoch: links.epoch,
+                ready: ready_tx.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("musqratt-shard-{index}"))
+                .spawn(move || shard::run(context));
+            match thread {
+                Ok(handle) => broker.threads.push(handle),
+                Err(error) => {
+                    let _ = broker.stop();
+                    return Err(error);
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    let _ = broker.stop();
+                    return Err(error);
+                }
+                Err(_) => {
+                    let _ = broker.stop();
+                    return Err(io::Error::other("a shard thread ended while starting"));
+                }
+            }
+        }
+        tracing::info!(addrs = ?broker.local_addrs, shards, "broker started");
+        Ok(broker)
+    }
+
+    /// The address of the first listener (the one to connect to in tests).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    /// The addresses of all listeners, in the order configured, with the ports picked for 0.
+    #[must_use]
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Shards (threads) running.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// A handle that stops this broker from elsewhere.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        Stats {
+            accepted: self.counters.accepted.load(Ordering::Relaxed),
+            handoffs: self.counters.handoffs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops gracefully (see [`ShutdownHandle::shutdown`]) and waits for every shard thread.
+    /// Blocks: from async code call it on a blocking thread.
+    ///
+    /// # Errors
+    /// A shard thread panicked while the broker ran (the others were then stopped).
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop()
+    }
+
+    /// Waits, blocking, until a [`ShutdownHandle`] has stopped the broker.
+    ///
+    /// # Errors
+    /// A shard thread panicked (which stops the broker).
+    pub fn wait(mut self) -> io::Result<()> {
+        self.join()
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        self.shutdown.shutdown();
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        if self.counters.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("a shard thread panicked: the broker stopped"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

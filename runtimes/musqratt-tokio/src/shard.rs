@@ -1,0 +1,513 @@
+//! One shard: a thread, a `current_thread` runtime, a `LocalSet`, and the engine they drive.
+
+use core::cell::RefCell;
+use core::sync::atomic::Ordering;
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use musqratt_engine::{
+    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
+    ShardMessage,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::Counters;
+use crate::connection;
+
+/// Messages in flight on one link between two shards before the sender waits.
+const LINK_CAPACITY: usize = 4096;
+/// Messages a shard may hold for full links before its connections stop reading.
+const CONGESTION_LIMIT: usize = 4096;
+/// The shortest interval between two logs of dropped messages.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a stopping shard waits for its connections to flush.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+
+/// What travels between shards.
+#[derive(Debug)]
+pub(crate) enum Mail {
+    /// [`Action::ToShard`], delivered as [`Input::FromShard`].
+    Message { from: ShardId, message: ShardMessage },
+    /// [`Action::Handoff`]: the socket itself, nonblocking, and what was read from it.
+    Handoff { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
+}
+
+/// The channels between every pair of shards: one receiver per shard, whose sender every other
+/// shard clones (tokio's channel keeps each sender's messages in order: FIFO per link).
+pub(crate) struct Links {
+    pub(crate) mailboxes: Vec<mpsc::Receiver<Mail>>,
+    pub(crate) senders: Vec<mpsc::Sender<Mail>>,
+    pub(crate) epoch: std::time::Instant,
+}
+
+pub(crate) fn links(shards: usize) -> Links {
+    let (senders, mailboxes) = (0..shards).map(|_| mpsc::channel(LINK_CAPACITY)).unzip();
+    Links { mailboxes, senders, epoch: std::time::Instant::now() }
+}
+
+/// Everything a shard thread starts with.
+pub(crate) struct Context {
+    pub(crate) engine: Config,
+    pub(crate) listeners: Vec<StdListener>,
+    pub(crate) mailbox: mpsc::Receiver<Mail>,
+    pub(crate) peers: Vec<mpsc::Sender<Mail>>,
+    pub(crate) shutdown: crate::ShutdownHandle,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) epoch: std::time::Instant,
+    pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
+}
+
+/// The runtime's side of a connection: what the engine asked for and the task has not done.
+pub(crate) struct Slot {
+    /// Chunks to write, in order ([`Action::Send`]).
+    pub(crate) queue: VecDeque<Bytes>,
+    /// [`Action::Close`] came: close once the queue is written.
+    pub(crate) close: bool,
+    /// [`Action::Handoff`] came: move the socket there with these bytes.
+    pub(crate) handoff: Option<(ShardId, BytesMut)>,
+    /// Wakes the connection's task when any of the above changes.
+    pub(crate) wake: Rc<Notify>,
+}
+
+/// An outgoing link to another shard.
+struct Link {
+    tx: mpsc::Sender<Mail>,
+    /// Mail waiting for room in the channel, sent in order by the link's forwarder task.
+    pending: VecDeque<Mail>,
+    wake: Rc<Notify>,
+}
+
+/// A shard's state, shared by its tasks as `Rc<RefCell<Shard>>`. A borrow is never held across
+/// an `.await`.
+pub(crate) struct Shard {
+    pub(crate) id: ShardId,
+    engine: Engine,
+    epoch: std::time::Instant,
+    pub(crate) conns: HashMap<ConnectionId, Slot>,
+    next_conn: u64,
+    links: Vec<Option<Link>>,
+    /// Mail held in `pending` over all links.
+    pending: usize,
+    /// Signalled when `pending` falls back to 0.
+    pub(crate) uncongested: Rc<Notify>,
+    /// Signalled when the engine's next deadline changed.
+    timer: Rc<Notify>,
+    armed: Option<Instant>,
+    /// Signalled when a connection's task ends.
+    pub(crate) conn_ended: Rc<Notify>,
+    pub(crate) shutting_down: bool,
+    pub(crate) counters: Arc<Counters>,
+    guard: PanicGuard,
+    /// Drops not logged yet, and when a drop was last logged on its own: a slow subscriber
+    /// would otherwise flood the log.
+    drops: (u64, Option<std::time::Instant>),
+}
+
+impl Shard {
+    /// The engine's time: microseconds since the broker started.
+    fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Feeds one input and carries out what the engine asks.
+    pub(crate) fn input(&mut self, input: Input) {
+        let now = self.now();
+        self.engine.handle_input(now, input);
+        self.drain();
+    }
+
+    fn timeout(&mut self) {
+        let now = self.now();
+        self.engine.handle_timeout(now);
+        self.drain();
+    }
+
+    /// Whether connections should stop reading until links to other shards have room.
+    pub(crate) fn congested(&self) -> bool {
+        self.pending > CONGESTION_LIMIT
+    }
+
+    fn new_conn_id(&mut self) -> ConnectionId {
+        self.next_conn += 1;
+        ConnectionId(self.next_conn << 16 | u64::from(self.id.0))
+    }
+
+    fn drain(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Send { conn, bytes } => {
+                    // An empty payload comes as an empty chunk: nothing to write (and a write
+                    // of nothing would look like a closed socket).
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    if let Some(slot) = self.conns.get_mut(&conn) {
+                        // The task looks at its queue before every wait: only an empty queue
+                        // becoming non-empty needs a wake-up.
+                        if slot.queue.is_empty() {
+                            slot.wake.notify_one();
+                        }
+                        slot.queue.push_back(bytes);
+                    }
+                }
+                Action::Close { conn } => {
+                    if let Some(slot) = self.conns.get_mut(&conn) {
+                        slot.close = true;
+                        slot.wake.notify_one();
+                    }
+                }
+                Action::Handoff { conn, to, bytes } => {
+                    if let Some(slot) = self.conns.get_mut(&conn) {
+                        slot.handoff = Some((to, bytes));
+                        slot.wake.notify_one();
+                    }
+                }
+                Action::ToShard { to, message } => {
+                    self.send_mail(to, Mail::Message { from: self.id, message });
+                }
+                Action::Authenticate { conn, .. } => {
+                    // No authenticator in this runtime yet: the engine only asks when its
+                    // config says so.
+                    let now = self.now();
+                    let input = Input::AuthDecision { conn, decision: AuthDecision::Accept };
+                    self.engine.handle_input(now, input);
+                }
+                Action::Event(event) => self.log(&event),
+                _ => {}
+            }
+        }
+        let next = self.engine.poll_timeout();
+        if next != self.armed {
+            self.armed = next;
+            self.timer.notify_one();
+        }
+    }
+
+    fn log(&mut self, event: &Event) {
+        let shard = self.id.0;
+        match event {
+            Event::Connected { conn, client_id, session_present } => {
+                tracing::info!(shard, %conn, client_id = &**client_id, session_present, "connected");
+            }
+            Event::Disconnected { conn, reason } => {
+                let reason = reason.name().unwrap_or("unknown");
+                tracing::info!(shard, %conn, reason, "disconnected");
+            }
+            Event::MessageDropped { client_id, reason } => {
+                // The first drop after a quiet second is logged with its client; the following
+                // ones are counted and reported once a second by `report_drops`.
+                if self.drops.1.is_none_or(|last| last.elapsed() >= DROP_LOG_INTERVAL) {
+                    self.drops.1 = Some(std::time::Instant::now());
+                    tracing::warn!(shard, client_id = &**client_id, ?reason, "message dropped");
+                } else {
+                    self.drops.0 += 1;
+                }
+            }
+            other => tracing::debug!(shard, ?other, "event"),
+        }
+    }
+
+    /// Sends mail to another shard, after everything sent to it before.
+    pub(crate) fn send_mail(&mut self, to: ShardId, mail: Mail) {
+        let Some(Some(link)) = self.links.get_mut(usize::from(to.0)) else {
+            tracing::error!(shard = self.id.0, to = to.0, "mail for an unknown shard dropped");
+            return;
+        };
+        if link.pending.is_empty() {
+            match link.tx.try_send(mail) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(mail)) => {
+                    link.pending.push_back(mail);
+                    link.wake.notify_one();
+                }
+                // The other shard has stopped (shutdown): nothing to deliver to.
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        } else {
+            link.pending.push_back(mail);
+        }
+        self.pending += 1;
+    }
+}
+
+/// Held by every task of a shard: a task that panics leaves the engine in an unknown state, so
+/// the broker stops (tokio would otherwise let the shard run on without the task).
+#[derive(Clone)]
+struct PanicGuard {
+    counters: Arc<Counters>,
+    shutdown: crate::ShutdownHandle,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a shard task panicked: stopping the broker");
+            self.counters.failed.store(true, Ordering::Relaxed);
+            self.shutdown.shutdown();
+        }
+    }
+}
+
+/// Spawns a task of the shard on its `LocalSet`, guarded against panics.
+fn spawn(shard: &Rc<RefCell<Shard>>, task: impl Future<Output = ()> + 'static) {
+    let guard = shard.borrow().guard.clone();
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        task.await;
+    });
+}
+
+/// The body of a shard thread.
+pub(crate) fn run(context: Context) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = context.ready.send(Err(error));
+            return;
+        }
+    };
+    let shutdown = context.shutdown.clone();
+    let counters = context.counters.clone();
+    let id = context.engine.shard.0;
+    let local = tokio::task::LocalSet::new();
+    let ran = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        local.block_on(&runtime, shard_main(context));
+    }));
+    if ran.is_err() {
+        // One shard's clients cannot be served any more: stop the whole broker rather than
+        // run on with a hole in it.
+        tracing::error!(shard = id, "shard panicked: stopping the broker");
+        counters.failed.store(true, Ordering::Relaxed);
+        shutdown.shutdown();
+    }
+}
+
+async fn shard_main(context: Context) {
+    let Context { engine, listeners, mailbox, peers, shutdown: stop, counters, epoch, ready } =
+        context;
+    let mut shutdown = stop.0.subscribe();
+    let id = engine.shard;
+    let listeners: io::Result<Vec<TcpListener>> =
+        listeners.into_iter().map(TcpListener::from_std).collect();
+    let listeners = match listeners {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    let links = peers
+        .into_iter()
+        .enumerate()
+        .map(|(i, tx)| {
+            (i != usize::from(id.0)).then(|| Link {
+                tx,
+                pending: VecDeque::new(),
+                wake: Rc::new(Notify::new()),
+            })
+        })
+        .collect();
+    let shard = Rc::new(RefCell::new(Shard {
+        id,
+        engine: Engine::new(engine),
+        epoch,
+        conns: HashMap::new(),
+        next_conn: 0,
+        links,
+        pending: 0,
+        uncongested: Rc::new(Notify::new()),
+        timer: Rc::new(Notify::new()),
+        armed: None,
+        conn_ended: Rc::new(Notify::new()),
+        shutting_down: false,
+        guard: PanicGuard { counters: counters.clone(), shutdown: stop },
+        counters,
+        drops: (0, None),
+    }));
+    let forwarders: Vec<(usize, Rc<Notify>, mpsc::Sender<Mail>)> = shard
+        .borrow()
+        .links
+        .iter()
+        .enumerate()
+        .filter_map(|(i, link)| link.as_ref().map(|l| (i, l.wake.clone(), l.tx.clone())))
+        .collect();
+    for (to, wake, tx) in forwarders {
+        spawn(&shard, forward(shard.clone(), to, wake, tx));
+    }
+    spawn(&shard, timers(shard.clone()));
+    spawn(&shard, report_drops(shard.clone()));
+    spawn(&shard, receive(shard.clone(), mailbox));
+    for listener in listeners {
+        spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
+    }
+    let _ = ready.send(Ok(()));
+
+    // Until asked to stop (or the broker handle is gone).
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tracing::debug!(shard = id.0, "shutting down");
+    {
+        let mut shard = shard.borrow_mut();
+        shard.shutting_down = true;
+        shard.input(Input::Shutdown);
+    }
+    let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+        loop {
+            let ended = shard.borrow().conn_ended.clone();
+            let notified = ended.notified();
+            if shard.borrow().conns.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+    if flushed.is_err() {
+        let left = shard.borrow().conns.len();
+        tracing::warn!(shard = id.0, left, "connections still flushing at shutdown: dropped");
+    }
+}
+
+/// Accepts connections until shutdown.
+async fn accept(
+    shard: Rc<RefCell<Shard>>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if shard.borrow().shutting_down {
+                        return;
+                    }
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+                    }
+                    shard.borrow().counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(shard = shard.borrow().id.0, %peer, "accepted");
+                    start_connection(&shard, stream, None);
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Registers a connection, starts its task and tells the engine.
+fn start_connection(
+    shard: &Rc<RefCell<Shard>>,
+    stream: TcpStream,
+    adopted: Option<(ConnectionId, BytesMut)>,
+) {
+    let wake = Rc::new(Notify::new());
+    let mut state = shard.borrow_mut();
+    let conn = match &adopted {
+        Some((conn, _)) => *conn,
+        None => state.new_conn_id(),
+    };
+    let slot = Slot { queue: VecDeque::new(), close: false, handoff: None, wake: wake.clone() };
+    state.conns.insert(conn, slot);
+    let guard = state.guard.clone();
+    let task_shard = shard.clone();
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        connection::run(task_shard, conn, stream, wake).await;
+    });
+    match adopted {
+        Some((conn, bytes)) => state.input(Input::Adopted { conn, bytes }),
+        None => state.input(Input::Accepted { conn }),
+    }
+}
+
+/// Feeds what other shards send.
+async fn receive(shard: Rc<RefCell<Shard>>, mut mailbox: mpsc::Receiver<Mail>) {
+    while let Some(mail) = mailbox.recv().await {
+        match mail {
+            Mail::Message { from, message } => {
+                shard.borrow_mut().input(Input::FromShard { from, message });
+            }
+            Mail::Handoff { conn, stream, bytes } => {
+                if shard.borrow().shutting_down {
+                    continue; // dropping the socket closes it
+                }
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => start_connection(&shard, stream, Some((conn, bytes))),
+                    Err(error) => tracing::warn!(%conn, %error, "handed-over socket lost"),
+                }
+            }
+        }
+    }
+}
+
+/// Sends, in order, the mail that did not fit a link's channel when it was sent.
+async fn forward(shard: Rc<RefCell<Shard>>, to: usize, wake: Rc<Notify>, tx: mpsc::Sender<Mail>) {
+    loop {
+        wake.notified().await;
+        loop {
+            // Room first, then the oldest mail: nothing overtakes it meanwhile, since mail is
+            // only sent directly while `pending` is empty.
+            let Ok(permit) = tx.reserve().await else {
+                let mut state = shard.borrow_mut();
+                let dropped = state.links[to].as_mut().map_or(0, |l| l.pending.drain(..).count());
+                state.pending -= dropped;
+                break;
+            };
+            let mut state = shard.borrow_mut();
+            let Some(mail) = state.links[to].as_mut().and_then(|l| l.pending.pop_front()) else {
+                break;
+            };
+            permit.send(mail);
+            state.pending -= 1;
+        }
+        let state = shard.borrow();
+        if state.pending == 0 {
+            state.uncongested.notify_waiters();
+        }
+    }
+}
+
+/// Calls the engine back when its next deadline comes.
+async fn timers(shard: Rc<RefCell<Shard>>) {
+    let (timer, epoch) = {
+        let state = shard.borrow();
+        (state.timer.clone(), state.epoch)
+    };
+    loop {
+        let armed = shard.borrow().armed;
+        let when = armed.and_then(|at| epoch.checked_add(Duration::from_micros(at.as_micros())));
+        match when {
+            None => timer.notified().await,
+            Some(when) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(when.into()) => shard.borrow_mut().timeout(),
+                    () = timer.notified() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Logs, once per [`DROP_LOG_INTERVAL`], how many dropped messages were not logged one by one.
+async fn report_drops(shard: Rc<RefCell<Shard>>) {
+    let mut interval = tokio::time::interval(DROP_LOG_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let mut state = shard.borrow_mut();
+        if state.drops.0 > 0 {
+            let dropped = core::mem::take(&mut state.drops.0);
+            tracing::warn!(shard = state.id.0, dropped, "more messages dropped");
+        }
+    }
+}
