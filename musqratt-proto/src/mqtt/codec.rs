@@ -55,8 +55,15 @@ impl Decoder {
     /// the packet breaks. The stream cannot be resumed after an error: close the connection.
     #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        if buf.len() < 2 {
-            return Ok(None);
+        // MQTT-3.1.0-1: a server knows from the first byte whether the first packet is CONNECT,
+        // so junk (an HTTP request, say) is refused at once instead of waiting for its "body".
+        match buf.first() {
+            None => return Ok(None),
+            Some(header) if self.version.is_none() && header >> 4 != 1 => {
+                return Err(DecodeError::FirstPacketNotConnect);
+            }
+            Some(_) if buf.len() < 2 => return Ok(None),
+            Some(_) => {}
         }
         let Some((remaining, len_bytes)) = parse_varint(&buf[1..])? else {
             return Ok(None);
@@ -71,12 +78,8 @@ impl Decoder {
             return Ok(None);
         }
         let header = buf[0];
-        let version = match self.version {
-            Some(version) => version,
-            // CONNECT carries its own version; the one given here is not used for it.
-            None if header >> 4 == 1 => ProtocolVersion::V5,
-            None => return Err(DecodeError::FirstPacketNotConnect),
-        };
+        // CONNECT carries its own version; the one given here is not used for it.
+        let version = self.version.unwrap_or(ProtocolVersion::V5);
         let mut body = buf.split_to(total).freeze();
         body.advance(1 + len_bytes);
         let packet = Packet::decode(version, header, body)?;
