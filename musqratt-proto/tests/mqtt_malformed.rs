@@ -175,6 +175,8 @@ fn first_packet_not_connect_mqtt_3_1_0_1() {
     for bytes in [&[0xC0, 0x00][..], &[0x30, 0x04, 0x00, 0x01, b't', b'x'], &[0xE0, 0x00]] {
         assert_eq!(Decoder::new(1024).decode(&mut BytesMut::from(bytes)), Err(err));
     }
+    // Refused from the first byte: an HTTP request is not kept waiting for its "body".
+    assert_eq!(Decoder::new(1024).decode(&mut BytesMut::from(&b"G"[..])), Err(err));
     // A client's decoder, given its version, accepts any packet first.
     let mut buf = BytesMut::from(&[0xD0, 0x00][..]);
     assert_eq!(Decoder::with_version(V4, 1024).decode(&mut buf), Ok(Some(Packet::PingResp)));
