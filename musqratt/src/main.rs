@@ -1,5 +1,6 @@
 //! The `musqratt` command: `musqratt` alone runs a broker on 127.0.0.1:1883 with the embedded
-//! defaults; `musqratt broker` takes a configuration file and overrides.
+//! defaults; `musqratt broker` takes a configuration file and overrides; `pub`, `sub` and
+//! `shell` are MQTT clients that work against any broker.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -26,6 +27,24 @@ struct Cli {
 enum Command {
     /// Run the broker (the default when no command is given).
     Broker(BrokerArgs),
+    /// Publish messages (like mosquitto_pub).
+    Pub(musqratt_client::PubArgs),
+    /// Subscribe and print messages (like mosquitto_sub).
+    Sub(musqratt_client::SubArgs),
+    /// An interactive client: connect, disconnect, sub, unsub, pub, help.
+    Shell(musqratt_client::ShellArgs),
+}
+
+/// Which runtime serves the broker (docs/RUNTIMES.md).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Runtime {
+    /// Thread per core on tokio.
+    #[default]
+    Tokio,
+    /// Thread per core on io_uring (compio), with an epoll fallback.
+    IoUring,
+    /// Blocking sockets and threads only: the stand-in for CompositeOS.
+    Blocking,
 }
 
 #[derive(Debug, Default, Args)]
@@ -43,6 +62,9 @@ struct BrokerArgs {
     /// RUST_LOG, else info.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// The runtime serving the broker.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +72,9 @@ fn main() -> ExitCode {
     let args = match cli.command {
         None => BrokerArgs::default(),
         Some(Command::Broker(args)) => args,
+        Some(Command::Pub(args)) => return client(musqratt_client::pub_cmd(args)),
+        Some(Command::Sub(args)) => return client(musqratt_client::sub_cmd(args)),
+        Some(Command::Shell(args)) => return client(musqratt_client::shell(args)),
     };
     if let Err(message) = init_logging(args.log_level.as_deref()) {
         eprintln!("musqratt: {message}");
@@ -71,7 +96,25 @@ fn main() -> ExitCode {
     if let Some(threads) = args.threads {
         config.threads = threads;
     }
-    match run(&config) {
+    match run(&config, args.runtime) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("musqratt: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a client command to completion on a small tokio runtime.
+fn client(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("musqratt: cannot start the client runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("musqratt: {error:#}");
@@ -102,28 +145,55 @@ fn load(path: &PathBuf) -> Result<FileConfig, String> {
 }
 
 /// Runs the broker until SIGTERM or SIGINT, then stops it gracefully.
-fn run(config: &FileConfig) -> anyhow::Result<()> {
+fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
     // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
     let stop = signals.block_on(async { stop_signal() })?;
-    let broker = Broker::start(config.broker_config()).context("cannot start the broker")?;
-    for addr in broker.local_addrs() {
-        tracing::info!(%addr, "listening");
-    }
-    let handle = broker.shutdown_handle();
-    let reason = signals.block_on(async {
-        tokio::select! {
-            name = stop => name,
-            () = handle.stopping() => "shard failure",
+    let broker = config.broker_config();
+    let shards = broker.shard_count();
+    let (engine, listeners) = (broker.engine.clone(), broker.listeners.clone());
+    match runtime {
+        Runtime::Tokio => {
+            let broker = Broker::start(broker).context("cannot start the broker")?;
+            log_listening(broker.local_addrs(), "tokio", shards);
+            let handle = broker.shutdown_handle();
+            let reason = signals.block_on(async {
+                tokio::select! {
+                    name = stop => name,
+                    () = handle.stopping() => "shard failure",
+                }
+            });
+            tracing::info!(reason, "shutting down");
+            broker.shutdown().context("broker failed")?;
         }
-    });
-    tracing::info!(reason, "shutting down");
-    broker.shutdown().context("broker failed")?;
+        Runtime::IoUring => {
+            let broker = musqratt_compio::start(engine, &listeners, shards)
+                .context("cannot start the broker")?;
+            log_listening(broker.local_addrs(), "io-uring", shards);
+            let reason = signals.block_on(stop);
+            tracing::info!(reason, "shutting down");
+            broker.shutdown();
+        }
+        Runtime::Blocking => {
+            let broker = musqratt_blocking::start(engine, &listeners, shards)
+                .context("cannot start the broker")?;
+            log_listening(broker.local_addrs(), "blocking", shards);
+            let reason = signals.block_on(stop);
+            tracing::info!(reason, "shutting down");
+            broker.shutdown();
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn log_listening(addrs: &[core::net::SocketAddr], runtime: &str, shards: usize) {
+    for addr in addrs {
+        tracing::info!(%addr, runtime, shards, "listening");
+    }
 }
 
 /// A future that completes with the name of the first stop signal received.
