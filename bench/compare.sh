@@ -23,6 +23,7 @@ TARGET=$CARGO_TARGET_DIR/release
 MUSQRATT_PORT=27831
 MOSQUITTO_PORT=27832
 RUMQTTD_PORT=27833 # also in bench/rumqttd.toml
+RELAY_PORT=27830   # the floor: `musqratt-bench relay`, a process of its own like the brokers
 
 # ---- how musqratt is started --------------------------------------------------------------
 # For now: the blocking runtime's example broker with 2 shards (the same binary that
@@ -54,6 +55,7 @@ declare -A PID PORT
 PORT[musqratt]=$MUSQRATT_PORT
 PORT[mosquitto]=$MOSQUITTO_PORT
 PORT[rumqttd]=$RUMQTTD_PORT
+PORT[relay]=$RELAY_PORT
 BROKERS="musqratt mosquitto rumqttd"
 
 wait_port() {
@@ -72,11 +74,13 @@ start_brokers() {
     PID[mosquitto]=$!
     rumqttd -q -c bench/rumqttd.toml >"$LOGS/rumqttd.log" 2>&1 &
     PID[rumqttd]=$!
-    for b in $BROKERS; do wait_port "${PORT[$b]}"; done
+    "$BENCH" relay --listen "127.0.0.1:$RELAY_PORT" 2>"$LOGS/relay.log" &
+    PID[relay]=$!
+    for b in $BROKERS relay; do wait_port "${PORT[$b]}"; done
 }
 
 stop_brokers() {
-    for b in $BROKERS; do
+    for b in $BROKERS relay; do
         if [ -n "${PID[$b]:-}" ]; then
             kill "${PID[$b]}" 2>/dev/null || true
             wait "${PID[$b]}" 2>/dev/null || true
@@ -126,10 +130,10 @@ for round in $(seq "$ROUNDS"); do
             run "$s" "$b" "$round" $(scenario_args "$s") --url "mqtt://127.0.0.1:${PORT[$b]}" "${extra[@]}"
         done
         if [ "$s" = lat_q0 ]; then
-            run floor_lat relay "$round" floor --mode latency --rate 10000 --payload 64
+            run floor_lat relay "$round" $(scenario_args lat_q0) --url "mqtt://127.0.0.1:$RELAY_PORT"
         fi
         if [ "$s" = tp_q0_1x1 ]; then
-            run floor_tp relay "$round" floor --mode throughput --payload 64
+            run floor_tp relay "$round" $(scenario_args tp_q0_1x1) --url "mqtt://127.0.0.1:$RELAY_PORT"
         fi
     done
     stop_brokers

@@ -70,6 +70,17 @@ pub enum Scenario {
     Conns(ConnsArgs),
     /// A trivial TCP relay in place of the broker: the latency floor and the generator ceiling.
     Floor(FloorArgs),
+    /// Serve the `floor` relay on an address until killed, as a process of its own (so that
+    /// other scenarios can run against it like against a broker).
+    Relay(RelayArgs),
+}
+
+/// `relay` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub listen: core::net::SocketAddr,
 }
 
 /// `latency` arguments.
@@ -261,8 +272,16 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             pubsub_report("fanout", &label, &args.url, &cfg).await?
         }
         Scenario::Conns(a) => conns_report(&label, &args.url, a).await?,
+        Scenario::Relay(a) => {
+            let relay = relay::Relay::start(a.listen).context("starting the relay")?;
+            eprintln!("relay listening on {}", relay.addr());
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        }
         Scenario::Floor(a) => {
-            let relay = relay::Relay::start().context("starting the relay")?;
+            let any = core::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let relay = relay::Relay::start(any).context("starting the relay")?;
             let addr = relay.addr().to_string();
             let url = format!("mqtt://{addr}");
             let label = args.label.clone().unwrap_or_else(|| "relay".into());

@@ -18,9 +18,9 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    /// Starts a relay on 127.0.0.1 on a free port.
-    pub(crate) fn start() -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// Starts a relay on `addr` (port 0: a free port).
+    pub(crate) fn start(addr: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let subscribers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -89,7 +89,12 @@ fn serve(mut stream: TcpStream, subscribers: &Mutex<Vec<TcpStream>>) -> io::Resu
         subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(stream.try_clone()?);
         // Discard whatever the subscriber sends until it leaves.
         let mut sink = [0u8; 4096];
-        while stream.read(&mut sink)? > 0 {}
+        while stream.read(&mut sink).unwrap_or(0) > 0 {}
+        let me = stream.peer_addr().ok();
+        subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|s| s.peer_addr().ok() != me);
         return Ok(());
     }
     let mut targets: Vec<TcpStream> = subscribers
