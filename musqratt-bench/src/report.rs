@@ -139,6 +139,7 @@ fn plain(value: &Value) -> String {
 pub(crate) struct Progress {
     done: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
 }
 
 impl Progress {
@@ -150,7 +151,7 @@ impl Progress {
     ) -> Self {
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() || total < Duration::from_secs(2) {
-            return Self { done, task: None };
+            return Self { done, task: None, bar: None };
         }
         let bar = ProgressBar::new(total.as_millis() as u64);
         bar.set_style(
@@ -160,6 +161,7 @@ impl Progress {
         );
         bar.set_prefix(label.to_owned());
         let flag = Arc::clone(&done);
+        let handle = bar.clone();
         let task = tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -171,16 +173,20 @@ impl Progress {
                 let rate = n as f64 / elapsed.as_secs_f64().max(1e-3);
                 bar.set_message(format!("{n} {unit} ({rate:.0}/s)"));
             }
-            bar.finish_and_clear();
         });
-        Self { done, task: Some(task) }
+        Self { done, task: Some(task), bar: Some(handle) }
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
-        drop(self.task.take());
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }
 
