@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Side by side: musqratt, Mosquitto and rumqttd on 127.0.0.1, each scenario run on the three
+# brokers in turn (A B C, A B C, ...) for ROUNDS rounds, then medians and ratios.
+#
+#   bench/compare.sh                  # all scenarios, 3 rounds
+#   ROUNDS=5 DURATION=10s bench/compare.sh
+#   SCENARIOS="lat_q0 tp_q1_1x1" bench/compare.sh
+#
+# Needs: mosquitto (Debian package), rumqttd (`cargo install rumqttd`, without --locked),
+# python3. Results: one JSON object per run in bench/results/<time>.jsonl, summary printed
+# and written beside it (.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+CONNS=${CONNS:-10000}
+SCENARIOS=${SCENARIOS:-"conns lat_q0 tp_q0_1x1 tp_q1_1x1 tp_q1_4x2 fan_q0_50"}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+TARGET=$CARGO_TARGET_DIR/release
+
+MUSQRATT_PORT=27831
+MOSQUITTO_PORT=27832
+RUMQTTD_PORT=27833 # also in bench/rumqttd.toml
+RELAY_PORT=27830   # the floor: `musqratt-bench relay`, a process of its own like the brokers
+
+# ---- how musqratt is started --------------------------------------------------------------
+# For now: the blocking runtime's example broker with 2 shards (the same binary that
+# `cargo run --release -p musqratt-blocking --example blocking_broker -- 127.0.0.1:PORT 2`
+# runs; started directly so that $! is the broker's pid for `conns`).
+MUSQRATT_CMD=${MUSQRATT_CMD:-"$TARGET/examples/blocking_broker 127.0.0.1:$MUSQRATT_PORT 2"}
+# >>> SWITCH HERE once the `musqratt` binary lands: <<<
+# MUSQRATT_CMD="$TARGET/musqratt broker --listen mqtt://127.0.0.1:$MUSQRATT_PORT"
+# ---------------------------------------------------------------------------------------------
+
+# The bench and the brokers all need more than the default 1024 open files for 10k connections.
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
+    echo "warning: ulimit -n is $(ulimit -n); conns with $CONNS connections will fail" >&2
+fi
+
+cargo build --release -p musqratt-bench -p musqratt-blocking --example blocking_broker >&2
+BENCH=$TARGET/musqratt-bench
+command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
+command -v rumqttd >/dev/null || { echo "rumqttd not installed: cargo install rumqttd" >&2; exit 1; }
+
+mkdir -p bench/results
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+OUT=bench/results/$STAMP.jsonl
+LOGS=$(mktemp -d)
+: >"$OUT"
+
+declare -A PID PORT
+PORT[musqratt]=$MUSQRATT_PORT
+PORT[mosquitto]=$MOSQUITTO_PORT
+PORT[rumqttd]=$RUMQTTD_PORT
+PORT[relay]=$RELAY_PORT
+BROKERS="musqratt mosquitto rumqttd"
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+start_brokers() {
+    $MUSQRATT_CMD >"$LOGS/musqratt.log" 2>&1 &
+    PID[musqratt]=$!
+    mosquitto -c bench/mosquitto.conf >"$LOGS/mosquitto.log" 2>&1 &
+    PID[mosquitto]=$!
+    rumqttd -q -c bench/rumqttd.toml >"$LOGS/rumqttd.log" 2>&1 &
+    PID[rumqttd]=$!
+    "$BENCH" relay --listen "127.0.0.1:$RELAY_PORT" 2>"$LOGS/relay.log" &
+    PID[relay]=$!
+    for b in $BROKERS relay; do wait_port "${PORT[$b]}"; done
+}
+
+stop_brokers() {
+    for b in $BROKERS relay; do
+        if [ -n "${PID[$b]:-}" ]; then
+            kill "${PID[$b]}" 2>/dev/null || true
+            wait "${PID[$b]}" 2>/dev/null || true
+            PID[$b]=
+        fi
+    done
+}
+trap stop_brokers EXIT
+
+# One bench run; its JSON line gets "case" and "round" added. A failed run is recorded too.
+run() {
+    local case=$1 label=$2 round=$3
+    shift 3
+    local line
+    if line=$("$BENCH" "$@" --json --label "$label" --duration "$DURATION" --warmup "$WARMUP" 2>>"$LOGS/bench.err"); then
+        echo "$line" | jq -c --arg case "$case" --argjson round "$round" '. + {case: $case, round: $round}' >>"$OUT"
+        echo "  $case $label: $(echo "$line" | jq -c '.results | del(.latency_us.cdf) | {deliveries_per_s, latency_us, lost, rss_per_conn_bytes, connect_all_s, connected} | with_entries(select(.value != null))')" >&2
+    else
+        echo "  $case $label: FAILED (see $LOGS/bench.err)" >&2
+        jq -nc --arg case "$case" --arg broker "$label" --argjson round "$round" \
+            '{case: $case, broker: $broker, round: $round, error: "run failed"}' >>"$OUT"
+    fi
+}
+
+scenario_args() {
+    case $1 in
+        lat_q0) echo "latency --qos 0 --rate 10000 --payload 64" ;;
+        tp_q0_1x1) echo "throughput --qos 0 --publishers 1 --subscribers 1" ;;
+        tp_q1_1x1) echo "throughput --qos 1 --publishers 1 --subscribers 1" ;;
+        tp_q1_4x2) echo "throughput --qos 1 --publishers 4 --subscribers 2" ;;
+        fan_q0_50) echo "fanout --qos 0 --subscribers 50" ;;
+        conns) echo "conns --connections $CONNS --parallel 128 --hold 2s" ;;
+        *) echo "unknown scenario $1" >&2; exit 1 ;;
+    esac
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "round $round/$ROUNDS" >&2
+    # Fresh brokers each round, so `conns` (first) measures RSS from a clean start.
+    start_brokers
+    sleep 0.5
+    for s in $SCENARIOS; do
+        for b in $BROKERS; do
+            extra=()
+            [ "$s" = conns ] && extra=(--pid "${PID[$b]}")
+            # shellcheck disable=SC2046
+            run "$s" "$b" "$round" $(scenario_args "$s") --url "mqtt://127.0.0.1:${PORT[$b]}" "${extra[@]}"
+        done
+        if [ "$s" = lat_q0 ]; then
+            run floor_lat relay "$round" $(scenario_args lat_q0) --url "mqtt://127.0.0.1:$RELAY_PORT"
+        fi
+        if [ "$s" = tp_q0_1x1 ]; then
+            run floor_tp relay "$round" $(scenario_args tp_q0_1x1) --url "mqtt://127.0.0.1:$RELAY_PORT"
+        fi
+    done
+    stop_brokers
+done
+
+python3 bench/summarize.py "$OUT" | tee "${OUT%.jsonl}.md"
+echo "results: $OUT" >&2

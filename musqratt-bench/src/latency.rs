@@ -1,0 +1,291 @@
+//! `latency`: one publisher, one subscriber, a fixed rate. The tight path: blocking sockets with
+//! TCP_NODELAY, one OS thread per direction (publisher writer, publisher acknowledgement reader,
+//! subscriber reader and acknowledger), the send slots paced by a sleep-then-spin timer, the
+//! send time stamped into the payload just before the write.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+use std::io::{ErrorKind, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use musqratt_proto::mqtt::Packet;
+
+use crate::report::histogram;
+use crate::sys::{precise_timer_slack, spin_sleep_until};
+use crate::wire::{self, SyncConn};
+
+/// Parameters of one latency run.
+#[derive(Debug, Clone)]
+pub(crate) struct LatencyCfg {
+    pub(crate) addr: String,
+    pub(crate) qos: u8,
+    pub(crate) rate: u64,
+    pub(crate) payload: usize,
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
+    pub(crate) window: u64,
+    pub(crate) spin: Duration,
+    pub(crate) drain: Duration,
+}
+
+/// What one latency run measured.
+pub(crate) struct LatencyOut {
+    /// End-to-end latency of the messages sent after the warm-up, nanoseconds.
+    pub(crate) latency: Histogram<u64>,
+    /// How late each send was against its slot, nanoseconds (the generator's own jitter).
+    pub(crate) send_lag: Histogram<u64>,
+    pub(crate) sent: u64,
+    pub(crate) acked: u64,
+    pub(crate) seen: Seen,
+    /// Sends that waited for the inflight window.
+    pub(crate) window_waits: u64,
+    pub(crate) send_rate: f64,
+}
+
+/// Which sequence numbers arrived: distinct, duplicated, out of order.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Seen {
+    bits: Vec<u64>,
+    pub(crate) distinct: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) reordered: u64,
+    next: u64,
+}
+
+impl Seen {
+    pub(crate) fn mark(&mut self, seq: u64) {
+        let word = (seq / 64) as usize;
+        if word >= self.bits.len() {
+            self.bits.resize((word + 1).next_power_of_two(), 0);
+        }
+        let bit = 1u64 << (seq % 64);
+        if self.bits[word] & bit != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        self.bits[word] |= bit;
+        self.distinct += 1;
+        if seq < self.next {
+            self.reordered += 1;
+        } else {
+            self.next = seq + 1;
+        }
+    }
+}
+
+fn timed_out(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Runs one latency measurement (blocking: call from a blocking thread). `progress` counts
+/// messages received.
+pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result<LatencyOut> {
+    let topic = format!("mqb/{}/lat", wire::client_id("t", 0));
+    let mut sub = SyncConn::connect(&cfg.addr, &wire::client_id("lat-sub", 0), wire::KEEP_ALIVE)?;
+    sub.subscribe(&topic, cfg.qos)?;
+    let publisher = SyncConn::connect(&cfg.addr, &wire::client_id("lat-pub", 0), wire::KEEP_ALIVE)?;
+    sub.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+
+    let total = (cfg.rate as f64 * (cfg.warmup + cfg.duration).as_secs_f64()).round() as u64;
+    let interval_ns = 1e9 / cfg.rate.max(1) as f64;
+    let warmup_ns = cfg.warmup.as_nanos() as u64;
+    let qos = cfg.qos;
+    let stop = Arc::new(AtomicBool::new(false));
+    let inflight = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let pub_writer = Arc::new(Mutex::new(publisher.stream.try_clone()?));
+    let base = Instant::now() + Duration::from_millis(5);
+
+    // Subscriber: read, stamp, acknowledge.
+    let sub_thread = {
+        let stop = Arc::clone(&stop);
+        let progress = Arc::clone(progress);
+        thread::Builder::new().name("lat-sub".into()).spawn(move || -> anyhow::Result<_> {
+            let mut hist = histogram();
+            let mut seen = Seen::default();
+            let mut out = BytesMut::with_capacity(4096);
+            let mut writer = sub.stream.try_clone()?;
+            while seen.distinct < total && !stop.load(Ordering::Relaxed) {
+                match sub.fill() {
+                    Ok(true) => {}
+                    Ok(false) => anyhow::bail!("the broker closed the subscriber's connection"),
+                    Err(error) if timed_out(&error) => continue,
+                    Err(error) => return Err(error.into()),
+                }
+                let now = base.elapsed().as_nanos() as u64;
+                let mut n = 0;
+                while let Some(packet) = sub.try_decode()? {
+                    match packet {
+                        Packet::Publish(p) => {
+                            if let Some((seq, sent, _)) = wire::parse_header(&p.payload) {
+                                seen.mark(seq);
+                                if sent >= warmup_ns {
+                                    let _ = hist.record(now.saturating_sub(sent).max(1));
+                                }
+                            }
+                            n += 1;
+                            match (p.qos as u8, p.packet_id) {
+                                (1, Some(id)) => wire::ack(&mut out, wire::PUBACK, id.get()),
+                                (2, Some(id)) => wire::ack(&mut out, wire::PUBREC, id.get()),
+                                _ => {}
+                            }
+                        }
+                        Packet::PubRel(r) => wire::ack(&mut out, wire::PUBCOMP, r.packet_id.get()),
+                        _ => {}
+                    }
+                }
+                progress.fetch_add(n, Ordering::Relaxed);
+                if !out.is_empty() {
+                    writer.write_all(&out)?;
+                    out.clear();
+                }
+            }
+            Ok((hist, seen, sub))
+        })?
+    };
+
+    // Publisher acknowledgements (QoS 1 and 2).
+    let mut pub_reader = publisher;
+    pub_reader.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let ack_thread = (qos > 0).then(|| {
+        let stop = Arc::clone(&stop);
+        let inflight = Arc::clone(&inflight);
+        let acked = Arc::clone(&acked);
+        let writer = Arc::clone(&pub_writer);
+        thread::Builder::new().name("lat-acks".into()).spawn(move || -> anyhow::Result<()> {
+            let mut out = BytesMut::with_capacity(64);
+            while acked.load(Ordering::Relaxed) < total && !stop.load(Ordering::Relaxed) {
+                match pub_reader.fill() {
+                    Ok(true) => {}
+                    Ok(false) => anyhow::bail!("the broker closed the publisher's connection"),
+                    Err(error) if timed_out(&error) => continue,
+                    Err(error) => return Err(error.into()),
+                }
+                while let Some(packet) = pub_reader.try_decode()? {
+                    match packet {
+                        Packet::PubAck(_) | Packet::PubComp(_) => {
+                            inflight.fetch_sub(1, Ordering::Relaxed);
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Packet::PubRec(r) => wire::ack(&mut out, wire::PUBREL, r.packet_id.get()),
+                        _ => {}
+                    }
+                }
+                if !out.is_empty() {
+                    writer.lock().unwrap_or_else(PoisonError::into_inner).write_all(&out)?;
+                    out.clear();
+                }
+            }
+            Ok(())
+        })
+    });
+    let ack_thread = ack_thread.transpose()?;
+
+    // Publisher: paced sends.
+    let pub_thread = {
+        let cfg = cfg.clone();
+        let inflight = Arc::clone(&inflight);
+        let shared_writer = Arc::clone(&pub_writer);
+        let stop = Arc::clone(&stop);
+        thread::Builder::new().name("lat-pub".into()).spawn(move || -> anyhow::Result<_> {
+            precise_timer_slack();
+            let mut lag = histogram();
+            let mut buf = BytesMut::with_capacity(cfg.payload + 64);
+            let offset = wire::sent_ns_offset(&topic, qos, cfg.payload);
+            let mut waits = 0;
+            let mut sent = 0;
+            let mut writer =
+                shared_writer.lock().unwrap_or_else(PoisonError::into_inner).try_clone()?;
+            let shared = qos == 2;
+            for seq in 0..total {
+                let slot_ns = (seq as f64 * interval_ns) as u64;
+                spin_sleep_until(base + Duration::from_nanos(slot_ns), cfg.spin);
+                if qos > 0 && inflight.load(Ordering::Relaxed) >= cfg.window {
+                    waits += 1;
+                    while inflight.load(Ordering::Relaxed) >= cfg.window {
+                        if stop.load(Ordering::Relaxed) {
+                            anyhow::bail!("stopped while waiting for acknowledgements");
+                        }
+                        thread::yield_now();
+                    }
+                }
+                buf.clear();
+                let id = (seq % 65_535) as u16 + 1;
+                wire::publish(&mut buf, &topic, qos, id, seq, 0, 0, cfg.payload);
+                if qos > 0 {
+                    inflight.fetch_add(1, Ordering::Relaxed);
+                }
+                let now = base.elapsed().as_nanos() as u64;
+                buf[offset..offset + 8].copy_from_slice(&now.to_le_bytes());
+                if shared {
+                    // PUBRELs go out on the acknowledgement thread: one writer at a time.
+                    shared_writer.lock().unwrap_or_else(PoisonError::into_inner).write_all(&buf)?;
+                } else {
+                    writer.write_all(&buf)?;
+                }
+                let _ = lag.record(now.saturating_sub(slot_ns).max(1));
+                sent += 1;
+            }
+            let elapsed = base.elapsed().as_secs_f64();
+            Ok((lag, sent, waits, elapsed))
+        })?
+    };
+    let (lag, sent, window_waits, elapsed) =
+        pub_thread.join().map_err(|_| anyhow::anyhow!("publisher thread panicked"))??;
+
+    let drain_until = Instant::now() + cfg.drain;
+    while Instant::now() < drain_until
+        && !(sub_thread.is_finished()
+            && ack_thread.as_ref().is_none_or(thread::JoinHandle::is_finished))
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (latency, seen, mut sub) =
+        sub_thread.join().map_err(|_| anyhow::anyhow!("subscriber thread panicked"))??;
+    if let Some(thread) = ack_thread {
+        thread.join().map_err(|_| anyhow::anyhow!("ack thread panicked"))??;
+    }
+    let _ = sub.stream.write_all(&[0xE0, 0]);
+    let _ = pub_writer.lock().unwrap_or_else(PoisonError::into_inner).write_all(&[0xE0, 0]);
+    let send_rate = sent as f64 / (elapsed - 0.005).max(1e-6);
+    Ok(LatencyOut {
+        latency,
+        send_lag: lag,
+        sent,
+        acked: if qos == 0 { sent } else { acked.load(Ordering::Relaxed) },
+        seen,
+        window_waits,
+        send_rate,
+    })
+}
+
+/// The address part of a broker URL, `host:port`.
+pub(crate) fn socket_addr(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .split_once("://")
+        .map_or(url, |(scheme, rest)| if scheme == "mqtt" || scheme == "tcp" { rest } else { "" });
+    anyhow::ensure!(!rest.is_empty(), "unsupported URL {url}: use mqtt://host:port");
+    let authority = rest.split('/').next().unwrap_or_default();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let with_port = if hostport.starts_with('[') {
+        if hostport.contains("]:") { hostport.to_owned() } else { format!("{hostport}:1883") }
+    } else if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:1883")
+    };
+    // Resolve once so every connection goes to the same address.
+    use std::net::ToSocketAddrs;
+    let resolved = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {with_port}"))?
+        .next()
+        .with_context(|| format!("no address for {with_port}"))?;
+    Ok(resolved.to_string())
+}

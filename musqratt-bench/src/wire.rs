@@ -1,0 +1,323 @@
+//! The few MQTT 3.1.1 packets the load generator sends, encoded by hand into reused buffers (no
+//! allocation per message), and the payload layout every scenario shares. Incoming packets are
+//! decoded with `musqratt-proto`'s [`Decoder`].
+
+use core::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream as StdStream;
+
+use anyhow::{Context, bail};
+use bytes::{BufMut, BytesMut};
+use musqratt_proto::ProtocolVersion;
+use musqratt_proto::mqtt::{Decoder, Packet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bytes at the start of every payload: sequence number (u64 LE), send time in nanoseconds since
+/// the run's start (u64 LE), publisher index (u32 LE). The rest is padding.
+pub(crate) const HEADER_LEN: usize = 20;
+
+/// Keep alive of the scenario connections, seconds: long, not 0 (rumqttd refuses 0).
+pub(crate) const KEEP_ALIVE: u16 = 600;
+
+/// PUBACK, PUBREC, PUBREL and PUBCOMP first bytes.
+pub(crate) const PUBACK: u8 = 0x40;
+pub(crate) const PUBREC: u8 = 0x50;
+pub(crate) const PUBREL: u8 = 0x62;
+pub(crate) const PUBCOMP: u8 = 0x70;
+
+/// The decoder for what a 3.1.1 client receives.
+pub(crate) fn decoder() -> Decoder {
+    Decoder::with_version(ProtocolVersion::V3_1_1, 1 << 24)
+}
+
+fn put_varint(buf: &mut BytesMut, mut n: usize) {
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn put_str(buf: &mut BytesMut, s: &str) {
+    buf.put_u16(s.len() as u16);
+    buf.put_slice(s.as_bytes());
+}
+
+/// CONNECT, MQTT 3.1.1, clean session.
+pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16) {
+    buf.put_u8(0x10);
+    put_varint(buf, 10 + 2 + client_id.len());
+    put_str(buf, "MQTT");
+    buf.put_u8(4);
+    buf.put_u8(0x02);
+    buf.put_u16(keep_alive);
+    put_str(buf, client_id);
+}
+
+/// SUBSCRIBE with one filter.
+pub(crate) fn subscribe(buf: &mut BytesMut, packet_id: u16, filter: &str, qos: u8) {
+    buf.put_u8(0x82);
+    put_varint(buf, 2 + 2 + filter.len() + 1);
+    buf.put_u16(packet_id);
+    put_str(buf, filter);
+    buf.put_u8(qos);
+}
+
+/// PUBLISH whose payload is [`HEADER_LEN`] header bytes followed by zero padding up to
+/// `payload_len` (at least the header).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn publish(
+    buf: &mut BytesMut,
+    topic: &str,
+    qos: u8,
+    packet_id: u16,
+    seq: u64,
+    sent_ns: u64,
+    publisher: u32,
+    payload_len: usize,
+) {
+    let payload_len = payload_len.max(HEADER_LEN);
+    buf.put_u8(0x30 | (qos << 1));
+    let id_len = if qos > 0 { 2 } else { 0 };
+    put_varint(buf, 2 + topic.len() + id_len + payload_len);
+    put_str(buf, topic);
+    if qos > 0 {
+        buf.put_u16(packet_id);
+    }
+    buf.put_u64_le(seq);
+    buf.put_u64_le(sent_ns);
+    buf.put_u32_le(publisher);
+    buf.put_bytes(0, payload_len - HEADER_LEN);
+}
+
+/// Offset of the send time in an encoded PUBLISH made by [`publish`] (for stamping just before
+/// the write).
+pub(crate) fn sent_ns_offset(topic: &str, qos: u8, payload_len: usize) -> usize {
+    let remaining = 2 + topic.len() + if qos > 0 { 2 } else { 0 } + payload_len.max(HEADER_LEN);
+    let varint = match remaining {
+        0..128 => 1,
+        128..16_384 => 2,
+        16_384..2_097_152 => 3,
+        _ => 4,
+    };
+    1 + varint + 2 + topic.len() + if qos > 0 { 2 } else { 0 } + 8
+}
+
+/// PUBACK, PUBREC, PUBREL or PUBCOMP (`kind` is the first byte).
+pub(crate) fn ack(buf: &mut BytesMut, kind: u8, packet_id: u16) {
+    buf.put_u8(kind);
+    buf.put_u8(2);
+    buf.put_u16(packet_id);
+}
+
+/// The payload header: (sequence, send time, publisher).
+pub(crate) fn parse_header(payload: &[u8]) -> Option<(u64, u64, u32)> {
+    let header = payload.get(..HEADER_LEN)?;
+    let seq = u64::from_le_bytes(header[0..8].try_into().ok()?);
+    let sent = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let publisher = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    Some((seq, sent, publisher))
+}
+
+/// A client id no other run of this process uses.
+pub(crate) fn client_id(role: &str, index: usize) -> String {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static RUN: AtomicU32 = AtomicU32::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    format!("mqb-{}-{run}-{role}{index}", std::process::id())
+}
+
+// ---- blocking sockets (latency and floor) ----
+
+/// A blocking connection with its decoder state.
+pub(crate) struct SyncConn {
+    pub(crate) stream: StdStream,
+    decoder: Decoder,
+    pub(crate) buf: BytesMut,
+}
+
+impl SyncConn {
+    /// Connects (TCP_NODELAY), sends CONNECT and waits for a successful CONNACK.
+    pub(crate) fn connect(addr: &str, client_id: &str, keep_alive: u16) -> anyhow::Result<Self> {
+        let stream = StdStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut conn = Self { stream, decoder: decoder(), buf: BytesMut::with_capacity(64 * 1024) };
+        let mut out = BytesMut::new();
+        connect(&mut out, client_id, keep_alive);
+        conn.stream.write_all(&out)?;
+        match conn.recv()? {
+            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
+            other => bail!("expected a successful CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribes to one filter and waits for SUBACK.
+    pub(crate) fn subscribe(&mut self, filter: &str, qos: u8) -> anyhow::Result<()> {
+        let mut out = BytesMut::new();
+        subscribe(&mut out, 1, filter, qos);
+        self.stream.write_all(&out)?;
+        match self.recv()? {
+            Packet::SubAck(ack) if ack.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
+            other => bail!("expected a successful SUBACK, got {other:?}"),
+        }
+    }
+
+    /// The next packet (blocking, within the read timeout).
+    pub(crate) fn recv(&mut self) -> anyhow::Result<Packet> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf)? {
+                return Ok(packet);
+            }
+            if !self.fill()? {
+                bail!("connection closed by the broker");
+            }
+        }
+    }
+
+    /// Decodes one packet already buffered.
+    pub(crate) fn try_decode(&mut self) -> anyhow::Result<Option<Packet>> {
+        Ok(self.decoder.decode(&mut self.buf)?)
+    }
+
+    /// Reads what is available into the buffer: `false` on end of stream. A read timeout is
+    /// returned as an error of kind `WouldBlock`/`TimedOut`.
+    pub(crate) fn fill(&mut self) -> std::io::Result<bool> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    }
+}
+
+// ---- tokio sockets (throughput, fan-out, conns) ----
+
+/// An async connection with its decoder state.
+pub(crate) struct AsyncConn {
+    pub(crate) stream: TcpStream,
+    decoder: Decoder,
+    pub(crate) buf: BytesMut,
+}
+
+impl AsyncConn {
+    /// Connects (TCP_NODELAY), sends CONNECT and waits for a successful CONNACK.
+    pub(crate) async fn connect(
+        addr: &str,
+        client_id: &str,
+        keep_alive: u16,
+    ) -> anyhow::Result<Self> {
+        let stream =
+            TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Self { stream, decoder: decoder(), buf: BytesMut::with_capacity(4096) };
+        let mut out = BytesMut::new();
+        connect(&mut out, client_id, keep_alive);
+        conn.stream.write_all(&out).await?;
+        match conn.recv_timeout().await? {
+            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
+            other => bail!("expected a successful CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribes to one filter and waits for SUBACK.
+    pub(crate) async fn subscribe(&mut self, filter: &str, qos: u8) -> anyhow::Result<()> {
+        let mut out = BytesMut::new();
+        subscribe(&mut out, 1, filter, qos);
+        self.stream.write_all(&out).await?;
+        match self.recv_timeout().await? {
+            Packet::SubAck(ack) if ack.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
+            other => bail!("expected a successful SUBACK, got {other:?}"),
+        }
+    }
+
+    async fn recv_timeout(&mut self) -> anyhow::Result<Packet> {
+        tokio::time::timeout(Duration::from_secs(10), self.recv())
+            .await
+            .context("no answer from the broker within 10 s")?
+    }
+
+    /// The next packet.
+    pub(crate) async fn recv(&mut self) -> anyhow::Result<Packet> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf)? {
+                return Ok(packet);
+            }
+            if !self.fill().await? {
+                bail!("connection closed by the broker");
+            }
+        }
+    }
+
+    /// Decodes one packet already buffered.
+    pub(crate) fn try_decode(&mut self) -> anyhow::Result<Option<Packet>> {
+        Ok(self.decoder.decode(&mut self.buf)?)
+    }
+
+    /// Reads what is available: `false` on end of stream. Cancel-safe.
+    pub(crate) async fn fill(&mut self) -> std::io::Result<bool> {
+        if self.buf.capacity() - self.buf.len() < 8 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// Splits into the decoder half (with the socket's read half) and the write half.
+    pub(crate) fn into_split(self) -> (AsyncReader, tokio::net::tcp::OwnedWriteHalf) {
+        let (read, write) = self.stream.into_split();
+        (AsyncReader { read, decoder: self.decoder, buf: self.buf }, write)
+    }
+}
+
+/// The read half of an [`AsyncConn`].
+pub(crate) struct AsyncReader {
+    read: tokio::net::tcp::OwnedReadHalf,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl AsyncReader {
+    /// Decodes one packet already buffered.
+    pub(crate) fn try_decode(&mut self) -> anyhow::Result<Option<Packet>> {
+        Ok(self.decoder.decode(&mut self.buf)?)
+    }
+
+    /// Reads what is available: `false` on end of stream. Cancel-safe.
+    pub(crate) async fn fill(&mut self) -> std::io::Result<bool> {
+        if self.buf.capacity() - self.buf.len() < 8 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        Ok(self.read.read_buf(&mut self.buf).await? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_round_trips_through_the_proto_decoder() {
+        for (qos, len) in [(0, 64), (1, 20), (2, 300), (0, 20_000)] {
+            let mut buf = BytesMut::new();
+            publish(&mut buf, "a/b", qos, 7, 42, 99, 3, len);
+            let offset = sent_ns_offset("a/b", qos, len);
+            assert_eq!(&buf[offset..offset + 8], &99u64.to_le_bytes());
+            let mut decoder = decoder();
+            match decoder.decode(&mut buf).unwrap() {
+                Some(Packet::Publish(p)) => {
+                    assert_eq!(&*p.topic, "a/b");
+                    assert_eq!(p.payload.len(), len);
+                    assert_eq!(parse_header(&p.payload), Some((42, 99, 3)));
+                    assert_eq!(p.packet_id.map(|id| id.get()), (qos > 0).then_some(7));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

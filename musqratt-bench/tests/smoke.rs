@@ -1,0 +1,67 @@
+//! CI smoke: every scenario for about half a second with a tiny load against the blocking
+//! broker started in this process; the binary's `--json` output must parse and look sane.
+//! Benchmarks are not timed tests: nothing here checks a speed.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_musqratt-bench"))
+        .args(args)
+        .args(["--json", "--duration", "500ms", "--warmup", "200ms", "--drain", "1s"])
+        .output()
+        .expect("the bench binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object per run: {stdout}");
+    let report: Value = serde_json::from_str(lines[0]).expect("valid JSON");
+    assert!(report["results"].is_object(), "{report}");
+    report
+}
+
+#[test]
+fn every_scenario_runs_against_the_blocking_broker() {
+    let broker = musqratt_blocking::start(
+        musqratt_engine::Config::default(),
+        &["127.0.0.1:0".parse().unwrap()],
+        2,
+    )
+    .expect("broker starts");
+    let url = format!("mqtt://{}", broker.local_addrs()[0]);
+    let url = url.as_str();
+
+    for qos in ["0", "1", "2"] {
+        let r = bench(&["latency", "-u", url, "--qos", qos, "--rate", "2000"]);
+        assert_eq!(r["scenario"], "latency");
+        assert_eq!(r["results"]["lost"], 0, "{r}");
+        assert!(r["results"]["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["results"]["latency_us"]["cdf"].is_array());
+    }
+    for qos in ["0", "1", "2"] {
+        let r =
+            bench(&["throughput", "-u", url, "-q", qos, "-p", "2", "-S", "2", "--rate", "4000"]);
+        assert_eq!(r["results"]["lost"], 0, "{r}");
+        assert!(r["results"]["deliveries_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let r = bench(&["fanout", "-u", url, "-S", "5", "--rate", "1000"]);
+    assert_eq!(r["results"]["lost"], 0, "{r}");
+
+    let pid = std::process::id().to_string();
+    let r = bench(&["conns", "-u", url, "-n", "50", "--pid", &pid, "--hold", "100ms"]);
+    assert_eq!(r["results"]["connected"], 50, "{r}");
+    assert!(r["results"]["rss_per_conn_bytes"].is_number(), "{r}");
+
+    let r = bench(&["floor", "--rate", "2000"]);
+    assert_eq!(r["scenario"], "floor");
+    assert_eq!(r["results"]["lost"], 0, "{r}");
+    let r = bench(&["floor", "--mode", "throughput"]);
+    assert!(r["results"]["deliveries_per_s"].as_f64().unwrap() > 0.0, "{r}");
+
+    broker.shutdown();
+}
