@@ -26,12 +26,10 @@ RUMQTTD_PORT=27833 # also in bench/rumqttd.toml
 RELAY_PORT=27830   # the floor: `musqratt-bench relay`, a process of its own like the brokers
 
 # ---- how musqratt is started --------------------------------------------------------------
-# For now: the blocking runtime's example broker with 2 shards (the same binary that
-# `cargo run --release -p musqratt-blocking --example blocking_broker -- 127.0.0.1:PORT 2`
-# runs; started directly so that $! is the broker's pid for `conns`).
-MUSQRATT_CMD=${MUSQRATT_CMD:-"$TARGET/examples/blocking_broker 127.0.0.1:$MUSQRATT_PORT 2"}
-# >>> SWITCH HERE once the `musqratt` binary lands: <<<
-# MUSQRATT_CMD="$TARGET/musqratt broker --listen mqtt://127.0.0.1:$MUSQRATT_PORT"
+# The `musqratt` binary with 2 shards (one per core here); MUSQRATT_RUNTIME picks the runtime
+# (tokio, io-uring, blocking). Started directly so that $! is the broker's pid for `conns`.
+MUSQRATT_RUNTIME=${MUSQRATT_RUNTIME:-tokio}
+MUSQRATT_CMD=${MUSQRATT_CMD:-"$TARGET/musqratt broker --runtime $MUSQRATT_RUNTIME --threads 2 --log-level warn --listen mqtt://127.0.0.1:$MUSQRATT_PORT"}
 # ---------------------------------------------------------------------------------------------
 
 # The bench and the brokers all need more than the default 1024 open files for 10k connections.
@@ -40,7 +38,7 @@ if [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
     echo "warning: ulimit -n is $(ulimit -n); conns with $CONNS connections will fail" >&2
 fi
 
-cargo build --release -p musqratt-bench -p musqratt-blocking --example blocking_broker >&2
+cargo build --release -p musqratt-bench -p musqratt >&2
 BENCH=$TARGET/musqratt-bench
 command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
 command -v rumqttd >/dev/null || { echo "rumqttd not installed: cargo install rumqttd" >&2; exit 1; }

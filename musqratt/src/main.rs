@@ -33,6 +33,8 @@ enum Command {
     Sub(musqratt_client::SubArgs),
     /// An interactive client: connect, disconnect, sub, unsub, pub, help.
     Shell(musqratt_client::ShellArgs),
+    /// Measure any broker: latency, throughput, fanout, conns, floor (docs/BENCHMARKS.md).
+    Bench(musqratt_bench::Args),
 }
 
 /// Which runtime serves the broker (docs/RUNTIMES.md).
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Some(Command::Pub(args)) => return client(musqratt_client::pub_cmd(args)),
         Some(Command::Sub(args)) => return client(musqratt_client::sub_cmd(args)),
         Some(Command::Shell(args)) => return client(musqratt_client::shell(args)),
+        Some(Command::Bench(args)) => return bench(args),
     };
     if let Err(message) = init_logging(args.log_level.as_deref()) {
         eprintln!("musqratt: {message}");
@@ -118,6 +121,24 @@ fn client(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("musqratt: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the bench on a multi-threaded runtime: the load generator must not be the bottleneck.
+fn bench(args: musqratt_bench::Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("musqratt: cannot start the bench runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(musqratt_bench::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("musqratt bench: {error:#}");
             ExitCode::FAILURE
         }
     }
