@@ -4,42 +4,12 @@
 //! the buffer the publisher's bytes were read into.
 //!
 //! Its own test binary with one test, so nothing else allocates meanwhile.
-// A global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System` and counts.
-#![allow(unsafe_code)]
-
-use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering};
-use std::alloc::System;
 
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `dealloc`, and `new_size` is the caller's valid size.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
 fn drain(engine: &mut Engine) -> Vec<Action> {
     core::iter::from_fn(|| engine.poll_action()).collect()
@@ -81,7 +51,7 @@ fn qos0_publish_to_one_subscriber() {
     }
     let mut actions = Vec::with_capacity(16);
     let mut zero_copy = 0;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting::allocations();
     for bytes in reads {
         let range = bytes.as_ptr_range();
         let (start, end) = (range.start as usize, range.end as usize);
@@ -96,7 +66,7 @@ fn qos0_publish_to_one_subscriber() {
             }
         }
     }
-    let per_publish = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / ROUNDS as f64;
+    let per_publish = (counting::allocations() - before) as f64 / ROUNDS as f64;
     println!("allocations per QoS 0 publish routed to one subscriber: {per_publish:.2}");
     // Every payload went out as a slice of the publisher's read buffer: never copied.
     assert_eq!(zero_copy, ROUNDS, "payloads copied");
