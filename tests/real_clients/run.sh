@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Runs the real-client checks (mosquitto_pub/sub, paho-mqtt) against the built `musqratt` binary.
-# Needs: mosquitto-clients, python3 with paho-mqtt 2.x. Usage: tests/real_clients/run.sh [PORT]
+# Starts the built `musqratt` broker on 127.0.0.1:18993 with 2 shards, runs the real-client checks
+# (mosquitto_pub/sub, paho-mqtt) against it, and stops it. MUSQRATT names the binary (default:
+# $CARGO_TARGET_DIR/debug/musqratt, or target/debug/musqratt).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-port=${1:-18993}
-target=${CARGO_TARGET_DIR:-$root/target}
-(cd "$root" && cargo build -q -p musqratt)
-"$target/debug/musqratt" broker --listen "mqtt://127.0.0.1:$port" --threads 2 --log-level warn &
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/../.."
+bin="${MUSQRATT:-${CARGO_TARGET_DIR:-$root/target}/debug/musqratt}"
+host=127.0.0.1
+port=${PORT:-18993}
+
+"$bin" broker --listen "mqtt://$host:$port" --threads 2 --log-level warn &
 broker=$!
-trap 'kill $broker 2>/dev/null || true' EXIT
-sleep 1
-bash "$here/mosquitto_check.sh" 127.0.0.1 "$port"
-python3 "$here/paho_check.py" 127.0.0.1 "$port"
-kill -TERM "$broker"
-wait "$broker"
-echo "real clients: all checks passed"
+trap 'kill "$broker" 2>/dev/null; wait "$broker" 2>/dev/null || true' EXIT
+# Wait for the listener.
+for _ in $(seq 1 50); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+done
+
+status=0
+bash "$here/mosquitto_check.sh" "$host" "$port" || status=1
+python3 "$here/paho_check.py" "$host" "$port" || status=1
+kill -0 "$broker" || { echo "the broker died"; status=1; }
+exit "$status"
