@@ -79,6 +79,15 @@ fn open_files_limit() -> u64 {
     read().0
 }
 
+/// Sockets this process has open (the broker's listeners and connections, and the test's).
+fn open_sockets() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 /// File descriptors this process has open.
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
@@ -251,6 +260,140 @@ async fn still_serves(addr: SocketAddr, topic: &str) {
     .expect("the broker still delivers");
 }
 
+/// Malformed packets sent after a successful CONNECT, as raw bytes, with the reason code an MQTT
+/// 5.0 client gets in the broker's DISCONNECT before the close (MQTT-4.13.1-1: a Malformed Packet
+/// or Protocol Error closes the Network Connection; §4.13.2: in 5.0 the Server MAY send a
+/// DISCONNECT with the Reason Code first).
+const MALFORMED_V5: &[(&str, &[u8], ReasonCode)] = &[
+    ("reserved packet type 0", &[0x00, 0x00], ReasonCode::MALFORMED_PACKET),
+    // MQTT-3.8.1-1: SUBSCRIBE's fixed header flags are 0010.
+    (
+        "SUBSCRIBE with header flags 0000",
+        &[0x80, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    ),
+    // §1.5.5: a Variable Byte Integer has at most four bytes.
+    (
+        "Remaining Length of five bytes",
+        &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01],
+        ReasonCode::MALFORMED_PACKET,
+    ),
+    // MQTT-3.3.1-4: a PUBLISH never has both QoS bits set.
+    (
+        "PUBLISH at QoS 3",
+        &[0x36, 0x06, 0x00, 0x01, b'a', 0x00, 0x01, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    ),
+    // MQTT-1.5.4-1: ill-formed UTF-8.
+    (
+        "PUBLISH topic not UTF-8",
+        &[0x30, 0x05, 0x00, 0x02, 0xc3, 0x28, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    ),
+    // MQTT-3.3.2-2: no wildcards in a Topic Name.
+    (
+        "PUBLISH topic with a wildcard",
+        &[0x30, 0x06, 0x00, 0x03, b'a', b'/', b'+', 0x00],
+        ReasonCode::TOPIC_NAME_INVALID,
+    ),
+    // §2.2.2.2: an unknown property identifier.
+    (
+        "PUBLISH with property 0x7f",
+        &[0x30, 0x06, 0x00, 0x01, b'a', 0x02, 0x7f, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    ),
+    // §3.3.2.3.2: Payload Format Indicator at most once.
+    (
+        "PUBLISH with a property twice",
+        &[0x30, 0x08, 0x00, 0x01, b'a', 0x04, 0x01, 0x00, 0x01, 0x00],
+        ReasonCode::PROTOCOL_ERROR,
+    ),
+    // The topic length runs past the end of the packet.
+    ("PUBLISH truncated", &[0x30, 0x03, 0x00, 0x05, b'a'], ReasonCode::MALFORMED_PACKET),
+    // MQTT-3.8.3-2: a SUBSCRIBE has at least one filter.
+    ("SUBSCRIBE without filters", &[0x82, 0x03, 0x00, 0x01, 0x00], ReasonCode::MALFORMED_PACKET),
+    // MQTT-2.2.1-3: packet identifiers are non-zero.
+    ("PUBACK for packet identifier 0", &[0x40, 0x02, 0x00, 0x00], ReasonCode::MALFORMED_PACKET),
+    // §2.1.2: CONNACK goes from server to client only.
+    ("CONNACK from a client", &[0x20, 0x03, 0x00, 0x00, 0x00], ReasonCode::PROTOCOL_ERROR),
+];
+
+/// The 3.1.1 counterparts: closed without a word (3.1.1 has no server DISCONNECT).
+const MALFORMED_V311: &[(&str, &[u8])] = &[
+    ("reserved packet type 0", &[0x00, 0x00]),
+    ("SUBSCRIBE with header flags 0000", &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00]),
+    ("Remaining Length of five bytes", &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+    ("PUBLISH at QoS 3", &[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]),
+    ("PUBLISH topic not UTF-8", &[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28]),
+    ("PUBLISH topic with a wildcard", &[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'#']),
+    ("PUBLISH truncated", &[0x30, 0x03, 0x00, 0x05, b'a']),
+    ("SUBSCRIBE without filters", &[0x82, 0x02, 0x00, 0x01]),
+    ("PUBACK for packet identifier 0", &[0x40, 0x02, 0x00, 0x00]),
+    ("CONNACK from a client", &[0x20, 0x02, 0x00, 0x00]),
+];
+
+#[tokio::test]
+async fn malformed_packets_close_the_connection() {
+    let _serial = SERIAL.lock().await;
+    let broker = start(2, |_| {});
+    let addr = broker.local_addr();
+    for (i, (case, bytes, reason)) in MALFORMED_V5.iter().enumerate() {
+        let mut client = Client::connected(addr, ProtocolVersion::V5, &format!("bad5-{i}")).await;
+        client.send_raw(bytes).await;
+        match client.closed().await {
+            Some(Packet::Disconnect(d)) => {
+                assert_eq!(
+                    d.reason_code, *reason,
+                    "5.0 {case}: DISCONNECT {:#04x}",
+                    d.reason_code.0
+                );
+            }
+            other => panic!("5.0 {case}: expected DISCONNECT {:#04x}, got {other:?}", reason.0),
+        }
+    }
+    for (i, (case, bytes)) in MALFORMED_V311.iter().enumerate() {
+        let id = format!("bad311-{i}");
+        let mut client = Client::connected(addr, ProtocolVersion::V3_1_1, &id).await;
+        client.send_raw(bytes).await;
+        assert_eq!(client.closed().await, None, "3.1.1 {case}");
+    }
+    // A second CONNECT is a Protocol Error (MQTT-3.1.0-2).
+    let mut client = Client::connected(addr, ProtocolVersion::V5, "twice").await;
+    client.send(&connect(ProtocolVersion::V5, "twice")).await;
+    match client.closed().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::PROTOCOL_ERROR),
+        other => panic!("second CONNECT: expected DISCONNECT 0x82, got {other:?}"),
+    }
+    // Before CONNECT: anything else first, or not MQTT at all, is closed with nothing sent
+    // (MQTT-3.1.0-1, MQTT-3.1.2-1).
+    let before_connect: &[(&str, &[u8])] = &[
+        ("PINGREQ first", &[0xc0, 0x00]),
+        ("HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            "protocol name MQTX",
+            &[
+                0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'X', 0x04, 0x02, 0x00, 0x00, 0x00, 0x01,
+                b'x',
+            ],
+        ),
+        (
+            "CONNECT reserved flag set",
+            &[
+                0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x03, 0x00, 0x00, 0x00, 0x01,
+                b'x',
+            ],
+        ),
+        ("random bytes", &[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0x13, 0x37]),
+    ];
+    for (case, bytes) in before_connect {
+        let mut client = Client::open(addr, ProtocolVersion::V3_1_1).await;
+        client.send_raw(bytes).await;
+        assert_eq!(client.closed().await, None, "before CONNECT, {case}");
+    }
+    still_serves(addr, "malformed").await;
+    stop(broker).await;
+}
+
 #[tokio::test]
 async fn a_packet_over_the_maximum_size_is_refused_after_its_fixed_header() {
     let _serial = SERIAL.lock().await;
@@ -379,9 +522,13 @@ async fn connections_that_never_send_connect_are_closed_while_others_work() {
 }
 
 /// Publishes `total` bytes in `size`-byte messages at `qos` to a subscriber that never reads, and
-/// returns (RSS before, peak RSS while publishing, RSS after) in MiB.
-async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f64, f64) {
-    let broker = start(1, |c| c.max_queued_bytes = 16 * 1024 * 1024);
+/// returns (RSS before, peak RSS while publishing, RSS after) in MiB and how many messages the
+/// subscriber got when it finally read.
+async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f64, f64, usize) {
+    let broker = start(1, |c| {
+        c.max_queued_bytes = QUEUED_BYTES;
+        c.max_unwritten_bytes = UNWRITTEN_BYTES;
+    });
     let addr = broker.local_addr();
     let mut stuck = Client::connected(addr, ProtocolVersion::V5, "stuck").await;
     stuck.subscribe("flood", qos).await;
@@ -433,12 +580,30 @@ async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f
     sampler.join().unwrap();
     let peak = peak.load(Ordering::Relaxed) as f64 / 1024.0;
 
-    // The non-reader is still connected (or was cut off cleanly); the broker still serves.
+    // The non-reader now reads: it gets what the broker kept for it (its session queue, the
+    // bytes handed to its socket, the kernel's buffers), not the 100 MB: the rest was dropped.
+    let mut delivered = 0usize;
+    while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_secs(1), stuck.recv()).await {
+        match packet {
+            Packet::Publish(p) => {
+                assert_eq!(p.payload.len(), size);
+                if let Some(id) = p.packet_id {
+                    stuck.send(&Packet::PubAck(PubResponse::new(id))).await;
+                }
+                delivered += 1;
+            }
+            other => panic!("the non-reader got {other:?}"),
+        }
+    }
     drop(stuck);
     still_serves(addr, "flood-after").await;
     stop(broker).await;
-    (before, peak, after)
+    (before, peak, after, delivered)
 }
+
+/// The non-reader's session queue (QoS 1 and 2 only) and unwritten-bytes bounds.
+const QUEUED_BYTES: usize = 16 * 1024 * 1024;
+const UNWRITTEN_BYTES: usize = 4 * 1024 * 1024;
 
 #[tokio::test]
 async fn a_subscriber_that_never_reads_keeps_broker_memory_bounded() {
@@ -446,16 +611,24 @@ async fn a_subscriber_that_never_reads_keeps_broker_memory_bounded() {
     let total = 100 * 1024 * 1024;
     let limit = 64.0;
     for (qos, size) in [(QoS::AtMostOnce, 64 * 1024), (QoS::AtLeastOnce, 64 * 1024)] {
-        let (before, peak, after) = publish_to_a_non_reader(qos, total, size).await;
+        let (before, peak, after, delivered) = publish_to_a_non_reader(qos, total, size).await;
+        let count = total / size;
         println!(
             "non-reading subscriber, {} MiB published at {qos:?} in {} KiB messages: \
              VmRSS before {before:.1} MiB, peak {peak:.1} MiB (+{:.1}), after {after:.1} MiB \
-             (+{:.1})",
+             (+{:.1}); {delivered} of {count} messages delivered once it read, {} dropped",
             total >> 20,
             size >> 10,
             peak - before,
             after - before,
+            count - delivered,
         );
+        // Kept: the session queue (QoS >= 1), the unwritten bytes, and the kernel's socket
+        // buffers on both sides (a few MiB on loopback).
+        let queue = if qos == QoS::AtMostOnce { 0 } else { QUEUED_BYTES };
+        let kept = (queue + UNWRITTEN_BYTES + 16 * 1024 * 1024) / size;
+        assert!(delivered > 0, "{qos:?}: nothing delivered");
+        assert!(delivered <= kept, "{qos:?}: {delivered} messages kept, bound {kept}");
         assert!(peak - before < limit, "{qos:?}: RSS grew {:.1} MiB", peak - before);
         assert!(after - before < limit, "{qos:?}: RSS grew {:.1} MiB", after - before);
     }
@@ -466,6 +639,9 @@ async fn a_flood_of_connects_leaves_the_broker_serving() {
     let _serial = SERIAL.lock().await;
     let broker = start(2, |_| {});
     let addr = broker.local_addr();
+    // The broker's connections are sockets of this process: once every flooder is gone, the
+    // socket count is back to what it was before (the broker holds no connection any more).
+    let sockets_before = open_sockets();
     let (tasks, per_task) = (8, 250);
     let started = std::time::Instant::now();
     let flooders: Vec<_> = (0..tasks)
@@ -476,6 +652,11 @@ async fn a_flood_of_connects_leaves_the_broker_serving() {
                         if i % 2 == 0 { ProtocolVersion::V5 } else { ProtocolVersion::V3_1_1 };
                     let id = format!("flood-{t}-{i}");
                     let mut client = Client::connected(addr, version, &id).await;
+                    if i % 3 == 2 {
+                        // Gone without DISCONNECT: the broker sees the end of the stream.
+                        drop(client);
+                        continue;
+                    }
                     client.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS))).await;
                     assert_eq!(client.closed().await, None, "{id}");
                 }
@@ -488,6 +669,18 @@ async fn a_flood_of_connects_leaves_the_broker_serving() {
     let cycles = tasks * per_task;
     println!("{cycles} CONNECT/DISCONNECT cycles in {:?}", started.elapsed());
     assert!(broker.stats().accepted >= cycles as u64);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut sockets = open_sockets();
+    while sockets > sockets_before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sockets = open_sockets();
+    }
+    println!("open sockets: {sockets_before} before the flood, {sockets} after");
+    assert!(
+        sockets <= sockets_before,
+        "the broker still holds {} connections",
+        sockets - sockets_before
+    );
     still_serves(addr, "fresh").await;
     // And the same client identifiers can connect again.
     let mut again = Client::connected(addr, ProtocolVersion::V5, "flood-0-0").await;
