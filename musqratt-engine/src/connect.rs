@@ -182,6 +182,13 @@ impl Engine {
         if let Some(old_conn) = existing.and_then(|id| self.sessions.get(&id)).and_then(|s| s.conn)
         {
             taken_over_will = self.connections.get_mut(&old_conn).and_then(|c| c.will.take());
+            // MQTT-3.1.2-4: with Clean Start 0 the new connection resumes the session, even one
+            // whose expiry of 0 would end it when the old connection closes: detach it first.
+            if !connect.clean_start
+                && let Some(session) = existing.and_then(|id| self.sessions.get_mut(&id))
+            {
+                session.conn = None;
+            }
             self.close(now, old_conn, ReasonCode::SESSION_TAKEN_OVER, true);
         }
         let existing = self.client_ids.get(&client_id).copied();
