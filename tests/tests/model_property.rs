@@ -18,7 +18,8 @@
 //! - a reconnect finds its session (session present) exactly when the model says it still
 //!   exists, and the broker never closes a well-behaved client.
 //!
-//! `QUICKCHECK_TESTS` and `QUICKCHECK_GENERATOR_SIZE` scale the search (default 100 cases).
+//! `QUICKCHECK_TESTS` and `QUICKCHECK_GENERATOR_SIZE` scale the search (default 1000 cases of
+//! up to 100 operations, each run on 1 and on 3 shards).
 
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,19 +46,44 @@ const EXPIRIES: [u32; 4] = [0, 5, 30, 600];
 enum Op {
     /// The subscriber connects (clean start 0 unless `clean`), taking over its connection if it
     /// has one.
-    Connect { sub: usize, expiry: usize, clean: bool, receive_max: u8 },
-    Subscribe { sub: usize, qos: u8 },
-    Unsubscribe { sub: usize },
+    Connect {
+        sub: usize,
+        expiry: usize,
+        clean: bool,
+        receive_max: u8,
+    },
+    Subscribe {
+        sub: usize,
+        qos: u8,
+    },
+    Unsubscribe {
+        sub: usize,
+    },
     /// The publisher (reconnecting first if it must) publishes; at QoS 2 it may resend the
     /// PUBLISH with DUP before PUBREL, and may keep the PUBREL for later.
-    Publish { publisher: usize, topic: usize, qos: u8, resend: bool, release_later: bool },
+    Publish {
+        publisher: usize,
+        topic: usize,
+        qos: u8,
+        resend: bool,
+        release_later: bool,
+    },
     /// The publisher sends the PUBRELs it kept back.
-    Release { publisher: usize },
+    Release {
+        publisher: usize,
+    },
     /// The network connection of a subscriber (0..3) or publisher (3..5) drops.
-    Close { client: usize },
+    Close {
+        client: usize,
+    },
     /// The subscriber stops acknowledging, or acknowledges everything it kept back and goes on.
-    Withhold { sub: usize, withhold: bool },
-    Advance { seconds: u8 },
+    Withhold {
+        sub: usize,
+        withhold: bool,
+    },
+    Advance {
+        seconds: u8,
+    },
 }
 
 impl Arbitrary for Op {
@@ -81,9 +107,9 @@ impl Arbitrary for Op {
                 release_later: u8::arbitrary(g) % 3 == 0,
             },
             10 => Op::Release { publisher },
-            11 | 12 => Op::Close {
-                client: usize::arbitrary(g) % (SUBSCRIBERS.len() + PUBLISHERS.len()),
-            },
+            11 | 12 => {
+                Op::Close { client: usize::arbitrary(g) % (SUBSCRIBERS.len() + PUBLISHERS.len()) }
+            }
             13 => Op::Withhold { sub, withhold: bool::arbitrary(g) },
             _ => Op::Advance { seconds: u8::arbitrary(g) % 40 },
         }
@@ -500,8 +526,10 @@ impl Harness {
         if let Some(session) = &mut sub.session {
             session.qos = Some(qos);
         }
-        let options =
-            SubscriptionOptions { qos: QoS::from_bits(qos).expect("QoS 0-2"), ..Default::default() };
+        let options = SubscriptionOptions {
+            qos: QoS::from_bits(qos).expect("QoS 0-2"),
+            ..Default::default()
+        };
         let subscribe = Subscribe {
             packet_id: id(packet_id),
             filters: vec![(FILTERS[s].into(), options)],
@@ -644,7 +672,9 @@ fn model_holds(ops: Vec<Op>) -> TestResult {
 
 #[test]
 fn engine_keeps_the_model() {
-    QuickCheck::new().quickcheck(model_holds as fn(Vec<Op>) -> TestResult);
+    // 1000 cases by default (a few seconds in debug); QUICKCHECK_TESTS overrides.
+    let tests = std::env::var("QUICKCHECK_TESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    QuickCheck::new().tests(tests).quickcheck(model_holds as fn(Vec<Op>) -> TestResult);
 }
 
 /// A fixed sequence that goes through every operation, so that the property is known to see
