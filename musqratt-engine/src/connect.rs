@@ -23,9 +23,12 @@ impl Engine {
     pub(crate) fn handle_connect(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
         let v5 = connect.protocol.is_v5();
         // §3.1.3.1: 3.1.1 refuses an empty identifier with Clean Session 0 (MQTT-3.1.3-8), 3.1
-        // refuses any empty identifier.
+        // refuses any empty identifier and one longer than 23 characters (3.1 §3.1, "Client
+        // Identifier": return code 2 Identifier Rejected).
         let bad_client_id = match connect.protocol {
-            ProtocolVersion::V3_1 => connect.client_id.is_empty(),
+            ProtocolVersion::V3_1 => {
+                connect.client_id.is_empty() || connect.client_id.chars().count() > 23
+            }
             ProtocolVersion::V3_1_1 => connect.client_id.is_empty() && !connect.clean_start,
             _ => false,
         };
@@ -182,6 +185,13 @@ impl Engine {
         if let Some(old_conn) = existing.and_then(|id| self.sessions.get(&id)).and_then(|s| s.conn)
         {
             taken_over_will = self.connections.get_mut(&old_conn).and_then(|c| c.will.take());
+            // MQTT-3.1.2-4: with Clean Start 0 the new connection resumes the session, even one
+            // whose expiry of 0 would end it when the old connection closes: detach it first.
+            if !connect.clean_start
+                && let Some(session) = existing.and_then(|id| self.sessions.get_mut(&id))
+            {
+                session.conn = None;
+            }
             self.close(now, old_conn, ReasonCode::SESSION_TAKEN_OVER, true);
         }
         let existing = self.client_ids.get(&client_id).copied();

@@ -1,7 +1,7 @@
 //! Outbound delivery: inflight window, session queue, slow readers, the client's limits
 //! (§4.9 flow control, §3.1.2.11.4 Maximum Packet Size, §3.3.2.3.4 topic aliases).
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::Publish;
@@ -170,11 +170,19 @@ impl Engine {
                 }
             }
         }
-        let mut header = BytesMut::with_capacity(16 + publish.topic.len());
-        if publish.encode_header(version, &mut header).is_err() {
+        // The header is encoded into a reused buffer and copied out at its exact length: one
+        // allocation per delivery. A fresh `BytesMut` per header cost three (its allocation, the
+        // encoder's `reserve`, sized for the whole packet, growing it, and `freeze` boxing a
+        // shared buffer because its length is not its capacity). The payload is not copied.
+        let mut scratch = core::mem::take(&mut self.header_scratch);
+        scratch.clear();
+        let encoded = publish.encode_header(version, &mut scratch);
+        let header = Bytes::copy_from_slice(&scratch);
+        self.header_scratch = scratch;
+        if encoded.is_err() {
             return false;
         }
-        self.send(conn, header.freeze());
+        self.send(conn, header);
         if !publish.payload.is_empty() {
             self.send(conn, publish.payload);
         }

@@ -36,6 +36,9 @@ pub struct Engine {
     pub(crate) routes: Routes,
     pub(crate) shared_groups: SharedGroups,
     pub(crate) actions: VecDeque<Action>,
+    /// Where PUBLISH headers are encoded before being copied out at their exact length (see
+    /// `send_publish`); reused, so it allocates only when a header outgrows it.
+    pub(crate) header_scratch: bytes::BytesMut,
     /// MQTT-SN front-end state: peers, predefined topics.
     pub(crate) sn: crate::sn::SnFront,
     /// The time of the input or timeout being handled (MQTT-SN retransmission deadlines are
@@ -68,6 +71,7 @@ impl Engine {
             routes: Routes::default(),
             shared_groups: SharedGroups::default(),
             actions: VecDeque::new(),
+            header_scratch: bytes::BytesMut::new(),
             sn,
             clock: Instant::ZERO,
             rng,

@@ -247,6 +247,10 @@ impl Runner {
                 self.sim().advance(by);
                 Ok(())
             }
+            "shutdown" => {
+                self.sim().shutdown();
+                Ok(())
+            }
             "auth" => {
                 let decision = match word(2) {
                     "accept" => AuthDecision::Accept,

@@ -241,6 +241,14 @@ impl Simulator {
         self.auth.entry(name.to_owned()).or_default().push_back(decision);
     }
 
+    /// The broker stops: every shard is given [`Input::Shutdown`].
+    pub fn shutdown(&mut self) {
+        for engine in &mut self.engines {
+            engine.handle_input(self.now, Input::Shutdown);
+        }
+        self.settle();
+    }
+
     /// Moves the clock forward by `by`, firing every deadline on the way at its instant.
     pub fn advance(&mut self, by: Duration) {
         let target = self.now.saturating_add(by);
