@@ -80,7 +80,7 @@ run() {
     local line
     if line=$("$BENCH" "$@" --json --label "$label" --duration "$DURATION" --warmup "$WARMUP" 2>>"$LOGS/bench.err"); then
         echo "$line" | jq -c --arg case "$case" --argjson round "$round" '. + {case: $case, round: $round}' >>"$OUT"
-        echo "  $case $label: $(echo "$line" | jq -c '.results | del(.latency_us.cdf) | {deliveries_per_s, p50: .latency_us.p50, p99: .latency_us.p99, lost}')" >&2
+        echo "  $case $label: $(echo "$line" | jq -c '.results | del(.latency_us.cdf) | {deliveries_per_s, p50: .latency_us.p50, p99: .latency_us.p99, lost, rss_per_conn_bytes, connect_all_s}')" >&2
     else
         echo "  $case $label: FAILED (see $LOGS/bench.err)" >&2
         jq -nc --arg case "$case" --arg broker "$label" --argjson round "$round" \
@@ -94,6 +94,7 @@ scenario_args() {
         tp_q1_1x1) echo "throughput --qos 1 --publishers 1 --subscribers 1" ;;
         tp_q1_4x2) echo "throughput --qos 1 --publishers 4 --subscribers 2" ;;
         fan_q0_50) echo "fanout --qos 0 --subscribers 50" ;;
+        conns) echo "conns --connections ${CONNS:-10000} --parallel 128 --hold 2s" ;;
         *) echo "unknown scenario $1" >&2; exit 1 ;;
     esac
 }
@@ -104,8 +105,10 @@ for round in $(seq "$ROUNDS"); do
     sleep 0.5
     for s in $SCENARIOS; do
         for r in $NAMES; do
+            extra=()
+            [ "$s" = conns ] && extra=(--pid "${PID[$r]}")
             # shellcheck disable=SC2046
-            run "$s" "${LABEL[$r]}" "$round" $(scenario_args "$s") --url "mqtt://127.0.0.1:${PORT[$r]}"
+            run "$s" "${LABEL[$r]}" "$round" $(scenario_args "$s") --url "mqtt://127.0.0.1:${PORT[$r]}" "${extra[@]}"
         done
         if [ "$s" = lat_q0 ]; then
             run floor_lat relay "$round" $(scenario_args lat_q0) --url "mqtt://127.0.0.1:$RELAY_PORT"

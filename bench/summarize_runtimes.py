@@ -43,7 +43,15 @@ def main(path, base=None):
     for case in cases:
         ok = {l: [r["results"] for r in runs.get((case, l), []) if "results" in r] for l in labels}
         print(f"#### {case}\n")
-        if case.startswith("lat"):
+        if case == "conns":
+            print(f"| runtime | runs | connected | connect all s | RSS/conn B | RSS/{base} |")
+            print("|---|---:|---:|---:|---:|---:|")
+            rss = {l: med([x.get("rss_per_conn_bytes") for x in ok[l]]) for l in labels}
+            for l in labels:
+                r = f"{rss[l] / rss[base]:.2f}×" if rss[l] and rss[base] else "–"
+                print(f"| {l} | {len(ok[l])} | {fmt(med([x.get('connected') for x in ok[l]]))} | "
+                      f"{med([x.get('connect_all_s') for x in ok[l]]):.3f} | {fmt(rss[l])} | {r} |")
+        elif case.startswith("lat"):
             print(f"| runtime | runs | p50 µs | p90 µs | p99 µs | lost | p50/floor | p50/{base} | p99/{base} |")
             print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             m = {l: {k: med([x["latency_us"][k] for x in ok[l]]) for k in ["p50", "p90", "p99"]} for l in labels}

@@ -14,8 +14,6 @@ use tokio::sync::Notify;
 
 use crate::shard::{Mail, Shard};
 
-/// Room made in the read buffer before each read.
-const READ_RESERVE: usize = 8 * 1024;
 /// Chunks handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 /// How long a closed connection still reads and discards what the peer sends, so that the
@@ -73,7 +71,6 @@ async fn serve(
     stream: TcpStream,
     wake: &Notify,
 ) -> (End, Option<TcpStream>) {
-    let mut buf = BytesMut::new();
     let mut did_io = false;
     loop {
         // What to do now, decided without waiting.
@@ -109,14 +106,18 @@ async fn serve(
             ready = ready(&stream, interest), if interest.is_some() => {
                 let Ok(ready) = ready else { return (End::Lost, None) };
                 if reading && (ready.is_readable() || ready.is_read_closed()) {
-                    if buf.capacity() - buf.len() < READ_RESERVE / 2 {
-                        buf.reserve(READ_RESERVE);
-                    }
-                    match stream.try_read_buf(&mut buf) {
+                    // Read into the shard's scratch buffer and hand the engine an exact-size
+                    // copy. A per-connection buffer with room reserved for the next read kept
+                    // an 8 KiB allocation alive per idle connection (the engine's emptied
+                    // `read_buf` shares it): most of the 5.8 KB RSS per idle connection
+                    // measured by `conns`. The copy is one small allocation and memcpy per read.
+                    let mut state = shard.borrow_mut();
+                    let state = &mut *state;
+                    match stream.try_read(&mut state.read_scratch) {
                         Ok(0) => return (End::Lost, None),
-                        Ok(_) => {
-                            let bytes = buf.split();
-                            shard.borrow_mut().input(Input::Data { conn, bytes });
+                        Ok(n) => {
+                            let bytes = BytesMut::from(&state.read_scratch[..n]);
+                            state.input(Input::Data { conn, bytes });
                             did_io = true;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
