@@ -13,6 +13,7 @@ use crate::connection::{Connection, Phase};
 use crate::ids::{ConnectionId, SessionId};
 use crate::io::{Action, Event, Input};
 use crate::retained::Retained;
+use crate::route_sync::RouteSync;
 use crate::session::Session;
 use crate::shards::{Routes, SharedGroups, owner_of};
 use crate::subscribers::Subscribers;
@@ -35,6 +36,8 @@ pub struct Engine {
     pub(crate) timers: Timers,
     pub(crate) routes: Routes,
     pub(crate) shared_groups: SharedGroups,
+    /// SUBACKs waiting until every shard routes their subscriptions.
+    pub(crate) route_sync: RouteSync,
     pub(crate) actions: VecDeque<Action>,
     /// Where PUBLISH headers are encoded before being copied out at their exact length (see
     /// `send_publish`); reused, so it allocates only when a header outgrows it.
@@ -70,6 +73,7 @@ impl Engine {
             timers,
             routes: Routes::default(),
             shared_groups: SharedGroups::default(),
+            route_sync: RouteSync::default(),
             actions: VecDeque::new(),
             header_scratch: bytes::BytesMut::new(),
             sn,
@@ -192,7 +196,16 @@ impl Engine {
         } else {
             connection.read_buf.extend_from_slice(&bytes);
         }
+        self.process_input(now, conn);
+    }
+
+    /// Decodes and handles the packets buffered for a connection, until a partial packet, an
+    /// error, or a SUBSCRIBE whose SUBACK waits for the other shards (`route_sync`).
+    pub(crate) fn process_input(&mut self, now: Instant, conn: ConnectionId) {
         loop {
+            if self.route_sync.is_waiting(conn) {
+                return;
+            }
             let Some(connection) = self.connections.get_mut(&conn) else { return };
             match connection.decoder.decode(&mut connection.read_buf) {
                 Ok(Some(packet)) => {
@@ -332,6 +345,7 @@ impl Engine {
     /// Forgets a connection: publishes or schedules its will, detaches or ends its session.
     pub(crate) fn connection_lost(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
         let Some(connection) = self.connections.remove(&conn) else { return };
+        self.route_sync.forget(conn);
         if let Some(sn) = &connection.sn {
             self.sn_forget(conn, sn);
         }

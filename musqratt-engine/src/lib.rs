@@ -51,6 +51,7 @@ mod ids;
 mod io;
 mod publish;
 mod retained;
+mod route_sync;
 pub mod router;
 mod routing;
 mod session;

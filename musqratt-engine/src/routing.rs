@@ -145,14 +145,12 @@ impl Engine {
         kind: ShardMessageKind,
     ) {
         match kind {
-            ShardMessageKind::Route { filter, add } => {
-                self.routes.update(from, &filter, add);
-                if add && self.config.backlog.enabled() {
-                    // A subscriber appeared on another shard: it gets what this shard kept.
-                    self.release_backlog(now, &filter);
-                }
-            }
+            ShardMessageKind::Route { filter, add } => self.routes.update(from, &filter, add),
+            // A subscriber on another shard got its SUBACK: it gets what this shard kept.
+            ShardMessageKind::ReleaseBacklog(filter) => self.release_backlog(now, &filter),
             ShardMessageKind::Retain(message) => self.retained.store(&message),
+            ShardMessageKind::Sync(seq) => self.handle_sync(from, seq),
+            ShardMessageKind::SyncAck(seq) => self.handle_sync_ack(now, from, seq),
             ShardMessageKind::SharedMember { key, client_id, add } => {
                 self.shared_groups.update(key, client_id, from, add);
             }
@@ -206,6 +204,7 @@ impl Engine {
                 let kind =
                     ShardMessageKind::SharedMember { key, client_id: client_id.clone(), add };
                 self.push_action(Action::ToShard { to: owner, message: ShardMessage(kind) });
+                self.route_sync.mark_dirty();
             }
         }
     }
@@ -214,6 +213,7 @@ impl Engine {
     /// filter.
     fn announce_route(&mut self, filter: &ByteString, add: bool) {
         self.broadcast(&ShardMessageKind::Route { filter: filter.clone(), add });
+        self.route_sync.mark_dirty();
     }
 
     fn broadcast(&mut self, kind: &ShardMessageKind) {

@@ -43,6 +43,13 @@ pub(crate) enum ShardMessageKind {
     Publish { message: Arc<Message>, plain: bool, members: SmallVec<[Member; 1]> },
     /// A retained message to store (or delete, with an empty payload).
     Retain(Arc<Message>),
+    /// A new subscription's SUBACK went out on the sender: hand it this shard's topic backlog
+    /// for the filter.
+    ReleaseBacklog(ByteString),
+    /// Answer with `SyncAck` once everything sent before is applied (`route_sync`).
+    Sync(u64),
+    /// The answer to `Sync`.
+    SyncAck(u64),
 }
 
 /// A member of a shared group: the group and the member's client identifier.

@@ -12,7 +12,8 @@ use musqratt_proto::topic::split_shared;
 
 use crate::engine::Engine;
 use crate::ids::ConnectionId;
-use crate::session::{Delivery, Message, Subscription};
+use crate::route_sync::Subscribed;
+use crate::session::{Message, Subscription};
 use crate::time::Instant;
 
 impl Engine {
@@ -74,21 +75,10 @@ impl Engine {
             reason_codes,
             properties: AckProperties::default(),
         };
-        self.send_packet(conn, &Packet::SubAck(suback));
-        for (message, subscription) in retained {
-            let delivery = Delivery {
-                qos: message.qos.min(subscription.options.qos),
-                retain: true, // MQTT-3.3.1-8: sent because of a new subscription
-                subscription_ids: subscription.id.into_iter().collect(),
-                message,
-            };
-            self.deliver(now, session_id, delivery);
-        }
-        if self.config.backlog.enabled() {
-            for filter in new_filters {
-                self.release_backlog(now, &filter);
-            }
-        }
+        let mut done = Subscribed::new(session_id, suback);
+        done.retained = retained;
+        done.new_filters = new_filters;
+        self.finish_subscribe(now, conn, done);
     }
 
     /// Hands the backlog of every topic the new filter matches to the subscribers now matching

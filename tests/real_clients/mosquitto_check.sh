@@ -8,8 +8,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
 
-# CASE VERSION QOS: a subscriber waits for one message; the publisher sends until it arrives (a
-# subscription reaches the broker's other shards asynchronously).
+# CASE VERSION QOS: a subscriber waits for one message; the publisher sends until it arrives
+# (mosquitto_sub does not say when its SUBACK came, so the first publish may precede it).
 deliver() {
     local version=$1 qos=$2
     local topic="rc/mosquitto/$version/$qos/$$" msg="hello-$version-q$qos-$RANDOM"

@@ -1,0 +1,123 @@
+//! Two shards driven by hand: a SUBACK goes out only once the other shard routes the new
+//! subscription, so a publish that any shard handles after the client saw its SUBACK reaches
+//! the subscriber (`route_sync`). The simulator cannot show this: it delivers shard messages
+//! before the next scripted step, which hides the race a real runtime has.
+
+use std::collections::VecDeque;
+
+use musqratt_engine::bytes::BytesMut;
+use musqratt_engine::{
+    Action, Config, ConnectionId, Engine, Input, Instant, ShardId, ShardMessage,
+};
+
+const NOW: Instant = Instant::ZERO;
+
+/// The owner shard of a client id out of 2 (FNV-1a, as the engine computes it).
+fn owner(client_id: &str) -> u16 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in client_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % 2) as u16
+}
+
+fn id_on(shard: u16, prefix: &str) -> String {
+    (0..).map(|i| format!("{prefix}{i}")).find(|id| owner(id) == shard).unwrap()
+}
+
+fn shard(index: u16) -> Engine {
+    let mut config = Config::default();
+    config.shard = ShardId(index);
+    config.shard_count = 2;
+    Engine::new(config)
+}
+
+/// An MQTT 3.1.1 CONNECT, clean session, keep alive 0.
+fn connect(client_id: &str) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 0];
+    body.extend(u16::try_from(client_id.len()).unwrap().to_be_bytes());
+    body.extend(client_id.as_bytes());
+    let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+    packet.extend(body);
+    packet
+}
+
+const SUBSCRIBE_T: [u8; 8] = [0x82, 0x06, 0, 1, 0, 1, b't', 0]; // packet id 1, "t", QoS 0
+const PINGREQ: [u8; 2] = [0xc0, 0x00];
+const PUBLISH_T: [u8; 6] = [0x30, 0x04, 0, 1, b't', b'!']; // QoS 0, "t", payload "!"
+
+fn data(engine: &mut Engine, conn: u64, bytes: &[u8]) {
+    engine
+        .handle_input(NOW, Input::Data { conn: ConnectionId(conn), bytes: BytesMut::from(bytes) });
+}
+
+/// Takes the engine's actions: bytes sent to clients (the first byte of each chunk: a packet's
+/// type, or a payload's first byte) and
+/// messages for the other shard, which stay in `link` until delivered.
+fn drain(engine: &mut Engine, link: &mut VecDeque<ShardMessage>) -> Vec<(u64, u8)> {
+    let mut sent = Vec::new();
+    while let Some(action) = engine.poll_action() {
+        match action {
+            Action::Send { conn, bytes } => sent.push((conn.0, bytes[0])),
+            Action::ToShard { message, .. } => link.push_back(message),
+            _ => {}
+        }
+    }
+    sent
+}
+
+fn deliver(link: &mut VecDeque<ShardMessage>, from: u16, to: &mut Engine) {
+    for message in link.drain(..) {
+        to.handle_input(NOW, Input::FromShard { from: ShardId(from), message });
+    }
+}
+
+#[test]
+fn suback_waits_until_every_shard_routes_the_subscription() {
+    let (mut s0, mut s1) = (shard(0), shard(1));
+    let (mut to1, mut to0) = (VecDeque::new(), VecDeque::new());
+    // The subscriber (connection 1) on shard 0, the publisher (connection 2) on shard 1, each on
+    // the shard that owns its client id.
+    s0.handle_input(NOW, Input::Accepted { conn: ConnectionId(1) });
+    data(&mut s0, 1, &connect(&id_on(0, "sub")));
+    s1.handle_input(NOW, Input::Accepted { conn: ConnectionId(2) });
+    data(&mut s1, 2, &connect(&id_on(1, "pub")));
+    assert_eq!(drain(&mut s0, &mut to1), [(1, 0x20)]); // CONNACK
+    assert_eq!(drain(&mut s1, &mut to0), [(2, 0x20)]);
+
+    // SUBSCRIBE with a PINGREQ in the same read: neither is answered before shard 1 has the
+    // route, so the client cannot yet have been told it is subscribed.
+    data(&mut s0, 1, &[&SUBSCRIBE_T[..], &PINGREQ[..]].concat());
+    assert_eq!(drain(&mut s0, &mut to1), []);
+    assert_eq!(to1.len(), 2, "the route, then the sync");
+
+    // Shard 1 applies the route and acknowledges; the SUBACK, then the PINGRESP, go out.
+    deliver(&mut to1, 0, &mut s1);
+    assert_eq!(drain(&mut s1, &mut to0), []);
+    deliver(&mut to0, 1, &mut s0);
+    assert_eq!(drain(&mut s0, &mut to1), [(1, 0x90), (1, 0xd0)]);
+
+    // A publish handled by shard 1 from now on reaches the subscriber.
+    data(&mut s1, 2, &PUBLISH_T);
+    drain(&mut s1, &mut to0);
+    deliver(&mut to0, 1, &mut s0);
+    // The PUBLISH header, then the payload as a chunk of its own.
+    assert_eq!(drain(&mut s0, &mut to1), [(1, 0x30), (1, b'!')]);
+
+    // A second subscription to the same filter announces nothing new: answered at once.
+    data(&mut s0, 1, &SUBSCRIBE_T);
+    assert_eq!(drain(&mut s0, &mut to1), [(1, 0x90)]);
+    assert!(to1.is_empty());
+}
+
+#[test]
+fn one_shard_answers_at_once() {
+    let mut engine = Engine::new(Config::default());
+    let mut link = VecDeque::new();
+    engine.handle_input(NOW, Input::Accepted { conn: ConnectionId(1) });
+    data(&mut engine, 1, &connect("solo"));
+    data(&mut engine, 1, &[&SUBSCRIBE_T[..], &PINGREQ[..]].concat());
+    assert_eq!(drain(&mut engine, &mut link), [(1, 0x20), (1, 0x90), (1, 0xd0)]);
+    assert!(link.is_empty());
+}
