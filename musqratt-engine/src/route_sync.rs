@@ -14,7 +14,7 @@
 //! kept on other shards is released after the SUBACK too (`ReleaseBacklog`), not on the route
 //! announcement, so that a subscriber sees its SUBACK first with any number of shards.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -39,6 +39,10 @@ pub(crate) struct RouteSync {
     acked: Vec<u64>,
     /// SUBSCRIBEs answered once every shard acknowledged their `Sync`.
     waiting: BTreeMap<ConnectionId, Subscribed>,
+    /// The same connections in the order they started waiting, which is also the order of the
+    /// `Sync` they wait for: an acknowledgement releases a prefix (entries of connections that
+    /// closed meanwhile are skipped).
+    queue: VecDeque<(u64, ConnectionId)>,
 }
 
 /// What a SUBSCRIBE answers with, held while the other shards catch up.
@@ -79,11 +83,11 @@ impl RouteSync {
         }
     }
 
-    fn all_acked(&self, own: ShardId, seq: u64) -> bool {
-        self.acked
-            .iter()
-            .enumerate()
-            .all(|(shard, &acked)| shard == usize::from(own.0) || acked >= seq)
+    /// The last `Sync` every other shard has acknowledged.
+    fn acked_by_all(&self, own: ShardId) -> u64 {
+        let others =
+            self.acked.iter().enumerate().filter(|(shard, _)| *shard != usize::from(own.0));
+        others.map(|(_, &acked)| acked).min().unwrap_or(u64::MAX)
     }
 }
 
@@ -111,8 +115,9 @@ impl Engine {
                 }
             }
             let sync = &mut self.route_sync;
-            if !sync.all_acked(own, sync.sent) {
+            if sync.acked_by_all(own) < sync.sent {
                 done.seq = sync.sent;
+                sync.queue.push_back((done.seq, conn));
                 sync.waiting.insert(conn, done);
                 return;
             }
@@ -134,13 +139,13 @@ impl Engine {
         if let Some(acked) = sync.acked.get_mut(usize::from(from.0)) {
             *acked = (*acked).max(seq);
         }
-        let ready: Vec<ConnectionId> = sync
-            .waiting
-            .iter()
-            .filter(|(_, done)| sync.all_acked(own, done.seq))
-            .map(|(conn, _)| *conn)
-            .collect();
-        for conn in ready {
+        let acked = sync.acked_by_all(own);
+        while let Some(&(seq, conn)) = self.route_sync.queue.front() {
+            if seq > acked {
+                break;
+            }
+            self.route_sync.queue.pop_front();
+            // A connection that closed meanwhile has no entry any more.
             if let Some(done) = self.route_sync.waiting.remove(&conn) {
                 self.send_subscribed(now, conn, done);
                 self.process_input(now, conn);
