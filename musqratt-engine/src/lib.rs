@@ -68,5 +68,6 @@ pub use engine::Engine;
 pub use ids::{ConnectionId, PeerId, ShardId};
 pub use io::{Action, AuthDecision, AuthRequest, DropReason, Event, Input, ShardMessage};
 pub use musqratt_proto as proto;
+pub use sn::peers::PeerTable;
 pub use sn::wireless_node;
 pub use time::Instant;

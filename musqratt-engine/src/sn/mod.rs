@@ -30,6 +30,7 @@ use crate::time::Instant;
 /// leave alone (their numbers for TCP connections stay below 2^63).
 mod inbound;
 mod outbound;
+pub(crate) mod peers;
 
 const SN_CONN_BASE: u64 = 1 << 63;
 
