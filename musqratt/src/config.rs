@@ -16,6 +16,7 @@ use core::net::SocketAddr;
 use core::num::NonZeroU16;
 use core::str::FromStr;
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 
 use musqratt_engine::{BacklogConfig, Config};
@@ -27,7 +28,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct FileConfig {
-    /// Where to accept MQTT connections, as `mqtt://host:port` URLs.
+    /// Where to accept clients: `mqtt://host:port` (MQTT over TCP) and `mqtt-sn://host:port`
+    /// (MQTT-SN 1.2 over UDP) URLs.
     pub listeners: Vec<ListenUrl>,
     /// Shards (threads); 0 means one per core.
     pub threads: usize,
@@ -65,6 +67,46 @@ pub struct FileConfig {
     pub server_reference: Option<String>,
     /// The topic backlog.
     pub backlog: BacklogSection,
+    /// MQTT-SN settings.
+    pub mqtt_sn: MqttSnSection,
+}
+
+/// The `[mqtt_sn]` table (docs/MQTT-SN.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MqttSnSection {
+    /// Predefined topic ids (1 to 65534) and their topic names, the same for every client:
+    /// `[mqtt_sn.predefined_topics]` with lines like `1 = "factory/line1/temp"`.
+    pub predefined_topics: BTreeMap<String, String>,
+    /// GwId in ADVERTISE and GWINFO.
+    pub gateway_id: u8,
+    /// Tretry: milliseconds before an unacknowledged message is sent again.
+    pub retry_interval_ms: u64,
+    /// Nretry: retransmissions before a client is considered lost.
+    pub max_retries: u8,
+    /// T_ADV in seconds: ADVERTISE this often to `broadcast`; absent: never.
+    pub advertise_interval_s: Option<u64>,
+    /// Where ADVERTISE goes, `host:port` (a broadcast address of the clients' network).
+    pub broadcast: Option<SocketAddr>,
+    /// Topic ids one client may register (both directions).
+    pub max_registered_topics: usize,
+}
+
+impl Default for MqttSnSection {
+    fn default() -> Self {
+        let engine = Config::default();
+        Self {
+            predefined_topics: BTreeMap::new(),
+            gateway_id: engine.sn_gateway_id,
+            retry_interval_ms: u64::try_from(engine.sn_retry_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            max_retries: engine.sn_max_retries,
+            advertise_interval_s: engine.sn_advertise_interval.map(|d| d.as_secs()),
+            broadcast: None,
+            max_registered_topics: engine.sn_max_registered_topics,
+        }
+    }
 }
 
 /// The `[backlog]` table.
@@ -108,6 +150,7 @@ impl Default for FileConfig {
                 .unwrap_or(u64::MAX),
             server_reference: engine.server_reference,
             backlog: BacklogSection::default(),
+            mqtt_sn: MqttSnSection::default(),
         }
     }
 }
@@ -131,7 +174,35 @@ impl FileConfig {
                 message: "`listeners` is empty: give at least one mqtt://host:port".into(),
             });
         }
+        if let Err(message) = config.predefined_topics() {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("[mqtt_sn.predefined_topics]"))
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError { line, column: 1, message });
+        }
         Ok(config)
+    }
+
+    /// `[mqtt_sn.predefined_topics]` as ids and topic names, checked: ids 1 to 65534 (§5.3.11:
+    /// 0x0000 and 0xFFFF are reserved), names valid topic names.
+    fn predefined_topics(&self) -> Result<BTreeMap<u16, String>, String> {
+        let mut topics = BTreeMap::new();
+        for (id, name) in &self.mqtt_sn.predefined_topics {
+            let number = id.parse::<u16>().ok().filter(|n| (1..=0xFFFE).contains(n));
+            let Some(number) = number else {
+                return Err(format!(
+                    "`mqtt_sn.predefined_topics`: `{id}` is not a topic id (1 to 65534)"
+                ));
+            };
+            if name.is_empty() || name.contains(['+', '#', '\0']) {
+                return Err(format!(
+                    "`mqtt_sn.predefined_topics`: `{name}` (id {id}) is not a topic name"
+                ));
+            }
+            topics.insert(number, name.clone());
+        }
+        Ok(topics)
     }
 
     /// The engine configuration these settings describe (shard 0 of 1: the runtime sets the
@@ -159,7 +230,30 @@ impl FileConfig {
             self.backlog.max_messages_per_topic,
             self.backlog.max_bytes_per_topic,
         );
+        // Checked by `parse`; a config built in code with a bad entry leaves it out.
+        config.sn_predefined_topics = self.predefined_topics().unwrap_or_default();
+        config.sn_gateway_id = self.mqtt_sn.gateway_id;
+        config.sn_retry_interval = Duration::from_millis(self.mqtt_sn.retry_interval_ms);
+        config.sn_max_retries = self.mqtt_sn.max_retries;
+        config.sn_advertise_interval = self.mqtt_sn.advertise_interval_s.map(Duration::from_secs);
+        config.sn_max_registered_topics = self.mqtt_sn.max_registered_topics;
         config
+    }
+
+    /// The TCP (MQTT) listener addresses.
+    #[must_use]
+    pub fn mqtt_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(Scheme::Mqtt)
+    }
+
+    /// The UDP (MQTT-SN) listener addresses.
+    #[must_use]
+    pub fn sn_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(Scheme::MqttSn)
+    }
+
+    fn addrs_of(&self, scheme: Scheme) -> Vec<SocketAddr> {
+        self.listeners.iter().filter(|l| l.scheme == scheme).map(|l| l.addr).collect()
     }
 
     /// The runtime configuration: listeners, threads and the engine's settings.
@@ -167,7 +261,9 @@ impl FileConfig {
     #[must_use]
     pub fn broker_config(&self) -> musqratt_tokio::BrokerConfig {
         let mut config = musqratt_tokio::BrokerConfig::default();
-        config.listeners = self.listeners.iter().map(|l| l.addr).collect();
+        config.listeners = self.mqtt_addrs();
+        config.sn_listeners = self.sn_addrs();
+        config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
         config.engine = self.engine_config();
         config
@@ -236,19 +332,46 @@ impl TryFrom<u8> for MaximumQos {
     }
 }
 
-/// A listener address: `mqtt://host:port` (`:1883` when no port is given).
+/// A listener address: `mqtt://host:port` (MQTT over TCP, `:1883` when no port is given) or
+/// `mqtt-sn://host:port` (MQTT-SN 1.2 over UDP, `:1884` by default).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
+#[non_exhaustive]
 pub struct ListenUrl {
     /// The URL as written.
     pub url: String,
+    /// The protocol served there.
+    pub scheme: Scheme,
     /// The address it resolves to.
     pub addr: SocketAddr,
 }
 
+/// The protocol of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// `mqtt://`: MQTT 3.1, 3.1.1 and 5.0 over TCP.
+    Mqtt,
+    /// `mqtt-sn://`: MQTT-SN 1.2 over UDP.
+    MqttSn,
+}
+
+impl Scheme {
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Mqtt => 1883,
+            Self::MqttSn => 1884,
+        }
+    }
+}
+
 impl Default for ListenUrl {
     fn default() -> Self {
-        Self { url: "mqtt://127.0.0.1:1883".into(), addr: SocketAddr::from(([127, 0, 0, 1], 1883)) }
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            scheme: Scheme::Mqtt,
+            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        }
     }
 }
 
@@ -256,23 +379,31 @@ impl FromStr for ListenUrl {
     type Err = String;
 
     fn from_str(url: &str) -> Result<Self, String> {
-        let Some((scheme, rest)) = url.split_once("://") else {
+        let Some((name, rest)) = url.split_once("://") else {
             return Err(format!("`{url}` is not a URL: write mqtt://host:port"));
         };
-        if scheme != "mqtt" {
-            return Err(format!(
-                "unsupported scheme `{scheme}://` in `{url}`: only mqtt:// (MQTT over TCP) is \
-                 supported for now"
-            ));
-        }
+        let scheme = match name {
+            "mqtt" => Scheme::Mqtt,
+            "mqtt-sn" => Scheme::MqttSn,
+            _ => {
+                return Err(format!(
+                    "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP) and \
+                     mqtt-sn:// (MQTT-SN over UDP) are supported"
+                ));
+            }
+        };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains('/') {
-            return Err(format!("`{url}`: expected mqtt://host:port"));
+            return Err(format!("`{url}`: expected {name}://host:port"));
         }
         let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
             !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')
         }) && !authority.ends_with(']');
-        let with_port = if has_port { authority.to_owned() } else { format!("{authority}:1883") };
+        let with_port = if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:{}", scheme.default_port())
+        };
         let addr = match with_port.parse::<SocketAddr>() {
             Ok(addr) => addr,
             Err(_) => with_port
@@ -281,7 +412,7 @@ impl FromStr for ListenUrl {
                 .and_then(|mut addrs| addrs.next())
                 .ok_or_else(|| format!("`{url}`: cannot resolve `{authority}`"))?,
         };
-        Ok(Self { url: url.to_owned(), addr })
+        Ok(Self { url: url.to_owned(), scheme, addr })
     }
 }
 
@@ -314,8 +445,32 @@ mod tests {
         let url: ListenUrl = "mqtt://0.0.0.0".parse().unwrap();
         assert_eq!(url.addr.port(), 1883);
         let error = "mqtts://0.0.0.0:8883".parse::<ListenUrl>().unwrap_err();
-        assert!(error.contains("only mqtt://"), "{error}");
+        assert!(error.contains("mqtt-sn://"), "{error}");
         assert!("0.0.0.0:1883".parse::<ListenUrl>().is_err());
+        let url: ListenUrl = "mqtt-sn://127.0.0.1".parse().unwrap();
+        assert_eq!((url.scheme, url.addr.port()), (Scheme::MqttSn, 1884));
+        assert_eq!("mqtt://127.0.0.1:1".parse::<ListenUrl>().map(|u| u.scheme), Ok(Scheme::Mqtt));
+    }
+
+    #[test]
+    fn mqtt_sn_section() {
+        let text = "listeners = [\"mqtt://127.0.0.1:1883\", \"mqtt-sn://127.0.0.1:1884\"]\n\
+                    [mqtt_sn]\ngateway_id = 7\nretry_interval_ms = 500\n\
+                    [mqtt_sn.predefined_topics]\n1 = \"factory/temp\"\n65534 = \"x\"\n";
+        let config = FileConfig::parse(text).unwrap();
+        assert_eq!(config.mqtt_addrs(), [SocketAddr::from(([127, 0, 0, 1], 1883))]);
+        assert_eq!(config.sn_addrs(), [SocketAddr::from(([127, 0, 0, 1], 1884))]);
+        let engine = config.engine_config();
+        assert_eq!(engine.sn_gateway_id, 7);
+        assert_eq!(engine.sn_retry_interval, Duration::from_millis(500));
+        assert_eq!(engine.sn_predefined_topics.get(&1).map(String::as_str), Some("factory/temp"));
+        // §5.3.11: ids 0x0000 and 0xFFFF are reserved.
+        for bad in ["0 = \"a\"", "65535 = \"a\"", "x = \"a\"", "2 = \"a/#\""] {
+            let text = format!("[mqtt_sn.predefined_topics]\n{bad}\n");
+            let error = FileConfig::parse(&text).unwrap_err();
+            assert_eq!(error.line, 1, "{bad}: {error}");
+            assert!(error.message.contains("mqtt_sn.predefined_topics"), "{error}");
+        }
     }
 
     #[test]
@@ -340,7 +495,7 @@ mod tests {
         let error = FileConfig::parse("[backlog]\nmax_messages = 1\n").unwrap_err();
         assert_eq!(error.line, 2);
         let error = FileConfig::parse("listeners = [\"ws://a:1\"]").unwrap_err();
-        assert!(error.message.contains("only mqtt://"), "{error}");
+        assert!(error.message.contains("unsupported scheme `ws://`"), "{error}");
         let error = FileConfig::parse("\nlisteners = []").unwrap_err();
         assert_eq!(error.line, 2);
     }

@@ -54,7 +54,8 @@ struct BrokerArgs {
     /// TOML configuration file (keys in docs/CONFIG.md).
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Where to listen, mqtt://host:port; repeat for several. Replaces the file's `listeners`.
+    /// Where to listen: mqtt://host:port (MQTT over TCP) or mqtt-sn://host:port (MQTT-SN over
+    /// UDP); repeat for several. Replaces the file's `listeners`.
     #[arg(long = "listen", short, value_name = "URL")]
     listen: Vec<ListenUrl>,
     /// Shards (threads); default: one per core. Replaces the file's `threads`.
@@ -176,10 +177,12 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
     let broker = config.broker_config();
     let shards = broker.shard_count();
     let (engine, listeners) = (broker.engine.clone(), broker.listeners.clone());
+    let sn_listeners = broker.sn_listeners.clone();
     match runtime {
         Runtime::Tokio => {
             let broker = Broker::start(broker).context("cannot start the broker")?;
-            log_listening(broker.local_addrs(), "tokio", shards);
+            log_listening(broker.local_addrs(), "mqtt", "tokio", shards);
+            log_listening(broker.sn_local_addrs(), "mqtt-sn", "tokio", shards);
             let handle = broker.shutdown_handle();
             let reason = signals.block_on(async {
                 tokio::select! {
@@ -191,17 +194,30 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
             broker.shutdown().context("broker failed")?;
         }
         Runtime::IoUring => {
+            if !sn_listeners.is_empty() {
+                anyhow::bail!(
+                    "the io-uring runtime does not serve MQTT-SN (mqtt-sn://) yet: use \
+                     --runtime tokio or --runtime blocking (docs/MQTT-SN.md)"
+                );
+            }
             let broker = musqratt_compio::start(engine, &listeners, shards)
                 .context("cannot start the broker")?;
-            log_listening(broker.local_addrs(), "io-uring", shards);
+            log_listening(broker.local_addrs(), "mqtt", "io-uring", shards);
             let reason = signals.block_on(stop);
             tracing::info!(reason, "shutting down");
             broker.shutdown();
         }
         Runtime::Blocking => {
-            let broker = musqratt_blocking::start(engine, &listeners, shards)
-                .context("cannot start the broker")?;
-            log_listening(broker.local_addrs(), "blocking", shards);
+            if config.mqtt_sn.broadcast.is_some() {
+                tracing::warn!(
+                    "the blocking runtime sends no ADVERTISE: mqtt_sn.broadcast ignored"
+                );
+            }
+            let broker =
+                musqratt_blocking::start_with_sn(engine, &listeners, &sn_listeners, shards)
+                    .context("cannot start the broker")?;
+            log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
+            log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);
             tracing::info!(reason, "shutting down");
             broker.shutdown();
@@ -211,9 +227,9 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn log_listening(addrs: &[core::net::SocketAddr], runtime: &str, shards: usize) {
+fn log_listening(addrs: &[core::net::SocketAddr], protocol: &str, runtime: &str, shards: usize) {
     for addr in addrs {
-        tracing::info!(%addr, runtime, shards, "listening");
+        tracing::info!(%addr, protocol, runtime, shards, "listening");
     }
 }
 

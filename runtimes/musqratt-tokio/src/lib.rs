@@ -31,6 +31,7 @@ use tokio::sync::watch;
 mod connection;
 mod listen;
 mod shard;
+mod udp;
 
 pub use musqratt_engine as engine;
 
@@ -42,6 +43,12 @@ pub struct BrokerConfig {
     /// TCP addresses to listen on for MQTT; port 0 picks a free port (the same for every
     /// shard). Default `127.0.0.1:1883`.
     pub listeners: Vec<SocketAddr>,
+    /// UDP addresses to serve MQTT-SN 1.2 on (docs/MQTT-SN.md); none by default. Port 0 picks
+    /// a free port.
+    pub sn_listeners: Vec<SocketAddr>,
+    /// Where MQTT-SN ADVERTISE datagrams go (`Config::sn_advertise_interval`), for example a
+    /// subnet's broadcast address; none: not sent.
+    pub sn_broadcast: Option<SocketAddr>,
     /// Shards, one thread each; 0 means one per core (the default).
     pub threads: usize,
     /// The engine's limits and capabilities.
@@ -52,6 +59,8 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            sn_listeners: Vec::new(),
+            sn_broadcast: None,
             threads: 0,
             engine: Config::default(),
         }
@@ -111,6 +120,7 @@ impl ShutdownHandle {
 #[derive(Debug)]
 pub struct Broker {
     local_addrs: Vec<SocketAddr>,
+    sn_local_addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
@@ -125,25 +135,35 @@ impl Broker {
     /// cannot be created.
     pub fn start(config: BrokerConfig) -> io::Result<Self> {
         let shards = config.shard_count();
-        if config.listeners.is_empty() {
+        if config.listeners.is_empty() && config.sn_listeners.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on"));
         }
         let (listeners, local_addrs) = listen::bind_all(&config.listeners, shards)?;
+        let (sn_sockets, sn_local_addrs) =
+            udp::bind_all(&config.sn_listeners, shards, config.sn_broadcast.is_some())?;
+        let sn_shared = Arc::new(udp::SnShared::new(config.sn_broadcast));
         let (tx, _) = watch::channel(false);
         let shutdown = ShutdownHandle(Arc::new(tx));
         let counters = Arc::new(Counters::default());
-        let mut broker =
-            Self { local_addrs, shutdown: shutdown.clone(), threads: Vec::new(), counters };
+        let mut broker = Self {
+            local_addrs,
+            sn_local_addrs,
+            shutdown: shutdown.clone(),
+            threads: Vec::new(),
+            counters,
+        };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let links = shard::links(shards);
-        for ((index, listeners), mailbox) in listeners.into_iter().enumerate().zip(links.mailboxes)
-        {
+        let per_shard = listeners.into_iter().zip(sn_sockets).zip(links.mailboxes).enumerate();
+        for (index, ((listeners, sn_sockets), mailbox)) in per_shard {
             let mut engine = config.engine.clone();
             engine.shard = musqratt_engine::ShardId(index as u16);
             engine.shard_count = shards as u16;
             let context = shard::Context {
                 engine,
                 listeners,
+                sn_sockets,
+                sn_shared: sn_shared.clone(),
                 mailbox,
                 peers: links.senders.clone(),
                 shutdown: shutdown.clone(),
@@ -176,14 +196,23 @@ impl Broker {
                 }
             }
         }
-        tracing::info!(addrs = ?broker.local_addrs, shards, "broker started");
+        tracing::info!(addrs = ?broker.local_addrs, sn = ?broker.sn_local_addrs, shards, "broker started");
         Ok(broker)
     }
 
     /// The address of the first listener (the one to connect to in tests).
+    ///
+    /// # Panics
+    /// The broker listens on MQTT-SN only.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs[0]
+    }
+
+    /// The MQTT-SN (UDP) addresses, in the order configured, with the ports picked for 0.
+    #[must_use]
+    pub fn sn_local_addrs(&self) -> &[SocketAddr] {
+        &self.sn_local_addrs
     }
 
     /// The addresses of all listeners, in the order configured, with the ports picked for 0.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{
-    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
+    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, PeerId, ShardId,
     ShardMessage,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::Counters;
 use crate::connection;
+use crate::udp::SnSockets;
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;
@@ -40,6 +41,9 @@ pub(crate) enum Mail {
     Message { from: ShardId, message: ShardMessage },
     /// [`Action::Handoff`]: the socket itself, nonblocking, and what was read from it.
     Handoff { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
+    /// An MQTT-SN datagram for the shard that took its peer ([`Action::HandoffPeer`]), or read
+    /// by another shard's socket.
+    Datagram { peer: PeerId, bytes: Bytes },
 }
 
 /// The channels between every pair of shards: one receiver per shard, whose sender every other
@@ -59,6 +63,9 @@ pub(crate) fn links(shards: usize) -> Links {
 pub(crate) struct Context {
     pub(crate) engine: Config,
     pub(crate) listeners: Vec<StdListener>,
+    /// This shard's MQTT-SN sockets, one per address, and what all shards share of them.
+    pub(crate) sn_sockets: Vec<std::net::UdpSocket>,
+    pub(crate) sn_shared: Arc<crate::udp::SnShared>,
     pub(crate) mailbox: mpsc::Receiver<Mail>,
     pub(crate) peers: Vec<mpsc::Sender<Mail>>,
     pub(crate) shutdown: crate::ShutdownHandle,
@@ -110,6 +117,8 @@ pub(crate) struct Shard {
     guard: PanicGuard,
     /// Where the shard's connections read, one at a time (see `connection::serve`).
     pub(crate) read_scratch: Box<[u8]>,
+    /// MQTT-SN over UDP, when configured.
+    pub(crate) udp: Option<Rc<SnSockets>>,
     /// Drops not logged yet, and when a drop was last logged on its own: a slow subscriber
     /// would otherwise flood the log.
     drops: (u64, Option<std::time::Instant>),
@@ -132,6 +141,11 @@ impl Shard {
         let now = self.now();
         self.engine.handle_timeout(now);
         self.drain();
+    }
+
+    /// Shards of the broker.
+    pub(crate) fn shard_count(&self) -> u16 {
+        self.engine.config().shard_count
     }
 
     /// Whether connections should stop reading until links to other shards have room.
@@ -183,6 +197,27 @@ impl Shard {
                     let now = self.now();
                     let input = Input::AuthDecision { conn, decision: AuthDecision::Accept };
                     self.engine.handle_input(now, input);
+                }
+                Action::SendDatagram { peer, bytes } => {
+                    if let Some(udp) = &self.udp {
+                        udp.send(peer, &bytes);
+                    }
+                }
+                Action::HandoffPeer { peer, to, bytes } => {
+                    if let Some(udp) = &self.udp {
+                        udp.route(peer, musqratt_engine::wireless_node(&bytes), to);
+                    }
+                    self.send_mail(to, Mail::Datagram { peer, bytes });
+                }
+                Action::ReleasePeer { peer, node } => {
+                    if let Some(udp) = &self.udp {
+                        udp.release(peer, &node);
+                    }
+                }
+                Action::SnBroadcast { bytes } => {
+                    if let Some(udp) = &self.udp {
+                        udp.broadcast(&bytes);
+                    }
                 }
                 Action::Event(event) => self.log(&event),
                 _ => {}
@@ -295,8 +330,18 @@ pub(crate) fn run(context: Context) {
 }
 
 async fn shard_main(context: Context) {
-    let Context { engine, listeners, mailbox, peers, shutdown: stop, counters, epoch, ready } =
-        context;
+    let Context {
+        engine,
+        listeners,
+        sn_sockets,
+        sn_shared,
+        mailbox,
+        peers,
+        shutdown: stop,
+        counters,
+        epoch,
+        ready,
+    } = context;
     let mut shutdown = stop.0.subscribe();
     let id = engine.shard;
     let listeners: io::Result<Vec<TcpListener>> =
@@ -306,6 +351,17 @@ async fn shard_main(context: Context) {
         Err(error) => {
             let _ = ready.send(Err(error));
             return;
+        }
+    };
+    let udp = if sn_sockets.is_empty() {
+        None
+    } else {
+        match SnSockets::new(sn_sockets, sn_shared) {
+            Ok(udp) => Some(Rc::new(udp)),
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
         }
     };
     let links = peers
@@ -336,6 +392,7 @@ async fn shard_main(context: Context) {
         counters,
         drops: (0, None),
         read_scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
+        udp: udp.clone(),
     }));
     let forwarders: Vec<(usize, Rc<Notify>, mpsc::Sender<Mail>)> = shard
         .borrow()
@@ -352,6 +409,11 @@ async fn shard_main(context: Context) {
     spawn(&shard, receive(shard.clone(), mailbox));
     for listener in listeners {
         spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
+    }
+    if let Some(udp) = udp {
+        for index in 0..udp.len() {
+            spawn(&shard, crate::udp::read(shard.clone(), udp.clone(), index));
+        }
     }
     let _ = ready.send(Ok(()));
 
@@ -443,6 +505,9 @@ async fn receive(shard: Rc<RefCell<Shard>>, mut mailbox: mpsc::Receiver<Mail>) {
         match mail {
             Mail::Message { from, message } => {
                 shard.borrow_mut().input(Input::FromShard { from, message });
+            }
+            Mail::Datagram { peer, bytes } => {
+                shard.borrow_mut().input(Input::Datagram { peer, bytes });
             }
             Mail::Handoff { conn, stream, bytes } => {
                 if shard.borrow().shutting_down {
