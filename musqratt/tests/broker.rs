@@ -506,7 +506,12 @@ fn config_example_in_docs_parses_and_matches_defaults() {
         } else if let Some((key, _)) = line.split_once(" = ") {
             let key = key.trim_start_matches('#').trim();
             let row = format!("| `{table}{key}`");
-            assert!(doc.contains(&row), "{table}{key} is not in the key table");
+            // A table of free-form keys (predefined topic ids) has one row for the table.
+            let table_row = format!("| `{}`", table.trim_end_matches('.'));
+            assert!(
+                doc.contains(&row) || !table.is_empty() && doc.contains(&table_row),
+                "{table}{key} is not in the key table"
+            );
         }
     }
 }
