@@ -89,10 +89,8 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
     let mut sub = SyncConn::connect(&cfg.addr, &wire::client_id("lat-sub", 0), wire::KEEP_ALIVE)?;
     sub.subscribe(&topic, cfg.qos)?;
     let publisher = SyncConn::connect(&cfg.addr, &wire::client_id("lat-pub", 0), wire::KEEP_ALIVE)?;
-    sub.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
 
     let total = (cfg.rate as f64 * (cfg.warmup + cfg.duration).as_secs_f64()).round() as u64;
-    let interval_ns = 1e9 / cfg.rate.max(1) as f64;
     let warmup_ns = cfg.warmup.as_nanos() as u64;
     let qos = cfg.qos;
     let stop = Arc::new(AtomicBool::new(false));
@@ -101,53 +99,7 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
     let pub_writer = Arc::new(Mutex::new(publisher.stream.try_clone()?));
     let base = Instant::now() + Duration::from_millis(5);
 
-    // Subscriber: read, stamp, acknowledge.
-    let sub_thread = {
-        let stop = Arc::clone(&stop);
-        let progress = Arc::clone(progress);
-        thread::Builder::new().name("lat-sub".into()).spawn(move || -> anyhow::Result<_> {
-            let mut hist = histogram();
-            let mut seen = Seen::default();
-            let mut out = BytesMut::with_capacity(4096);
-            let mut writer = sub.stream.try_clone()?;
-            while seen.distinct < total && !stop.load(Ordering::Relaxed) {
-                match sub.fill() {
-                    Ok(true) => {}
-                    Ok(false) => anyhow::bail!("the broker closed the subscriber's connection"),
-                    Err(error) if timed_out(&error) => continue,
-                    Err(error) => return Err(error.into()),
-                }
-                let now = base.elapsed().as_nanos() as u64;
-                let mut n = 0;
-                while let Some(packet) = sub.try_decode()? {
-                    match packet {
-                        Packet::Publish(p) => {
-                            if let Some((seq, sent, _)) = wire::parse_header(&p.payload) {
-                                seen.mark(seq);
-                                if sent >= warmup_ns {
-                                    let _ = hist.record(now.saturating_sub(sent).max(1));
-                                }
-                            }
-                            n += 1;
-                            match (p.qos as u8, p.packet_id) {
-                                (1, Some(id)) => wire::ack(&mut out, wire::PUBACK, id.get()),
-                                (2, Some(id)) => wire::ack(&mut out, wire::PUBREC, id.get()),
-                                _ => {}
-                            }
-                        }
-                        Packet::PubRel(r) => wire::ack(&mut out, wire::PUBCOMP, r.packet_id.get()),
-                        _ => {}
-                    }
-                }
-                progress.fetch_add(n, Ordering::Relaxed);
-                if !out.is_empty() {
-                    writer.write_all(&out)?;
-                    out.clear();
-                }
-            }
-            Ok((hist, seen, sub))
-        })?
-    };
+    let sub_thread = spawn_subscriber(sub, total, warmup_ns, base, &stop, progress)?;
 
     // Publisher acknowledgements (QoS 1 and 2).
     let mut pub_reader = publisher;
@@ -202,9 +154,7 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
             let mut writer =
                 shared_writer.lock().unwrap_or_else(PoisonError::into_inner).try_clone()?;
             let shared = qos == 2;
-            for seq in 0..total {
-                let slot_ns = (seq as f64 * interval_ns) as u64;
-                spin_sleep_until(base + Duration::from_nanos(slot_ns), cfg.spin);
+            pace(total, cfg.rate, base, cfg.spin, |seq, slot_ns| {
                 if qos > 0 && inflight.load(Ordering::Relaxed) >= cfg.window {
                     waits += 1;
                     while inflight.load(Ordering::Relaxed) >= cfg.window {
@@ -230,7 +180,8 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
                 }
                 let _ = lag.record(now.saturating_sub(slot_ns).max(1));
                 sent += 1;
-            }
+                Ok(())
+            })?;
             let elapsed = base.elapsed().as_secs_f64();
             Ok((lag, sent, waits, elapsed))
         })?
@@ -263,6 +214,96 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
         window_waits,
         send_rate,
     })
+}
+
+/// What a subscriber thread recorded, and its connection.
+pub(crate) type Subscribed = (Histogram<u64>, Seen, SyncConn);
+
+/// The subscriber's thread: reads PUBLISH packets until `total` distinct messages arrived or
+/// `stop`, records the latency of those sent after `warmup_ns` (times are nanoseconds since
+/// `base`), acknowledges QoS 1 and 2.
+pub(crate) fn spawn_subscriber(
+    mut sub: SyncConn,
+    total: u64,
+    warmup_ns: u64,
+    base: Instant,
+    stop: &Arc<AtomicBool>,
+    progress: &Arc<AtomicU64>,
+) -> anyhow::Result<thread::JoinHandle<anyhow::Result<Subscribed>>> {
+    sub.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let stop = Arc::clone(stop);
+    let progress = Arc::clone(progress);
+    Ok(thread::Builder::new().name("lat-sub".into()).spawn(move || -> anyhow::Result<_> {
+        let mut hist = histogram();
+        let mut seen = Seen::default();
+        let mut out = BytesMut::with_capacity(4096);
+        let mut writer = sub.stream.try_clone()?;
+        while seen.distinct < total && !stop.load(Ordering::Relaxed) {
+            match sub.fill() {
+                Ok(true) => {}
+                Ok(false) => anyhow::bail!("the broker closed the subscriber's connection"),
+                Err(error) if timed_out(&error) => continue,
+                Err(error) => return Err(error.into()),
+            }
+            let now = base.elapsed().as_nanos() as u64;
+            let mut n = 0;
+            while let Some(packet) = sub.try_decode()? {
+                match packet {
+                    Packet::Publish(p) => {
+                        record(&p.payload, now, warmup_ns, &mut hist, &mut seen);
+                        n += 1;
+                        match (p.qos as u8, p.packet_id) {
+                            (1, Some(id)) => wire::ack(&mut out, wire::PUBACK, id.get()),
+                            (2, Some(id)) => wire::ack(&mut out, wire::PUBREC, id.get()),
+                            _ => {}
+                        }
+                    }
+                    Packet::PubRel(r) => wire::ack(&mut out, wire::PUBCOMP, r.packet_id.get()),
+                    _ => {}
+                }
+            }
+            progress.fetch_add(n, Ordering::Relaxed);
+            if !out.is_empty() {
+                writer.write_all(&out)?;
+                out.clear();
+            }
+        }
+        Ok((hist, seen, sub))
+    })?)
+}
+
+/// Records a received payload (its header: sequence number, send time) at `now`.
+pub(crate) fn record(
+    payload: &[u8],
+    now: u64,
+    warmup_ns: u64,
+    hist: &mut Histogram<u64>,
+    seen: &mut Seen,
+) {
+    if let Some((seq, sent, _)) = wire::parse_header(payload) {
+        seen.mark(seq);
+        if sent >= warmup_ns {
+            let _ = hist.record(now.saturating_sub(sent).max(1));
+        }
+    }
+}
+
+/// Calls `send(seq, slot_ns)` for `total` slots `rate` per second from `base`, sleeping until
+/// `spin` before each slot and spinning the rest.
+pub(crate) fn pace(
+    total: u64,
+    rate: u64,
+    base: Instant,
+    spin: Duration,
+    mut send: impl FnMut(u64, u64) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let interval_ns = 1e9 / rate.max(1) as f64;
+    for seq in 0..total {
+        let slot_ns = (seq as f64 * interval_ns) as u64;
+        spin_sleep_until(base + Duration::from_nanos(slot_ns), spin);
+        send(seq, slot_ns)?;
+    }
+    Ok(())
 }
 
 /// The address part of a broker URL, `host:port`.

@@ -18,6 +18,7 @@ mod latency;
 mod pubsub;
 mod relay;
 mod report;
+mod sn;
 mod sys;
 mod wire;
 
@@ -101,6 +102,13 @@ pub struct LatencyArgs {
     /// The pacing timer sleeps until this many microseconds before a slot, then spins.
     #[arg(long, default_value_t = 20)]
     pub spin_us: u64,
+    /// Publish over MQTT-SN 1.2 (UDP, QoS 0) to this gateway, `mqtt-sn://host:port`; the
+    /// subscriber is an MQTT client on `--url` (SN → MQTT) unless `--sn-sub`.
+    #[arg(long, value_name = "URL")]
+    pub sn: Option<String>,
+    /// With `--sn`: subscribe over MQTT-SN on the same gateway too (SN → SN).
+    #[arg(long, requires = "sn")]
+    pub sn_sub: bool,
 }
 
 /// `throughput` arguments.
@@ -194,6 +202,13 @@ pub struct FloorArgs {
     /// The pacing timer sleeps until this many microseconds before a slot, then spins.
     #[arg(long, default_value_t = 20)]
     pub spin_us: u64,
+    /// Publish over MQTT-SN 1.2 (UDP, QoS 0) to this gateway, `mqtt-sn://host:port`; the
+    /// subscriber is an MQTT client on `--url` (SN → MQTT) unless `--sn-sub`.
+    #[arg(long, value_name = "URL")]
+    pub sn: Option<String>,
+    /// With `--sn`: subscribe over MQTT-SN on the same gateway too (SN → SN).
+    #[arg(long, requires = "sn")]
+    pub sn_sub: bool,
 }
 
 /// Parses `5s`, `250ms`, `2m`, `1.5s` or a plain number of seconds.
@@ -237,7 +252,14 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
         Scenario::Latency(a) => {
             let addr = latency::socket_addr(&args.url)?;
             let cfg = latency_cfg(args, addr, a.qos, a.rate, a.payload, a.window, a.spin_us);
-            latency_report("latency", &label, &args.url, &cfg).await?
+            let sn = match &a.sn {
+                Some(url) => {
+                    let path = if a.sn_sub { sn::SnPath::SnToSn } else { sn::SnPath::SnToMqtt };
+                    Some((sn::gateway_addr(url)?, path))
+                }
+                None => None,
+            };
+            latency_report("latency", &label, &args.url, &cfg, sn).await?
         }
         Scenario::Throughput(a) => {
             let cfg = pubsub::PubSubCfg {
@@ -288,7 +310,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             let mut report = match a.mode {
                 FloorMode::Latency => {
                     let cfg = latency_cfg(args, addr, 0, a.rate, a.payload, 1000, a.spin_us);
-                    latency_report("floor", &label, &url, &cfg).await?
+                    latency_report("floor", &label, &url, &cfg, None).await?
                 }
                 FloorMode::Throughput => {
                     let cfg = pubsub::PubSubCfg {
@@ -348,6 +370,7 @@ async fn latency_report(
     label: &str,
     url: &str,
     cfg: &latency::LatencyCfg,
+    sn: Option<(String, sn::SnPath)>,
 ) -> anyhow::Result<Report> {
     let counter = Arc::new(AtomicU64::new(0));
     let progress = report::Progress::start(
@@ -357,9 +380,18 @@ async fn latency_report(
         "received",
     );
     let run_cfg = cfg.clone();
-    let out = tokio::task::spawn_blocking(move || latency::run(&run_cfg, &counter)).await??;
+    let run_sn = sn.clone();
+    let out = tokio::task::spawn_blocking(move || match run_sn {
+        None => latency::run(&run_cfg, &counter),
+        Some((gateway, path)) => sn::run(&run_cfg, &gateway, path, &counter),
+    })
+    .await??;
     drop(progress);
     let mut report = Report::new(scenario, label, url);
+    if let Some((gateway, path)) = &sn {
+        report.param("sn_gateway", gateway);
+        report.param("path", if *path == sn::SnPath::SnToSn { "sn->sn" } else { "sn->mqtt" });
+    }
     report.param("qos", cfg.qos);
     report.param("rate", cfg.rate);
     report.param("payload", cfg.payload.max(wire::HEADER_LEN));
