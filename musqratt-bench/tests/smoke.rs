@@ -27,14 +27,23 @@ fn bench(args: &[&str]) -> Value {
 
 #[test]
 fn every_scenario_runs_against_the_blocking_broker() {
-    let broker = musqratt_blocking::start(
-        musqratt_engine::Config::default(),
-        &["127.0.0.1:0".parse().unwrap()],
-        2,
-    )
-    .expect("broker starts");
+    let any = "127.0.0.1:0".parse().unwrap();
+    let broker =
+        musqratt_blocking::start_with_sn(musqratt_engine::Config::default(), &[any], &[any], 2)
+            .expect("broker starts");
     let url = format!("mqtt://{}", broker.local_addrs()[0]);
     let url = url.as_str();
+    let sn = format!("mqtt-sn://{}", broker.sn_local_addrs()[0]);
+
+    // MQTT-SN publisher, MQTT then MQTT-SN subscriber.
+    for path in [&[][..], &["--sn-sub"][..]] {
+        let mut args = vec!["latency", "-u", url, "--rate", "2000", "--sn", &sn];
+        args.extend_from_slice(path);
+        let r = bench(&args);
+        assert_eq!(r["results"]["lost"], 0, "{r}");
+        assert!(r["params"]["path"].as_str().unwrap().starts_with("sn->"), "{r}");
+        assert!(r["results"]["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{r}");
+    }
 
     for qos in ["0", "1", "2"] {
         let r = bench(&["latency", "-u", url, "--qos", qos, "--rate", "2000"]);
