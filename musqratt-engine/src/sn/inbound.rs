@@ -98,7 +98,7 @@ impl Engine {
                     expires_at: None,
                     publisher: None,
                 };
-                self.route(now, Arc::new(message));
+                self.route(now, message);
             }
             // A client the broker does not know (forgotten, lost, or its address changed) is
             // told to connect again.
