@@ -7,10 +7,11 @@ use std::io::{self, IoSlice};
 use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
 use musqratt_engine::{ConnectionId, Input};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::shard::{Mail, Shard};
 
@@ -30,13 +31,8 @@ enum End {
     HandedOff,
 }
 
-pub(crate) async fn run(
-    shard: Rc<RefCell<Shard>>,
-    conn: ConnectionId,
-    stream: TcpStream,
-    wake: Rc<Notify>,
-) {
-    let (end, stream) = serve(&shard, conn, stream, &wake).await;
+pub(crate) async fn run(shard: Rc<RefCell<Shard>>, conn: ConnectionId, stream: TcpStream) {
+    let (end, stream) = Serve { shard: &shard, conn, stream: Some(stream) }.await;
     let stream = match (&end, stream) {
         (End::Closed, Some(stream)) => {
             // Boxed: `linger`'s state (a 1 KiB sink buffer, the stream, a timer) would otherwise
@@ -68,90 +64,114 @@ pub(crate) async fn run(
     state.conn_ended.notify_waiters();
 }
 
-/// Serves the connection until it ends; returns the socket when it is still good.
-async fn serve(
-    shard: &Rc<RefCell<Shard>>,
+/// Serves the connection until it ends; yields the socket when it is still good.
+///
+/// Written by hand rather than as a loop over `select!`: it waits on the socket's readiness
+/// (`poll_read_ready` / `poll_write_ready`, no future to keep) and on its [`Slot`]'s waker,
+/// which the shard wakes when the engine gives the connection something to do. A `select!` over
+/// a `Notify` per connection, the congestion `Notify` and a readiness future made every idle
+/// connection's task 648 bytes larger, plus the `Notify` itself.
+///
+/// [`Slot`]: crate::shard::Slot
+struct Serve<'a> {
+    shard: &'a Rc<RefCell<Shard>>,
     conn: ConnectionId,
-    stream: TcpStream,
-    wake: &Notify,
-) -> (End, Option<TcpStream>) {
-    let mut did_io = false;
-    loop {
-        // What to do now, decided without waiting.
-        let (want_write, close, handoff, congested, uncongested) = {
-            let state = shard.borrow();
-            let Some(slot) = state.conns.get(&conn) else { return (End::Closed, None) };
-            (
-                !slot.queue.is_empty(),
-                slot.close,
-                slot.handoff.is_some(),
-                state.congested(),
-                state.uncongested.clone(),
-            )
-        };
-        if !want_write && close {
-            return (End::Closed, Some(stream));
-        }
-        if !want_write && handoff {
-            return (End::HandedOff, Some(stream));
-        }
-        // Stop reading once the engine is done with the connection, and while the links to
-        // other shards are full (backpressure on publishers).
-        let reading = !close && !handoff && !congested;
-        let interest = match (reading, want_write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        };
-        tokio::select! {
-            () = wake.notified() => {}
-            () = uncongested.notified(), if congested => {}
-            ready = ready(&stream, interest), if interest.is_some() => {
-                let Ok(ready) = ready else { return (End::Lost, None) };
-                if reading && (ready.is_readable() || ready.is_read_closed()) {
-                    // Read into the shard's scratch buffer and hand the engine an exact-size
-                    // copy. A per-connection buffer with room reserved for the next read kept
-                    // an 8 KiB allocation alive per idle connection (the engine's emptied
-                    // `read_buf` shares it): most of the 5.8 KB RSS per idle connection
-                    // measured by `conns`. The copy is one small allocation and memcpy per read.
-                    let mut state = shard.borrow_mut();
-                    let state = &mut *state;
-                    match stream.try_read(&mut state.read_scratch) {
-                        Ok(0) => return (End::Lost, None),
-                        Ok(n) => {
-                            let bytes = BytesMut::from(&state.read_scratch[..n]);
-                            state.input(Input::Data { conn, bytes });
-                            did_io = true;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return (End::Lost, None),
-                    }
+    stream: Option<TcpStream>,
+}
+
+impl Future for Serve<'_> {
+    type Output = (End, Option<TcpStream>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(stream) = this.stream.as_ref() else { return Poll::Ready((End::Lost, None)) };
+        loop {
+            // What to do now, decided without waiting; and where to be woken.
+            let (want_write, close, handoff, congested) = {
+                let mut state = this.shard.borrow_mut();
+                let congested = state.congested();
+                let Some(slot) = state.conns.get_mut(&this.conn) else {
+                    return Poll::Ready((End::Closed, None));
+                };
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
                 }
-                if want_write && (ready.is_writable() || ready.is_write_closed()) {
-                    if flush(shard, conn, &stream).is_err() {
-                        return (End::Lost, None);
+                let now = (!slot.queue.is_empty(), slot.close, slot.handoff.is_some(), congested);
+                let waiters = &mut state.congestion_waiters;
+                if congested && !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
+                now
+            };
+            if !want_write && close {
+                return Poll::Ready((End::Closed, this.stream.take()));
+            }
+            if !want_write && handoff {
+                return Poll::Ready((End::HandedOff, this.stream.take()));
+            }
+            // Stop reading once the engine is done with the connection, and while the links to
+            // other shards are full (backpressure on publishers).
+            let reading = !close && !handoff && !congested;
+            let mut again = false;
+            if reading {
+                match stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        // Fairness: readiness and `try_read` are outside tokio's cooperative
+                        // budget, so a publisher whose socket is never drained (a QoS 0 flood)
+                        // would loop here forever and starve every other task of the shard,
+                        // its subscribers' writers included (measured: 0 deliveries in the QoS 0
+                        // 1→1 throughput bench). One unit of budget per read or flush makes the
+                        // task yield once tokio's budget (128) is spent.
+                        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+                        match read(this.shard, this.conn, stream) {
+                            Ok(true) => coop.made_progress(),
+                            Ok(false) => {} // readiness cleared: polled again below
+                            Err(()) => return Poll::Ready((End::Lost, None)),
+                        }
+                        again = true;
                     }
-                    did_io = true;
+                    Poll::Ready(Err(_)) => return Poll::Ready((End::Lost, None)),
+                    Poll::Pending => {}
                 }
             }
-        }
-        // Fairness: `TcpStream::ready`, `try_read_buf` and `try_write_vectored` do not take
-        // part in tokio's cooperative budget, so a publisher whose socket is never drained
-        // (a QoS 0 flood) would loop here forever in one poll and starve every other task of
-        // the shard, its subscribers' writers included (measured: 0 deliveries in the QoS 0
-        // 1→1 throughput bench, every message dropped as SlowReader). Spending one unit of
-        // budget per read or flush makes the task yield after tokio's budget (128) is used up.
-        if core::mem::take(&mut did_io) {
-            tokio::task::coop::consume_budget().await;
+            if want_write {
+                match stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+                        if flush(this.shard, this.conn, stream).is_err() {
+                            return Poll::Ready((End::Lost, None));
+                        }
+                        coop.made_progress();
+                        again = true;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready((End::Lost, None)),
+                    Poll::Pending => {}
+                }
+            }
+            if !again {
+                return Poll::Pending;
+            }
         }
     }
 }
 
-async fn ready(stream: &TcpStream, interest: Option<Interest>) -> io::Result<tokio::io::Ready> {
-    match interest {
-        Some(interest) => stream.ready(interest).await,
-        None => core::future::pending().await,
+/// Reads once into the shard's scratch buffer and hands the engine an exact-size copy. A
+/// per-connection buffer with room reserved for the next read kept an 8 KiB allocation alive
+/// per idle connection (the engine's emptied `read_buf` shares it): most of the 5.8 KB RSS per
+/// idle connection measured by `conns`. The copy is one small allocation and memcpy per read.
+/// `Ok(false)`: nothing to read after all; `Err`: the peer closed or the socket failed.
+fn read(shard: &Rc<RefCell<Shard>>, conn: ConnectionId, stream: &TcpStream) -> Result<bool, ()> {
+    let mut state = shard.borrow_mut();
+    let state = &mut *state;
+    match stream.try_read(&mut state.read_scratch) {
+        Ok(0) => Err(()),
+        Ok(n) => {
+            let bytes = BytesMut::from(&state.read_scratch[..n]);
+            state.input(Input::Data { conn, bytes });
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(_) => Err(()),
     }
 }
 

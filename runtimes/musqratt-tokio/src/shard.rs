@@ -2,6 +2,7 @@
 
 use core::cell::RefCell;
 use core::sync::atomic::Ordering;
+use core::task::Waker;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -82,8 +83,18 @@ pub(crate) struct Slot {
     pub(crate) close: bool,
     /// [`Action::Handoff`] came: move the socket there with these bytes.
     pub(crate) handoff: Option<(ShardId, BytesMut)>,
-    /// Wakes the connection's task when any of the above changes.
-    pub(crate) wake: Rc<Notify>,
+    /// The connection task's waker, to wake it when any of the above changes (set by the task
+    /// each time it is polled; a `Waker` in the slot rather than a `Notify` per connection and
+    /// a future waiting on it: see `connection::Serve`).
+    pub(crate) waker: Option<Waker>,
+}
+
+impl Slot {
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 /// An outgoing link to another shard.
@@ -105,8 +116,10 @@ pub(crate) struct Shard {
     links: Vec<Option<Link>>,
     /// Mail held in `pending` over all links.
     pending: usize,
-    /// Signalled when `pending` falls back to 0.
+    /// Signalled when `pending` falls back to 0 (the MQTT-SN readers wait on it).
     pub(crate) uncongested: Rc<Notify>,
+    /// Connection tasks waiting for `pending` to fall back to 0, woken with `uncongested`.
+    pub(crate) congestion_waiters: Vec<Waker>,
     /// Signalled when the engine's next deadline changed.
     timer: Rc<Notify>,
     armed: Option<Instant>,
@@ -171,7 +184,7 @@ impl Shard {
                         // The task looks at its queue before every wait: only an empty queue
                         // becoming non-empty needs a wake-up.
                         if slot.queue.is_empty() {
-                            slot.wake.notify_one();
+                            slot.wake();
                         }
                         slot.queue.push_back(bytes);
                     }
@@ -179,13 +192,13 @@ impl Shard {
                 Action::Close { conn } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         slot.close = true;
-                        slot.wake.notify_one();
+                        slot.wake();
                     }
                 }
                 Action::Handoff { conn, to, bytes } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         slot.handoff = Some((to, bytes));
-                        slot.wake.notify_one();
+                        slot.wake();
                     }
                 }
                 Action::ToShard { to, message } => {
@@ -384,6 +397,7 @@ async fn shard_main(context: Context) {
         links,
         pending: 0,
         uncongested: Rc::new(Notify::new()),
+        congestion_waiters: Vec::new(),
         timer: Rc::new(Notify::new()),
         armed: None,
         conn_ended: Rc::new(Notify::new()),
@@ -479,19 +493,18 @@ fn start_connection(
     stream: TcpStream,
     adopted: Option<(ConnectionId, BytesMut)>,
 ) {
-    let wake = Rc::new(Notify::new());
     let mut state = shard.borrow_mut();
     let conn = match &adopted {
         Some((conn, _)) => *conn,
         None => state.new_conn_id(),
     };
-    let slot = Slot { queue: VecDeque::new(), close: false, handoff: None, wake: wake.clone() };
+    let slot = Slot { queue: VecDeque::new(), close: false, handoff: None, waker: None };
     state.conns.insert(conn, slot);
     let guard = state.guard.clone();
     let task_shard = shard.clone();
     tokio::task::spawn_local(async move {
         let _guard = guard;
-        connection::run(task_shard, conn, stream, wake).await;
+        connection::run(task_shard, conn, stream).await;
     });
     match adopted {
         Some((conn, bytes)) => state.input(Input::Adopted { conn, bytes }),
@@ -542,9 +555,12 @@ async fn forward(shard: Rc<RefCell<Shard>>, to: usize, wake: Rc<Notify>, tx: mps
             permit.send(mail);
             state.pending -= 1;
         }
-        let state = shard.borrow();
+        let mut state = shard.borrow_mut();
         if state.pending == 0 {
             state.uncongested.notify_waiters();
+            for waker in state.congestion_waiters.drain(..) {
+                waker.wake();
+            }
         }
     }
 }
