@@ -370,7 +370,11 @@ impl Simulator {
                 self.engines[to].handle_input(self.now, Input::Datagram { peer, bytes });
             }
             Action::ReleasePeer { peer, node } => {
-                self.peer_routes.remove(&(peer, node));
+                // As `PeerTable::release`: a route to another shard (handed on since) stays.
+                let key = (peer, node);
+                if self.peer_routes.get(&key) == Some(&shard) {
+                    self.peer_routes.remove(&key);
+                }
             }
             Action::SnBroadcast { bytes } => {
                 let text = match sn::decode(bytes) {

@@ -104,10 +104,15 @@ impl PeerTable {
         self.routes.insert((peer, node), to);
     }
 
-    /// [`Action::ReleasePeer`](crate::Action::ReleasePeer): the peer's datagrams may go to any
-    /// shard again.
-    pub fn release(&mut self, peer: PeerId, node: &Bytes) {
-        self.routes.remove(&(peer, node.clone()));
+    /// [`Action::ReleasePeer`](crate::Action::ReleasePeer) from shard `from`: the peer's
+    /// datagrams may go to any shard again. A route that points elsewhere stays: the peer was
+    /// handed on to another shard since (a CONNECT for a client id owned there), and a late
+    /// release from its former shard must not take the new one's datagrams away.
+    pub fn release(&mut self, peer: PeerId, node: &Bytes, from: ShardId) {
+        let key = (peer, node.clone());
+        if self.routes.get(&key) == Some(&from) {
+            self.routes.remove(&key);
+        }
     }
 }
 
@@ -141,7 +146,10 @@ mod tests {
         assert_eq!(table.shard_for(peer, &Bytes::new(), 3), other);
         // Another wireless node behind the same forwarder keeps its own route.
         assert_eq!(table.shard_for(peer, &Bytes::from_static(b"n1"), 3), default);
-        table.release(peer, &Bytes::new());
+        // A late release from a shard the peer has left keeps the newer route.
+        table.release(peer, &Bytes::new(), default);
+        assert_eq!(table.shard_for(peer, &Bytes::new(), 3), other);
+        table.release(peer, &Bytes::new(), other);
         assert_eq!(table.shard_for(peer, &Bytes::new(), 3), default);
     }
 }

@@ -199,7 +199,7 @@ impl Shard {
                 }
                 Action::ReleasePeer { peer, node } => {
                     if let Some(udp) = &self.udp {
-                        udp.release(peer, &node);
+                        udp.release(peer, &node, self.id);
                     }
                 }
                 // No broadcast address is configured in this runtime (docs/MQTT-SN.md).

@@ -100,7 +100,7 @@ impl Udp {
         self.table().route(peer, node, to);
     }
 
-    pub(crate) fn release(&self, peer: PeerId, node: &Bytes) {
-        self.table().release(peer, node);
+    pub(crate) fn release(&self, peer: PeerId, node: &Bytes, from: ShardId) {
+        self.table().release(peer, node, from);
     }
 }

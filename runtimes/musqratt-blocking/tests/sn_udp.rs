@@ -17,6 +17,7 @@ fn sn_clients_connect_register_publish_and_subscribe_over_udp() {
         let broker = start_with_sn(sn_cases::config(), &[any], &[any], shards).unwrap();
         let (tcp, udp) = (broker.local_addrs()[0], broker.sn_local_addrs()[0]);
         sn_cases::connect_register_publish_subscribe(tcp, udp);
+        sn_cases::a_second_connect_from_the_same_address_keeps_the_route(udp);
         broker.shutdown();
     }
 }

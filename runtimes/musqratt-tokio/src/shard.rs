@@ -224,7 +224,7 @@ impl Shard {
                 }
                 Action::ReleasePeer { peer, node } => {
                     if let Some(udp) = &self.udp {
-                        udp.release(peer, &node);
+                        udp.release(peer, &node, self.id);
                     }
                 }
                 Action::SnBroadcast { bytes } => {
@@ -388,9 +388,13 @@ async fn shard_main(context: Context) {
             })
         })
         .collect();
+    let engine = Engine::new(engine);
+    // A new engine may have a deadline already (MQTT-SN's first ADVERTISE is due at once): the
+    // timer task starts armed with it instead of waiting for the first input.
+    let armed = engine.poll_timeout();
     let shard = Rc::new(RefCell::new(Shard {
         id,
-        engine: Engine::new(engine),
+        engine,
         epoch,
         conns: HashMap::new(),
         next_conn: 0,
@@ -399,7 +403,7 @@ async fn shard_main(context: Context) {
         uncongested: Rc::new(Notify::new()),
         congestion_waiters: Vec::new(),
         timer: Rc::new(Notify::new()),
-        armed: None,
+        armed,
         conn_ended: Rc::new(Notify::new()),
         shutting_down: false,
         guard: PanicGuard { counters: counters.clone(), shutdown: stop },

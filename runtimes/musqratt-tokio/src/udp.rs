@@ -49,7 +49,13 @@ impl SnShared {
 /// One shard's MQTT-SN sockets (one per configured address, in order) and the shared table.
 #[derive(Debug)]
 pub(crate) struct SnSockets {
+    /// Read through tokio, which wakes the reader.
     sockets: Vec<UdpSocket>,
+    /// The same sockets (duplicated descriptors, non-blocking) to send through: a send is one
+    /// `sendto` that never waits, and it must not depend on tokio's readiness, which knows
+    /// nothing until the reactor's first turn (the first ADVERTISE, due at start, was refused
+    /// with `WouldBlock`).
+    senders: Vec<std::net::UdpSocket>,
     shared: Arc<SnShared>,
 }
 
@@ -59,8 +65,10 @@ impl SnSockets {
         sockets: Vec<std::net::UdpSocket>,
         shared: Arc<SnShared>,
     ) -> io::Result<Self> {
+        let senders =
+            sockets.iter().map(std::net::UdpSocket::try_clone).collect::<io::Result<_>>()?;
         let sockets = sockets.into_iter().map(UdpSocket::from_std).collect::<io::Result<_>>()?;
-        Ok(Self { sockets, shared })
+        Ok(Self { sockets, senders, shared })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -84,8 +92,8 @@ impl SnSockets {
     }
 
     fn send_to(&self, index: usize, addr: SocketAddr, bytes: &[u8]) {
-        let Some(socket) = self.sockets.get(index) else { return };
-        if let Err(error) = socket.try_send_to(bytes, addr) {
+        let Some(socket) = self.senders.get(index) else { return };
+        if let Err(error) = socket.send_to(bytes, addr) {
             tracing::debug!(%error, %addr, "MQTT-SN datagram not sent");
         }
     }
@@ -97,8 +105,8 @@ impl SnSockets {
     }
 
     /// [`Action::ReleasePeer`](musqratt_engine::Action::ReleasePeer).
-    pub(crate) fn release(&self, peer: PeerId, node: &Bytes) {
-        self.shared.table().release(peer, node);
+    pub(crate) fn release(&self, peer: PeerId, node: &Bytes, from: ShardId) {
+        self.shared.table().release(peer, node, from);
     }
 }
 

@@ -175,3 +175,31 @@ pub(crate) fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAdd
     send(&sub, &Message::Disconnect(None));
     assert_eq!(recv(&sub), Message::Disconnect(None));
 }
+
+/// §6.14: a client goes active again (or simply reconnects) with a new CONNECT from the same
+/// address. Where the runtime routes a peer's datagrams to the shard owning its client id, the
+/// route must survive the old connection's end: with several shards most of the 12 clients live
+/// on a shard other than the one their address hashes to, and each must still be answered after
+/// its second CONNECT (found with the mqtt-sn-12 client: its DISCONNECT after a wake-up CONNECT
+/// went unanswered).
+pub(crate) fn a_second_connect_from_the_same_address_keeps_the_route(udp: SocketAddr) {
+    for i in 0..12 {
+        let client_id = format!("sn-again-{i}");
+        let socket = sn_client(udp);
+        connect(&socket, &client_id);
+        send(&socket, &Message::Disconnect(Some(30))); // asleep
+        assert_eq!(recv(&socket), Message::Disconnect(None), "{client_id}");
+        let again = sn::Connect {
+            will: false,
+            clean_session: false,
+            duration: 60,
+            client_id: client_id.as_str().into(),
+        };
+        send(&socket, &Message::Connect(again));
+        assert_eq!(recv(&socket), Message::ConnAck(ReturnCode::Accepted), "{client_id}");
+        send(&socket, &Message::PingReq(None));
+        assert_eq!(recv(&socket), Message::PingResp, "{client_id}");
+        send(&socket, &Message::Disconnect(None));
+        assert_eq!(recv(&socket), Message::Disconnect(None), "{client_id}");
+    }
+}
