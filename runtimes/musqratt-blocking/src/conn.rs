@@ -9,6 +9,7 @@ use std::thread;
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{ConnectionId, Input};
 
+use crate::inbox::Inboxes;
 use crate::shard::ShardInput;
 use crate::transport::{CHUNK, Transport};
 
@@ -36,14 +37,14 @@ pub(crate) enum WriterMsg {
 #[derive(Debug)]
 pub(crate) struct Route {
     shard: Mutex<usize>,
-    shards: Arc<[Sender<ShardInput>]>,
+    shards: Arc<Inboxes>,
     /// Bytes read and not yet handled by the shard (see [`READ_CREDIT`]).
     unhandled: Mutex<usize>,
     handled: Condvar,
 }
 
 impl Route {
-    pub(crate) fn new(shard: usize, shards: Arc<[Sender<ShardInput>]>) -> Self {
+    pub(crate) fn new(shard: usize, shards: Arc<Inboxes>) -> Self {
         let unhandled = Mutex::new(0);
         Self { shard: Mutex::new(shard), shards, unhandled, handled: Condvar::new() }
     }
@@ -59,7 +60,9 @@ impl Route {
     }
 
     /// Sends bytes read from the connection, then waits while more than [`READ_CREDIT`] bytes
-    /// are unhandled. False when the shard has stopped.
+    /// are unhandled, or while the connection's shard has more than
+    /// [`FORWARD_CREDIT`](crate::FORWARD_CREDIT) messages unhandled by other shards. False when
+    /// the shard has stopped.
     pub(crate) fn send_read(self: &Arc<Self>, conn: ConnectionId, bytes: BytesMut) -> bool {
         let len = bytes.len();
         *self.unhandled.lock().unwrap_or_else(PoisonError::into_inner) += len;
@@ -71,6 +74,9 @@ impl Route {
         while *unhandled > READ_CREDIT {
             unhandled = self.handled.wait(unhandled).unwrap_or_else(PoisonError::into_inner);
         }
+        drop(unhandled);
+        let shard = *self.lock();
+        self.shards.wait_for_forward_credit(shard);
         true
     }
 
@@ -226,7 +232,7 @@ mod tests {
     #[test]
     fn reader_waits_for_credit() {
         let (tx, rx) = mpsc::channel();
-        let route = Arc::new(Route::new(0, vec![tx].into()));
+        let route = Arc::new(Route::new(0, Inboxes::new(vec![tx])));
         let reader = Arc::clone(&route);
         let (done_tx, done_rx) = mpsc::channel();
         let thread = thread::spawn(move || {

@@ -35,6 +35,7 @@
 //! directly: netmgr's `udp_bind`/`recvfrom`/`sendto` map onto it one to one).
 
 mod conn;
+mod inbox;
 mod shard;
 mod transport;
 mod udp;
@@ -43,7 +44,7 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::io;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
@@ -53,6 +54,8 @@ pub use transport::{CHUNK, StdTransport, Transport};
 
 pub use crate::conn::READ_CREDIT;
 use crate::conn::Route;
+pub use crate::inbox::FORWARD_CREDIT;
+use crate::inbox::Inboxes;
 use crate::shard::{Clock, Shard, ShardInput};
 
 /// How long [`BrokerHandle::shutdown`] waits for the broker's threads.
@@ -122,7 +125,7 @@ fn start_full<T: Transport>(
     }
     let clock = Clock::new();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
-    let senders: Arc<[Sender<ShardInput>]> = senders.into();
+    let senders = Inboxes::new(senders);
     let mut handle = BrokerHandle {
         local_addrs,
         sn_local_addrs,
@@ -197,7 +200,7 @@ pub struct BrokerHandle {
     unblock: Vec<Box<dyn Fn() -> io::Result<()> + Send + Sync>>,
     acceptors: Vec<JoinHandle<()>>,
     shards: Vec<JoinHandle<()>>,
-    senders: Arc<[Sender<ShardInput>]>,
+    senders: Arc<Inboxes>,
     conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -285,7 +288,7 @@ fn join_until(threads: Vec<JoinHandle<()>>, deadline: std::time::Instant, what: 
 struct Acceptor {
     next_conn: AtomicU64,
     next_shard: AtomicUsize,
-    senders: Arc<[Sender<ShardInput>]>,
+    senders: Arc<Inboxes>,
     stopping: Arc<AtomicBool>,
     conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }

@@ -3,13 +3,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
 use bytes::BytesMut;
 use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{Action, AuthDecision, ConnectionId, Engine, Event, Input, Instant, ShardId};
 
 use crate::conn::{ConnHandle, ReadCredit, WriterMsg};
+use crate::inbox::{ForwardCredit, Inboxes};
 
 /// What an engine thread receives. One channel per shard, FIFO: the order in which one thread
 /// sends is the order in which the shard sees its messages, which keeps MQTT's ordering on the
@@ -21,6 +22,9 @@ pub(crate) enum ShardInput {
     /// Bytes a reader read, for `Input::Data`; the credit goes back to the reader when the
     /// message is dropped, after the engine took the bytes.
     Read { conn: ConnectionId, bytes: BytesMut, credit: ReadCredit },
+    /// `Input::FromShard` from another shard; the credit goes back to that shard when the
+    /// message is dropped, after the engine took it.
+    Forwarded { input: Input, credit: ForwardCredit },
     /// A connection accepted by a listener and given to this shard.
     Accepted { conn: ConnectionId, handle: ConnHandle },
     /// A connection another shard handed over (`Action::Handoff`), with the bytes to feed as
@@ -50,7 +54,7 @@ pub(crate) struct Shard {
     engine: Engine,
     clock: Clock,
     rx: Receiver<ShardInput>,
-    shards: Arc<[Sender<ShardInput>]>,
+    shards: Arc<Inboxes>,
     conns: HashMap<ConnectionId, ConnHandle>,
     /// Inputs taken off the channel early (while handing a connection over), to be handled
     /// before anything still in the channel.
@@ -64,7 +68,7 @@ impl Shard {
         engine: Engine,
         clock: Clock,
         rx: Receiver<ShardInput>,
-        shards: Arc<[Sender<ShardInput>]>,
+        shards: Arc<Inboxes>,
     ) -> Self {
         let id = engine.config().shard;
         Self {
@@ -137,6 +141,10 @@ impl Shard {
                 self.engine.handle_input(now, Input::Data { conn, bytes });
                 drop(credit);
             }
+            ShardInput::Forwarded { input, credit } => {
+                self.engine.handle_input(now, input);
+                drop(credit);
+            }
             ShardInput::Accepted { conn, handle } => {
                 self.conns.insert(conn, handle);
                 self.engine.handle_input(now, Input::Accepted { conn });
@@ -172,9 +180,7 @@ impl Shard {
                 Action::Handoff { conn, to, bytes } => self.handoff(conn, to, bytes),
                 Action::ToShard { to, message } => {
                     let input = Input::FromShard { from: self.id, message };
-                    if let Some(tx) = self.shards.get(usize::from(to.0)) {
-                        let _ = tx.send(ShardInput::Engine(input));
-                    }
+                    self.shards.forward(usize::from(self.id.0), usize::from(to.0), input);
                 }
                 Action::Authenticate { conn, request } => {
                     // No authenticator is plugged into this runtime yet: fail closed.
@@ -298,7 +304,7 @@ mod tests {
     fn handoff_takes_queued_bytes_along() {
         let (tx0, rx0) = mpsc::channel();
         let (tx1, rx1) = mpsc::channel();
-        let senders: Arc<[Sender<ShardInput>]> = vec![tx0.clone(), tx1].into();
+        let senders = Inboxes::new(vec![tx0.clone(), tx1]);
         let mut config = Config::default();
         config.shard_count = 2;
         let mut shard = Shard::new(Engine::new(config), Clock::new(), rx0, Arc::clone(&senders));
