@@ -10,12 +10,15 @@
 //! rest of that connection's input, which keeps the client's packets answered in order.
 //! MQTT 5.0 §3.8.4 allows matching PUBLISH packets before the SUBACK; only the SUBACK waits.
 //!
+//! A SUBSCRIBE that may send retained messages syncs too, and looks them up when its SUBACK goes
+//! out: a retained message another shard stored before the SUBSCRIBE is in this shard's replica
+//! by then (ADR 6).
+//!
 //! With one shard nothing waits. The wait is one round trip between shards. The topic backlog
 //! kept on other shards is released after the SUBACK too (`ReleaseBacklog`), not on the route
 //! announcement, so that a subscriber sees its SUBACK first with any number of shards.
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use musqratt_proto::bytestring::ByteString;
@@ -24,7 +27,7 @@ use musqratt_proto::mqtt::{Packet, SubAck};
 use crate::engine::Engine;
 use crate::ids::{ConnectionId, SessionId, ShardId};
 use crate::io::Action;
-use crate::session::{Delivery, Message, Subscription};
+use crate::session::{Delivery, Subscription};
 use crate::shards::{ShardMessage, ShardMessageKind};
 use crate::time::Instant;
 
@@ -50,9 +53,12 @@ pub(crate) struct RouteSync {
 pub(crate) struct Subscribed {
     pub(crate) session: SessionId,
     pub(crate) suback: SubAck,
-    /// Retained messages to send after the SUBACK (MQTT-3.3.1-9..11), with the subscription
-    /// that asked for each.
-    pub(crate) retained: Vec<(Arc<Message>, Subscription)>,
+    /// Filters whose retained messages go out after the SUBACK (MQTT-3.3.1-9..11), with the
+    /// subscription that asked for them. Looked up when the SUBACK goes out, after every shard
+    /// has acknowledged a `Sync` sent after the SUBSCRIBE: a retained message another shard
+    /// stored (and acknowledged to its publisher) before the SUBSCRIBE has reached this shard's
+    /// replica by then, the links being FIFO.
+    pub(crate) retained: Vec<(ByteString, Subscription)>,
     /// Filters new to the session, for the topic backlog.
     pub(crate) new_filters: Vec<ByteString>,
     /// The `Sync` it waits for.
@@ -105,7 +111,10 @@ impl Engine {
             if sync.acked.len() != usize::from(shards) {
                 sync.acked.resize(usize::from(shards), 0);
             }
-            if sync.dirty {
+            // A SUBSCRIBE that announced new routes syncs so that every shard routes them before
+            // the SUBACK; one that may send retained messages syncs so that every retained
+            // message stored elsewhere before it is in this shard's replica.
+            if sync.dirty || !done.retained.is_empty() {
                 sync.dirty = false;
                 sync.sent += 1;
                 let seq = sync.sent;
@@ -156,14 +165,16 @@ impl Engine {
     /// SUBACK, then the retained messages, then the topic backlog of the new filters.
     fn send_subscribed(&mut self, now: Instant, conn: ConnectionId, done: Subscribed) {
         self.send_packet(conn, &Packet::SubAck(done.suback));
-        for (message, subscription) in done.retained {
-            let delivery = Delivery {
-                qos: message.qos.min(subscription.options.qos),
-                retain: true, // MQTT-3.3.1-8: sent because of a new subscription
-                subscription_ids: subscription.id.into_iter().collect(),
-                message,
-            };
-            self.deliver(now, done.session, delivery);
+        for (filter, subscription) in done.retained {
+            for message in self.retained.matching(&filter, now) {
+                let delivery = Delivery {
+                    qos: message.qos.min(subscription.options.qos),
+                    retain: true, // MQTT-3.3.1-8: sent because of a new subscription
+                    subscription_ids: subscription.id.into_iter().collect(),
+                    message,
+                };
+                self.deliver(now, done.session, delivery);
+            }
         }
         // The topic backlog after the SUBACK, on every shard (the other shards' after this
         // shard's: a difference from one shard in the order of the backlogs of several

@@ -1,7 +1,6 @@
 //! SUBSCRIBE and UNSUBSCRIBE (§3.8-3.11): subscriptions, retained messages on subscribe
 //! (§3.8.4, Retain Handling), and the topic backlog handed to a first subscriber.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use musqratt_proto::ProtocolVersion;
@@ -13,7 +12,7 @@ use musqratt_proto::topic::split_shared;
 use crate::engine::Engine;
 use crate::ids::ConnectionId;
 use crate::route_sync::Subscribed;
-use crate::session::{Message, Subscription};
+use crate::session::Subscription;
 use crate::time::Instant;
 
 impl Engine {
@@ -31,7 +30,7 @@ impl Engine {
             return self.close(now, conn, ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, true);
         }
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
-        let mut retained: Vec<(Arc<Message>, Subscription)> = Vec::new();
+        let mut retained = Vec::new();
         let mut new_filters = Vec::new();
         for (filter, mut options) in subscribe.filters {
             let shared = split_shared(&filter).is_some();
@@ -62,9 +61,7 @@ impl Engine {
                     RetainHandling::DoNotSend => false,
                 };
             if send_retained {
-                for message in self.retained.matching(&filter, now) {
-                    retained.push((message, subscription));
-                }
+                retained.push((filter.clone(), subscription));
             }
             if !existed {
                 new_filters.push(filter);

@@ -105,10 +105,44 @@ fn suback_waits_until_every_shard_routes_the_subscription() {
     // The PUBLISH header, then the payload as a chunk of its own.
     assert_eq!(drain(&mut s0, &mut to1), [(1, 0x30), (1, b'!')]);
 
-    // A second subscription to the same filter announces nothing new: answered at once.
+    // A second subscription to the same filter announces nothing new, but it may bring
+    // retained messages, so it syncs again: the SUBACK waits for shard 1's acknowledgement.
     data(&mut s0, 1, &SUBSCRIBE_T);
+    assert_eq!(drain(&mut s0, &mut to1), []);
+    assert_eq!(to1.len(), 1, "the sync alone");
+    deliver(&mut to1, 0, &mut s1);
+    drain(&mut s1, &mut to0);
+    deliver(&mut to0, 1, &mut s0);
     assert_eq!(drain(&mut s0, &mut to1), [(1, 0x90)]);
-    assert!(to1.is_empty());
+}
+
+/// MQTT-3.3.1-9 (MQTT 3.1.1 §3.3.1.3): a retained message stored, and acknowledged to its
+/// publisher, on one shard reaches a client that subscribes on another shard afterwards, even
+/// when its replica is still on the link between the shards.
+#[test]
+fn a_retained_message_stored_on_another_shard_follows_the_suback() {
+    let (mut s0, mut s1) = (shard(0), shard(1));
+    let (mut to1, mut to0) = (VecDeque::new(), VecDeque::new());
+    s0.handle_input(NOW, Input::Accepted { conn: ConnectionId(1) });
+    data(&mut s0, 1, &connect(&id_on(0, "sub")));
+    s1.handle_input(NOW, Input::Accepted { conn: ConnectionId(2) });
+    data(&mut s1, 2, &connect(&id_on(1, "pub")));
+    drain(&mut s0, &mut to1);
+    drain(&mut s1, &mut to0);
+
+    // QoS 1, retained, packet id 7, "r", payload "!": PUBACK, and the replica for shard 0.
+    data(&mut s1, 2, &[0x33, 0x06, 0, 1, b'r', 0, 7, b'!']);
+    assert_eq!(drain(&mut s1, &mut to0), [(2, 0x40)]);
+    assert!(!to0.is_empty(), "the retained message's replica, not yet delivered");
+
+    // The client subscribes on shard 0 before the replica arrives there.
+    data(&mut s0, 1, &[0x82, 0x06, 0, 1, 0, 1, b'r', 0]);
+    assert_eq!(drain(&mut s0, &mut to1), []);
+    deliver(&mut to1, 0, &mut s1);
+    drain(&mut s1, &mut to0);
+    // The replica, then the acknowledgement: SUBACK, then the retained PUBLISH (retain flag).
+    deliver(&mut to0, 1, &mut s0);
+    assert_eq!(drain(&mut s0, &mut to1), [(1, 0x90), (1, 0x31), (1, b'!')]);
 }
 
 #[test]

@@ -539,3 +539,26 @@ async fn a_publish_right_after_suback_reaches_the_subscriber_from_any_shard() {
     }
     broker.shutdown().unwrap();
 }
+
+/// MQTT-3.3.1-6 (3.1.1): a retained message goes to future subscribers. Once its publisher has
+/// the PUBACK, a client subscribing on another shard gets it, although retained messages are
+/// replicated between shards asynchronously (the SUBACK waits for a sync with every shard).
+/// 200 rounds, each a new topic, the publisher and the subscriber on different shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_acknowledged_on_one_shard_reaches_a_subscriber_on_another() {
+    let broker = start(2);
+    let addr = broker.local_addr();
+    let mut sub =
+        Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("retain-sub", 0, 2)).await;
+    let mut publisher =
+        Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("retain-pub", 1, 2)).await;
+    for round in 0..200 {
+        let topic = format!("retained/{round}");
+        publisher.publish(&topic, b"kept", QoS::AtLeastOnce, true).await;
+        sub.subscribe(&topic, QoS::AtMostOnce).await;
+        let got = sub.receive().await;
+        assert_eq!(&*got.topic, topic, "round {round}");
+        assert!(got.retain, "round {round}: sent because of the new subscription");
+    }
+    broker.shutdown().unwrap();
+}
