@@ -73,18 +73,24 @@ fn deliver(link: &mut VecDeque<ShardMessage>, from: u16, to: &mut Engine) {
     }
 }
 
-#[test]
-fn suback_waits_until_every_shard_routes_the_subscription() {
+/// Two shards and their links (`to1`: shard 0 → 1, `to0`: shard 1 → 0): the subscriber
+/// (connection 1) on shard 0, the publisher (connection 2) on shard 1, each on the shard that
+/// owns its client id, both connected.
+fn subscriber_and_publisher() -> (Engine, Engine, VecDeque<ShardMessage>, VecDeque<ShardMessage>) {
     let (mut s0, mut s1) = (shard(0), shard(1));
     let (mut to1, mut to0) = (VecDeque::new(), VecDeque::new());
-    // The subscriber (connection 1) on shard 0, the publisher (connection 2) on shard 1, each on
-    // the shard that owns its client id.
     s0.handle_input(NOW, Input::Accepted { conn: ConnectionId(1) });
     data(&mut s0, 1, &connect(&id_on(0, "sub")));
     s1.handle_input(NOW, Input::Accepted { conn: ConnectionId(2) });
     data(&mut s1, 2, &connect(&id_on(1, "pub")));
     assert_eq!(drain(&mut s0, &mut to1), [(1, 0x20)]); // CONNACK
     assert_eq!(drain(&mut s1, &mut to0), [(2, 0x20)]);
+    (s0, s1, to1, to0)
+}
+
+#[test]
+fn suback_waits_until_every_shard_routes_the_subscription() {
+    let (mut s0, mut s1, mut to1, mut to0) = subscriber_and_publisher();
 
     // SUBSCRIBE with a PINGREQ in the same read: neither is answered before shard 1 has the
     // route, so the client cannot yet have been told it is subscribed.
@@ -116,19 +122,12 @@ fn suback_waits_until_every_shard_routes_the_subscription() {
     assert_eq!(drain(&mut s0, &mut to1), [(1, 0x90)]);
 }
 
-/// MQTT-3.3.1-9 (MQTT 3.1.1 §3.3.1.3): a retained message stored, and acknowledged to its
+/// MQTT-3.3.1-6 (3.1.1): a retained message stored, and acknowledged to its
 /// publisher, on one shard reaches a client that subscribes on another shard afterwards, even
 /// when its replica is still on the link between the shards.
 #[test]
 fn a_retained_message_stored_on_another_shard_follows_the_suback() {
-    let (mut s0, mut s1) = (shard(0), shard(1));
-    let (mut to1, mut to0) = (VecDeque::new(), VecDeque::new());
-    s0.handle_input(NOW, Input::Accepted { conn: ConnectionId(1) });
-    data(&mut s0, 1, &connect(&id_on(0, "sub")));
-    s1.handle_input(NOW, Input::Accepted { conn: ConnectionId(2) });
-    data(&mut s1, 2, &connect(&id_on(1, "pub")));
-    drain(&mut s0, &mut to1);
-    drain(&mut s1, &mut to0);
+    let (mut s0, mut s1, mut to1, mut to0) = subscriber_and_publisher();
 
     // QoS 1, retained, packet id 7, "r", payload "!": PUBACK, and the replica for shard 0.
     data(&mut s1, 2, &[0x33, 0x06, 0, 1, b'r', 0, 7, b'!']);
