@@ -363,7 +363,7 @@ impl Engine {
     pub(crate) fn publish_will(&mut self, now: Instant, message: Arc<Message>) {
         let mut message = Arc::unwrap_or_clone(message);
         message.expires_at = message.properties.message_expiry_interval.map(|s| now.plus_secs(s));
-        self.route(now, message);
+        self.route(now, Arc::new(message));
     }
 
     fn session_client_id(

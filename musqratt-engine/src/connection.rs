@@ -13,10 +13,6 @@ use crate::session::Message;
 use crate::time::Instant;
 use alloc::sync::Arc;
 
-/// The size of a connection's PUBLISH header chunk: a 5.0 header with a 40-byte topic and a few
-/// properties is about 60 bytes, a 3.1.1 one with a short topic under 20.
-pub(crate) const HEADER_CHUNK: usize = 512;
-
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase {
@@ -52,11 +48,6 @@ pub(crate) struct Connection {
     pub(crate) will: Option<(Arc<Message>, u32)>,
     /// Bytes handed to the runtime and not yet reported written.
     pub(crate) unwritten: usize,
-    /// Where this connection's PUBLISH headers are cut from (`Engine::send_publish`): a chunk
-    /// of [`HEADER_CHUNK`] bytes, allocated when the first PUBLISH goes out, shared by the
-    /// headers cut from it. Only this connection's unwritten headers pin a chunk, so its memory
-    /// stays bounded by what it has unwritten (plus one chunk).
-    pub(crate) header_arena: BytesMut,
     /// Whether the client asked for reason strings and user properties on errors (§3.1.2.11.7).
     pub(crate) request_problem_information: bool,
     /// Session Expiry Interval of the CONNECT, to refuse a DISCONNECT raising it from 0
@@ -86,7 +77,6 @@ impl Connection {
             outbound_aliases: OutboundAliases::new(0),
             will: None,
             unwritten: 0,
-            header_arena: BytesMut::new(),
             request_problem_information: true,
             connect_session_expiry: 0,
             auth_method: None,

@@ -1,16 +1,16 @@
 //! Outbound delivery: inflight window, session queue, slow readers, the client's limits
 //! (§4.9 flow control, §3.1.2.11.4 Maximum Packet Size, §3.3.2.3.4 topic aliases).
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
-use musqratt_proto::mqtt::{Publish, SubscriptionIds};
+use musqratt_proto::mqtt::Publish;
 
-use crate::connection::{AliasUse, HEADER_CHUNK};
+use crate::connection::AliasUse;
 use crate::engine::Engine;
 use crate::ids::{ConnectionId, SessionId};
 use crate::io::{DropReason, Event};
-use crate::session::{Delivery, Inflight, Message};
+use crate::session::{Delivery, Inflight};
 use crate::time::Instant;
 use musqratt_proto::PacketId;
 
@@ -71,13 +71,16 @@ impl Engine {
         let connection = self.connections.get(&conn)?;
         let congested = connection.unwritten > self.config.max_unwritten_bytes;
         let window = usize::from(connection.client_receive_maximum);
+        let session = self.sessions.get_mut(&session_id)?;
         if delivery.qos == QoS::AtMostOnce {
-            if !self.dropped_as_slow(session_id, conn) {
-                self.send_publish(now, conn, &delivery, None, false);
+            if congested {
+                let client_id = session.client_id.clone();
+                self.emit(Event::MessageDropped { client_id, reason: DropReason::SlowReader });
+                return None;
             }
+            self.send_publish(now, conn, &delivery, None, false);
             return None;
         }
-        let session = self.sessions.get_mut(&session_id)?;
         // §4.9: no more QoS 1/2 in flight than the client's Receive Maximum (MQTT-3.3.4-7).
         if congested || session.inflight.len() >= window.min(usize::from(u16::MAX) - 1) {
             return Some(delivery);
@@ -89,54 +92,6 @@ impl Engine {
             session.add_inflight(packet_id, Inflight::Published(delivery));
         }
         None
-    }
-
-    /// A QoS 0 delivery sent now from a message that is not shared yet, when [`Engine::deliver`]
-    /// would send it at once too (or drop it): returns false when it would wait (a queue ahead
-    /// of it, an MQTT-SN topic not registered yet) and must go through `deliver` instead.
-    pub(crate) fn deliver_qos0_now(
-        &mut self,
-        now: Instant,
-        session_id: SessionId,
-        message: &Message,
-        retain: bool,
-        subscription_ids: &SubscriptionIds,
-    ) -> bool {
-        let Some(session) = self.sessions.get(&session_id) else { return true };
-        // QoS 0 is not kept for a disconnected session.
-        let Some(conn) = session.conn else { return true };
-        if !session.queue.is_empty() {
-            return false;
-        }
-        if message.is_expired(now) {
-            return true;
-        }
-        match self.connections.get(&conn) {
-            None => true,
-            Some(connection) if connection.sn.is_some() => false,
-            Some(_) => {
-                if !self.dropped_as_slow(session_id, conn) {
-                    let options = (QoS::AtMostOnce, retain, subscription_ids);
-                    self.send_mqtt_publish(now, conn, message, options, None, false);
-                }
-                true
-            }
-        }
-    }
-
-    /// Whether a QoS 0 message for this connection must be dropped because the connection is
-    /// too far behind (`max_unwritten_bytes`); the drop is reported.
-    fn dropped_as_slow(&mut self, session_id: SessionId, conn: ConnectionId) -> bool {
-        let congested = self
-            .connections
-            .get(&conn)
-            .is_some_and(|c| c.unwritten > self.config.max_unwritten_bytes);
-        if congested {
-            let client_id =
-                self.sessions.get(&session_id).map(|s| s.client_id.clone()).unwrap_or_default();
-            self.emit(Event::MessageDropped { client_id, reason: DropReason::SlowReader });
-        }
-        congested
     }
 
     /// Queues a delivery for later, within the session's bounds; a drop is reported.
@@ -173,37 +128,23 @@ impl Engine {
         packet_id: Option<PacketId>,
         dup: bool,
     ) -> bool {
-        if self.connections.get(&conn).is_some_and(|c| c.sn.is_some()) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return false };
+        if connection.sn.is_some() {
             return self.sn_send_publish(now, conn, delivery, packet_id, dup);
         }
-        let options = (delivery.qos, delivery.retain, &delivery.subscription_ids);
-        self.send_mqtt_publish(now, conn, &delivery.message, options, packet_id, dup)
-    }
-
-    /// [`Engine::send_publish`] to an MQTT connection, from the message and the delivery's
-    /// QoS, RETAIN and subscription identifiers.
-    fn send_mqtt_publish(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        message: &Message,
-        (qos, retain, subscription_ids): (QoS, bool, &SubscriptionIds),
-        packet_id: Option<PacketId>,
-        dup: bool,
-    ) -> bool {
-        let Some(connection) = self.connections.get_mut(&conn) else { return false };
         let version = connection.version();
+        let message = &delivery.message;
         let mut publish = Publish {
             dup,
-            qos,
-            retain,
+            qos: delivery.qos,
+            retain: delivery.retain,
             topic: message.topic.clone(),
             packet_id,
             payload: message.payload.clone(),
             properties: message.properties.clone(),
         };
         if version.is_v5() {
-            publish.properties.subscription_identifiers = subscription_ids.clone();
+            publish.properties.subscription_identifiers = delivery.subscription_ids.clone();
             // MQTT-3.3.2-6: forward the interval that remains, not the one received.
             if let Some(at) = message.expires_at {
                 let remaining = at.saturating_duration_since(now).as_micros().div_ceil(1_000_000);
@@ -229,20 +170,14 @@ impl Engine {
                 }
             }
         }
-        // The header is encoded into a reused scratch buffer, then cut from the connection's
-        // header chunk: two allocations (the chunk and its shared count) per chunk of headers
-        // instead of one per header, or three with a fresh `BytesMut` per header (its
-        // allocation, the encoder's `reserve` sized for the whole packet, and `freeze` boxing a
-        // shared buffer when length is not capacity). The payload is not copied.
+        // The header is encoded into a reused buffer and copied out at its exact length: one
+        // allocation per delivery. A fresh `BytesMut` per header cost three (its allocation, the
+        // encoder's `reserve`, sized for the whole packet, growing it, and `freeze` boxing a
+        // shared buffer because its length is not its capacity). The payload is not copied.
         let mut scratch = core::mem::take(&mut self.header_scratch);
         scratch.clear();
         let encoded = publish.encode_header(version, &mut scratch);
-        let arena = &mut connection.header_arena;
-        if arena.capacity() - arena.len() < scratch.len() {
-            *arena = BytesMut::with_capacity(HEADER_CHUNK.max(scratch.len()));
-        }
-        arena.extend_from_slice(&scratch);
-        let header = arena.split().freeze();
+        let header = Bytes::copy_from_slice(&scratch);
         self.header_scratch = scratch;
         if encoded.is_err() {
             return false;

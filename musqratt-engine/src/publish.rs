@@ -1,6 +1,8 @@
 //! Inbound PUBLISH and the acknowledgement flows (§3.3-3.7, §4.3), and routing a message to the
 //! sessions whose subscriptions match it (§4.7, §4.8).
 
+use alloc::sync::Arc;
+
 use musqratt_proto::mqtt::{Packet, PubResponse, Publish, ReasonCode, SubscriptionIds};
 use musqratt_proto::{ProtocolVersion, QoS};
 
@@ -77,7 +79,7 @@ impl Engine {
         // another shard cannot come before it, so neither may a local one (sharding stays
         // invisible to clients), and the publisher learns of it soonest.
         let mark = self.action_mark();
-        let matched = self.route(now, message);
+        let matched = self.route(now, Arc::new(message));
         let Some(id) = packet_id else { return };
         let mut response = PubResponse::new(id);
         if !matched && version == ProtocolVersion::V5 {

