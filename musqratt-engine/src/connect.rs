@@ -229,6 +229,7 @@ impl Engine {
                 properties: publish_properties,
                 expires_at: None,
                 publisher: Some(session_id),
+                wire_header: bytes::Bytes::new(),
             };
             let delay = properties.will_delay_interval.unwrap_or(0);
             (Arc::new(message), delay)
@@ -363,7 +364,7 @@ impl Engine {
     pub(crate) fn publish_will(&mut self, now: Instant, message: Arc<Message>) {
         let mut message = Arc::unwrap_or_clone(message);
         message.expires_at = message.properties.message_expiry_interval.map(|s| now.plus_secs(s));
-        self.route(now, Arc::new(message));
+        self.route(now, crate::deliver::Routed::Owned(message));
     }
 
     fn session_client_id(

@@ -1,6 +1,9 @@
 //! Outbound delivery: inflight window, session queue, slow readers, the client's limits
 //! (§4.9 flow control, §3.1.2.11.4 Maximum Packet Size, §3.3.2.3.4 topic aliases).
 
+use alloc::sync::Arc;
+use core::ops::Deref;
+
 use bytes::Bytes;
 use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
@@ -10,24 +13,105 @@ use crate::connection::AliasUse;
 use crate::engine::Engine;
 use crate::ids::{ConnectionId, SessionId};
 use crate::io::{DropReason, Event};
-use crate::session::{Delivery, Inflight};
+use crate::session::{Delivery, Inflight, Message};
 use crate::time::Instant;
 use musqratt_proto::PacketId;
+
+/// A message being routed: owned until something has to keep it (a session queue, an inflight
+/// window, the retained store, the backlog, another shard), then shared behind an [`Arc`]. A
+/// message every subscriber takes at once (QoS 0 to connections with room) is never shared,
+/// which saves the `Arc`'s allocation.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the owned message is the allocation this type avoids; it lives for one route"
+)]
+pub(crate) enum Routed {
+    Owned(Message),
+    Shared(Arc<Message>),
+}
+
+impl Routed {
+    /// The message behind an [`Arc`], moved there the first time (the payload is not copied).
+    pub(crate) fn share(&mut self) -> Arc<Message> {
+        let shared = match self {
+            Routed::Shared(message) => return Arc::clone(message),
+            Routed::Owned(message) => Arc::new(core::mem::take(message)),
+        };
+        *self = Routed::Shared(Arc::clone(&shared));
+        shared
+    }
+}
+
+impl Deref for Routed {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        match self {
+            Routed::Owned(message) => message,
+            Routed::Shared(message) => message,
+        }
+    }
+}
+
+/// The message of a delivery: a shared one, or one being routed that is shared only when the
+/// delivery has to be kept.
+pub(crate) trait Keep: Deref<Target = Message> {
+    /// The message as a delivery keeps it.
+    fn keep(self) -> Arc<Message>;
+}
+
+impl Keep for Arc<Message> {
+    fn keep(self) -> Arc<Message> {
+        self
+    }
+}
+
+/// A message being routed, lent to one delivery: shared if the delivery is kept.
+#[derive(Debug)]
+pub(crate) struct Lent<'a>(pub(crate) &'a mut Routed);
+
+impl Deref for Lent<'_> {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        self.0
+    }
+}
+
+impl Keep for Lent<'_> {
+    fn keep(self) -> Arc<Message> {
+        self.0.share()
+    }
+}
+
+impl<M: Keep> Delivery<M> {
+    /// The delivery as a queue or inflight window keeps it.
+    fn kept(self) -> Delivery {
+        let Delivery { message, qos, retain, subscription_ids } = self;
+        Delivery { message: message.keep(), qos, retain, subscription_ids }
+    }
+}
 
 impl Engine {
     /// Hands a delivery to a session: sent now when its connection has room, queued otherwise.
     /// QoS 0 is not kept for a disconnected session (MQTT allows dropping it; Mosquitto's
     /// default does the same).
-    pub(crate) fn deliver(&mut self, now: Instant, session_id: SessionId, delivery: Delivery) {
+    pub(crate) fn deliver(
+        &mut self,
+        now: Instant,
+        session_id: SessionId,
+        delivery: Delivery<impl Keep>,
+    ) {
         let Some(session) = self.sessions.get(&session_id) else { return };
         match session.conn {
             None if delivery.qos == QoS::AtMostOnce => {}
             Some(conn) if session.queue.is_empty() => {
                 if let Some(delivery) = self.try_send(now, session_id, conn, delivery) {
-                    self.enqueue(now, session_id, delivery);
+                    self.enqueue(now, session_id, delivery.kept());
                 }
             }
-            _ => self.enqueue(now, session_id, delivery),
+            _ => self.enqueue(now, session_id, delivery.kept()),
         }
     }
 
@@ -49,13 +133,13 @@ impl Engine {
     }
 
     /// Sends a delivery if the connection has room; gives it back when it must wait.
-    fn try_send(
+    fn try_send<M: Keep>(
         &mut self,
         now: Instant,
         session_id: SessionId,
         conn: ConnectionId,
-        delivery: Delivery,
-    ) -> Option<Delivery> {
+        delivery: Delivery<M>,
+    ) -> Option<Delivery<M>> {
         if delivery.message.is_expired(now) {
             return None; // §3.3.2.3.3: an expired message is not delivered
         }
@@ -89,7 +173,7 @@ impl Engine {
         if self.send_publish(now, conn, &delivery, Some(packet_id), false)
             && let Some(session) = self.sessions.get_mut(&session_id)
         {
-            session.add_inflight(packet_id, Inflight::Published(delivery));
+            session.add_inflight(packet_id, Inflight::Published(delivery.kept()));
         }
         None
     }
@@ -124,7 +208,7 @@ impl Engine {
         &mut self,
         now: Instant,
         conn: ConnectionId,
-        delivery: &Delivery,
+        delivery: &Delivery<impl Deref<Target = Message>>,
         packet_id: Option<PacketId>,
         dup: bool,
     ) -> bool {
@@ -133,7 +217,7 @@ impl Engine {
             return self.sn_send_publish(now, conn, delivery, packet_id, dup);
         }
         let version = connection.version();
-        let message = &delivery.message;
+        let message = &*delivery.message;
         let mut publish = Publish {
             dup,
             qos: delivery.qos,
@@ -170,14 +254,21 @@ impl Engine {
                 }
             }
         }
-        // The header is encoded into a reused buffer and copied out at its exact length: one
-        // allocation per delivery. A fresh `BytesMut` per header cost three (its allocation, the
+        // The header is encoded into a reused buffer. When it is the header the message was
+        // received with (same flags, topic, properties: QoS 0 between clients of one version,
+        // no alias, no subscription identifier, no expiry), that part of the read buffer goes
+        // out, which the payload shares: no allocation. Otherwise it is copied out at its exact
+        // length: one allocation (a fresh `BytesMut` per header cost three: its allocation, the
         // encoder's `reserve`, sized for the whole packet, growing it, and `freeze` boxing a
         // shared buffer because its length is not its capacity). The payload is not copied.
         let mut scratch = core::mem::take(&mut self.header_scratch);
         scratch.clear();
         let encoded = publish.encode_header(version, &mut scratch);
-        let header = Bytes::copy_from_slice(&scratch);
+        let header = if message.wire_header[..] == scratch[..] {
+            message.wire_header.clone()
+        } else {
+            Bytes::copy_from_slice(&scratch)
+        };
         self.header_scratch = scratch;
         if encoded.is_err() {
             return false;

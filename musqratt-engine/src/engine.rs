@@ -207,12 +207,12 @@ impl Engine {
                 return;
             }
             let Some(connection) = self.connections.get_mut(&conn) else { return };
-            match connection.decoder.decode(&mut connection.read_buf) {
-                Ok(Some(packet)) => {
+            match connection.decoder.decode_frame(&mut connection.read_buf) {
+                Ok(Some((packet, frame))) => {
                     if let Some(ka) = keep_alive_deadline(now, connection.keep_alive) {
                         connection.deadline = Some(ka);
                     }
-                    self.handle_packet(now, conn, packet);
+                    self.handle_packet(now, conn, packet, frame);
                 }
                 Ok(None) => return,
                 Err(error) => {
@@ -239,7 +239,9 @@ impl Engine {
         }
     }
 
-    fn handle_packet(&mut self, now: Instant, conn: ConnectionId, packet: Packet) {
+    /// Handles a decoded packet; `frame` is the packet as received (see
+    /// [`musqratt_proto::mqtt::Decoder::decode_frame`]).
+    fn handle_packet(&mut self, now: Instant, conn: ConnectionId, packet: Packet, frame: Bytes) {
         let Some(connection) = self.connections.get(&conn) else { return };
         let connected = matches!(connection.phase, Phase::Connected);
         match packet {
@@ -251,7 +253,7 @@ impl Engine {
             Packet::Auth(auth) => self.handle_auth(now, conn, auth),
             // Nothing but AUTH may come before CONNACK (MQTT-3.1.4-?, §4.12).
             _ if !connected => self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true),
-            Packet::Publish(publish) => self.handle_publish(now, conn, publish),
+            Packet::Publish(publish) => self.handle_publish(now, conn, publish, frame),
             Packet::PubAck(ack) => self.handle_puback(now, conn, ack),
             Packet::PubRec(rec) => self.handle_pubrec(now, conn, rec),
             Packet::PubRel(rel) => self.handle_pubrel(conn, rel),

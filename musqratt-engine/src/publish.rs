@@ -1,11 +1,12 @@
 //! Inbound PUBLISH and the acknowledgement flows (§3.3-3.7, §4.3), and routing a message to the
 //! sessions whose subscriptions match it (§4.7, §4.8).
 
-use alloc::sync::Arc;
+use bytes::Bytes;
 
 use musqratt_proto::mqtt::{Packet, PubResponse, Publish, ReasonCode, SubscriptionIds};
 use musqratt_proto::{ProtocolVersion, QoS};
 
+use crate::deliver::Routed;
 use crate::engine::Engine;
 use crate::ids::ConnectionId;
 use crate::session::{Inflight, Message};
@@ -17,6 +18,7 @@ impl Engine {
         now: Instant,
         conn: ConnectionId,
         mut publish: Publish,
+        frame: Bytes,
     ) {
         let Some(connection) = self.connections.get_mut(&conn) else { return };
         let Some(session_id) = connection.session else { return };
@@ -66,6 +68,9 @@ impl Engine {
         let mut properties = publish.properties;
         properties.subscription_identifiers = SubscriptionIds::new();
         let expires_at = properties.message_expiry_interval.map(|s| now.plus_secs(s));
+        // The packet up to its payload, as received: the payload is the end of a PUBLISH.
+        let mut wire_header = frame;
+        wire_header.truncate(wire_header.len().saturating_sub(publish.payload.len()));
         let message = Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -74,12 +79,13 @@ impl Engine {
             properties,
             expires_at,
             publisher: Some(session_id),
+            wire_header,
         };
         // The acknowledgement goes out ahead of the deliveries the publish causes: a delivery on
         // another shard cannot come before it, so neither may a local one (sharding stays
         // invisible to clients), and the publisher learns of it soonest.
         let mark = self.action_mark();
-        let matched = self.route(now, Arc::new(message));
+        let matched = self.route(now, Routed::Owned(message));
         let Some(id) = packet_id else { return };
         let mut response = PubResponse::new(id);
         if !matched && version == ProtocolVersion::V5 {

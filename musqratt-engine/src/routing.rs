@@ -11,6 +11,7 @@ use musqratt_proto::mqtt::SubscriptionIds;
 use musqratt_proto::topic::split_shared;
 use smallvec::SmallVec;
 
+use crate::deliver::{Lent, Routed};
 use crate::engine::Engine;
 use crate::ids::{SessionId, ShardId};
 use crate::io::{Action, DropReason, Event};
@@ -31,11 +32,12 @@ struct Forward {
 impl Engine {
     /// Routes a message published on this shard: retained store, local subscribers, other
     /// shards; with the backlog on, keeps a message nobody matched. Returns whether any
-    /// subscription matched.
-    pub(crate) fn route(&mut self, now: Instant, message: Arc<Message>) -> bool {
+    /// subscription matched. The message is shared only if something keeps it.
+    pub(crate) fn route(&mut self, now: Instant, mut message: Routed) -> bool {
         if message.retain {
-            self.retained.store(&message);
-            self.broadcast(&ShardMessageKind::Retain(Arc::clone(&message)));
+            let shared = message.share();
+            self.retained.store(&shared);
+            self.broadcast(&ShardMessageKind::Retain(shared));
         }
         let mut matches = core::mem::take(&mut self.subscribers.scratch);
         matches.clear();
@@ -65,7 +67,7 @@ impl Engine {
             }
         }
         let matched = !matches.is_empty() || !forwards.is_empty() || any_group;
-        self.deliver_matches(now, &message, &mut matches, &picks);
+        self.deliver_matches(now, &mut message, &mut matches, &picks);
         self.subscribers.scratch = matches;
 
         if !forwards.is_empty() || !owners.is_empty() {
@@ -80,7 +82,7 @@ impl Engine {
             }
         }
         if !matched && !message.retain && self.config.backlog.enabled() {
-            self.keep_in_backlog(message);
+            self.keep_in_backlog(message.share());
         }
         matched
     }
@@ -119,15 +121,17 @@ impl Engine {
     fn deliver_matches(
         &mut self,
         now: Instant,
-        message: &Arc<Message>,
+        message: &mut Routed,
         matches: &mut Vec<(SessionId, Subscription)>,
         shared_picks: &[(SessionId, Subscription)],
     ) {
         // No Local (MQTT-3.8.3-3): not back to the publisher's own subscriptions.
-        matches.retain(|(session, sub)| {
-            !(sub.options.no_local && message.publisher == Some(*session))
-        });
-        matches.sort_by_key(|(session, _)| *session);
+        let publisher = message.publisher;
+        matches.retain(|(session, sub)| !(sub.options.no_local && publisher == Some(*session)));
+        // Usually already in session order; a stable sort of a long list allocates its buffer.
+        if !matches.is_sorted_by_key(|(session, _)| *session) {
+            matches.sort_by_key(|(session, _)| *session);
+        }
         for run in matches.chunk_by(|a, b| a.0 == b.0) {
             let delivery = delivery(message, run.iter().map(|(_, sub)| sub));
             self.deliver(now, run[0].0, delivery);
@@ -160,7 +164,8 @@ impl Engine {
                 for key in keys {
                     self.serve_shared(key, &mut picks, &mut forwards);
                 }
-                self.deliver_matches(now, &message, &mut Vec::new(), &picks);
+                let mut routed = Routed::Shared(Arc::clone(&message));
+                self.deliver_matches(now, &mut routed, &mut Vec::new(), &picks);
                 self.send_forwards(&message, forwards);
             }
             ShardMessageKind::Publish { message, plain, members } => {
@@ -172,7 +177,7 @@ impl Engine {
                 // A member that left since its group's owner picked it misses this message.
                 let picks: SharedPicks =
                     members.iter().filter_map(|(key, c)| self.subscribers.member(key, c)).collect();
-                self.deliver_matches(now, &message, &mut matches, &picks);
+                self.deliver_matches(now, &mut Routed::Shared(message), &mut matches, &picks);
                 self.subscribers.scratch = matches;
             }
         }
@@ -234,7 +239,10 @@ impl Engine {
 }
 
 /// One delivery of `message` for the subscriptions of one session that it matches.
-fn delivery<'a>(message: &Arc<Message>, subs: impl Iterator<Item = &'a Subscription>) -> Delivery {
+fn delivery<'a, 'm>(
+    message: &'m mut Routed,
+    subs: impl Iterator<Item = &'a Subscription>,
+) -> Delivery<Lent<'m>> {
     let mut qos = QoS::AtMostOnce;
     let mut retain_as_published = false;
     let mut subscription_ids = SubscriptionIds::new();
@@ -248,6 +256,6 @@ fn delivery<'a>(message: &Arc<Message>, subs: impl Iterator<Item = &'a Subscript
         // MQTT-3.3.1-12, -13: RETAIN is kept only for Retain As Published.
         retain: message.retain && retain_as_published,
         subscription_ids,
-        message: Arc::clone(message),
+        message: Lent(message),
     }
 }

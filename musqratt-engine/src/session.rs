@@ -12,7 +12,7 @@ use crate::ids::{ConnectionId, SessionId};
 use crate::time::Instant;
 
 /// An application message as the broker holds it, shared by every queue it sits in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Message {
     pub(crate) topic: ByteString,
     pub(crate) payload: Bytes,
@@ -25,6 +25,10 @@ pub(crate) struct Message {
     pub(crate) expires_at: Option<Instant>,
     /// The publishing session, for No Local (§3.8.3.1).
     pub(crate) publisher: Option<SessionId>,
+    /// The PUBLISH as received up to its payload (fixed header, topic, packet id,
+    /// properties), a view into the buffer it was read into; empty when it was not received as
+    /// an MQTT PUBLISH. A delivery whose header encodes to the same bytes sends this instead.
+    pub(crate) wire_header: Bytes,
 }
 
 impl Message {
@@ -33,10 +37,12 @@ impl Message {
     }
 }
 
-/// One message on its way to one session: the QoS and flags of this delivery.
+/// One message on its way to one session: the QoS and flags of this delivery. What is kept
+/// (queued, in flight) holds the shared message; on the way out it may be a message that is
+/// shared only once something has to keep it (`crate::deliver::Routed`).
 #[derive(Debug, Clone)]
-pub(crate) struct Delivery {
-    pub(crate) message: Arc<Message>,
+pub(crate) struct Delivery<M = Arc<Message>> {
+    pub(crate) message: M,
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
     pub(crate) subscription_ids: SubscriptionIds,

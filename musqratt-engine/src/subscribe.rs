@@ -84,7 +84,7 @@ impl Engine {
         let plain = split_shared(filter).map_or(Some(filter), |shared| shared.ok().map(|(_, f)| f));
         let Some(plain) = plain else { return };
         for message in self.backlog.take_matching(plain, now) {
-            self.route(now, message);
+            self.route(now, crate::deliver::Routed::Shared(message));
         }
     }
 

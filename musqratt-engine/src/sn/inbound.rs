@@ -97,8 +97,9 @@ impl Engine {
                     properties: PublishProperties::default(),
                     expires_at: None,
                     publisher: None,
+                    wire_header: bytes::Bytes::new(),
                 };
-                self.route(now, Arc::new(message));
+                self.route(now, crate::deliver::Routed::Owned(message));
             }
             // A client the broker does not know (forgotten, lost, or its address changed) is
             // told to connect again.
@@ -437,7 +438,7 @@ impl Engine {
             payload: publish.data,
             properties: PublishProperties::default(),
         };
-        self.handle_publish(now, conn, mqtt);
+        self.handle_publish(now, conn, mqtt, bytes::Bytes::new());
     }
 
     /// SUBSCRIBE (§6.9): by topic name (wildcards allowed), predefined id or short name.
@@ -571,6 +572,7 @@ impl Engine {
                 properties: PublishProperties::default(),
                 expires_at: None,
                 publisher: session,
+                wire_header: bytes::Bytes::new(),
             };
             (Arc::new(message), 0)
         });

@@ -78,11 +78,11 @@ impl Engine {
         &mut self,
         now: Instant,
         conn: ConnectionId,
-        delivery: &Delivery,
+        delivery: &Delivery<impl core::ops::Deref<Target = crate::session::Message>>,
         packet_id: Option<PacketId>,
         dup: bool,
     ) -> bool {
-        let message = &delivery.message;
+        let message = &*delivery.message;
         let registered = self
             .connections
             .get(&conn)

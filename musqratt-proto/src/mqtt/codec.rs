@@ -1,6 +1,6 @@
 //! Incremental decoding of a byte stream into packets (§2.1, §4.2).
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::Packet;
 use crate::error::DecodeError;
@@ -55,6 +55,21 @@ impl Decoder {
     /// the packet breaks. The stream cannot be resumed after an error: close the connection.
     #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
+        Ok(self.decode_frame(buf)?.map(|(packet, _)| packet))
+    }
+
+    /// As [`Decoder::decode`], also giving the whole packet as received, fixed header included:
+    /// a view into `buf`'s allocation (no copy), which the decoded payload shares. A broker
+    /// forwarding a PUBLISH can send the part before the payload unchanged when the header it
+    /// would encode is the same bytes.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`].
+    #[inline]
+    pub fn decode_frame(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<(Packet, Bytes)>, DecodeError> {
         // MQTT-3.1.0-1: a server knows from the first byte whether the first packet is CONNECT,
         // so junk (an HTTP request, say) is refused at once instead of waiting for its "body".
         match buf.first() {
@@ -80,12 +95,13 @@ impl Decoder {
         let header = buf[0];
         // CONNECT carries its own version; the one given here is not used for it.
         let version = self.version.unwrap_or(ProtocolVersion::V5);
-        let mut body = buf.split_to(total).freeze();
+        let frame = buf.split_to(total).freeze();
+        let mut body = frame.clone();
         body.advance(1 + len_bytes);
         let packet = Packet::decode(version, header, body)?;
         if let (None, Packet::Connect(connect)) = (self.version, &packet) {
             self.version = Some(connect.protocol);
         }
-        Ok(Some(packet))
+        Ok(Some((packet, frame)))
     }
 }
