@@ -4,7 +4,7 @@
 use alloc::sync::Arc;
 use core::ops::Deref;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::Publish;
@@ -90,6 +90,52 @@ impl<M: Keep> Delivery<M> {
     fn kept(self) -> Delivery {
         let Delivery { message, qos, retain, subscription_ids } = self;
         Delivery { message: message.keep(), qos, retain, subscription_ids }
+    }
+}
+
+/// Where PUBLISH headers are encoded, and the headers that can be sent again.
+///
+/// A header is encoded into a reused buffer, then sent as:
+/// - the message's own header as received, when it is the same bytes (QoS 0 between clients of
+///   one version, no alias, no subscription identifier, no expiry): that part of the read
+///   buffer, which the payload shares, so no allocation;
+/// - the header two deliveries in a row needed, when it is the same bytes again (every
+///   subscriber of a message that was received in another form, say at QoS 1 or from a client
+///   of another version): shared, so no allocation after the second;
+/// - otherwise a copy at its exact length: one allocation (a fresh `BytesMut` per header cost
+///   three: its allocation, the encoder's `reserve`, sized for the whole packet, growing it, and
+///   `freeze` boxing a shared buffer because its length is not its capacity).
+///
+/// Only exact-length headers are kept, so no delivery pins more memory than its own bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Headers {
+    /// The header being encoded; allocates only when a header outgrows it.
+    scratch: BytesMut,
+    /// The bytes of the header copied out last.
+    previous: BytesMut,
+    /// A header that two deliveries in a row needed, shared by the deliveries that need it
+    /// since.
+    repeated: Bytes,
+}
+
+impl Headers {
+    /// The header in `scratch` as bytes to send (see [`Headers`]). A header is never empty, so
+    /// the empty `wire` of a message not received as a PUBLISH matches none.
+    fn take(&mut self, wire: &Bytes) -> Bytes {
+        if wire[..] == self.scratch[..] {
+            return wire.clone();
+        }
+        if self.repeated[..] == self.scratch[..] {
+            return self.repeated.clone();
+        }
+        let header = Bytes::copy_from_slice(&self.scratch);
+        if self.previous[..] == self.scratch[..] {
+            // The clone shares the copy: one more allocation, then none while it repeats.
+            self.repeated = header.clone();
+        } else {
+            core::mem::swap(&mut self.previous, &mut self.scratch);
+        }
+        header
     }
 }
 
@@ -254,25 +300,11 @@ impl Engine {
                 }
             }
         }
-        // The header is encoded into a reused buffer. When it is the header the message was
-        // received with (same flags, topic, properties: QoS 0 between clients of one version,
-        // no alias, no subscription identifier, no expiry), that part of the read buffer goes
-        // out, which the payload shares: no allocation. Otherwise it is copied out at its exact
-        // length: one allocation (a fresh `BytesMut` per header cost three: its allocation, the
-        // encoder's `reserve`, sized for the whole packet, growing it, and `freeze` boxing a
-        // shared buffer because its length is not its capacity). The payload is not copied.
-        let mut scratch = core::mem::take(&mut self.header_scratch);
-        scratch.clear();
-        let encoded = publish.encode_header(version, &mut scratch);
-        let header = if message.wire_header[..] == scratch[..] {
-            message.wire_header.clone()
-        } else {
-            Bytes::copy_from_slice(&scratch)
-        };
-        self.header_scratch = scratch;
-        if encoded.is_err() {
+        self.headers.scratch.clear();
+        if publish.encode_header(version, &mut self.headers.scratch).is_err() {
             return false;
         }
+        let header = self.headers.take(&message.wire_header);
         self.send(conn, header);
         if !publish.payload.is_empty() {
             self.send(conn, publish.payload);

@@ -39,9 +39,8 @@ pub struct Engine {
     /// SUBACKs waiting until every shard routes their subscriptions.
     pub(crate) route_sync: RouteSync,
     pub(crate) actions: VecDeque<Action>,
-    /// Where PUBLISH headers are encoded before being copied out at their exact length (see
-    /// `send_publish`); reused, so it allocates only when a header outgrows it.
-    pub(crate) header_scratch: bytes::BytesMut,
+    /// Where PUBLISH headers are encoded, and those that can be sent again.
+    pub(crate) headers: crate::deliver::Headers,
     /// MQTT-SN front-end state: peers, predefined topics.
     pub(crate) sn: crate::sn::SnFront,
     /// The time of the input or timeout being handled (MQTT-SN retransmission deadlines are
@@ -75,7 +74,7 @@ impl Engine {
             shared_groups: SharedGroups::default(),
             route_sync: RouteSync::default(),
             actions: VecDeque::new(),
-            header_scratch: bytes::BytesMut::new(),
+            headers: crate::deliver::Headers::default(),
             sn,
             clock: Instant::ZERO,
             rng,
