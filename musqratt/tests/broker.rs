@@ -434,7 +434,7 @@ fn invalid_config_exits_with_code_2_naming_key_and_line() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("only mqtt://"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported scheme"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
