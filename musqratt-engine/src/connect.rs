@@ -73,14 +73,17 @@ impl Engine {
             data: connect.properties.authentication_data.clone(),
         };
         if let Some(connection) = self.connections.get_mut(&conn) {
-            connection.auth_method = method;
+            connection.auth_method = method.map(Box::new);
             connection.phase = Phase::Authenticating(Box::new(connect));
         }
         self.push_action(Action::Authenticate { conn, request });
     }
 
     fn hand_off(&mut self, conn: ConnectionId, to: crate::ids::ShardId, connect: &Connect) {
-        let Some(connection) = self.connections.remove(&conn) else { return };
+        let Some(mut connection) = self.connections.remove(&conn) else { return };
+        if let Some(at) = connection.take_connect_deadline() {
+            self.timers.disarm(at, Timer::Connect(conn));
+        }
         let mut bytes = BytesMut::new();
         if Packet::Connect(Box::new(connect.clone())).encode(connect.protocol, &mut bytes).is_err()
         {
@@ -95,7 +98,8 @@ impl Engine {
         let Some(connection) = self.connections.get(&conn) else { return };
         let method = auth.properties.authentication_method.clone();
         // MQTT-4.12.0-? : AUTH only with the method of the CONNECT, and only when one was used.
-        if connection.auth_method.is_none() || method != connection.auth_method {
+        if connection.auth_method.is_none() || method.as_ref() != connection.auth_method.as_deref()
+        {
             return self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true);
         }
         let client_id = match &connection.phase {
@@ -123,7 +127,7 @@ impl Engine {
             AuthDecision::Continue(data) => {
                 let mut auth =
                     Auth { reason_code: ReasonCode::CONTINUE_AUTHENTICATION, ..Auth::default() };
-                auth.properties.authentication_method = connection.auth_method.clone();
+                auth.properties.authentication_method = connection.auth_method.as_deref().cloned();
                 auth.properties.authentication_data = Some(data);
                 self.send_packet(conn, &Packet::Auth(auth));
             }
@@ -134,7 +138,8 @@ impl Engine {
                         // Re-authentication of a connected client succeeded (§4.12.1).
                         connection.phase = phase;
                         let mut auth = Auth::default();
-                        auth.properties.authentication_method = connection.auth_method.clone();
+                        auth.properties.authentication_method =
+                            connection.auth_method.as_deref().cloned();
                         self.send_packet(conn, &Packet::Auth(auth));
                     }
                 }
@@ -235,6 +240,9 @@ impl Engine {
             (Arc::new(message), delay)
         });
         let Some(connection) = self.connections.get_mut(&conn) else { return };
+        if let Some(at) = connection.take_connect_deadline() {
+            self.timers.disarm(at, Timer::Connect(conn));
+        }
         connection.phase = Phase::Connected;
         connection.session = Some(session_id);
         connection.keep_alive = keep_alive;
@@ -289,7 +297,7 @@ impl Engine {
                 properties.server_keep_alive = Some(server_keep_alive);
             }
             if let Some(connection) = self.connections.get(&conn) {
-                properties.authentication_method = connection.auth_method.clone();
+                properties.authentication_method = connection.auth_method.as_deref().cloned();
             }
         }
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };

@@ -37,6 +37,11 @@ impl Timers {
         self.set.insert((at, timer));
     }
 
+    /// Removes a timer armed at `at`, if it still is.
+    pub(crate) fn disarm(&mut self, at: Instant, timer: Timer) {
+        self.set.remove(&(at, timer));
+    }
+
     pub(crate) fn next(&self) -> Option<Instant> {
         self.set.first().map(|(at, _)| *at)
     }

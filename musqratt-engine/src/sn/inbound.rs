@@ -72,7 +72,7 @@ impl Engine {
                 }
                 self.sn.next_conn += 1;
                 let conn = ConnectionId(SN_CONN_BASE | self.sn.next_conn);
-                let mut connection = Connection::new(self.config.max_packet_size);
+                let mut connection = Box::new(Connection::new(self.config.max_packet_size));
                 let key = (peer, node.as_ref().map(|(_, n)| n.clone()).unwrap_or_default());
                 connection.sn = Some(Box::new(SnConn::new(peer, node)));
                 self.connections.insert(conn, connection);
