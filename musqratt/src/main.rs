@@ -12,6 +12,13 @@ use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
+/// per chunk cut an idle connection's RSS by ~13 % (it is about eight small allocations), and
+/// QoS 1 4→2 throughput rose ~40 % (not profiled: messages freed on another shard than the one
+/// that allocated them are the likely glibc cost).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code of a configuration that cannot be used (the same as a command-line error).
 const EXIT_CONFIG: u8 = 2;
 
