@@ -126,6 +126,25 @@ async fn v3_takeover_closes_existing() {
     new.ping().await;
 }
 
+/// MQTT-3.1.2-6 (3.1.1): the state of a CleanSession 1 session must not be reused by any later
+/// session, not even by a CleanSession 0 connection that takes its client id over while it is
+/// still connected: Session Present 0, and its subscription is gone.
+#[tokio::test]
+async fn v3_takeover_does_not_resume_a_clean_session() {
+    let Some(t) = Ctx::new("v3_takeover_does_not_resume_a_clean_session") else { return };
+    let topic = t.topic("x");
+    let (mut old, _) = t.session(V3, "s", true, 0).await;
+    old.subscribe(&topic, Q1).await;
+    let (mut new, ack) = t.session(V3, "s", false, 0).await;
+    assert!(!ack.session_present);
+    old.expect_closed().await;
+    let mut p = t.client(V3, "p").await;
+    p.publish(msg(&topic, b"m", Q1)).await;
+    new.expect_silence().await;
+    new.disconnect().await;
+    t.session(V3, "s", true, 0).await.0.disconnect().await;
+}
+
 /// MQTT-3.1.4-3 and §4.13 (5.0): on takeover the server sends DISCONNECT 0x8E Session taken over
 /// to the existing client and closes its connection.
 #[tokio::test]

@@ -190,10 +190,15 @@ impl Engine {
         if let Some(old_conn) = existing.and_then(|id| self.sessions.get(&id)).and_then(|s| s.conn)
         {
             taken_over_will = self.connections.get_mut(&old_conn).and_then(|c| c.will.take());
-            // MQTT-3.1.2-4: with Clean Start 0 the new connection resumes the session, even one
-            // whose expiry of 0 would end it when the old connection closes: detach it first.
+            // MQTT-3.1.2-4: with Clean Start 0 the new connection resumes the session: detach
+            // it first, so that closing the old connection does not end it. Not a session that
+            // ends with its connection (Session Expiry Interval 0: a 3.1.1 CleanSession 1
+            // session must not be reused by any later one, MQTT-3.1.2-6 of 3.1.1; §3.1.2.11.2):
+            // the takeover closes that connection, and so ends it. This also keeps the answer
+            // the same when the old connection's DISCONNECT is still unread on another shard.
             if !connect.clean_start
                 && let Some(session) = existing.and_then(|id| self.sessions.get_mut(&id))
+                && session.expiry_interval > 0
             {
                 session.conn = None;
             }

@@ -407,7 +407,11 @@ impl Harness {
         self.expire();
         let sub = &mut self.subs[s];
         sub.withheld.clear();
-        if clean {
+        // A takeover ends a session with expiry 0: it lasts as long as the connection that the
+        // takeover closes (MQTT-3.1.2-6 of 3.1.1, §3.1.2.11.2), so it is not resumed.
+        let ends_with_takeover =
+            sub.connected && sub.session.as_ref().is_some_and(|s| s.expiry == 0);
+        if clean || ends_with_takeover {
             sub.session = None;
             self.owed.retain(|(o, _)| *o != s);
         }
