@@ -150,7 +150,7 @@ impl Connection {
     fn finish(&self, end: End) {
         let mut state = self.shard.borrow_mut();
         let conn = self.conn;
-        let slot = state.conns.remove(&conn);
+        let slot = state.conns.remove(&conn).map(|slot| *slot);
         match (end, slot) {
             (End::Closed, Some(slot)) => {
                 drop(state);

@@ -160,7 +160,10 @@ pub(crate) struct Shard {
     pub(crate) id: ShardId,
     engine: Engine,
     epoch: std::time::Instant,
-    pub(crate) conns: HashMap<ConnectionId, Slot>,
+    /// Boxed: a hash map's buckets are sized by powers of two, so an 80-byte slot inline cost
+    /// ~145 B per connection; an 8-byte box in the bucket and the slot in an exact 80-byte
+    /// allocation measured 32 B less per idle connection (docs/BENCHMARKS.md, change 10).
+    pub(crate) conns: HashMap<ConnectionId, Box<Slot>>,
     next_conn: u64,
     links: Vec<Option<Link>>,
     /// Mail held in `pending` over all links.
@@ -587,7 +590,7 @@ fn start_connection(
         close: false,
         parked: false,
     };
-    state.conns.insert(conn, slot);
+    state.conns.insert(conn, Box::new(slot));
     // Not `spawn`: the task's panic guard is `Connection`'s `Drop`, which keeps the future at
     // two words.
     tokio::task::spawn_local(connection::Connection::new(shard.clone(), conn));
