@@ -7,9 +7,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use musqratt_engine::bytes::{Bytes, BytesMut};
-use musqratt_engine::proto::mqtt::{
-    Connect, ConnectProperties, Packet, Publish, Subscribe, SubscriptionOptions,
-};
+use musqratt_engine::proto::mqtt::{Connect, Packet, Publish, Subscribe, SubscriptionOptions};
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant};
 
@@ -23,16 +21,7 @@ fn encode(packet: &Packet) -> BytesMut {
 }
 
 fn connect(name: &str) -> BytesMut {
-    encode(&Packet::Connect(Box::new(Connect {
-        protocol: VERSION,
-        clean_start: true,
-        keep_alive: 0,
-        client_id: name.into(),
-        will: None,
-        username: None,
-        password: None,
-        properties: ConnectProperties::default(),
-    })))
+    encode(&Packet::Connect(Box::new(Connect::new(VERSION, name))))
 }
 
 fn subscribe(filters: impl IntoIterator<Item = String>) -> BytesMut {

@@ -189,7 +189,7 @@ impl Engine {
         if delivery.message.is_expired(now) {
             return None; // §3.3.2.3.3: an expired message is not delivered
         }
-        let connection = self.connections.get(&conn)?;
+        let mut connection = self.connections.get(&conn)?;
         if connection.sn.is_some() {
             // MQTT-SN: held while asleep or waiting for a REGACK (§6.14, §6.10).
             match self.sn_topic_ready(now, conn, &delivery.message.topic) {
@@ -197,20 +197,21 @@ impl Engine {
                 crate::sn::TopicReady::Wait => return Some(delivery),
                 crate::sn::TopicReady::Drop => return None,
             }
+            connection = self.connections.get(&conn)?;
         }
-        let connection = self.connections.get(&conn)?;
         let congested = connection.unwritten > self.config.max_unwritten_bytes;
         let window = usize::from(connection.client_receive_maximum);
-        let session = self.sessions.get_mut(&session_id)?;
         if delivery.qos == QoS::AtMostOnce {
             if congested {
-                let client_id = session.client_id.clone();
+                // The session is looked up only for the report: QoS 0 sent at once needs it not.
+                let client_id = self.sessions.get(&session_id)?.client_id.clone();
                 self.emit(Event::MessageDropped { client_id, reason: DropReason::SlowReader });
                 return None;
             }
             self.send_publish(now, conn, &delivery, None, false);
             return None;
         }
+        let session = self.sessions.get_mut(&session_id)?;
         // §4.9: no more QoS 1/2 in flight than the client's Receive Maximum (MQTT-3.3.4-7).
         if congested || session.inflight.len() >= window.min(usize::from(u16::MAX) - 1) {
             return Some(delivery);

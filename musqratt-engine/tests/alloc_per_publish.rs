@@ -7,8 +7,7 @@
 
 use musqratt_engine::bytes::{Bytes, BytesMut};
 use musqratt_engine::proto::mqtt::{
-    Connect, ConnectProperties, Packet, Publish, Subscribe, SubscribeProperties,
-    SubscriptionOptions,
+    Connect, Packet, Publish, Subscribe, SubscribeProperties, SubscriptionOptions,
 };
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant};
@@ -47,19 +46,7 @@ fn encode(version: ProtocolVersion, packet: &Packet) -> BytesMut {
 }
 
 fn connect(version: ProtocolVersion, name: &str) -> BytesMut {
-    encode(
-        version,
-        &Packet::Connect(Box::new(Connect {
-            protocol: version,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: name.into(),
-            will: None,
-            username: None,
-            password: None,
-            properties: ConnectProperties::default(),
-        })),
-    )
+    encode(version, &Packet::Connect(Box::new(Connect::new(version, name))))
 }
 
 /// Hands every action to `sink`, then reports every byte sent as written (`written` is the

@@ -245,16 +245,7 @@ impl Client {
 }
 
 fn connect(version: ProtocolVersion, client_id: &str) -> Packet {
-    Packet::Connect(Box::new(Connect {
-        protocol: version,
-        clean_start: true,
-        keep_alive: 0,
-        client_id: ByteString::from(client_id),
-        will: None,
-        username: None,
-        password: None,
-        properties: Default::default(),
-    }))
+    Packet::Connect(Box::new(Connect::new(version, client_id)))
 }
 
 /// The fixed header of a PUBLISH announcing `remaining` bytes (variable byte integer).

@@ -70,18 +70,9 @@ impl Client {
         keep_alive: u16,
     ) -> (Self, Packet) {
         let mut client = Self::open(addr, version).await;
-        client
-            .send(&Packet::Connect(Box::new(Connect {
-                protocol: version,
-                clean_start: true,
-                keep_alive,
-                client_id: ByteString::from(client_id),
-                will: None,
-                username: None,
-                password: None,
-                properties: Default::default(),
-            })))
-            .await;
+        let mut connect = Connect::new(version, client_id);
+        connect.keep_alive = keep_alive;
+        client.send(&Packet::Connect(Box::new(connect))).await;
         let connack = client.recv().await.expect("CONNACK");
         (client, connack)
     }

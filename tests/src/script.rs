@@ -6,8 +6,8 @@ use core::time::Duration;
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::proto::bytestring::ByteString;
 use musqratt_engine::proto::mqtt::{
-    Auth, Connect, ConnectProperties, Disconnect, LastWill, Packet, PubResponse, Publish,
-    ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, Unsubscribe, WillProperties,
+    Auth, Connect, Disconnect, LastWill, Packet, PubResponse, Publish, ReasonCode, RetainHandling,
+    Subscribe, SubscriptionOptions, Unsubscribe, WillProperties,
 };
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
 use musqratt_engine::{AuthDecision, BacklogConfig, Config, Instant};
@@ -319,16 +319,7 @@ impl Runner {
 
     fn connect(&mut self, send: bool, name: &str, tokens: &[Token]) -> Result<(), String> {
         let mut version = ProtocolVersion::V5;
-        let mut connect = Connect {
-            protocol: version,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: name.into(),
-            will: None,
-            username: None,
-            password: None,
-            properties: ConnectProperties::default(),
-        };
+        let mut connect = Connect::new(version, name);
         let mut shard = None;
         let mut will_properties = WillProperties::default();
         let mut max_packet = u32::MAX;
@@ -462,16 +453,7 @@ impl Runner {
                     "v3.1" => ProtocolVersion::V3_1,
                     _ => ProtocolVersion::V5,
                 };
-                Packet::Connect(Box::new(Connect {
-                    protocol: version,
-                    clean_start: true,
-                    keep_alive: 0,
-                    client_id: name.into(),
-                    will: None,
-                    username: None,
-                    password: None,
-                    properties: ConnectProperties::default(),
-                }))
+                Packet::Connect(Box::new(Connect::new(version, name)))
             }
             other => return Err(format!("unknown packet {other}")),
         };

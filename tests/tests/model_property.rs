@@ -193,16 +193,10 @@ fn connect_packet(name: &str, clean: bool, expiry: u32, receive_max: u8) -> Pack
     if receive_max > 0 {
         properties.receive_maximum = Some(u16::from(receive_max));
     }
-    Packet::Connect(Box::new(Connect {
-        protocol: ProtocolVersion::V5,
-        clean_start: clean,
-        keep_alive: 0,
-        client_id: name.into(),
-        will: None,
-        username: None,
-        password: None,
-        properties,
-    }))
+    let mut connect = Connect::new(ProtocolVersion::V5, name);
+    connect.clean_start = clean;
+    connect.properties = properties;
+    Packet::Connect(Box::new(connect))
 }
 
 /// `key=value` of a transcript line (values without spaces, quotes removed).

@@ -203,14 +203,14 @@ impl Engine {
                 // A new CONNECT from the same address (§6.14: also how a sleeping client goes
                 // active): the old connection ends quietly (no will: the client is here) and
                 // the CONNECT is handled afresh, resuming the session if CleanSession is 0.
-                connection.will = None;
                 // The peer stays here (or is handed to the owner of the new client id, which
                 // replaces its route), so the old connection ends without `ReleasePeer`: that
                 // would drop the runtime's route to this shard while the new connection lives
                 // here, and the peer's next datagrams would go to its default shard, which does
                 // not know it. A CONNECT refused below releases the peer when its connection
                 // ends.
-                let key = (peer, node.as_ref().map(|(_, n)| n.clone()).unwrap_or_default());
+                let key = sn.peer_key();
+                connection.will = None;
                 self.sn.peers.remove(&key);
                 self.connection_lost(now, conn, ReasonCode::SUCCESS);
                 self.sn_connectionless(now, peer, node, datagram, message);

@@ -133,8 +133,9 @@ impl SnConn {
         }
     }
 
-    fn node_key(&self) -> Bytes {
-        self.node.as_ref().map(|(_, node)| node.clone()).unwrap_or_default()
+    /// The key of this connection's peer in `SnFront::peers`: its address and wireless node.
+    fn peer_key(&self) -> (PeerId, Bytes) {
+        (self.peer, self.node.as_ref().map(|(_, node)| node.clone()).unwrap_or_default())
     }
 
     /// A normal topic id for `topic`, registering it when new; `None` when the registry is full.

@@ -273,7 +273,7 @@ impl Engine {
 
     /// Forgets the peer of a connection that ends.
     pub(crate) fn sn_forget(&mut self, conn: ConnectionId, sn: &SnConn) {
-        let key = (sn.peer, sn.node_key());
+        let key = sn.peer_key();
         if self.sn.peers.get(&key) == Some(&conn) {
             self.sn.peers.remove(&key);
             self.push_action(Action::ReleasePeer { peer: sn.peer, node: key.1 });

@@ -65,6 +65,22 @@ const PASSWORD: u8 = 0x40;
 const USERNAME: u8 = 0x80;
 
 impl Connect {
+    /// The plainest CONNECT of `protocol`: Clean Start, Keep Alive 0 (none), no will, no
+    /// credentials, no properties. Set the public fields for anything else.
+    #[must_use]
+    pub fn new(protocol: ProtocolVersion, client_id: impl Into<ByteString>) -> Self {
+        Self {
+            protocol,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: client_id.into(),
+            will: None,
+            username: None,
+            password: None,
+            properties: ConnectProperties::default(),
+        }
+    }
+
     pub(crate) fn decode(mut body: Bytes) -> Result<Self, DecodeError> {
         let name = read_binary(&mut body)?;
         let level = read_u8(&mut body)?;

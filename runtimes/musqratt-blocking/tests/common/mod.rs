@@ -10,8 +10,7 @@ use musqratt_proto::bytes::{Bytes, BytesMut};
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::Decoder;
 use musqratt_proto::mqtt::{
-    Connect, ConnectProperties, Packet, PubResponse, Publish, Subscribe, SubscribeProperties,
-    SubscriptionOptions,
+    Connect, Packet, PubResponse, Publish, Subscribe, SubscribeProperties, SubscriptionOptions,
 };
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
 
@@ -42,16 +41,9 @@ pub(crate) fn id_on_shard(prefix: &str, shard: u64, shards: u64) -> String {
 }
 
 pub(crate) fn connect_packet(client_id: &str, version: ProtocolVersion, keep_alive: u16) -> Packet {
-    Packet::Connect(Box::new(Connect {
-        protocol: version,
-        clean_start: true,
-        keep_alive,
-        client_id: ByteString::from(client_id),
-        will: None,
-        username: None,
-        password: None,
-        properties: ConnectProperties::default(),
-    }))
+    let mut connect = Connect::new(version, client_id);
+    connect.keep_alive = keep_alive;
+    Packet::Connect(Box::new(connect))
 }
 
 pub(crate) fn encode(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
