@@ -63,6 +63,10 @@ pub struct FileConfig {
     pub max_unwritten_bytes: usize,
     /// Milliseconds a new connection has to send CONNECT.
     pub connect_timeout_ms: u64,
+    /// Milliseconds of silence (once to twice this) after which a connection hibernates: the
+    /// tokio runtime frees its task and I/O registration until it is needed again
+    /// (docs/adr/0009-hibernation.md); 0 never. The other runtimes ignore it.
+    pub hibernate_after_ms: u64,
     /// When set, MQTT 5.0 clients are redirected there (CONNACK 0x9C Use another server).
     pub server_reference: Option<String>,
     /// The topic backlog.
@@ -148,6 +152,8 @@ impl Default for FileConfig {
             max_unwritten_bytes: engine.max_unwritten_bytes,
             connect_timeout_ms: u64::try_from(engine.connect_timeout.as_millis())
                 .unwrap_or(u64::MAX),
+            // musqratt_tokio::DEFAULT_HIBERNATE_AFTER (a test checks they agree).
+            hibernate_after_ms: 5000,
             server_reference: engine.server_reference,
             backlog: BacklogSection::default(),
             mqtt_sn: MqttSnSection::default(),
@@ -266,6 +272,8 @@ impl FileConfig {
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
         config.engine = self.engine_config();
+        config.hibernate_after =
+            (self.hibernate_after_ms > 0).then(|| Duration::from_millis(self.hibernate_after_ms));
         config
     }
 }
@@ -433,6 +441,16 @@ impl fmt::Display for ListenUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file's default hibernation is the runtime's, and 0 turns it off.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn hibernation_default_and_off() {
+        let runtime = musqratt_tokio::BrokerConfig::default();
+        assert_eq!(FileConfig::default().broker_config().hibernate_after, runtime.hibernate_after);
+        let off = FileConfig::parse("hibernate_after_ms = 0\n").unwrap();
+        assert_eq!(off.broker_config().hibernate_after, None);
+    }
 
     #[test]
     fn urls() {

@@ -91,6 +91,12 @@ fn main() -> ExitCode {
         eprintln!("musqratt: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    // jemalloc purges dirty pages only when threads allocate or free, unless its background
+    // thread does it: the memory of connections going idle (their tasks and I/O registrations,
+    // freed by hibernation) stayed resident in a quiet broker without it (docs/adr/0009).
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(%error, "jemalloc's background purging not enabled");
+    }
     let mut config = match &args.config {
         None => FileConfig::default(),
         Some(path) => match load(path) {

@@ -22,7 +22,7 @@ use musqratt_engine::{ConnectionId, Input};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::shard::{Mail, Shard, Slot};
+use crate::shard::{Mail, Shard, Slot, Stream};
 
 /// Chunks handed to one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -38,6 +38,11 @@ enum End {
     Lost,
     /// Moved to another shard.
     HandedOff,
+    /// Silent since the last sweep and asked to hibernate: the socket goes to the shard's
+    /// epoll set and the task ends (`hibernate`).
+    Hibernate,
+    /// The socket is not this task's any more (it hibernated): nothing to do.
+    Gone,
 }
 
 /// The task of one connection (its socket is in the shard's [`Slot`]).
@@ -103,13 +108,14 @@ impl Connection {
             // reads instead of starving the other tasks of its shard (measured when nothing
             // spent the budget: 0 deliveries in the QoS 0 1→1 throughput bench, every message
             // dropped as `SlowReader`).
+            let Stream::Awake(stream) = &slot.stream else { return Poll::Ready(End::Gone) };
             if !done && !congested {
-                match slot.stream.poll_read_ready(cx) {
+                match stream.poll_read_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         // Read into the shard's scratch buffer and hand the engine an
                         // exact-size copy: a per-connection buffer with room for the next read
                         // kept an 8 KiB allocation alive per idle connection.
-                        match slot.stream.try_read(&mut state.read_scratch) {
+                        match stream.try_read(&mut state.read_scratch) {
                             Ok(0) => return Poll::Ready(End::Lost),
                             Ok(n) => {
                                 let bytes = BytesMut::from(&state.read_scratch[..n]);
@@ -127,8 +133,9 @@ impl Connection {
             }
             // The read may have queued bytes (or closed, or handed off): look at the slot again.
             let Some(slot) = state.conns.get_mut(&conn) else { return Poll::Ready(End::Closed) };
+            let Stream::Awake(stream) = &slot.stream else { return Poll::Ready(End::Gone) };
             if !slot.queue.is_empty() {
-                match slot.stream.poll_write_ready(cx) {
+                match stream.poll_write_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         if flush(state, conn).is_err() {
                             return Poll::Ready(End::Lost);
@@ -139,30 +146,47 @@ impl Connection {
                     Poll::Pending => {}
                 }
             }
-            if !progress {
-                return Poll::Pending;
+            let Some(slot) = state.conns.get_mut(&conn) else { return Poll::Ready(End::Closed) };
+            if progress {
+                slot.active = true;
+                slot.hibernate = false;
+                continue;
             }
+            // Nothing to read, nothing to write: hibernate if the sweep asked and nothing has
+            // come since (`Shard::wake` gives the connection a task again when something does).
+            if slot.hibernate && slot.queue.is_empty() && !slot.close && !handoff && !slot.parked {
+                return Poll::Ready(End::Hibernate);
+            }
+            return Poll::Pending;
         }
     }
 
     /// Forgets the slot and does what the end asks: linger, tell the engine, or hand the socket
-    /// to another shard.
+    /// to another shard; or keeps the slot and hibernates the socket.
     fn finish(&self, end: End) {
         let mut state = self.shard.borrow_mut();
         let conn = self.conn;
-        let slot = state.conns.remove(&conn).map(|slot| *slot);
+        let slot = match end {
+            End::Hibernate | End::Gone => None,
+            _ => state.conns.remove(&conn).map(|slot| *slot),
+        };
         match (end, slot) {
-            (End::Closed, Some(slot)) => {
+            (End::Hibernate, _) => crate::hibernate::hibernate(&mut state, conn),
+            (End::Gone, _) => {}
+            (End::Closed, Some(Slot { stream: Stream::Awake(stream), .. })) => {
                 drop(state);
                 // A task of its own: only closing connections need `linger`'s state (a 1 KiB
                 // sink buffer, the socket, a timer).
-                crate::shard::spawn(&self.shard, linger(slot.stream));
+                crate::shard::spawn(&self.shard, linger(stream));
                 state = self.shard.borrow_mut();
             }
-            (End::Closed, None) => {}
+            (End::Closed, _) => {}
             (End::Lost, _) => state.input(Input::Closed { conn }),
             (End::HandedOff, slot) => {
-                if let Some(Slot { stream, handoff: Some(handoff), .. }) = slot {
+                if let Some(Slot {
+                    stream: Stream::Awake(stream), handoff: Some(handoff), ..
+                }) = slot
+                {
                     let (to, bytes) = *handoff;
                     match stream.into_std() {
                         Ok(stream) => {
@@ -219,7 +243,8 @@ fn flush(state: &mut Shard, conn: ConnectionId) -> io::Result<()> {
             *iovec = IoSlice::new(chunk);
             count += 1;
         }
-        let written = match slot.stream.try_write_vectored(&iovecs[..count]) {
+        let Stream::Awake(stream) = &slot.stream else { return Ok(()) };
+        let written = match stream.try_write_vectored(&iovecs[..count]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => written,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

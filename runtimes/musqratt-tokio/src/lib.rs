@@ -21,6 +21,7 @@
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,6 +30,7 @@ use musqratt_engine::Config;
 use tokio::sync::watch;
 
 mod connection;
+mod hibernate;
 mod listen;
 mod shard;
 mod udp;
@@ -53,7 +55,15 @@ pub struct BrokerConfig {
     pub threads: usize,
     /// The engine's limits and capabilities.
     pub engine: Config,
+    /// A connection silent for this long (between once and twice this) hibernates: its task and
+    /// its tokio I/O registration are freed and its socket waits in the shard's epoll set until
+    /// the peer sends or the broker has something for it (docs/adr/0009-hibernation.md). `None`:
+    /// never. Default 5 s.
+    pub hibernate_after: Option<Duration>,
 }
+
+/// See [`BrokerConfig::hibernate_after`].
+pub const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_secs(5);
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -63,6 +73,7 @@ impl Default for BrokerConfig {
             sn_broadcast: None,
             threads: 0,
             engine: Config::default(),
+            hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
         }
     }
 }
@@ -84,6 +95,8 @@ impl BrokerConfig {
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) handoffs: AtomicU64,
+    pub(crate) hibernations: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
     /// Set when a shard thread panicked (the broker then stops).
     pub(crate) failed: AtomicBool,
 }
@@ -96,6 +109,10 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections moved to the shard owning their client identifier.
     pub handoffs: u64,
+    /// Times a connection went into hibernation ([`BrokerConfig::hibernate_after`]).
+    pub hibernations: u64,
+    /// Times a hibernating connection woke: its peer sent, or the broker had something for it.
+    pub wakeups: u64,
 }
 
 /// Starts a graceful shutdown from anywhere (a signal handler, another thread).
@@ -161,6 +178,7 @@ impl Broker {
             engine.shard_count = shards as u16;
             let context = shard::Context {
                 engine,
+                hibernate_after: config.hibernate_after,
                 listeners,
                 sn_sockets,
                 sn_shared: sn_shared.clone(),
@@ -239,6 +257,8 @@ impl Broker {
         Stats {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
             handoffs: self.counters.handoffs.load(Ordering::Relaxed),
+            hibernations: self.counters.hibernations.load(Ordering::Relaxed),
+            wakeups: self.counters.wakeups.load(Ordering::Relaxed),
         }
     }
 

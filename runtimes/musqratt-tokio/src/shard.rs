@@ -63,6 +63,8 @@ pub(crate) fn links(shards: usize) -> Links {
 /// Everything a shard thread starts with.
 pub(crate) struct Context {
     pub(crate) engine: Config,
+    /// [`BrokerConfig::hibernate_after`](crate::BrokerConfig::hibernate_after).
+    pub(crate) hibernate_after: Option<Duration>,
     pub(crate) listeners: Vec<StdListener>,
     /// This shard's MQTT-SN sockets, one per address, and what all shards share of them.
     pub(crate) sn_sockets: Vec<std::net::UdpSocket>,
@@ -79,7 +81,7 @@ pub(crate) struct Context {
 /// not done yet, and how to wake the task. Here rather than in the task's future, which stays
 /// two words (see `connection`): the map's slack costs less than tokio's 128-byte steps.
 pub(crate) struct Slot {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     /// Chunks to write, in order ([`Action::Send`]).
     pub(crate) queue: WriteQueue,
     /// [`Action::Handoff`] came: move the socket there with these bytes (boxed: rare, and 40
@@ -91,14 +93,21 @@ pub(crate) struct Slot {
     pub(crate) close: bool,
     /// The connection is in `Shard::parked`, waiting for the links to have room.
     pub(crate) parked: bool,
+    /// The task read or wrote since the last hibernation sweep.
+    pub(crate) active: bool,
+    /// The last sweep found the connection silent: its task hibernates it unless it has
+    /// something to do.
+    pub(crate) hibernate: bool,
 }
 
-impl Slot {
-    fn wake(&self) {
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
-        }
-    }
+/// A connection's socket: served by its task, or hibernating without one (see `hibernate`).
+pub(crate) enum Stream {
+    /// Registered with tokio and read and written by the connection's task.
+    Awake(TcpStream),
+    /// In the shard's epoll set only, with no task: woken by the peer or by the broker.
+    Hibernating(std::net::TcpStream),
+    /// Between the two, within one borrow of the shard: never seen by a task.
+    Moving,
 }
 
 /// Emptied write queues kept for reuse: a connection that writes takes one and gives it back
@@ -190,6 +199,12 @@ pub(crate) struct Shard {
     /// Drops not logged yet, and when a drop was last logged on its own: a slow subscriber
     /// would otherwise flood the log.
     drops: (u64, Option<std::time::Instant>),
+    /// Where hibernating connections wait, when hibernation is on.
+    pub(crate) hibernation: Option<crate::hibernate::Hibernation>,
+    /// Connections whose socket was lost while waking, for the engine (see `drain`).
+    pub(crate) lost: Vec<ConnectionId>,
+    /// The shard itself, for the tasks of connections woken from hibernation.
+    pub(crate) me: std::rc::Weak<RefCell<Shard>>,
 }
 
 impl Shard {
@@ -233,8 +248,22 @@ impl Shard {
         for conn in core::mem::take(&mut self.parked) {
             if let Some(slot) = self.conns.get_mut(&conn) {
                 slot.parked = false;
-                slot.wake();
+                self.wake(conn);
             }
+        }
+    }
+
+    /// Wakes a connection's task, or, for a hibernating connection, gives it one again.
+    pub(crate) fn wake(&mut self, conn: ConnectionId) {
+        let Some(slot) = self.conns.get_mut(&conn) else { return };
+        match &slot.stream {
+            Stream::Awake(_) => {
+                if let Some(waker) = &slot.waker {
+                    waker.wake_by_ref();
+                }
+            }
+            Stream::Hibernating(_) => crate::hibernate::wake(self, conn),
+            Stream::Moving => {}
         }
     }
 
@@ -243,7 +272,22 @@ impl Shard {
         ConnectionId(self.next_conn << 16 | u64::from(self.id.0))
     }
 
-    fn drain(&mut self) {
+    /// Carries out the engine's actions, and tells it of connections lost on the way.
+    pub(crate) fn drain(&mut self) {
+        loop {
+            self.drain_actions();
+            let Some(conn) = self.lost.pop() else { break };
+            let now = self.now();
+            self.engine.handle_input(now, Input::Closed { conn });
+        }
+        let next = self.engine.poll_timeout();
+        if next != self.armed {
+            self.armed = next;
+            self.timer.notify_one();
+        }
+    }
+
+    fn drain_actions(&mut self) {
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Send { conn, bytes } => {
@@ -255,22 +299,23 @@ impl Shard {
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         // The task looks at its queue before every wait: only an empty queue
                         // becoming non-empty needs a wake-up.
-                        if slot.queue.is_empty() {
-                            slot.wake();
-                        }
+                        let was_empty = slot.queue.is_empty();
                         slot.queue.push_back(bytes, &mut self.spare_queues);
+                        if was_empty {
+                            self.wake(conn);
+                        }
                     }
                 }
                 Action::Close { conn } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         slot.close = true;
-                        slot.wake();
+                        self.wake(conn);
                     }
                 }
                 Action::Handoff { conn, to, bytes } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         slot.handoff = Some(Box::new((to, bytes)));
-                        slot.wake();
+                        self.wake(conn);
                     }
                 }
                 Action::ToShard { to, message } => {
@@ -307,11 +352,6 @@ impl Shard {
                 Action::Event(event) => self.log(&event),
                 _ => {}
             }
-        }
-        let next = self.engine.poll_timeout();
-        if next != self.armed {
-            self.armed = next;
-            self.timer.notify_one();
         }
     }
 
@@ -424,6 +464,7 @@ pub(crate) fn run(context: Context) {
 async fn shard_main(context: Context) {
     let Context {
         engine,
+        hibernate_after,
         listeners,
         sn_sockets,
         sn_shared,
@@ -471,27 +512,41 @@ async fn shard_main(context: Context) {
     // A new engine may have a deadline already (MQTT-SN's first ADVERTISE is due at once): the
     // timer task starts armed with it instead of waiting for the first input.
     let armed = engine.poll_timeout();
-    let shard = Rc::new(RefCell::new(Shard {
-        id,
-        engine,
-        epoch,
-        conns: HashMap::new(),
-        next_conn: 0,
-        links,
-        pending: 0,
-        parked: Vec::new(),
-        spare_queues: Vec::new(),
-        uncongested: Rc::new(Notify::new()),
-        timer: Rc::new(Notify::new()),
-        armed,
-        conn_ended: Rc::new(Notify::new()),
-        shutting_down: false,
-        guard: PanicGuard { counters: counters.clone(), shutdown: stop },
-        counters,
-        drops: (0, None),
-        read_scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
-        udp: udp.clone(),
-    }));
+    let (hibernation, hibernation_poll) =
+        match hibernate_after.map(crate::hibernate::Hibernation::new).transpose() {
+            Ok(Some((hibernation, poll))) => (Some(hibernation), Some(poll)),
+            Ok(None) => (None, None),
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+    let shard = Rc::new_cyclic(|me| {
+        RefCell::new(Shard {
+            id,
+            engine,
+            epoch,
+            conns: HashMap::new(),
+            next_conn: 0,
+            links,
+            pending: 0,
+            parked: Vec::new(),
+            spare_queues: Vec::new(),
+            uncongested: Rc::new(Notify::new()),
+            timer: Rc::new(Notify::new()),
+            armed,
+            conn_ended: Rc::new(Notify::new()),
+            shutting_down: false,
+            guard: PanicGuard { counters: counters.clone(), shutdown: stop },
+            counters,
+            drops: (0, None),
+            read_scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
+            udp: udp.clone(),
+            hibernation,
+            lost: Vec::new(),
+            me: me.clone(),
+        })
+    });
     let forwarders: Vec<(usize, Rc<Notify>, mpsc::Sender<Mail>)> = shard
         .borrow()
         .links
@@ -503,6 +558,9 @@ async fn shard_main(context: Context) {
         spawn(&shard, forward(shard.clone(), to, wake, tx));
     }
     spawn(&shard, timers(shard.clone()));
+    if let Some(poll) = hibernation_poll {
+        spawn(&shard, crate::hibernate::run(shard.clone(), poll));
+    }
     spawn(&shard, report_drops(shard.clone()));
     spawn(&shard, receive(shard.clone(), mailbox));
     for listener in listeners {
@@ -583,12 +641,14 @@ fn start_connection(
         None => state.new_conn_id(),
     };
     let slot = Slot {
-        stream,
+        stream: Stream::Awake(stream),
         queue: WriteQueue::default(),
         handoff: None,
         waker: None,
         close: false,
         parked: false,
+        active: true,
+        hibernate: false,
     };
     state.conns.insert(conn, Box::new(slot));
     // Not `spawn`: the task's panic guard is `Connection`'s `Drop`, which keeps the future at
