@@ -16,6 +16,9 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-10000}
+# How long `conns` holds its connections idle before reading RSS: long enough for musqratt's
+# hibernation (5-10 s of silence) and jemalloc's purge of the pages it frees (~10 s decay).
+HOLD=${HOLD:-30s}
 SCENARIOS=${SCENARIOS:-"conns lat_q0 tp_q0_1x1 tp_q1_1x1 tp_q1_4x2 fan_q0_50"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 TARGET=$CARGO_TARGET_DIR/release
@@ -110,7 +113,7 @@ scenario_args() {
         tp_q1_1x1) echo "throughput --qos 1 --publishers 1 --subscribers 1" ;;
         tp_q1_4x2) echo "throughput --qos 1 --publishers 4 --subscribers 2" ;;
         fan_q0_50) echo "fanout --qos 0 --subscribers 50" ;;
-        conns) echo "conns --connections $CONNS --parallel 128 --hold 2s" ;;
+        conns) echo "conns --connections $CONNS --parallel 128 --hold $HOLD" ;;
         *) echo "unknown scenario $1" >&2; exit 1 ;;
     esac
 }

@@ -93,7 +93,9 @@ fn main() -> ExitCode {
     }
     // jemalloc purges dirty pages only when threads allocate or free, unless its background
     // thread does it: the memory of connections going idle (their tasks and I/O registrations,
-    // freed by hibernation) stayed resident in a quiet broker without it (docs/adr/0009).
+    // freed by hibernation) stayed resident in a quiet broker without it (docs/adr/0009). One
+    // such thread: jemalloc would start one per core, competing with the shards for them.
+    let _ = tikv_jemalloc_ctl::max_background_threads::write(1);
     if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(%error, "jemalloc's background purging not enabled");
     }

@@ -51,7 +51,14 @@ impl Hibernation {
 /// Hibernates a connection whose task is ending with nothing to do (`End::Hibernate`): the
 /// socket leaves tokio for the shard's epoll set. A socket that fails on the way is lost.
 pub(crate) fn hibernate(state: &mut Shard, conn: ConnectionId) {
-    let (Some(hibernation), Some(slot)) = (&state.hibernation, state.conns.get_mut(&conn)) else {
+    let Some(slot) = state.conns.get_mut(&conn) else { return };
+    let Some(hibernation) = &state.hibernation else {
+        // Hibernation stopped (see `run`) after the sweep asked: the connection goes on awake,
+        // with a task again.
+        slot.hibernate = false;
+        if let Some(shard) = state.me.upgrade() {
+            tokio::task::spawn_local(Connection::new(shard, conn));
+        }
         return;
     };
     let stream = match core::mem::replace(&mut slot.stream, Stream::Moving) {
@@ -183,6 +190,9 @@ pub(crate) async fn run(shard: Rc<RefCell<Shard>>, poll: Poll) {
         .collect();
     for conn in hibernating {
         wake(&mut state, conn);
+    }
+    for slot in state.conns.values_mut() {
+        slot.hibernate = false;
     }
     state.hibernation = None;
     state.drain();
