@@ -2,9 +2,9 @@
 //!
 //! The task is a hand-written future of two words (the shard and the connection number): the
 //! socket, the queue of bytes to write and the task's waker live in the connection's
-//! [`Slot`](crate::shard::Slot) in the shard. An idle connection costs its tokio task, and tokio
-//! lays a task out on 128-byte boundaries (header, scheduler, future, trailer): with this future
-//! the task is one 128-byte block. The `async fn` it replaces (a `select!` over the socket's
+//! [`Slot`](crate::shard::Slot) in the shard. A connection costs its tokio task until it
+//! hibernates (`hibernate`: then it has none), and tokio lays a task out on 128-byte boundaries
+//! (header, scheduler, future, trailer): with this future the task is one 128-byte block. The `async fn` it replaces (a `select!` over the socket's
 //! readiness and two `Notify`s, the socket, the shard's `Rc`s, a per-connection `Rc<Notify>`)
 //! made a 768-byte task plus a 48-byte `Notify` per connection: measured with heaptrack, 10,000
 //! idle connections, the largest per-connection cost of the broker.

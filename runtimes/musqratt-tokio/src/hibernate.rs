@@ -7,7 +7,7 @@
 //! stays as it was: a hibernating client is connected, its keep alive runs, messages for it
 //! arrive. Whatever needs the socket wakes it: the peer sending (or closing), or the engine
 //! writing to it, closing it or handing it to another shard ([`Shard::wake`]). Waking costs two
-//! `epoll_ctl` calls and a task; a connection silent for [`Hibernation::after`] is expected to
+//! `epoll_ctl` calls and a task; a connection silent for the configured time is expected to
 //! stay so for longer (a sensor publishing once a minute).
 //!
 //! A sweep every `after` marks the connections that did nothing since the sweep before; their
