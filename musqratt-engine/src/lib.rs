@@ -68,6 +68,7 @@ pub use engine::Engine;
 pub use ids::{ConnectionId, PeerId, ShardId};
 pub use io::{Action, AuthDecision, AuthRequest, DropReason, Event, Input, ShardMessage};
 pub use musqratt_proto as proto;
+pub use shards::owner_of;
 pub use sn::peers::PeerTable;
 pub use sn::wireless_node;
 pub use time::Instant;

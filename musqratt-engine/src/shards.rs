@@ -55,13 +55,28 @@ pub(crate) enum ShardMessageKind {
 /// A member of a shared group: the group and the member's client identifier.
 pub(crate) type Member = (GroupKey, ByteString);
 
-/// The shard that owns a client identifier: FNV-1a, stable across runs and platforms.
-pub(crate) fn owner_of(client_id: &str, shard_count: u16) -> ShardId {
+/// The shard that owns a client identifier: where its session lives and its connection is served
+/// (docs/adr/0001). Runtimes, tests and benches that need to know where a client lands call this
+/// one function.
+///
+/// FNV-1a over the bytes, then MurmurHash3's 64-bit finalizer, then the remainder: stable across
+/// runs, platforms and runtimes. The finalizer matters: FNV-1a's low bits depend only on the low
+/// bits of each byte, so with a power-of-two shard count any two identifiers differing in one
+/// character of different parity (`sensor-1`/`sensor-2`, `app-pub`/`app-sub`) always landed on
+/// different shards, and a publisher and its subscriber paid a hop between threads on every
+/// message (docs/adr/0010).
+#[must_use]
+pub fn owner_of(client_id: &str, shard_count: u16) -> ShardId {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in client_id.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
     ShardId((hash % u64::from(shard_count.max(1))) as u16)
 }
 

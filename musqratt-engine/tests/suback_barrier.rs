@@ -12,14 +12,9 @@ use musqratt_engine::{
 
 const NOW: Instant = Instant::ZERO;
 
-/// The owner shard of a client id out of 2 (FNV-1a, as the engine computes it).
+/// The owner shard of a client id out of 2.
 fn owner(client_id: &str) -> u16 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in client_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % 2) as u16
+    musqratt_engine::owner_of(client_id, 2).0
 }
 
 fn id_on(shard: u16, prefix: &str) -> String {

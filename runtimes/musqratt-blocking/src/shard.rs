@@ -288,14 +288,9 @@ mod tests {
     use super::*;
     use crate::conn::Route;
 
-    /// FNV-1a, as the engine picks owner shards.
+    /// The engine's owner shard out of 2.
     fn owner_of(client_id: &str) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in client_id.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash % 2
+        u64::from(musqratt_engine::owner_of(client_id, 2).0)
     }
 
     /// Bytes the reader sent before the handoff, still in the old shard's channel, travel with

@@ -25,14 +25,10 @@ pub(crate) struct Client {
     buf: BytesMut,
 }
 
-/// The owner shard of a client identifier, as the engine computes it (FNV-1a).
+/// The owner shard of a client identifier (the engine's function).
 pub(crate) fn owner_of(client_id: &str, shards: u64) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in client_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash % shards
+    let shards = u16::try_from(shards).expect("shard count fits u16");
+    u64::from(musqratt_engine::owner_of(client_id, shards).0)
 }
 
 /// A client identifier starting with `prefix` that hashes to `shard` of `shards`.
