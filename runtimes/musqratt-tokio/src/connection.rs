@@ -5,27 +5,27 @@
 //! [`Slot`](crate::shard::Slot) in the shard. A connection costs its tokio task until it
 //! hibernates (`hibernate`: then it has none), and tokio lays a task out on 128-byte boundaries
 //! (header, scheduler, future, trailer): with this future the task is one 128-byte block. The `async fn` it replaces (a `select!` over the socket's
-//! readiness and two `Notify`s, the socket, the shard's `Rc`s, a per-connection `Rc<Notify>`)
+//! readiness and two `Notify`s, the socket, the shard's `Rc`s, a per-connection `Arc<Notify>`)
 //! made a 768-byte task plus a 48-byte `Notify` per connection: measured with heaptrack, 10,000
 //! idle connections, the largest per-connection cost of the broker.
 
-use core::cell::RefCell;
 use core::pin::Pin;
 use core::sync::atomic::Ordering;
 use core::task::{Context, Poll};
 use core::time::Duration;
 use std::io::{self, IoSlice};
-use std::rc::Rc;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use musqratt_engine::{ConnectionId, Input};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::shard::{Mail, Shard, Slot, Stream};
+use std::sync::Arc;
+
+use crate::shard::{Mail, Shard, ShardLock, Slot, Stream};
 
 /// Chunks handed to one vectored write.
-const MAX_IOVECS: usize = 64;
+pub(crate) const MAX_IOVECS: usize = 64;
 /// How long a closed connection still reads and discards what the peer sends, so that the
 /// kernel does not answer unread data with a reset that could destroy our last packets.
 const LINGER: Duration = Duration::from_millis(500);
@@ -45,14 +45,29 @@ enum End {
     Gone,
 }
 
+/// What the task last saw of its slot before waiting: if it changed before the waker was back
+/// in the slot, nobody could wake the task for it.
+#[derive(Default, PartialEq, Eq)]
+struct Seen {
+    queued: bool,
+    close: bool,
+    handoff: bool,
+}
+
+impl Seen {
+    fn of(slot: &Slot) -> Self {
+        Self { queued: !slot.queue.is_empty(), close: slot.close, handoff: slot.handoff.is_some() }
+    }
+}
+
 /// The task of one connection (its socket is in the shard's [`Slot`]).
 pub(crate) struct Connection {
-    shard: Rc<RefCell<Shard>>,
+    shard: Arc<ShardLock>,
     conn: ConnectionId,
 }
 
 impl Connection {
-    pub(crate) fn new(shard: Rc<RefCell<Shard>>, conn: ConnectionId) -> Self {
+    pub(crate) fn new(shard: Arc<ShardLock>, conn: ConnectionId) -> Self {
         Self { shard, conn }
     }
 
@@ -62,27 +77,33 @@ impl Connection {
     fn serve(&self, cx: &mut Context<'_>) -> Poll<End> {
         // Out of the slot while this poll runs: what the engine queues for this connection from
         // inside this poll is seen by the loop below without waking the task again.
-        let waker = match self.shard.borrow_mut().conns.get_mut(&self.conn) {
+        let waker = match self.shard.lock().conns.get_mut(&self.conn) {
             Some(slot) => slot.waker.take(),
             None => return Poll::Ready(End::Closed),
         };
-        let end = self.serve_loop(cx);
+        let mut seen = Seen::default();
+        let end = self.serve_loop(cx, &mut seen);
         if end.is_pending() {
-            let mut state = self.shard.borrow_mut();
+            let mut state = self.shard.lock();
             if let Some(slot) = state.conns.get_mut(&self.conn) {
                 slot.waker = match waker {
                     Some(waker) if waker.will_wake(cx.waker()) => Some(waker),
                     _ => Some(cx.waker().clone()),
                 };
+                // Another shard's thread may have queued bytes (or a close) between the last
+                // look and now, while the waker was out of the slot: look again.
+                if seen != Seen::of(slot) {
+                    cx.waker().wake_by_ref();
+                }
             }
         }
         end
     }
 
-    fn serve_loop(&self, cx: &mut Context<'_>) -> Poll<End> {
+    fn serve_loop(&self, cx: &mut Context<'_>, seen: &mut Seen) -> Poll<End> {
         let conn = self.conn;
         loop {
-            let mut state = self.shard.borrow_mut();
+            let mut state = self.shard.lock();
             let state = &mut *state;
             let congested = state.congested();
             let Some(slot) = state.conns.get_mut(&conn) else { return Poll::Ready(End::Closed) };
@@ -157,6 +178,7 @@ impl Connection {
             if slot.hibernate && slot.queue.is_empty() && !slot.close && !handoff && !slot.parked {
                 return Poll::Ready(End::Hibernate);
             }
+            *seen = Seen::of(slot);
             return Poll::Pending;
         }
     }
@@ -164,7 +186,7 @@ impl Connection {
     /// Forgets the slot and does what the end asks: linger, tell the engine, or hand the socket
     /// to another shard; or keeps the slot and hibernates the socket.
     fn finish(&self, end: End) {
-        let mut state = self.shard.borrow_mut();
+        let mut state = self.shard.lock();
         let conn = self.conn;
         let slot = match end {
             End::Hibernate | End::Gone => None,
@@ -178,7 +200,7 @@ impl Connection {
                 // A task of its own: only closing connections need `linger`'s state (a 1 KiB
                 // sink buffer, the socket, a timer).
                 crate::shard::spawn(&self.shard, linger(stream));
-                state = self.shard.borrow_mut();
+                state = self.shard.lock();
             }
             (End::Closed, _) => {}
             (End::Lost, _) => state.input(Input::Closed { conn }),
@@ -221,7 +243,7 @@ impl Drop for Connection {
     /// task would take it past 128 bytes.
     fn drop(&mut self) {
         if std::thread::panicking() {
-            if let Ok(state) = self.shard.try_borrow() {
+            if let Some(state) = self.shard.try_lock() {
                 state.guard.trip();
             }
         }
@@ -250,16 +272,7 @@ fn flush(state: &mut Shard, conn: ConnectionId) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut left = written;
-        while let Some(front) = slot.queue.front_mut() {
-            if front.len() <= left {
-                left -= front.len();
-                slot.queue.pop_front();
-            } else {
-                front.advance(left);
-                break;
-            }
-        }
+        slot.queue.consume(written);
         state.input(Input::Written { conn, bytes: written });
     }
 }

@@ -14,12 +14,10 @@
 //! task hibernates them when it next finds nothing to read or write. A connection therefore
 //! hibernates after between once and twice `after` of silence.
 
-use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -28,7 +26,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 
 use crate::connection::Connection;
-use crate::shard::{Shard, Stream};
+use std::sync::Arc;
+
+use crate::shard::{Shard, ShardLock, Stream};
 
 /// Readiness events taken from the epoll set per call.
 const EVENTS: usize = 256;
@@ -147,8 +147,8 @@ fn sweep(state: &mut Shard) {
 
 /// The shard's hibernation task: sweeps, and wakes the connections whose socket is readable
 /// (data, a close or an error).
-pub(crate) async fn run(shard: Rc<RefCell<Shard>>, poll: Poll) {
-    let Some(after) = shard.borrow().hibernation.as_ref().map(|h| h.after) else { return };
+pub(crate) async fn run(shard: Arc<ShardLock>, poll: Poll) {
+    let Some(after) = shard.lock().hibernation.as_ref().map(|h| h.after) else { return };
     // SAFETY: `Poll` owns its epoll descriptor (closed only when the `Poll` is dropped, which
     // the `AsyncFd` owning it does first thing after deregistering) and `as_raw_fd` always
     // returns that one descriptor: what `register_with_interest` asks of its caller.
@@ -162,7 +162,7 @@ pub(crate) async fn run(shard: Rc<RefCell<Shard>>, poll: Poll) {
             sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = sweeps.tick() => sweep(&mut shard.borrow_mut()),
+                    _ = sweeps.tick() => sweep(&mut shard.lock()),
                     ready = poll.readable_mut() => {
                         let woken = ready.and_then(|mut guard| {
                             wake_ready(&shard, guard.get_inner_mut(), &mut events)?;
@@ -180,8 +180,8 @@ pub(crate) async fn run(shard: Rc<RefCell<Shard>>, poll: Poll) {
     };
     // Without its epoll set the shard cannot hibernate: every hibernating connection wakes and
     // none hibernates any more.
-    tracing::error!(shard = shard.borrow().id.0, %failed, "hibernation stopped");
-    let mut state = shard.borrow_mut();
+    tracing::error!(shard = shard.lock().id.0, %failed, "hibernation stopped");
+    let mut state = shard.lock();
     let hibernating: Vec<ConnectionId> = state
         .conns
         .iter()
@@ -199,7 +199,7 @@ pub(crate) async fn run(shard: Rc<RefCell<Shard>>, poll: Poll) {
 }
 
 /// Wakes the connections of every event in the epoll set, until there is none.
-fn wake_ready(shard: &RefCell<Shard>, poll: &mut Poll, events: &mut Events) -> io::Result<()> {
+fn wake_ready(shard: &ShardLock, poll: &mut Poll, events: &mut Events) -> io::Result<()> {
     loop {
         match poll.poll(events, Some(Duration::ZERO)) {
             Ok(()) => {}
@@ -209,7 +209,7 @@ fn wake_ready(shard: &RefCell<Shard>, poll: &mut Poll, events: &mut Events) -> i
         if events.is_empty() {
             return Ok(());
         }
-        let mut state = shard.borrow_mut();
+        let mut state = shard.lock();
         for event in events.iter() {
             let Ok(conn) = u64::try_from(event.token().0) else { continue };
             let conn = ConnectionId(conn);

@@ -97,6 +97,8 @@ pub(crate) struct Counters {
     pub(crate) handoffs: AtomicU64,
     pub(crate) hibernations: AtomicU64,
     pub(crate) wakeups: AtomicU64,
+    pub(crate) direct_steps: AtomicU64,
+    pub(crate) direct_writes: AtomicU64,
     /// Set when a shard thread panicked (the broker then stops).
     pub(crate) failed: AtomicBool,
 }
@@ -113,6 +115,11 @@ pub struct Stats {
     pub hibernations: u64,
     /// Times a hibernating connection woke: its peer sent, or the broker had something for it.
     pub wakeups: u64,
+    /// Messages between shards handled by the sending shard's thread, in person, instead of
+    /// waking the receiving shard's thread (docs/adr/0010).
+    pub direct_steps: u64,
+    /// Deliveries written whole to a socket by another shard's thread in such a step.
+    pub direct_writes: u64,
 }
 
 /// Starts a graceful shutdown from anywhere (a signal handler, another thread).
@@ -184,6 +191,7 @@ impl Broker {
                 sn_shared: sn_shared.clone(),
                 mailbox,
                 peers: links.senders.clone(),
+                directory: links.directory.clone(),
                 shutdown: shutdown.clone(),
                 counters: broker.counters.clone(),
                 epoch: links.epoch,
@@ -259,6 +267,8 @@ impl Broker {
             handoffs: self.counters.handoffs.load(Ordering::Relaxed),
             hibernations: self.counters.hibernations.load(Ordering::Relaxed),
             wakeups: self.counters.wakeups.load(Ordering::Relaxed),
+            direct_steps: self.counters.direct_steps.load(Ordering::Relaxed),
+            direct_writes: self.counters.direct_writes.load(Ordering::Relaxed),
         }
     }
 

@@ -1,16 +1,14 @@
 //! One shard: a thread, a `current_thread` runtime, a `LocalSet`, and the engine they drive.
 
-use core::cell::RefCell;
 use core::sync::atomic::Ordering;
-use core::task::Waker;
+use core::task::{Poll, Waker};
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::TcpListener as StdListener;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use musqratt_engine::{
     Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, PeerId, ShardId,
     ShardMessage,
@@ -53,11 +51,40 @@ pub(crate) struct Links {
     pub(crate) mailboxes: Vec<mpsc::Receiver<Mail>>,
     pub(crate) senders: Vec<mpsc::Sender<Mail>>,
     pub(crate) epoch: std::time::Instant,
+    pub(crate) directory: Directory,
 }
+
+/// Every shard's state, filled in by each shard thread as it starts: where a shard finds another
+/// to run a step of it in person (see [`Shard::send_mail`], docs/adr/0010). Weak: a shard that
+/// has ended is not kept alive by its peers.
+pub(crate) type Directory = Arc<[OnceLock<Weak<ShardLock>>]>;
 
 pub(crate) fn links(shards: usize) -> Links {
     let (senders, mailboxes) = (0..shards).map(|_| mpsc::channel(LINK_CAPACITY)).unzip();
-    Links { mailboxes, senders, epoch: std::time::Instant::now() }
+    let directory = (0..shards).map(|_| OnceLock::new()).collect();
+    Links { mailboxes, senders, epoch: std::time::Instant::now(), directory }
+}
+
+/// A shard's state behind its lock. The shard's own thread takes it for every task's turn;
+/// another shard's thread takes it, with `try_lock` only, to run one step of this shard in
+/// person instead of waking this thread (docs/adr/0010). Never held across an `.await`.
+pub(crate) struct ShardLock(Mutex<Shard>);
+
+impl ShardLock {
+    /// Waits for the lock. A panic while it was held stops the broker (`PanicGuard`): the state
+    /// is taken as it is for what remains of the shutdown.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shard> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lock if nobody holds it.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, Shard>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 /// Everything a shard thread starts with.
@@ -71,6 +98,7 @@ pub(crate) struct Context {
     pub(crate) sn_shared: Arc<crate::udp::SnShared>,
     pub(crate) mailbox: mpsc::Receiver<Mail>,
     pub(crate) peers: Vec<mpsc::Sender<Mail>>,
+    pub(crate) directory: Directory,
     pub(crate) shutdown: crate::ShutdownHandle,
     pub(crate) counters: Arc<Counters>,
     pub(crate) epoch: std::time::Instant,
@@ -132,11 +160,25 @@ impl WriteQueue {
         self.0.iter().flat_map(|queue| queue.iter())
     }
 
-    pub(crate) fn front_mut(&mut self) -> Option<&mut Bytes> {
+    /// Takes `written` bytes off the front: the chunks written whole, and the start of the
+    /// next.
+    pub(crate) fn consume(&mut self, mut written: usize) {
+        while let Some(front) = self.front_mut() {
+            if front.len() <= written {
+                written -= front.len();
+                self.pop_front();
+            } else {
+                front.advance(written);
+                break;
+            }
+        }
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Bytes> {
         self.0.as_mut()?.front_mut()
     }
 
-    pub(crate) fn pop_front(&mut self) -> Option<Bytes> {
+    fn pop_front(&mut self) -> Option<Bytes> {
         self.0.as_mut()?.pop_front()
     }
 
@@ -160,14 +202,30 @@ struct Link {
     tx: mpsc::Sender<Mail>,
     /// Mail waiting for room in the channel, sent in order by the link's forwarder task.
     pending: VecDeque<Mail>,
-    wake: Rc<Notify>,
+    wake: Arc<Notify>,
 }
 
-/// A shard's state, shared by its tasks as `Rc<RefCell<Shard>>`. A borrow is never held across
-/// an `.await`.
+/// A shard's state, shared by its tasks (and, a step at a time, by other shards' threads) as
+/// `Arc<ShardLock>`.
 pub(crate) struct Shard {
     pub(crate) id: ShardId,
     engine: Engine,
+    /// Mail from other shards. Taken only by whoever holds the lock, so that a step run in
+    /// person by another shard can tell whether older mail is still waiting (FIFO per link).
+    mailbox: mpsc::Receiver<Mail>,
+    /// See [`Directory`].
+    directory: Directory,
+    /// Set while another shard's thread runs a step of this shard: what needs this shard's own
+    /// thread (a task to spawn) is left in `deferred`, and queued writes are tried at once from
+    /// the stepping thread (`direct`) instead of waking the connection's task.
+    foreign: bool,
+    /// Connections whose queue went from empty to not empty in a foreign step: written by the
+    /// stepping thread at the end of the step.
+    direct: Vec<ConnectionId>,
+    /// Connections to wake on this shard's own thread (hibernating ones, woken by a foreign
+    /// step), and the signal for the task that does it.
+    deferred: Vec<ConnectionId>,
+    deferred_wake: Arc<Notify>,
     epoch: std::time::Instant,
     /// Boxed: a hash map's buckets are sized by powers of two, so an 80-byte slot inline cost
     /// ~145 B per connection; an 8-byte box in the bucket and the slot in an exact 80-byte
@@ -183,19 +241,19 @@ pub(crate) struct Shard {
     /// See [`SPARE_QUEUES`].
     spare_queues: Spare,
     /// Signalled when `pending` falls back to 0: the MQTT-SN readers wait on it.
-    pub(crate) uncongested: Rc<Notify>,
+    pub(crate) uncongested: Arc<Notify>,
     /// Signalled when the engine's next deadline changed.
-    timer: Rc<Notify>,
+    timer: Arc<Notify>,
     armed: Option<Instant>,
     /// Signalled when a connection's task ends.
-    pub(crate) conn_ended: Rc<Notify>,
+    pub(crate) conn_ended: Arc<Notify>,
     pub(crate) shutting_down: bool,
     pub(crate) counters: Arc<Counters>,
     pub(crate) guard: PanicGuard,
     /// Where the shard's connections read, one at a time (see `connection::serve`).
     pub(crate) read_scratch: Box<[u8]>,
     /// MQTT-SN over UDP, when configured.
-    pub(crate) udp: Option<Rc<SnSockets>>,
+    pub(crate) udp: Option<Arc<SnSockets>>,
     /// Drops not logged yet, and when a drop was last logged on its own: a slow subscriber
     /// would otherwise flood the log.
     drops: (u64, Option<std::time::Instant>),
@@ -204,7 +262,7 @@ pub(crate) struct Shard {
     /// Connections whose socket was lost while waking, for the engine (see `drain`).
     pub(crate) lost: Vec<ConnectionId>,
     /// The shard itself, for the tasks of connections woken from hibernation.
-    pub(crate) me: std::rc::Weak<RefCell<Shard>>,
+    pub(crate) me: Weak<ShardLock>,
 }
 
 impl Shard {
@@ -262,6 +320,8 @@ impl Shard {
                     waker.wake_by_ref();
                 }
             }
+            // A task can only be spawned on the shard's own thread.
+            Stream::Hibernating(_) if self.foreign => self.deferred.push(conn),
             Stream::Hibernating(_) => crate::hibernate::wake(self, conn),
             Stream::Moving => {}
         }
@@ -276,15 +336,81 @@ impl Shard {
     pub(crate) fn drain(&mut self) {
         loop {
             self.drain_actions();
-            let Some(conn) = self.lost.pop() else { break };
-            let now = self.now();
-            self.engine.handle_input(now, Input::Closed { conn });
+            if let Some(conn) = self.lost.pop() {
+                let now = self.now();
+                self.engine.handle_input(now, Input::Closed { conn });
+            } else if let Some(conn) = self.direct.pop() {
+                self.write_direct(conn);
+            } else {
+                break;
+            }
         }
+        // The timer task is told only of a sooner deadline: one that moved later (or went)
+        // is found when the old one fires, and a step run by another shard's thread then
+        // wakes nothing here.
         let next = self.engine.poll_timeout();
         if next != self.armed {
+            let sooner = match (next, self.armed) {
+                (Some(next), Some(armed)) => next < armed,
+                (next, _) => next.is_some(),
+            };
             self.armed = next;
-            self.timer.notify_one();
+            if sooner {
+                self.timer.notify_one();
+            }
         }
+        if self.foreign && !self.deferred.is_empty() {
+            self.deferred_wake.notify_one();
+        }
+    }
+
+    /// Runs one step of this shard for mail from another shard, on that shard's thread, which
+    /// holds this shard's lock (see [`Shard::send_mail`]).
+    fn step_in_person(&mut self, from: ShardId, message: ShardMessage) {
+        self.foreign = true;
+        self.counters.direct_steps.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        self.engine.handle_input(now, Input::FromShard { from, message });
+        self.drain();
+        self.foreign = false;
+    }
+
+    /// Writes a connection's queue from the thread running a foreign step: the delivery
+    /// reaches the socket without waking this shard's thread. Whatever the socket does not
+    /// take now (or a socket whose readiness tokio does not know yet) is left to the
+    /// connection's task, woken for it. Safe against interleaving: the task writes only while
+    /// holding the lock, which the stepping thread holds, and the queue was empty before this
+    /// step, so nothing of it was partly written.
+    fn write_direct(&mut self, conn: ConnectionId) {
+        let Some(slot) = self.conns.get_mut(&conn) else { return };
+        let Stream::Awake(stream) = &slot.stream else {
+            self.wake(conn);
+            return;
+        };
+        let mut iovecs = [io::IoSlice::new(&[]); crate::connection::MAX_IOVECS];
+        let mut count = 0;
+        for (iovec, chunk) in iovecs.iter_mut().zip(slot.queue.iter()) {
+            *iovec = io::IoSlice::new(chunk);
+            count += 1;
+        }
+        let written = match stream.try_write_vectored(&iovecs[..count]) {
+            Ok(written) if written > 0 => written,
+            // Not writable now, or failed: the task finds out and tells the engine.
+            _ => {
+                self.wake(conn);
+                return;
+            }
+        };
+        slot.queue.consume(written);
+        slot.active = true;
+        if slot.queue.is_empty() {
+            slot.queue.recycle(&mut self.spare_queues);
+            self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.wake(conn);
+        }
+        let now = self.now();
+        self.engine.handle_input(now, Input::Written { conn, bytes: written });
     }
 
     fn drain_actions(&mut self) {
@@ -301,7 +427,9 @@ impl Shard {
                         // becoming non-empty needs a wake-up.
                         let was_empty = slot.queue.is_empty();
                         slot.queue.push_back(bytes, &mut self.spare_queues);
-                        if was_empty {
+                        if was_empty && self.foreign {
+                            self.direct.push(conn);
+                        } else if was_empty {
                             self.wake(conn);
                         }
                     }
@@ -380,11 +508,31 @@ impl Shard {
     }
 
     /// Sends mail to another shard, after everything sent to it before.
+    ///
+    /// A shard message, when nothing older is waiting for that shard and its thread is not
+    /// busy, is not mailed at all: this thread takes the other shard's lock and runs the step
+    /// there in person, writing its deliveries to the sockets itself. On an idle machine waking
+    /// the other shard's thread (a halted core) cost more than the whole relay through a
+    /// single-threaded broker; this way a message between shards wakes one broker thread, as
+    /// one within a shard does (docs/adr/0010).
     pub(crate) fn send_mail(&mut self, to: ShardId, mail: Mail) {
         let Some(Some(link)) = self.links.get_mut(usize::from(to.0)) else {
             tracing::error!(shard = self.id.0, to = to.0, "mail for an unknown shard dropped");
             return;
         };
+        let mail = match mail {
+            Mail::Message { from, message } if link.pending.is_empty() && !self.foreign => {
+                match self.directory.get(usize::from(to.0)).and_then(OnceLock::get) {
+                    Some(peer) => match in_person(peer, from, message) {
+                        Ok(()) => return,
+                        Err(message) => Mail::Message { from, message },
+                    },
+                    None => Mail::Message { from, message },
+                }
+            }
+            other => other,
+        };
+        let Some(Some(link)) = self.links.get_mut(usize::from(to.0)) else { return };
         if link.pending.is_empty() {
             match link.tx.try_send(mail) {
                 Ok(()) => return,
@@ -400,6 +548,22 @@ impl Shard {
         }
         self.pending += 1;
     }
+}
+
+/// Runs a shard message's step on `peer` from this thread if its lock is free and it has no
+/// older mail waiting (which must go first: FIFO per link); gives the message back otherwise.
+fn in_person(
+    peer: &Weak<ShardLock>,
+    from: ShardId,
+    message: ShardMessage,
+) -> Result<(), ShardMessage> {
+    let Some(peer) = peer.upgrade() else { return Err(message) };
+    let Some(mut state) = peer.try_lock() else { return Err(message) };
+    if !state.mailbox.is_empty() || state.shutting_down {
+        return Err(message);
+    }
+    state.step_in_person(from, message);
+    Ok(())
 }
 
 /// Held by every task of a shard: a task that panics leaves the engine in an unknown state, so
@@ -428,8 +592,8 @@ impl Drop for PanicGuard {
 }
 
 /// Spawns a task of the shard on its `LocalSet`, guarded against panics.
-pub(crate) fn spawn(shard: &Rc<RefCell<Shard>>, task: impl Future<Output = ()> + 'static) {
-    let guard = shard.borrow().guard.clone();
+pub(crate) fn spawn(shard: &Arc<ShardLock>, task: impl Future<Output = ()> + 'static) {
+    let guard = shard.lock().guard.clone();
     tokio::task::spawn_local(async move {
         let _guard = guard;
         task.await;
@@ -470,6 +634,7 @@ async fn shard_main(context: Context) {
         sn_shared,
         mailbox,
         peers,
+        directory,
         shutdown: stop,
         counters,
         epoch,
@@ -490,7 +655,7 @@ async fn shard_main(context: Context) {
         None
     } else {
         match SnSockets::new(sn_sockets, sn_shared) {
-            Ok(udp) => Some(Rc::new(udp)),
+            Ok(udp) => Some(Arc::new(udp)),
             Err(error) => {
                 let _ = ready.send(Err(error));
                 return;
@@ -504,7 +669,7 @@ async fn shard_main(context: Context) {
             (i != usize::from(id.0)).then(|| Link {
                 tx,
                 pending: VecDeque::new(),
-                wake: Rc::new(Notify::new()),
+                wake: Arc::new(Notify::new()),
             })
         })
         .collect();
@@ -521,10 +686,16 @@ async fn shard_main(context: Context) {
                 return;
             }
         };
-    let shard = Rc::new_cyclic(|me| {
-        RefCell::new(Shard {
+    let shard = Arc::new_cyclic(|me| {
+        ShardLock(Mutex::new(Shard {
             id,
             engine,
+            mailbox,
+            directory: directory.clone(),
+            foreign: false,
+            direct: Vec::new(),
+            deferred: Vec::new(),
+            deferred_wake: Arc::new(Notify::new()),
             epoch,
             conns: HashMap::new(),
             next_conn: 0,
@@ -532,10 +703,10 @@ async fn shard_main(context: Context) {
             pending: 0,
             parked: Vec::new(),
             spare_queues: Vec::new(),
-            uncongested: Rc::new(Notify::new()),
-            timer: Rc::new(Notify::new()),
+            uncongested: Arc::new(Notify::new()),
+            timer: Arc::new(Notify::new()),
             armed,
-            conn_ended: Rc::new(Notify::new()),
+            conn_ended: Arc::new(Notify::new()),
             shutting_down: false,
             guard: PanicGuard { counters: counters.clone(), shutdown: stop },
             counters,
@@ -545,10 +716,13 @@ async fn shard_main(context: Context) {
             hibernation,
             lost: Vec::new(),
             me: me.clone(),
-        })
+        }))
     });
-    let forwarders: Vec<(usize, Rc<Notify>, mpsc::Sender<Mail>)> = shard
-        .borrow()
+    if let Some(entry) = directory.get(usize::from(id.0)) {
+        let _ = entry.set(Arc::downgrade(&shard));
+    }
+    let forwarders: Vec<(usize, Arc<Notify>, mpsc::Sender<Mail>)> = shard
+        .lock()
         .links
         .iter()
         .enumerate()
@@ -562,7 +736,8 @@ async fn shard_main(context: Context) {
         spawn(&shard, crate::hibernate::run(shard.clone(), poll));
     }
     spawn(&shard, report_drops(shard.clone()));
-    spawn(&shard, receive(shard.clone(), mailbox));
+    spawn(&shard, receive(shard.clone()));
+    spawn(&shard, deferred_wakes(shard.clone()));
     for listener in listeners {
         spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
     }
@@ -577,15 +752,15 @@ async fn shard_main(context: Context) {
     let _ = shutdown.wait_for(|stop| *stop).await;
     tracing::debug!(shard = id.0, "shutting down");
     {
-        let mut shard = shard.borrow_mut();
+        let mut shard = shard.lock();
         shard.shutting_down = true;
         shard.input(Input::Shutdown);
     }
     let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
         loop {
-            let ended = shard.borrow().conn_ended.clone();
+            let ended = shard.lock().conn_ended.clone();
             let notified = ended.notified();
-            if shard.borrow().conns.is_empty() {
+            if shard.lock().conns.is_empty() {
                 return;
             }
             notified.await;
@@ -593,30 +768,26 @@ async fn shard_main(context: Context) {
     })
     .await;
     if flushed.is_err() {
-        let left = shard.borrow().conns.len();
+        let left = shard.lock().conns.len();
         tracing::warn!(shard = id.0, left, "connections still flushing at shutdown: dropped");
     }
 }
 
 /// Accepts connections until shutdown.
-async fn accept(
-    shard: Rc<RefCell<Shard>>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if shard.borrow().shutting_down {
+                    if shard.lock().shutting_down {
                         return;
                     }
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "TCP_NODELAY not set");
                     }
-                    shard.borrow().counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(shard = shard.borrow().id.0, %peer, "accepted");
-                    start_connection(&shard, stream, None);
+                    shard.lock().counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(shard = shard.lock().id.0, %peer, "accepted");
+                    start_connection(&shard, &mut shard.lock(), stream, None);
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -631,11 +802,11 @@ async fn accept(
 
 /// Registers a connection, starts its task and tells the engine.
 fn start_connection(
-    shard: &Rc<RefCell<Shard>>,
+    shard: &Arc<ShardLock>,
+    state: &mut Shard,
     stream: TcpStream,
     adopted: Option<(ConnectionId, BytesMut)>,
 ) {
-    let mut state = shard.borrow_mut();
     let conn = match &adopted {
         Some((conn, _)) => *conn,
         None => state.new_conn_id(),
@@ -660,50 +831,73 @@ fn start_connection(
     }
 }
 
-/// Feeds what other shards send.
-async fn receive(shard: Rc<RefCell<Shard>>, mut mailbox: mpsc::Receiver<Mail>) {
-    while let Some(mail) = mailbox.recv().await {
-        match mail {
-            Mail::Message { from, message } => {
-                shard.borrow_mut().input(Input::FromShard { from, message });
+/// Feeds what other shards send. The mail is taken off the channel under the shard's lock (see
+/// [`Shard::mailbox`]).
+async fn receive(shard: Arc<ShardLock>) {
+    core::future::poll_fn(|cx| {
+        let mut state = shard.lock();
+        loop {
+            match state.mailbox.poll_recv(cx) {
+                Poll::Ready(Some(mail)) => take_mail(&shard, &mut state, mail),
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
             }
-            Mail::Datagram { peer, bytes } => {
-                shard.borrow_mut().input(Input::Datagram { peer, bytes });
+        }
+    })
+    .await;
+}
+
+fn take_mail(shard: &Arc<ShardLock>, state: &mut Shard, mail: Mail) {
+    match mail {
+        Mail::Message { from, message } => state.input(Input::FromShard { from, message }),
+        Mail::Datagram { peer, bytes } => state.input(Input::Datagram { peer, bytes }),
+        Mail::Handoff { conn, stream, bytes } => {
+            if state.shutting_down {
+                return; // dropping the socket closes it
             }
-            Mail::Handoff { conn, stream, bytes } => {
-                if shard.borrow().shutting_down {
-                    continue; // dropping the socket closes it
-                }
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => start_connection(&shard, stream, Some((conn, bytes))),
-                    Err(error) => tracing::warn!(%conn, %error, "handed-over socket lost"),
-                }
+            match TcpStream::from_std(stream) {
+                Ok(stream) => start_connection(shard, state, stream, Some((conn, bytes))),
+                Err(error) => tracing::warn!(%conn, %error, "handed-over socket lost"),
             }
         }
     }
 }
 
+/// Wakes, on the shard's own thread, the connections that steps run by other shards' threads
+/// could not wake themselves (see [`Shard::deferred`]).
+async fn deferred_wakes(shard: Arc<ShardLock>) {
+    let signal = shard.lock().deferred_wake.clone();
+    loop {
+        signal.notified().await;
+        let mut state = shard.lock();
+        for conn in core::mem::take(&mut state.deferred) {
+            state.wake(conn);
+        }
+        state.drain();
+    }
+}
+
 /// Sends, in order, the mail that did not fit a link's channel when it was sent.
-async fn forward(shard: Rc<RefCell<Shard>>, to: usize, wake: Rc<Notify>, tx: mpsc::Sender<Mail>) {
+async fn forward(shard: Arc<ShardLock>, to: usize, wake: Arc<Notify>, tx: mpsc::Sender<Mail>) {
     loop {
         wake.notified().await;
         loop {
             // Room first, then the oldest mail: nothing overtakes it meanwhile, since mail is
             // only sent directly while `pending` is empty.
             let Ok(permit) = tx.reserve().await else {
-                let mut state = shard.borrow_mut();
+                let mut state = shard.lock();
                 let dropped = state.links[to].as_mut().map_or(0, |l| l.pending.drain(..).count());
                 state.pending -= dropped;
                 break;
             };
-            let mut state = shard.borrow_mut();
+            let mut state = shard.lock();
             let Some(mail) = state.links[to].as_mut().and_then(|l| l.pending.pop_front()) else {
                 break;
             };
             permit.send(mail);
             state.pending -= 1;
         }
-        let mut state = shard.borrow_mut();
+        let mut state = shard.lock();
         if state.pending == 0 {
             state.unpark();
             state.uncongested.notify_waiters();
@@ -712,19 +906,19 @@ async fn forward(shard: Rc<RefCell<Shard>>, to: usize, wake: Rc<Notify>, tx: mps
 }
 
 /// Calls the engine back when its next deadline comes.
-async fn timers(shard: Rc<RefCell<Shard>>) {
+async fn timers(shard: Arc<ShardLock>) {
     let (timer, epoch) = {
-        let state = shard.borrow();
+        let state = shard.lock();
         (state.timer.clone(), state.epoch)
     };
     loop {
-        let armed = shard.borrow().armed;
+        let armed = shard.lock().armed;
         let when = armed.and_then(|at| epoch.checked_add(Duration::from_micros(at.as_micros())));
         match when {
             None => timer.notified().await,
             Some(when) => {
                 tokio::select! {
-                    () = tokio::time::sleep_until(when.into()) => shard.borrow_mut().timeout(),
+                    () = tokio::time::sleep_until(when.into()) => shard.lock().timeout(),
                     () = timer.notified() => {}
                 }
             }
@@ -733,12 +927,12 @@ async fn timers(shard: Rc<RefCell<Shard>>) {
 }
 
 /// Logs, once per [`DROP_LOG_INTERVAL`], how many dropped messages were not logged one by one.
-async fn report_drops(shard: Rc<RefCell<Shard>>) {
+async fn report_drops(shard: Arc<ShardLock>) {
     let mut interval = tokio::time::interval(DROP_LOG_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let mut state = shard.borrow_mut();
+        let mut state = shard.lock();
         if state.drops.0 > 0 {
             let dropped = core::mem::take(&mut state.drops.0);
             tracing::warn!(shard = state.id.0, dropped, "more messages dropped");

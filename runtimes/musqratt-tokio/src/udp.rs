@@ -10,10 +10,8 @@
 //!
 //! [`Action::HandoffPeer`]: musqratt_engine::Action::HandoffPeer
 
-use core::cell::RefCell;
 use core::net::SocketAddr;
 use std::io;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -21,7 +19,7 @@ use musqratt_engine::{Input, PeerId, PeerTable, ShardId};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use crate::shard::{Mail, Shard};
+use crate::shard::{Mail, ShardLock};
 
 /// The largest datagram read: a UDP payload's limit, so nothing is ever truncated (an MQTT-SN
 /// message longer than the engine accepts is refused by its decoder, not cut here).
@@ -159,12 +157,12 @@ fn bind(addr: SocketAddr, broadcast: bool) -> io::Result<std::net::UdpSocket> {
 }
 
 /// Reads the shard's socket `index` until the shard stops.
-pub(crate) async fn read(shard: Rc<RefCell<Shard>>, sockets: Rc<SnSockets>, index: usize) {
+pub(crate) async fn read(shard: Arc<ShardLock>, sockets: Arc<SnSockets>, index: usize) {
     let mut buf = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
     let Some(socket) = sockets.sockets.get(index) else { return };
     loop {
         let congested = {
-            let state = shard.borrow();
+            let state = shard.lock();
             state.congested().then(|| state.uncongested.clone())
         };
         if let Some(uncongested) = congested {
@@ -184,7 +182,7 @@ pub(crate) async fn read(shard: Rc<RefCell<Shard>>, sockets: Rc<SnSockets>, inde
         let bytes = Bytes::copy_from_slice(&buf[..len]);
         let node = musqratt_engine::wireless_node(&bytes);
         {
-            let mut state = shard.borrow_mut();
+            let mut state = shard.lock();
             let shards = state.shard_count();
             let (peer, to) = {
                 let mut table = sockets.shared.table();
