@@ -50,7 +50,10 @@ def median_run(rs, key):
 def latency_cdf(runs, out):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for broker in BROKERS + ["relay"]:
-        case = "floor_lat" if broker == "relay" else "lat_q0"
+        # lat_q0_diff (publisher and subscriber on different musqratt shards) is what older
+        # files called lat_q0.
+        case = "floor_lat" if broker == "relay" else (
+            "lat_q0_diff" if ("lat_q0_diff", broker) in runs else "lat_q0")
         r = median_run(runs.get((case, broker), []), lambda r: r["results"]["latency_us"]["p99"])
         if r is None:
             continue

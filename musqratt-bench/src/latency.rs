@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use musqratt_proto::mqtt::Packet;
 
+use crate::Placement;
 use crate::report::histogram;
 use crate::sys::{precise_timer_slack, spin_sleep_until};
 use crate::wire::{self, SyncConn};
@@ -31,6 +32,49 @@ pub(crate) struct LatencyCfg {
     pub(crate) window: u64,
     pub(crate) spin: Duration,
     pub(crate) drain: Duration,
+    /// Client ids of the MQTT publisher and subscriber (the MQTT-SN path names its own).
+    pub(crate) pub_id: String,
+    pub(crate) sub_id: String,
+}
+
+/// The latency clients' ids, chosen for a [`Placement`], and the shards musqratt puts them on.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientIds {
+    pub(crate) pub_id: String,
+    pub(crate) sub_id: String,
+    pub(crate) pub_shard: u16,
+    pub(crate) sub_shard: u16,
+}
+
+impl ClientIds {
+    /// The plain ids for `Any`; otherwise the publisher's id gets a counter appended until
+    /// `musqratt_engine::owner_of` puts it on the subscriber's shard (`Same`) or another one
+    /// (`Different`) among `shards`. Choosing ids rather than asking the broker keeps the bench
+    /// usable against any broker, and a latency figure comes with the placement it had.
+    pub(crate) fn pick(placement: Placement, shards: u16) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            placement != Placement::Different || shards > 1,
+            "--placement different needs --shards 2 or more"
+        );
+        let shard = |id: &str| musqratt_engine::owner_of(id, shards).0;
+        let sub_id = wire::client_id("lat-sub", 0);
+        let sub_shard = shard(&sub_id);
+        let base = wire::client_id("lat-pub", 0);
+        let wanted = |pub_shard: u16| match placement {
+            Placement::Any => true,
+            Placement::Same => pub_shard == sub_shard,
+            Placement::Different => pub_shard != sub_shard,
+        };
+        // With a well-mixed hash each try succeeds with probability 1/shards or more.
+        for n in 0..100_000_u32 {
+            let pub_id = if n == 0 { base.clone() } else { format!("{base}-{n}") };
+            let pub_shard = shard(&pub_id);
+            if wanted(pub_shard) {
+                return Ok(Self { pub_id, sub_id, pub_shard, sub_shard });
+            }
+        }
+        anyhow::bail!("no publisher id found for placement {placement:?} over {shards} shards")
+    }
 }
 
 /// What one latency run measured.
@@ -86,9 +130,9 @@ fn timed_out(error: &std::io::Error) -> bool {
 /// messages received.
 pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result<LatencyOut> {
     let topic = format!("mqb/{}/lat", wire::client_id("t", 0));
-    let mut sub = SyncConn::connect(&cfg.addr, &wire::client_id("lat-sub", 0), wire::KEEP_ALIVE)?;
+    let mut sub = SyncConn::connect(&cfg.addr, &cfg.sub_id, wire::KEEP_ALIVE)?;
     sub.subscribe(&topic, cfg.qos)?;
-    let publisher = SyncConn::connect(&cfg.addr, &wire::client_id("lat-pub", 0), wire::KEEP_ALIVE)?;
+    let publisher = SyncConn::connect(&cfg.addr, &cfg.pub_id, wire::KEEP_ALIVE)?;
 
     let total = (cfg.rate as f64 * (cfg.warmup + cfg.duration).as_secs_f64()).round() as u64;
     let warmup_ns = cfg.warmup.as_nanos() as u64;
@@ -329,4 +373,31 @@ pub(crate) fn socket_addr(url: &str) -> anyhow::Result<String> {
         .next()
         .with_context(|| format!("no address for {with_port}"))?;
     Ok(resolved.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_land_where_asked() {
+        for shards in [2, 3, 4, 8] {
+            for _ in 0..20 {
+                let same = ClientIds::pick(Placement::Same, shards).unwrap();
+                assert_eq!(same.pub_shard, same.sub_shard);
+                assert_eq!(musqratt_engine::owner_of(&same.pub_id, shards).0, same.pub_shard);
+                assert_eq!(musqratt_engine::owner_of(&same.sub_id, shards).0, same.sub_shard);
+                let different = ClientIds::pick(Placement::Different, shards).unwrap();
+                assert_ne!(different.pub_shard, different.sub_shard);
+                assert_eq!(
+                    musqratt_engine::owner_of(&different.pub_id, shards).0,
+                    different.pub_shard
+                );
+                let any = ClientIds::pick(Placement::Any, shards).unwrap();
+                assert!(any.pub_id.ends_with("lat-pub0"), "{}", any.pub_id);
+            }
+        }
+        assert!(ClientIds::pick(Placement::Different, 1).is_err());
+        assert!(ClientIds::pick(Placement::Same, 1).is_ok());
+    }
 }

@@ -56,6 +56,11 @@ pub struct Args {
     /// Name of the broker in the report (default: the URL).
     #[arg(long, global = true)]
     pub label: Option<String>,
+    /// The broker's process id. Every scenario then reports the broker's CPU use over the
+    /// measured window (`broker_cpu_cores`) and leaves it out of `other_cpu_cores`, the load of
+    /// the rest of the machine; `conns` also reads the broker's memory and threads.
+    #[arg(long, global = true)]
+    pub pid: Option<u32>,
 }
 
 /// The scenarios.
@@ -109,6 +114,28 @@ pub struct LatencyArgs {
     /// With `--sn`: subscribe over MQTT-SN on the same gateway too (SN → SN).
     #[arg(long, requires = "sn")]
     pub sn_sub: bool,
+    /// Whether musqratt puts the publisher and the subscriber on the same shard: the client ids
+    /// are chosen so (a shard hop costs a cross-thread handoff per message, so latency is only
+    /// comparable between runs of the same placement). `any`: the plain ids, wherever they
+    /// land. The report's `pub_shard`, `sub_shard` and `placement` describe musqratt only;
+    /// for another broker they are just a hash of the ids. Not with `--sn`.
+    #[arg(long, value_enum, default_value_t = Placement::Any)]
+    pub placement: Placement,
+    /// The shard count of the musqratt broker under test (its `--threads`), with which the
+    /// placement is computed; nothing is sent to the broker about it.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub shards: u16,
+}
+
+/// Where the latency publisher and subscriber land among musqratt's shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Placement {
+    /// Whatever shards the plain client ids hash to.
+    Any,
+    /// Both on one shard: no hop between threads.
+    Same,
+    /// On two different shards: one hop between threads per message.
+    Different,
 }
 
 /// `throughput` arguments.
@@ -170,9 +197,6 @@ pub struct ConnsArgs {
     /// Keep alive of the CONNECT, seconds (0: none, which rumqttd refuses).
     #[arg(long, default_value_t = 600)]
     pub keep_alive: u16,
-    /// The broker's process id: its VmRSS is read from /proc before and after.
-    #[arg(long)]
-    pub pid: Option<u32>,
     /// How long the connections stay open (idle) before RSS is read.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub hold: Duration,
@@ -248,10 +272,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
     sys::raise_nofile();
     let label = args.label.clone().unwrap_or_else(|| args.url.clone());
-    let report = match &args.scenario {
+    // The measured window: after the warm-up for the timed scenarios (a few milliseconds early:
+    // their clock starts once connected), the whole run for `conns`.
+    let now = std::time::Instant::now();
+    let window = match &args.scenario {
+        Scenario::Conns(_) => sys::CpuWindow::new(args.pid, now, None),
+        _ => {
+            let start = now + args.warmup;
+            sys::CpuWindow::new(args.pid, start, Some(start + args.duration))
+        }
+    };
+    let mut report = match &args.scenario {
         Scenario::Latency(a) => {
             let addr = latency::socket_addr(&args.url)?;
-            let cfg = latency_cfg(args, addr, a.qos, a.rate, a.payload, a.window, a.spin_us);
+            let mut cfg = latency_cfg(args, addr, a.qos, a.rate, a.payload, a.window, a.spin_us);
             let sn = match &a.sn {
                 Some(url) => {
                     let path = if a.sn_sub { sn::SnPath::SnToSn } else { sn::SnPath::SnToMqtt };
@@ -259,7 +293,26 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
                 }
                 None => None,
             };
-            latency_report("latency", &label, &args.url, &cfg, sn).await?
+            anyhow::ensure!(
+                sn.is_none() || a.placement == Placement::Any,
+                "--placement applies to MQTT clients only, not with --sn"
+            );
+            let ids = (sn.is_none())
+                .then(|| latency::ClientIds::pick(a.placement, a.shards))
+                .transpose()?;
+            if let Some(ids) = &ids {
+                cfg.pub_id.clone_from(&ids.pub_id);
+                cfg.sub_id.clone_from(&ids.sub_id);
+            }
+            let mut report = latency_report("latency", &label, &args.url, &cfg, sn).await?;
+            if let Some(ids) = ids {
+                report.param("shards", a.shards);
+                report.param("pub_shard", ids.pub_shard);
+                report.param("sub_shard", ids.sub_shard);
+                let same = ids.pub_shard == ids.sub_shard;
+                report.param("placement", if same { "same" } else { "different" });
+            }
+            report
         }
         Scenario::Throughput(a) => {
             let cfg = pubsub::PubSubCfg {
@@ -293,7 +346,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             };
             pubsub_report("fanout", &label, &args.url, &cfg).await?
         }
-        Scenario::Conns(a) => conns_report(&label, &args.url, a).await?,
+        Scenario::Conns(a) => conns_report(&label, &args.url, a, args.pid).await?,
         Scenario::Relay(a) => {
             let relay = relay::Relay::start(a.listen).context("starting the relay")?;
             eprintln!("relay listening on {}", relay.addr());
@@ -340,6 +393,15 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             report
         }
     };
+    if let Some(pid) = args.pid {
+        report.param("pid", pid);
+    }
+    if let Some(used) = window.finish() {
+        report.result("other_cpu_cores", used.other_cores);
+        if let Some(broker) = used.broker_cores {
+            report.result("broker_cpu_cores", broker);
+        }
+    }
     Ok(vec![report])
 }
 
@@ -362,6 +424,8 @@ fn latency_cfg(
         window: window.clamp(1, 30_000),
         spin: Duration::from_micros(spin_us),
         drain: args.drain,
+        pub_id: wire::client_id("lat-pub", 0),
+        sub_id: wire::client_id("lat-sub", 0),
     }
 }
 
@@ -473,7 +537,12 @@ fn warn_loss(qos: u8, lost: u64, label: &str) {
     }
 }
 
-async fn conns_report(label: &str, url: &str, a: &ConnsArgs) -> anyhow::Result<Report> {
+async fn conns_report(
+    label: &str,
+    url: &str,
+    a: &ConnsArgs,
+    pid: Option<u32>,
+) -> anyhow::Result<Report> {
     let limit = sys::raise_nofile();
     if (limit as usize) < a.connections + 64 {
         eprintln!(
@@ -488,7 +557,7 @@ async fn conns_report(label: &str, url: &str, a: &ConnsArgs) -> anyhow::Result<R
         parallel: a.parallel,
         keep_alive: a.keep_alive,
         hold: a.hold,
-        pid: a.pid,
+        pid,
     };
     let counter = Arc::new(AtomicU64::new(0));
     let progress =
@@ -500,9 +569,6 @@ async fn conns_report(label: &str, url: &str, a: &ConnsArgs) -> anyhow::Result<R
     report.param("parallel", a.parallel);
     report.param("keep_alive", a.keep_alive);
     report.param("hold_s", a.hold.as_secs_f64());
-    if let Some(pid) = a.pid {
-        report.param("pid", pid);
-    }
     report.result("connected", out.connected);
     report.result("failed", out.failed);
     if let Some(error) = &out.first_error {

@@ -52,6 +52,31 @@ fn every_scenario_runs_against_the_blocking_broker() {
         assert!(r["results"]["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["results"]["latency_us"]["cdf"].is_array());
     }
+    let pid = std::process::id().to_string();
+    for placement in ["same", "different"] {
+        let r = bench(&[
+            "latency",
+            "-u",
+            url,
+            "--rate",
+            "2000",
+            "--placement",
+            placement,
+            "--shards",
+            "2",
+            "--pid",
+            &pid,
+        ]);
+        assert_eq!(r["results"]["lost"], 0, "{r}");
+        assert_eq!(r["params"]["placement"], placement, "{r}");
+        let (p, s) = (&r["params"]["pub_shard"], &r["params"]["sub_shard"]);
+        assert_eq!(p == s, placement == "same", "{r}");
+        if cfg!(target_os = "linux") {
+            assert!(r["results"]["other_cpu_cores"].as_f64().unwrap() >= 0.0, "{r}");
+            assert!(r["results"]["broker_cpu_cores"].is_number(), "{r}");
+        }
+    }
+
     for qos in ["0", "1", "2"] {
         let r =
             bench(&["throughput", "-u", url, "-q", qos, "-p", "2", "-S", "2", "--rate", "4000"]);
@@ -61,7 +86,6 @@ fn every_scenario_runs_against_the_blocking_broker() {
     let r = bench(&["fanout", "-u", url, "-S", "5", "--rate", "1000"]);
     assert_eq!(r["results"]["lost"], 0, "{r}");
 
-    let pid = std::process::id().to_string();
     let r = bench(&["conns", "-u", url, "-n", "50", "--pid", &pid, "--hold", "100ms"]);
     assert_eq!(r["results"]["connected"], 50, "{r}");
     assert!(r["results"]["rss_per_conn_bytes"].is_number(), "{r}");
