@@ -1,12 +1,13 @@
 //! MusQraTT on tokio, thread per core.
 //!
 //! [`Broker::start`] runs one OS thread per shard. Each thread has its own `current_thread`
-//! tokio runtime and `LocalSet`, and owns one [`Engine`](musqratt_engine::Engine) that nothing
-//! else touches: no mutex, no engine state crossing threads (DESIGN.md, "Many cores"). Every
-//! shard listens on every address with `SO_REUSEPORT`, so the kernel spreads new connections
-//! over the shards; a connection whose client identifier belongs to another shard is handed
-//! over there (the socket moves, the engine says where). Shards talk over bounded FIFO
-//! channels.
+//! tokio runtime and `LocalSet`, and one [`Engine`](musqratt_engine::Engine) behind a lock held
+//! for one step at a time. Every shard listens on every address with `SO_REUSEPORT`, so the
+//! kernel spreads new connections over the shards; a connection whose client identifier
+//! belongs to another shard is handed over there (the socket moves, the engine says where).
+//! Shards talk over bounded FIFO channels; when the receiving shard is idle (its lock free, no
+//! older mail), the sending thread runs the receiving step itself and writes its deliveries to
+//! the sockets, so the message costs one thread wake-up, not two (docs/adr/0010).
 //!
 //! ```no_run
 //! use musqratt_tokio::{Broker, BrokerConfig};

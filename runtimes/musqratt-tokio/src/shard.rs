@@ -1,17 +1,16 @@
 //! One shard: a thread, a `current_thread` runtime, a `LocalSet`, and the engine they drive.
 
 use core::sync::atomic::Ordering;
-use core::task::{Poll, Waker};
+use core::task::Waker;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::TcpListener as StdListener;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 
 use bytes::{Buf, Bytes, BytesMut};
 use musqratt_engine::{
-    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, PeerId, ShardId,
-    ShardMessage,
+    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
@@ -19,6 +18,11 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::Counters;
 use crate::connection;
 use crate::udp::SnSockets;
+
+mod mail;
+
+pub(crate) use mail::{Directory, Mail, links};
+use mail::{Link, deferred_wakes, forward, receive};
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;
@@ -32,38 +36,6 @@ const READ_SCRATCH: usize = 8 * 1024;
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping shard waits for its connections to flush.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
-
-/// What travels between shards.
-#[derive(Debug)]
-pub(crate) enum Mail {
-    /// [`Action::ToShard`], delivered as [`Input::FromShard`].
-    Message { from: ShardId, message: ShardMessage },
-    /// [`Action::Handoff`]: the socket itself, nonblocking, and what was read from it.
-    Handoff { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
-    /// An MQTT-SN datagram for the shard that took its peer ([`Action::HandoffPeer`]), or read
-    /// by another shard's socket.
-    Datagram { peer: PeerId, bytes: Bytes },
-}
-
-/// The channels between every pair of shards: one receiver per shard, whose sender every other
-/// shard clones (tokio's channel keeps each sender's messages in order: FIFO per link).
-pub(crate) struct Links {
-    pub(crate) mailboxes: Vec<mpsc::Receiver<Mail>>,
-    pub(crate) senders: Vec<mpsc::Sender<Mail>>,
-    pub(crate) epoch: std::time::Instant,
-    pub(crate) directory: Directory,
-}
-
-/// Every shard's state, filled in by each shard thread as it starts: where a shard finds another
-/// to run a step of it in person (see [`Shard::send_mail`], docs/adr/0010). Weak: a shard that
-/// has ended is not kept alive by its peers.
-pub(crate) type Directory = Arc<[OnceLock<Weak<ShardLock>>]>;
-
-pub(crate) fn links(shards: usize) -> Links {
-    let (senders, mailboxes) = (0..shards).map(|_| mpsc::channel(LINK_CAPACITY)).unzip();
-    let directory = (0..shards).map(|_| OnceLock::new()).collect();
-    Links { mailboxes, senders, epoch: std::time::Instant::now(), directory }
-}
 
 /// A shard's state behind its lock. The shard's own thread takes it for every task's turn;
 /// another shard's thread takes it, with `try_lock` only, to run one step of this shard in
@@ -197,14 +169,6 @@ impl WriteQueue {
     }
 }
 
-/// An outgoing link to another shard.
-struct Link {
-    tx: mpsc::Sender<Mail>,
-    /// Mail waiting for room in the channel, sent in order by the link's forwarder task.
-    pending: VecDeque<Mail>,
-    wake: Arc<Notify>,
-}
-
 /// A shard's state, shared by its tasks (and, a step at a time, by other shards' threads) as
 /// `Arc<ShardLock>`.
 pub(crate) struct Shard {
@@ -216,11 +180,11 @@ pub(crate) struct Shard {
     /// See [`Directory`].
     directory: Directory,
     /// Set while another shard's thread runs a step of this shard: what needs this shard's own
-    /// thread (a task to spawn) is left in `deferred`, and queued writes are tried at once from
-    /// the stepping thread (`direct`) instead of waking the connection's task.
+    /// thread (a task to spawn) is left in `deferred`.
     foreign: bool,
-    /// Connections whose queue went from empty to not empty in a foreign step: written by the
-    /// stepping thread at the end of the step.
+    /// Connections whose queue went from empty to not empty in this step: written by the
+    /// stepping thread at its end ([`Shard::write_direct`]), their task woken only for what
+    /// the socket does not take.
     direct: Vec<ConnectionId>,
     /// Connections to wake on this shard's own thread (hibernating ones, woken by a foreign
     /// step), and the signal for the task that does it.
@@ -364,23 +328,14 @@ impl Shard {
         }
     }
 
-    /// Runs one step of this shard for mail from another shard, on that shard's thread, which
-    /// holds this shard's lock (see [`Shard::send_mail`]).
-    fn step_in_person(&mut self, from: ShardId, message: ShardMessage) {
-        self.foreign = true;
-        self.counters.direct_steps.fetch_add(1, Ordering::Relaxed);
-        let now = self.now();
-        self.engine.handle_input(now, Input::FromShard { from, message });
-        self.drain();
-        self.foreign = false;
-    }
-
-    /// Writes a connection's queue from the thread running a foreign step: the delivery
-    /// reaches the socket without waking this shard's thread. Whatever the socket does not
-    /// take now (or a socket whose readiness tokio does not know yet) is left to the
-    /// connection's task, woken for it. Safe against interleaving: the task writes only while
-    /// holding the lock, which the stepping thread holds, and the queue was empty before this
-    /// step, so nothing of it was partly written.
+    /// Writes a connection's queue at the end of the step that filled it, from whichever thread
+    /// runs the step: a delivery from another shard's thread reaches the socket without waking
+    /// this shard's thread, and one on this thread goes out before the reading task's next
+    /// read or acknowledgement. Whatever the socket does not take now (or a socket whose
+    /// readiness tokio does not know yet) is left to the connection's task, woken for it.
+    /// Safe against interleaving: the task writes only while holding the lock, which the
+    /// stepping thread holds, and the queue was empty before this step, so nothing of it was
+    /// partly written.
     fn write_direct(&mut self, conn: ConnectionId) {
         let Some(slot) = self.conns.get_mut(&conn) else { return };
         let Stream::Awake(stream) = &slot.stream else {
@@ -427,10 +382,13 @@ impl Shard {
                         // becoming non-empty needs a wake-up.
                         let was_empty = slot.queue.is_empty();
                         slot.queue.push_back(bytes, &mut self.spare_queues);
-                        if was_empty && self.foreign {
+                        // Written at the end of the step rather than by the connection's
+                        // task: the delivery goes out before whatever the reading task does
+                        // next (its own acknowledgement, another read), and from another
+                        // shard's thread without waking this one. The task is woken only
+                        // for what the socket does not take.
+                        if was_empty {
                             self.direct.push(conn);
-                        } else if was_empty {
-                            self.wake(conn);
                         }
                     }
                 }
@@ -506,64 +464,6 @@ impl Shard {
             other => tracing::debug!(shard, ?other, "event"),
         }
     }
-
-    /// Sends mail to another shard, after everything sent to it before.
-    ///
-    /// A shard message, when nothing older is waiting for that shard and its thread is not
-    /// busy, is not mailed at all: this thread takes the other shard's lock and runs the step
-    /// there in person, writing its deliveries to the sockets itself. On an idle machine waking
-    /// the other shard's thread (a halted core) cost more than the whole relay through a
-    /// single-threaded broker; this way a message between shards wakes one broker thread, as
-    /// one within a shard does (docs/adr/0010).
-    pub(crate) fn send_mail(&mut self, to: ShardId, mail: Mail) {
-        let Some(Some(link)) = self.links.get_mut(usize::from(to.0)) else {
-            tracing::error!(shard = self.id.0, to = to.0, "mail for an unknown shard dropped");
-            return;
-        };
-        let mail = match mail {
-            Mail::Message { from, message } if link.pending.is_empty() && !self.foreign => {
-                match self.directory.get(usize::from(to.0)).and_then(OnceLock::get) {
-                    Some(peer) => match in_person(peer, from, message) {
-                        Ok(()) => return,
-                        Err(message) => Mail::Message { from, message },
-                    },
-                    None => Mail::Message { from, message },
-                }
-            }
-            other => other,
-        };
-        let Some(Some(link)) = self.links.get_mut(usize::from(to.0)) else { return };
-        if link.pending.is_empty() {
-            match link.tx.try_send(mail) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(mail)) => {
-                    link.pending.push_back(mail);
-                    link.wake.notify_one();
-                }
-                // The other shard has stopped (shutdown): nothing to deliver to.
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
-        } else {
-            link.pending.push_back(mail);
-        }
-        self.pending += 1;
-    }
-}
-
-/// Runs a shard message's step on `peer` from this thread if its lock is free and it has no
-/// older mail waiting (which must go first: FIFO per link); gives the message back otherwise.
-fn in_person(
-    peer: &Weak<ShardLock>,
-    from: ShardId,
-    message: ShardMessage,
-) -> Result<(), ShardMessage> {
-    let Some(peer) = peer.upgrade() else { return Err(message) };
-    let Some(mut state) = peer.try_lock() else { return Err(message) };
-    if !state.mailbox.is_empty() || state.shutting_down {
-        return Err(message);
-    }
-    state.step_in_person(from, message);
-    Ok(())
 }
 
 /// Held by every task of a shard: a task that panics leaves the engine in an unknown state, so
@@ -828,80 +728,6 @@ fn start_connection(
     match adopted {
         Some((conn, bytes)) => state.input(Input::Adopted { conn, bytes }),
         None => state.input(Input::Accepted { conn }),
-    }
-}
-
-/// Feeds what other shards send. The mail is taken off the channel under the shard's lock (see
-/// [`Shard::mailbox`]).
-async fn receive(shard: Arc<ShardLock>) {
-    core::future::poll_fn(|cx| {
-        let mut state = shard.lock();
-        loop {
-            match state.mailbox.poll_recv(cx) {
-                Poll::Ready(Some(mail)) => take_mail(&shard, &mut state, mail),
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    })
-    .await;
-}
-
-fn take_mail(shard: &Arc<ShardLock>, state: &mut Shard, mail: Mail) {
-    match mail {
-        Mail::Message { from, message } => state.input(Input::FromShard { from, message }),
-        Mail::Datagram { peer, bytes } => state.input(Input::Datagram { peer, bytes }),
-        Mail::Handoff { conn, stream, bytes } => {
-            if state.shutting_down {
-                return; // dropping the socket closes it
-            }
-            match TcpStream::from_std(stream) {
-                Ok(stream) => start_connection(shard, state, stream, Some((conn, bytes))),
-                Err(error) => tracing::warn!(%conn, %error, "handed-over socket lost"),
-            }
-        }
-    }
-}
-
-/// Wakes, on the shard's own thread, the connections that steps run by other shards' threads
-/// could not wake themselves (see [`Shard::deferred`]).
-async fn deferred_wakes(shard: Arc<ShardLock>) {
-    let signal = shard.lock().deferred_wake.clone();
-    loop {
-        signal.notified().await;
-        let mut state = shard.lock();
-        for conn in core::mem::take(&mut state.deferred) {
-            state.wake(conn);
-        }
-        state.drain();
-    }
-}
-
-/// Sends, in order, the mail that did not fit a link's channel when it was sent.
-async fn forward(shard: Arc<ShardLock>, to: usize, wake: Arc<Notify>, tx: mpsc::Sender<Mail>) {
-    loop {
-        wake.notified().await;
-        loop {
-            // Room first, then the oldest mail: nothing overtakes it meanwhile, since mail is
-            // only sent directly while `pending` is empty.
-            let Ok(permit) = tx.reserve().await else {
-                let mut state = shard.lock();
-                let dropped = state.links[to].as_mut().map_or(0, |l| l.pending.drain(..).count());
-                state.pending -= dropped;
-                break;
-            };
-            let mut state = shard.lock();
-            let Some(mail) = state.links[to].as_mut().and_then(|l| l.pending.pop_front()) else {
-                break;
-            };
-            permit.send(mail);
-            state.pending -= 1;
-        }
-        let mut state = shard.lock();
-        if state.pending == 0 {
-            state.unpark();
-            state.uncongested.notify_waiters();
-        }
     }
 }
 
