@@ -22,12 +22,10 @@
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use core::time::Duration;
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use musqratt_engine::Config;
 use tokio::sync::watch;
 
 mod connection;
@@ -37,59 +35,9 @@ mod shard;
 mod udp;
 
 pub use musqratt_engine as engine;
-
-/// What a broker runs with: where it listens, how many shards, and the engine's settings
-/// (whose `shard` and `shard_count` are set per thread by [`Broker::start`]).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct BrokerConfig {
-    /// TCP addresses to listen on for MQTT; port 0 picks a free port (the same for every
-    /// shard). Default `127.0.0.1:1883`.
-    pub listeners: Vec<SocketAddr>,
-    /// UDP addresses to serve MQTT-SN 1.2 on (docs/MQTT-SN.md); none by default. Port 0 picks
-    /// a free port.
-    pub sn_listeners: Vec<SocketAddr>,
-    /// Where MQTT-SN ADVERTISE datagrams go (`Config::sn_advertise_interval`), for example a
-    /// subnet's broadcast address; none: not sent.
-    pub sn_broadcast: Option<SocketAddr>,
-    /// Shards, one thread each; 0 means one per core (the default).
-    pub threads: usize,
-    /// The engine's limits and capabilities.
-    pub engine: Config,
-    /// A connection silent for this long (between once and twice this) hibernates: its task and
-    /// its tokio I/O registration are freed and its socket waits in the shard's epoll set until
-    /// the peer sends or the broker has something for it (docs/adr/0009-hibernation.md). `None`:
-    /// never. Default 5 s.
-    pub hibernate_after: Option<Duration>,
-}
-
-/// See [`BrokerConfig::hibernate_after`].
-pub const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_secs(5);
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
-            sn_listeners: Vec::new(),
-            sn_broadcast: None,
-            threads: 0,
-            engine: Config::default(),
-            hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
-        }
-    }
-}
-
-impl BrokerConfig {
-    /// Shards this configuration runs: `threads`, or the number of cores when it is 0.
-    #[must_use]
-    pub fn shard_count(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-        .min(usize::from(u16::MAX))
-    }
-}
+pub use musqratt_kit::{
+    AllowAnonymous, Auth, AuthError, Authenticator, BrokerConfig, DEFAULT_HIBERNATE_AFTER,
+};
 
 /// Counters shared by all shards, for tests and metrics.
 #[derive(Debug, Default)]
@@ -119,7 +67,8 @@ pub struct Stats {
     /// Messages between shards handled by the sending shard's thread, in person, instead of
     /// waking the receiving shard's thread (docs/adr/0010).
     pub direct_steps: u64,
-    /// Deliveries written whole to a socket by another shard's thread in such a step.
+    /// Deliveries written whole to the socket at the end of the step that queued them (by
+    /// whichever thread ran it), without waking the connection's task.
     pub direct_writes: u64,
 }
 
@@ -195,7 +144,8 @@ impl Broker {
                 directory: links.directory.clone(),
                 shutdown: shutdown.clone(),
                 counters: broker.counters.clone(),
-                epoch: links.epoch,
+                clock: links.clock,
+                auth: config.auth.clone(),
                 ready: ready_tx.clone(),
             };
             let thread = std::thread::Builder::new()

@@ -9,11 +9,11 @@ use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 
 use bytes::{Buf, Bytes, BytesMut};
-use musqratt_engine::{
-    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
-};
+use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, ShardId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
+
+use musqratt_kit::{Auth, Clock, DROP_LOG_INTERVAL, EventLog};
 
 use crate::Counters;
 use crate::connection;
@@ -32,8 +32,6 @@ const CONGESTION_LIMIT: usize = 4096;
 /// reads a publisher's task moved 8 MiB per coop budget before yielding, more than the
 /// 4 MiB a subscriber may have unwritten, and the QoS 0 1→1 bench lost messages.
 const READ_SCRATCH: usize = 8 * 1024;
-/// The shortest interval between two logs of dropped messages.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping shard waits for its connections to flush.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
@@ -73,7 +71,8 @@ pub(crate) struct Context {
     pub(crate) directory: Directory,
     pub(crate) shutdown: crate::ShutdownHandle,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) epoch: std::time::Instant,
+    pub(crate) clock: Clock,
+    pub(crate) auth: Auth,
     pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
 }
 
@@ -190,7 +189,9 @@ pub(crate) struct Shard {
     /// step), and the signal for the task that does it.
     deferred: Vec<ConnectionId>,
     deferred_wake: Arc<Notify>,
-    epoch: std::time::Instant,
+    clock: Clock,
+    /// Who may connect (`Action::Authenticate`).
+    auth: Auth,
     /// Boxed: a hash map's buckets are sized by powers of two, so an 80-byte slot inline cost
     /// ~145 B per connection; an 8-byte box in the bucket and the slot in an exact 80-byte
     /// allocation measured 32 B less per idle connection (docs/BENCHMARKS.md, change 10).
@@ -218,9 +219,8 @@ pub(crate) struct Shard {
     pub(crate) read_scratch: Box<[u8]>,
     /// MQTT-SN over UDP, when configured.
     pub(crate) udp: Option<Arc<SnSockets>>,
-    /// Drops not logged yet, and when a drop was last logged on its own: a slow subscriber
-    /// would otherwise flood the log.
-    drops: (u64, Option<std::time::Instant>),
+    /// Engine events to the log.
+    events: EventLog,
     /// Where hibernating connections wait, when hibernation is on.
     pub(crate) hibernation: Option<crate::hibernate::Hibernation>,
     /// Connections whose socket was lost while waking, for the engine (see `drain`).
@@ -232,7 +232,7 @@ pub(crate) struct Shard {
 impl Shard {
     /// The engine's time: microseconds since the broker started.
     fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+        self.clock.now()
     }
 
     /// Feeds one input and carries out what the engine asks.
@@ -407,12 +407,10 @@ impl Shard {
                 Action::ToShard { to, message } => {
                     self.send_mail(to, Mail::Message { from: self.id, message });
                 }
-                Action::Authenticate { conn, .. } => {
-                    // No authenticator in this runtime yet: the engine only asks when its
-                    // config says so.
+                Action::Authenticate { conn, request } => {
+                    let decision = self.auth.decide(&request);
                     let now = self.now();
-                    let input = Input::AuthDecision { conn, decision: AuthDecision::Accept };
-                    self.engine.handle_input(now, input);
+                    self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                 }
                 Action::SendDatagram { peer, bytes } => {
                     if let Some(udp) = &self.udp {
@@ -435,33 +433,9 @@ impl Shard {
                         udp.broadcast(&bytes);
                     }
                 }
-                Action::Event(event) => self.log(&event),
+                Action::Event(event) => self.events.log(&event),
                 _ => {}
             }
-        }
-    }
-
-    fn log(&mut self, event: &Event) {
-        let shard = self.id.0;
-        match event {
-            Event::Connected { conn, client_id, session_present } => {
-                tracing::info!(shard, %conn, client_id = &**client_id, session_present, "connected");
-            }
-            Event::Disconnected { conn, reason } => {
-                let reason = reason.name().unwrap_or("unknown");
-                tracing::info!(shard, %conn, reason, "disconnected");
-            }
-            Event::MessageDropped { client_id, reason } => {
-                // The first drop after a quiet second is logged with its client; the following
-                // ones are counted and reported once a second by `report_drops`.
-                if self.drops.1.is_none_or(|last| last.elapsed() >= DROP_LOG_INTERVAL) {
-                    self.drops.1 = Some(std::time::Instant::now());
-                    tracing::warn!(shard, client_id = &**client_id, ?reason, "message dropped");
-                } else {
-                    self.drops.0 += 1;
-                }
-            }
-            other => tracing::debug!(shard, ?other, "event"),
         }
     }
 }
@@ -537,7 +511,8 @@ async fn shard_main(context: Context) {
         directory,
         shutdown: stop,
         counters,
-        epoch,
+        clock,
+        auth,
         ready,
     } = context;
     let mut shutdown = stop.0.subscribe();
@@ -596,7 +571,8 @@ async fn shard_main(context: Context) {
             direct: Vec::new(),
             deferred: Vec::new(),
             deferred_wake: Arc::new(Notify::new()),
-            epoch,
+            clock,
+            auth,
             conns: HashMap::new(),
             next_conn: 0,
             links,
@@ -610,7 +586,7 @@ async fn shard_main(context: Context) {
             shutting_down: false,
             guard: PanicGuard { counters: counters.clone(), shutdown: stop },
             counters,
-            drops: (0, None),
+            events: EventLog::new(id),
             read_scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
             udp: udp.clone(),
             hibernation,
@@ -733,13 +709,13 @@ fn start_connection(
 
 /// Calls the engine back when its next deadline comes.
 async fn timers(shard: Arc<ShardLock>) {
-    let (timer, epoch) = {
+    let (timer, clock) = {
         let state = shard.lock();
-        (state.timer.clone(), state.epoch)
+        (state.timer.clone(), state.clock)
     };
     loop {
         let armed = shard.lock().armed;
-        let when = armed.and_then(|at| epoch.checked_add(Duration::from_micros(at.as_micros())));
+        let when = armed.and_then(|at| clock.deadline(at));
         match when {
             None => timer.notified().await,
             Some(when) => {
@@ -758,11 +734,7 @@ async fn report_drops(shard: Arc<ShardLock>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let mut state = shard.lock();
-        if state.drops.0 > 0 {
-            let dropped = core::mem::take(&mut state.drops.0);
-            tracing::warn!(shard = state.id.0, dropped, "more messages dropped");
-        }
+        shard.lock().events.report_drops();
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{ConnectionId, Input, PeerId, ShardId, ShardMessage};
+use musqratt_kit::Clock;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
@@ -30,7 +31,7 @@ pub(crate) enum Mail {
 pub(crate) struct Links {
     pub(crate) mailboxes: Vec<mpsc::Receiver<Mail>>,
     pub(crate) senders: Vec<mpsc::Sender<Mail>>,
-    pub(crate) epoch: std::time::Instant,
+    pub(crate) clock: Clock,
     pub(crate) directory: Directory,
 }
 
@@ -42,7 +43,7 @@ pub(crate) type Directory = Arc<[OnceLock<Weak<ShardLock>>]>;
 pub(crate) fn links(shards: usize) -> Links {
     let (senders, mailboxes) = (0..shards).map(|_| mpsc::channel(LINK_CAPACITY)).unzip();
     let directory = (0..shards).map(|_| OnceLock::new()).collect();
-    Links { mailboxes, senders, epoch: std::time::Instant::now(), directory }
+    Links { mailboxes, senders, clock: Clock::new(), directory }
 }
 
 /// An outgoing link to another shard.

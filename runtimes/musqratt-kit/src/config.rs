@@ -1,0 +1,63 @@
+//! What a broker runs with, the same for every runtime.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use musqratt_engine::Config;
+
+use crate::auth::Auth;
+
+/// The default of [`BrokerConfig::hibernate_after`].
+pub const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_secs(5);
+
+/// What a broker runs with: where it listens, how many shards, who may connect, and the
+/// engine's settings (whose `shard` and `shard_count` each runtime sets per shard).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// TCP addresses to listen on for MQTT; port 0 picks a free port (the same for every
+    /// shard). Default `127.0.0.1:1883`.
+    pub listeners: Vec<SocketAddr>,
+    /// UDP addresses to serve MQTT-SN 1.2 on (docs/MQTT-SN.md); none by default. Port 0 picks
+    /// a free port.
+    pub sn_listeners: Vec<SocketAddr>,
+    /// Where MQTT-SN ADVERTISE datagrams go (`Config::sn_advertise_interval`), for example a
+    /// subnet's broadcast address; none: not sent.
+    pub sn_broadcast: Option<SocketAddr>,
+    /// Shards, one thread each; 0 means one per core (the default).
+    pub threads: usize,
+    /// The engine's limits and capabilities.
+    pub engine: Config,
+    /// A connection silent for this long (between once and twice this) hibernates: its task and
+    /// its I/O registration are freed until the peer sends or the broker has something for it
+    /// (docs/adr/0009-hibernation.md; the tokio runtime). `None`: never. Default 5 s.
+    pub hibernate_after: Option<Duration>,
+    /// Who may connect; asked only when `engine.authenticate` is set. Default: everyone.
+    pub auth: Auth,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            sn_listeners: Vec::new(),
+            sn_broadcast: None,
+            threads: 0,
+            engine: Config::default(),
+            hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
+            auth: Auth::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Shards this configuration runs: `threads`, or the number of cores when it is 0.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(usize::from(u16::MAX))
+    }
+}
