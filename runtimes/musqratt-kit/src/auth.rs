@@ -2,24 +2,25 @@
 //!
 //! The engine asks (when `Config::authenticate` is set) with the CONNECT's client id, user name,
 //! password and, for MQTT 5.0 enhanced authentication, method and data (§4.12); the runtime
-//! answers with `Input::AuthDecision`. Every runtime answers through [`Auth::decide`], so a
-//! client gets the same verdict whichever runtime serves it.
+//! answers with `Input::AuthDecision` when the answer is known, and the engine serves the
+//! shard's other connections meanwhile. Every runtime asks through [`Auth::ask`], so a client
+//! gets the same verdict whichever runtime serves it, and an authenticator may answer at once
+//! (a password file) or later from another thread (an HTTP service): the [`AuthReply`] it is
+//! given carries the answer back to the shard either way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use musqratt_engine::proto::mqtt::ReasonCode;
-use musqratt_engine::{AuthDecision, AuthRequest};
+use musqratt_engine::{AuthDecision, AuthRequest, ConnectionId};
 
 /// Decides who may connect. Called on a shard's thread, between two engine steps of that
-/// shard: it must answer quickly (a file or an in-memory table; a remote service needs a
-/// cache or an asynchronous path, which the authentication issue adds).
+/// shard: answer at once if the decision is local, or keep the [`AuthReply`] and answer from
+/// elsewhere (another thread, a task) when it needs a remote service.
 pub trait Authenticator: Send + Sync + 'static {
-    /// The verdict on one CONNECT or AUTH step.
-    ///
-    /// # Errors
-    /// The authenticator could not decide (its backend is unreachable, its data unreadable).
-    /// [`Auth::decide`] then refuses the client: an error never lets anyone in.
-    fn authenticate(&self, request: &AuthRequest) -> Result<AuthDecision, AuthError>;
+    /// Decides on one CONNECT or AUTH step and answers through `reply`. Dropping `reply`
+    /// without answering refuses the client, as an error does: nothing lets anyone in by
+    /// accident.
+    fn authenticate(&self, request: &AuthRequest, reply: AuthReply);
 }
 
 /// Why an [`Authenticator`] could not decide.
@@ -36,8 +37,99 @@ pub enum AuthError {
 pub struct AllowAnonymous;
 
 impl Authenticator for AllowAnonymous {
-    fn authenticate(&self, _request: &AuthRequest) -> Result<AuthDecision, AuthError> {
-        Ok(AuthDecision::Accept)
+    fn authenticate(&self, _request: &AuthRequest, reply: AuthReply) {
+        reply.answer(Ok(AuthDecision::Accept));
+    }
+}
+
+/// Where a shard's late answers wait until the shard takes them ([`Decisions::take`]), and how
+/// the shard is told there are some. One per shard.
+#[derive(Clone)]
+pub struct Decisions(Arc<DecisionsInner>);
+
+struct DecisionsInner {
+    queue: Mutex<Vec<(ConnectionId, AuthDecision)>>,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Decisions {
+    /// A shard's decisions; `wake` tells the shard (from any thread) to call [`Decisions::take`].
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Arc::new(DecisionsInner { queue: Mutex::new(Vec::new()), wake: Box::new(wake) }))
+    }
+
+    /// The answers that came since the last call, in the order they came, for
+    /// `Input::AuthDecision`.
+    #[must_use]
+    pub fn take(&self) -> Vec<(ConnectionId, AuthDecision)> {
+        core::mem::take(&mut *self.0.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn push(&self, conn: ConnectionId, decision: AuthDecision) {
+        self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).push((conn, decision));
+        (self.0.wake)();
+    }
+}
+
+impl core::fmt::Debug for Decisions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Decisions(..)")
+    }
+}
+
+/// The way back for one decision. Answer once with [`AuthReply::answer`]; dropped unanswered,
+/// it refuses the client.
+pub struct AuthReply {
+    conn: ConnectionId,
+    client_id: musqratt_engine::proto::bytestring::ByteString,
+    state: Arc<Mutex<Reply>>,
+    decisions: Decisions,
+    answered: bool,
+}
+
+/// Whether [`Auth::ask`] is still waiting inside `authenticate` for an answer.
+enum Reply {
+    Waiting,
+    Answered(AuthDecision),
+    /// `authenticate` returned without an answer: it goes through [`Decisions`].
+    Late,
+}
+
+impl AuthReply {
+    /// Gives the decision. Fails closed: an error refuses with 0x88 Server unavailable (3.1.1:
+    /// return code 3, the same meaning), so that the client retries rather than changes its
+    /// credentials.
+    pub fn answer(mut self, decision: Result<AuthDecision, AuthError>) {
+        self.answered = true;
+        let decision = decision.unwrap_or_else(|error| {
+            tracing::warn!(client_id = &*self.client_id, %error, "client refused");
+            AuthDecision::Refuse(ReasonCode::SERVER_UNAVAILABLE)
+        });
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match *state {
+            Reply::Waiting => *state = Reply::Answered(decision),
+            Reply::Late => {
+                drop(state);
+                self.decisions.push(self.conn, decision);
+            }
+            // Answered is unreachable: `answer` takes `self`.
+            Reply::Answered(_) => {}
+        }
+    }
+}
+
+impl Drop for AuthReply {
+    fn drop(&mut self) {
+        if !self.answered {
+            let reply = AuthReply {
+                conn: self.conn,
+                client_id: self.client_id.clone(),
+                state: self.state.clone(),
+                decisions: self.decisions.clone(),
+                answered: true,
+            };
+            reply.answer(Err(AuthError::Unavailable));
+        }
     }
 }
 
@@ -51,17 +143,29 @@ impl Auth {
         Self(Arc::new(authenticator))
     }
 
-    /// The answer to `Action::Authenticate`. Fails closed: an authenticator that cannot decide
-    /// refuses the client with 0x88 Server unavailable (3.1.1: return code 3, the same
-    /// meaning), so that the client knows to retry rather than to change its credentials.
+    /// Asks the authenticator about `Action::Authenticate { conn, request }`. The decision, if
+    /// the authenticator gave it at once; otherwise it comes later through `decisions` (whose
+    /// wake-up is then called).
     #[must_use]
-    pub fn decide(&self, request: &AuthRequest) -> AuthDecision {
-        match self.0.authenticate(request) {
-            Ok(decision) => decision,
-            Err(error) => {
-                tracing::warn!(client_id = &*request.client_id, %error, "client refused");
-                AuthDecision::Refuse(ReasonCode::SERVER_UNAVAILABLE)
-            }
+    pub fn ask(
+        &self,
+        conn: ConnectionId,
+        request: &AuthRequest,
+        decisions: &Decisions,
+    ) -> Option<AuthDecision> {
+        let state = Arc::new(Mutex::new(Reply::Waiting));
+        let reply = AuthReply {
+            conn,
+            client_id: request.client_id.clone(),
+            state: state.clone(),
+            decisions: decisions.clone(),
+            answered: false,
+        };
+        self.0.authenticate(request, reply);
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        match core::mem::replace(&mut *state, Reply::Late) {
+            Reply::Answered(decision) => Some(decision),
+            Reply::Waiting | Reply::Late => None,
         }
     }
 }
@@ -80,6 +184,9 @@ impl core::fmt::Debug for Auth {
 
 #[cfg(test)]
 mod tests {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
     use super::*;
 
     fn request() -> AuthRequest {
@@ -92,23 +199,74 @@ mod tests {
         }
     }
 
+    fn decisions() -> (Decisions, Arc<AtomicUsize>) {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counter = wakes.clone();
+        (Decisions::new(move || _ = counter.fetch_add(1, Ordering::SeqCst)), wakes)
+    }
+
+    const REFUSED: AuthDecision = AuthDecision::Refuse(ReasonCode::SERVER_UNAVAILABLE);
+
     struct Broken;
     impl Authenticator for Broken {
-        fn authenticate(&self, _: &AuthRequest) -> Result<AuthDecision, AuthError> {
-            Err(AuthError::Unavailable)
+        fn authenticate(&self, _: &AuthRequest, reply: AuthReply) {
+            reply.answer(Err(AuthError::Unavailable));
+        }
+    }
+
+    struct Forgetful;
+    impl Authenticator for Forgetful {
+        fn authenticate(&self, _: &AuthRequest, _reply: AuthReply) {}
+    }
+
+    /// Keeps the reply, as one waiting for a remote service would.
+    #[derive(Default)]
+    struct Later(Arc<Mutex<Vec<AuthReply>>>);
+    impl Authenticator for Later {
+        fn authenticate(&self, _: &AuthRequest, reply: AuthReply) {
+            self.0.lock().unwrap().push(reply);
         }
     }
 
     #[test]
-    fn an_authenticator_error_refuses() {
-        assert_eq!(
-            Auth::new(Broken).decide(&request()),
-            AuthDecision::Refuse(ReasonCode::SERVER_UNAVAILABLE)
-        );
+    fn the_default_lets_anonymous_clients_in_at_once() {
+        let (decisions, wakes) = decisions();
+        let decision = Auth::default().ask(ConnectionId(1), &request(), &decisions);
+        assert_eq!(decision, Some(AuthDecision::Accept));
+        assert_eq!(wakes.load(Ordering::SeqCst), 0, "an answer given at once wakes nothing");
     }
 
     #[test]
-    fn the_default_lets_anonymous_clients_in() {
-        assert_eq!(Auth::default().decide(&request()), AuthDecision::Accept);
+    fn an_authenticator_error_refuses() {
+        let (decisions, _) = decisions();
+        assert_eq!(Auth::new(Broken).ask(ConnectionId(1), &request(), &decisions), Some(REFUSED));
+    }
+
+    #[test]
+    fn a_reply_dropped_unanswered_refuses() {
+        let (decisions, _) = decisions();
+        let decision = Auth::new(Forgetful).ask(ConnectionId(1), &request(), &decisions);
+        assert_eq!(decision, Some(REFUSED));
+    }
+
+    #[test]
+    fn a_late_answer_reaches_the_shard_and_wakes_it() {
+        let (decisions, wakes) = decisions();
+        let later = Later::default();
+        let replies = later.0.clone();
+        let auth = Auth::new(later);
+        assert_eq!(auth.ask(ConnectionId(1), &request(), &decisions), None);
+        assert_eq!(auth.ask(ConnectionId(2), &request(), &decisions), None);
+        let mut pending = core::mem::take(&mut *replies.lock().unwrap());
+        let second = pending.pop().unwrap();
+        let first = pending.pop().unwrap();
+        std::thread::spawn(move || second.answer(Ok(AuthDecision::Accept))).join().unwrap();
+        drop(first); // unanswered: refused
+        assert_eq!(wakes.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            decisions.take(),
+            vec![(ConnectionId(2), AuthDecision::Accept), (ConnectionId(1), REFUSED)]
+        );
+        assert!(decisions.take().is_empty());
     }
 }

@@ -14,7 +14,7 @@ mod clock;
 mod config;
 mod event;
 
-pub use auth::{AllowAnonymous, Auth, AuthError, Authenticator};
+pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};
 pub use clock::Clock;
 pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER};
 pub use event::{DROP_LOG_INTERVAL, EventLog};

@@ -36,7 +36,8 @@ mod udp;
 
 pub use musqratt_engine as engine;
 pub use musqratt_kit::{
-    AllowAnonymous, Auth, AuthError, Authenticator, BrokerConfig, DEFAULT_HIBERNATE_AFTER,
+    AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig,
+    DEFAULT_HIBERNATE_AFTER,
 };
 
 /// Counters shared by all shards, for tests and metrics.

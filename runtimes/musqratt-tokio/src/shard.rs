@@ -13,7 +13,7 @@ use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, Shar
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 
-use musqratt_kit::{Auth, Clock, DROP_LOG_INTERVAL, EventLog};
+use musqratt_kit::{Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog};
 
 use crate::Counters;
 use crate::connection;
@@ -190,8 +190,11 @@ pub(crate) struct Shard {
     deferred: Vec<ConnectionId>,
     deferred_wake: Arc<Notify>,
     clock: Clock,
-    /// Who may connect (`Action::Authenticate`).
+    /// Who may connect (`Action::Authenticate`), and where its late answers wait, signalling
+    /// `decided`.
     auth: Auth,
+    decisions: Decisions,
+    decided: Arc<Notify>,
     /// Boxed: a hash map's buckets are sized by powers of two, so an 80-byte slot inline cost
     /// ~145 B per connection; an 8-byte box in the bucket and the slot in an exact 80-byte
     /// allocation measured 32 B less per idle connection (docs/BENCHMARKS.md, change 10).
@@ -408,9 +411,11 @@ impl Shard {
                     self.send_mail(to, Mail::Message { from: self.id, message });
                 }
                 Action::Authenticate { conn, request } => {
-                    let decision = self.auth.decide(&request);
-                    let now = self.now();
-                    self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                    // An answer given later comes through `decisions` (`late_decisions`).
+                    if let Some(decision) = self.auth.ask(conn, &request, &self.decisions) {
+                        let now = self.now();
+                        self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                    }
                 }
                 Action::SendDatagram { peer, bytes } => {
                     if let Some(udp) = &self.udp {
@@ -561,6 +566,8 @@ async fn shard_main(context: Context) {
                 return;
             }
         };
+    let decided = Arc::new(Notify::new());
+    let decided_signal = decided.clone();
     let shard = Arc::new_cyclic(|me| {
         ShardLock(Mutex::new(Shard {
             id,
@@ -573,6 +580,8 @@ async fn shard_main(context: Context) {
             deferred_wake: Arc::new(Notify::new()),
             clock,
             auth,
+            decisions: Decisions::new(move || decided_signal.notify_one()),
+            decided,
             conns: HashMap::new(),
             next_conn: 0,
             links,
@@ -612,6 +621,7 @@ async fn shard_main(context: Context) {
         spawn(&shard, crate::hibernate::run(shard.clone(), poll));
     }
     spawn(&shard, report_drops(shard.clone()));
+    spawn(&shard, late_decisions(shard.clone()));
     spawn(&shard, receive(shard.clone()));
     spawn(&shard, deferred_wakes(shard.clone()));
     for listener in listeners {
@@ -724,6 +734,19 @@ async fn timers(shard: Arc<ShardLock>) {
                     () = timer.notified() => {}
                 }
             }
+        }
+    }
+}
+
+/// Feeds the authenticator's answers that came after `Action::Authenticate` was handled (see
+/// [`musqratt_kit::Authenticator`]).
+async fn late_decisions(shard: Arc<ShardLock>) {
+    let decided = shard.lock().decided.clone();
+    loop {
+        decided.notified().await;
+        let mut state = shard.lock();
+        for (conn, decision) in state.decisions.take() {
+            state.input(Input::AuthDecision { conn, decision });
         }
     }
 }
