@@ -30,7 +30,35 @@
 //! }
 //! ```
 //!
-//! Rules the engine keeps (DESIGN.md, "The engine contract"):
+//! # What a runtime must do
+//!
+//! The engine is correct only if the runtime around it keeps these rules (docs/RUNTIMES.md
+//! says more, with the reasons):
+//!
+//! 1. **One thread at a time per engine.** An engine is one shard; shards talk only through
+//!    [`Action::ToShard`] and [`Input::FromShard`], which must arrive FIFO per pair of shards
+//!    (MQTT's ordering across shards rests on it). Never block a shard on a full link: queue in
+//!    order. A runtime may run a shard's step on another shard's thread under a lock held for
+//!    that step (docs/adr/0010-cross-shard-step-in-person.md).
+//! 2. **Time is an input.** Pass a monotonic `now` with every call; after each batch of inputs
+//!    call [`Engine::poll_timeout`] (the deadline moves) and [`Engine::handle_timeout`] when it
+//!    comes.
+//! 3. **Drain after every input.** Call [`Engine::poll_action`] until `None` before waiting
+//!    again and carry the actions out in the order given. Consecutive [`Action::Send`]s of a
+//!    connection belong together (header, then shared payload): write them with one vectored
+//!    write, and report what was written with [`Input::Written`], which is how the engine tells
+//!    a slow reader from a fast one.
+//! 4. **Bytes in as read.** [`Input::Data`] takes the `BytesMut` just read; decoded payloads are
+//!    slices of it.
+//! 5. **Closed is closed.** Feed [`Input::Closed`] when a read or write fails or the peer closes;
+//!    an [`Action::Close`]d connection is already forgotten.
+//! 6. **Connection ids** are unique for the life of the broker and below 2^63 (MQTT-SN peers use
+//!    the upper half); a connection moved by [`Action::Handoff`] keeps its id on the new shard.
+//! 7. **Answer [`Action::Authenticate`]** with [`Input::AuthDecision`], at once or later; the
+//!    engine serves the other connections meanwhile.
+//! 8. **Stop with [`Input::Shutdown`]**, then flush what it sends.
+//!
+//! Rules the engine keeps (docs/DESIGN.md, "The engine contract"):
 //! - it never reads a clock: time is an input, so the same inputs give the same outputs, byte
 //!   for byte, which the transcript tests rely on;
 //! - protocol violations never escape as errors: they become the right reason code and a

@@ -1,4 +1,4 @@
-//! A SUBACK goes out once every shard routes the new subscription (DESIGN.md, "Many cores").
+//! A SUBACK goes out once every shard routes the new subscription (docs/DESIGN.md, "Many cores").
 //!
 //! Route announcements travel to the other shards asynchronously. Without a barrier, a client
 //! that got its SUBACK could tell another client to publish, that client's shard could route the

@@ -1,4 +1,4 @@
-//! Many shards, one broker (DESIGN.md, "Many cores").
+//! Many shards, one broker (docs/DESIGN.md, "Many cores").
 //!
 //! Each shard owns the connections and sessions of the client identifiers that hash to it: a
 //! connection accepted elsewhere is handed over after its CONNECT ([`crate::Action::Handoff`]),

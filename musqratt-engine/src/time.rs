@@ -4,7 +4,7 @@ use core::time::Duration;
 
 /// A point in time, in microseconds since an epoch the runtime picks (usually its start).
 ///
-/// The engine never reads a clock (DESIGN.md, "The engine contract"): every input comes with the
+/// The engine never reads a clock (docs/DESIGN.md, "The engine contract"): every input comes with the
 /// time, which makes the engine deterministic and lets the simulator run on a virtual clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Instant(u64);

@@ -1,5 +1,5 @@
 //! Property: random sequences of valid client operations give the same client-visible
-//! transcript with 1 shard and with 3 shards (DESIGN.md, "Many cores": sharding must be
+//! transcript with 1 shard and with 3 shards (docs/DESIGN.md, "Many cores": sharding must be
 //! invisible to clients).
 
 use core::fmt::Write;

@@ -1,5 +1,5 @@
 //! Runs every `transcripts/*.mqtt` script with 1 shard and with 3 shards, checks that clients
-//! see exactly the same thing (sharding must be invisible to clients, DESIGN.md "Many cores"),
+//! see exactly the same thing (sharding must be invisible to clients, docs/DESIGN.md "Many cores"),
 //! and snapshots the 1-shard transcript.
 
 use musqratt_tests::script::run;

@@ -35,7 +35,7 @@ pub(crate) mod peers;
 const SN_CONN_BASE: u64 = 1 << 63;
 
 /// The wireless node id of a forwarder-encapsulated datagram (§5.5), empty for a direct one: with
-/// the peer, the key a runtime routes MQTT-SN datagrams by after [`Action::HandoffPeer`]. A
+/// the peer, the key a runtime routes MQTT-SN datagrams by after [`Action::HandoffPeer`](crate::Action::HandoffPeer). A
 /// zero-copy slice of `datagram`.
 #[must_use]
 pub fn wireless_node(datagram: &Bytes) -> Bytes {
