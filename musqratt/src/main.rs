@@ -99,6 +99,7 @@ fn main() -> ExitCode {
     if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(%error, "jemalloc's background purging not enabled");
     }
+    raise_open_files_limit();
     let mut config = match &args.config {
         None => FileConfig::default(),
         Some(path) => match load(path) {
@@ -240,6 +241,15 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every client costs an open file: take the hard limit rather than the shell's soft default
+/// (often 1,024), as Mosquitto's packages do with `LimitNOFILE`, and say what it is.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "open files limit not raised"),
+    }
 }
 
 fn log_listening(addrs: &[core::net::SocketAddr], protocol: &str, runtime: &str, shards: usize) {

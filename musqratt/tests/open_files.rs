@@ -1,0 +1,79 @@
+//! Running out of file descriptors (issue 13 item 8): the broker says so once, with its limit
+//! and what to raise, instead of once per failed accept, and serves again when descriptors
+//! free up. The binary runs under `prlimit` with a small hard limit (it raises its soft limit to
+//! the hard one at start, so the hard one is what counts).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: usize = 40;
+
+/// MQTT 3.1.1 CONNECT, clean session, keep alive 60, client id `c<i>`.
+fn connect(i: usize) -> Vec<u8> {
+    let id = format!("c{i}");
+    let mut packet =
+        vec![0x10, (10 + 2 + id.len()) as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60];
+    packet.extend([0, id.len() as u8]);
+    packet.extend(id.as_bytes());
+    packet
+}
+
+#[test]
+fn out_of_descriptors_is_said_once_and_the_broker_recovers() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIP: prlimit (util-linux) is not installed");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut broker = Command::new("prlimit")
+        .arg(format!("--nofile={LIMIT}:{LIMIT}"))
+        .arg(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--threads", "1", "--log-level", "info", "--listen"])
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Twice as many clients as descriptors: the later ones wait in the listen queue.
+    let clients: Vec<TcpStream> = (0..2 * LIMIT)
+        .map(|i| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(&connect(i)).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500)); // ~15 back-offs of the accept loop
+    drop(clients);
+
+    // Descriptors free again: a new client is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(&connect(999)).unwrap();
+        let mut connack = [0; 4];
+        if stream.read_exact(&mut connack).is_ok() {
+            assert_eq!(connack, [0x20, 2, 0, 0]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no CONNACK once descriptors were free");
+    }
+
+    let _ = broker.kill();
+    let mut log = String::new();
+    broker.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let _ = broker.wait();
+    let warnings = log.matches("out of file descriptors").count();
+    assert_eq!(warnings, 1, "said once, not per attempt:\n{log}");
+    assert!(log.contains(&format!("limit={LIMIT}")), "the limit is given:\n{log}");
+    assert!(log.contains("ulimit -n"), "what to raise is said:\n{log}");
+    assert!(log.contains("accepting connections again"), "{log}");
+}
