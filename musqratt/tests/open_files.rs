@@ -3,10 +3,11 @@
 //! free up. The binary runs under `prlimit` with a small hard limit (it raises its soft limit to
 //! the hard one at start, so the hard one is what counts).
 
+use core::time::Duration;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const LIMIT: usize = 40;
 
