@@ -12,8 +12,11 @@
 //! # Threads and tasks
 //!
 //! Every shard thread runs a compio runtime (io_uring, or epoll through compio's `polling`
-//! driver where io_uring is unavailable or refused) and owns, inside `Rc<RefCell<..>>`, one
-//! engine that never leaves the thread. On it run:
+//! driver where io_uring is unavailable or refused). Its engine, with everything a step of it
+//! touches (each connection's queue and state, the links to other shards, the inbox receiver),
+//! is the shard's core, behind a mutex: the shard's thread locks it for every input, and another
+//! shard's thread may lock it (`try_lock` only) to run one step in person (below). The compio
+//! sockets, listeners and tasks never leave the thread. On it run:
 //!
 //! - one **accept task** per listener: every shard has its own `SO_REUSEPORT` listener on each
 //!   address, so the kernel spreads connections over the shards;
@@ -25,11 +28,21 @@
 //! - one **timer task** sleeping until the engine's `poll_timeout()`, re-armed when an input
 //!   moves the deadline earlier;
 //! - one **inbox task** taking messages from the shard's bounded FIFO channel (`ToShard`
-//!   messages, adopted connections, shutdown), and one **forwarder task** per other shard that
-//!   feeds that shard's channel when it is full, keeping the order.
+//!   messages, adopted connections, shutdown) under the lock, one **forwarder task** per other
+//!   shard that feeds that shard's channel when it is full, keeping the order, and one
+//!   **errand task** that wakes the writers other threads' steps left work to.
 //!
-//! Every input is followed, before the next `await`, by draining `poll_action`, so actions are
-//! carried out in the order the engine gave them.
+//! Every input is followed, before the lock is released, by draining `poll_action`, so actions
+//! are carried out in the order the engine gave them.
+//!
+//! **Between shards, in person** (docs/adr/0012): an `Action::ToShard` whose target shard is
+//! idle (its lock free, nothing in its inbox, nothing of ours waiting for it) is not mailed: the
+//! sending thread runs the step there itself and writes the deliveries with a non-blocking send
+//! on a duplicate of each socket's descriptor, when that connection's writer has no write in
+//! flight. What the socket does not take is left to the writer task; the owning thread is woken
+//! only for that, for a close, a sooner timer deadline or a full link. So a message between idle
+//! shards wakes one broker thread, as one within a shard does. [`BrokerHandle::stats`] counts
+//! these steps and writes.
 //!
 //! A connection accepted on a shard that does not own its client identifier (ADR 1) is moved
 //! after CONNECT: its file descriptor is duplicated into a `std::net::TcpStream` (safe std
