@@ -140,3 +140,44 @@ fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_order(
     }
     broker.shutdown();
 }
+
+/// Deliveries written in person to a subscriber that does not read fill its socket: what the
+/// socket does not take is left to the subscriber shard's writer task, which the publishing
+/// thread wakes for it. Once the subscriber reads again, everything arrives whole and in order.
+#[test]
+fn a_delivery_the_socket_does_not_take_whole_is_finished_by_the_owning_shard_in_order() {
+    let (broker, addr) = broker(2);
+    let sub_id = id_on_shard("slow-sub", 0, 2);
+    let pub_id = id_on_shard("slow-pub", 1, 2);
+    let mut sub = Client::connect(addr, &sub_id, ProtocolVersion::V5);
+    sub.subscribe("slow/#", QoS::AtLeastOnce);
+    let mut publ = Client::connect(addr, &pub_id, ProtocolVersion::V3_1_1);
+    let before = broker.stats();
+    let count: u16 = 200;
+    let payload = |i: u16| {
+        let mut bytes = format!("{i:05}-").into_bytes();
+        bytes.resize(32 * 1024, b'x' ^ u8::try_from(i % 64).unwrap());
+        Bytes::from(bytes)
+    };
+    for i in 0..count {
+        let mut publish = Publish::new(ByteString::from("slow/big"), payload(i));
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = Some(PacketId::new(i + 1).unwrap());
+        publ.send(&Packet::Publish(publish));
+        match publ.recv() {
+            Packet::PubAck(ack) => assert_eq!(ack.packet_id, PacketId::new(i + 1).unwrap()),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    let sent = broker.stats();
+    eprintln!("{before:?} -> {sent:?}");
+    assert!(sent.direct_steps > before.direct_steps, "{before:?} -> {sent:?}");
+    for i in 0..count {
+        let got = sub.receive_publish();
+        assert_eq!(got.payload, payload(i), "message {i}");
+    }
+    let after = broker.stats();
+    eprintln!("{sent:?} -> {after:?}");
+    assert!(sent.owner_wakes > before.owner_wakes, "a full socket: {before:?} -> {sent:?}");
+    broker.shutdown();
+}
