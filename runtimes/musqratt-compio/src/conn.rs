@@ -1,13 +1,15 @@
-//! A connection: its state shared by the shard, its reader task and its writer task.
+//! A connection's two tasks, on its shard's thread: the reader and the writer. What a step of
+//! the engine needs of the connection is in its [`Slot`](crate::shard::Slot), behind the
+//! shard's lock.
 
-use core::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
-use musqratt_engine::{ConnectionId, Input, ShardId};
+use musqratt_engine::{ConnectionId, Input};
 
 use crate::notify::Notify;
 use crate::shard::Shard;
@@ -21,7 +23,7 @@ pub const READ_BUFFER: usize = 16 * 1024;
 const MIN_READ: usize = 2 * 1024;
 
 /// Most chunks in one vectored write (Linux's `IOV_MAX` is 1024).
-const MAX_IOVECS: usize = 512;
+pub(crate) const MAX_IOVECS: usize = 512;
 
 /// Where a connection is in its life, as the runtime sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,85 +38,22 @@ pub(crate) enum State {
     Gone,
 }
 
-pub(crate) struct Conn {
-    pub(crate) id: ConnectionId,
-    stream: TcpStream,
-    /// `Action::Send` chunks not yet given to a write.
-    queue: RefCell<Vec<Bytes>>,
-    state: Cell<State>,
-    handoff: RefCell<Option<(ShardId, BytesMut)>>,
-    /// Wakes the writer: something queued, or the state changed.
-    writer: Notify,
-}
-
-impl Conn {
-    pub(crate) fn new(id: ConnectionId, stream: TcpStream) -> Self {
-        Self {
-            id,
-            stream,
-            queue: RefCell::new(Vec::new()),
-            state: Cell::new(State::Open),
-            handoff: RefCell::new(None),
-            writer: Notify::default(),
-        }
-    }
-
-    pub(crate) fn state(&self) -> State {
-        self.state.get()
-    }
-
-    /// `Action::Send`: queue behind what was sent before.
-    pub(crate) fn push(&self, bytes: Bytes) {
-        if self.state.get() == State::Open {
-            self.queue.borrow_mut().push(bytes);
-            self.writer.notify();
-        }
-    }
-
-    /// `Action::Close`: flush, then shut down.
-    pub(crate) fn close(&self) {
-        if self.state.get() == State::Open {
-            self.state.set(State::Closing);
-            self.writer.notify();
-        }
-    }
-
-    /// `Action::Handoff`: the reader sends the socket to `to` once the engine call returns.
-    pub(crate) fn hand_off(&self, to: ShardId, bytes: BytesMut) {
-        if self.state.get() == State::Open {
-            self.state.set(State::HandedOff);
-            *self.handoff.borrow_mut() = Some((to, bytes));
-            self.writer.notify();
-        }
-    }
-
-    pub(crate) fn set_gone(&self) {
-        self.state.set(State::Gone);
-        self.writer.notify();
-    }
-
-    pub(crate) fn take_handoff(&self) -> Option<(ShardId, BytesMut)> {
-        self.handoff.borrow_mut().take()
-    }
-}
-
-/// Counts the task out of the shard's live tasks however it ends.
-struct TaskGuard(Rc<Shard>);
+/// Counts the task out of the shard's live tasks (and the connection's slot) however it ends.
+struct TaskGuard(Rc<Shard>, ConnectionId);
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        self.0.task_done();
+        self.0.task_done(self.1);
     }
 }
 
 /// Reads into one owned buffer, handed to the kernel and given back by each read, and feeds
 /// the engine; moves the socket when the engine hands the connection over.
-pub(crate) async fn reader(shard: Rc<Shard>, conn: Rc<Conn>) {
-    let _guard = TaskGuard(Rc::clone(&shard));
-    let mut stream = conn.stream.clone();
+pub(crate) async fn reader(shard: Rc<Shard>, conn: ConnectionId, mut stream: TcpStream) {
+    let _guard = TaskGuard(Rc::clone(&shard), conn);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     loop {
-        if conn.state() != State::Open {
+        if state(&shard, conn) != State::Open {
             break;
         }
         if buf.capacity() < MIN_READ {
@@ -125,30 +64,40 @@ pub(crate) async fn reader(shard: Rc<Shard>, conn: Rc<Conn>) {
         buf = returned;
         match result {
             Ok(0) => {
-                tracing::debug!(conn = %conn.id, "peer closed");
-                shard.lost(&conn);
+                tracing::debug!(%conn, "peer closed");
+                shard.lock().lost(conn);
                 break;
             }
             Ok(n) => {
                 let bytes = buf.split_to(n);
-                match conn.state() {
-                    State::Open => shard.input(Input::Data { conn: conn.id, bytes }),
-                    State::HandedOff => {
-                        // Not expected (handoffs come from our own Data), but keep the bytes.
-                        if let Some((_, handed)) = &mut *conn.handoff.borrow_mut() {
-                            handed.extend_from_slice(&bytes);
+                let state = {
+                    let mut core = shard.lock();
+                    let before = core.slots.get(&conn).map_or(State::Gone, |slot| slot.state);
+                    match before {
+                        State::Open => core.input(Input::Data { conn, bytes }),
+                        State::HandedOff => {
+                            // Not expected (handoffs come from our own Data): keep the bytes.
+                            let slot = core.slots.get_mut(&conn);
+                            if let Some((_, handed)) = slot.and_then(|s| s.handoff.as_mut()) {
+                                handed.extend_from_slice(&bytes);
+                            }
                         }
+                        State::Closing | State::Gone => {}
+                    }
+                    core.slots.get(&conn).map_or(State::Gone, |slot| slot.state)
+                };
+                match state {
+                    State::Open => {}
+                    State::HandedOff => {
+                        shard.move_conn(conn, stream);
+                        return;
                     }
                     State::Closing | State::Gone => break,
                 }
-                if conn.state() == State::HandedOff {
-                    shard.move_conn(&conn, stream);
-                    return;
-                }
             }
             Err(error) => {
-                tracing::debug!(conn = %conn.id, %error, "read failed");
-                shard.lost(&conn);
+                tracing::debug!(%conn, %error, "read failed");
+                shard.lock().lost(conn);
                 shutdown_socket(&stream);
                 break;
             }
@@ -156,26 +105,38 @@ pub(crate) async fn reader(shard: Rc<Shard>, conn: Rc<Conn>) {
     }
 }
 
+fn state(shard: &Shard, conn: ConnectionId) -> State {
+    shard.lock().slots.get(&conn).map_or(State::Gone, |slot| slot.state)
+}
+
 /// Writes the queued chunks with one vectored write per batch and reports them written; after
 /// `Close`, flushes and shuts the socket down (which also ends the reader's pending read).
-pub(crate) async fn writer(shard: Rc<Shard>, conn: Rc<Conn>) {
-    let _guard = TaskGuard(Rc::clone(&shard));
-    let mut stream = conn.stream.clone();
+/// While a write is in flight the slot says so, and no other thread writes to the socket.
+pub(crate) async fn writer(
+    shard: Rc<Shard>,
+    conn: ConnectionId,
+    mut stream: TcpStream,
+    wake: Arc<Notify>,
+) {
+    let _guard = TaskGuard(Rc::clone(&shard), conn);
     // Two vectors alternate between the queue and the write: no allocation per write.
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
-        {
-            let mut queue = conn.queue.borrow_mut();
-            if queue.len() <= MAX_IOVECS {
-                core::mem::swap(&mut *queue, &mut batch);
+        let state = {
+            let mut core = shard.lock();
+            let Some(slot) = core.slots.get_mut(&conn) else { break };
+            if slot.queue.len() <= MAX_IOVECS {
+                core::mem::swap(&mut slot.queue, &mut batch);
             } else {
-                batch.extend(queue.drain(..MAX_IOVECS));
+                batch.extend(slot.queue.drain(..MAX_IOVECS));
             }
-        }
+            slot.writing = !batch.is_empty();
+            slot.state
+        };
         if batch.is_empty() {
-            match conn.state() {
+            match state {
                 State::Open => {
-                    conn.writer.wait().await;
+                    wake.wait().await;
                     continue;
                 }
                 State::Closing | State::Gone => {
@@ -189,16 +150,27 @@ pub(crate) async fn writer(shard: Rc<Shard>, conn: Rc<Conn>) {
         let BufResult(result, mut returned) = stream.write_vectored_all(batch).await;
         returned.clear();
         batch = returned;
+        let mut core = shard.lock();
+        let state = match core.slots.get_mut(&conn) {
+            Some(slot) => {
+                slot.writing = false;
+                slot.state
+            }
+            None => State::Gone,
+        };
         match result {
             Ok(()) => {
-                if conn.state() == State::Open {
-                    shard.input(Input::Written { conn: conn.id, bytes: len });
+                if state == State::Open {
+                    core.input(Input::Written { conn, bytes: len });
                 }
             }
             Err(error) => {
-                tracing::debug!(conn = %conn.id, %error, "write failed");
-                conn.queue.borrow_mut().clear();
-                shard.lost(&conn);
+                tracing::debug!(%conn, %error, "write failed");
+                if let Some(slot) = core.slots.get_mut(&conn) {
+                    slot.queue.clear();
+                }
+                core.lost(conn);
+                drop(core);
                 shutdown_socket(&stream);
                 break;
             }

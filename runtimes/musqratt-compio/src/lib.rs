@@ -12,8 +12,11 @@
 //! # Threads and tasks
 //!
 //! Every shard thread runs a compio runtime (io_uring, or epoll through compio's `polling`
-//! driver where io_uring is unavailable or refused) and owns, inside `Rc<RefCell<..>>`, one
-//! engine that never leaves the thread. On it run:
+//! driver where io_uring is unavailable or refused). Its engine, with everything a step of it
+//! touches (each connection's queue and state, the links to other shards, the inbox receiver),
+//! is the shard's core, behind a mutex: the shard's thread locks it for every input, and another
+//! shard's thread may lock it (`try_lock` only) to run one step in person (below). The compio
+//! sockets, listeners and tasks never leave the thread. On it run:
 //!
 //! - one **accept task** per listener: every shard has its own `SO_REUSEPORT` listener on each
 //!   address, so the kernel spreads connections over the shards;
@@ -25,11 +28,21 @@
 //! - one **timer task** sleeping until the engine's `poll_timeout()`, re-armed when an input
 //!   moves the deadline earlier;
 //! - one **inbox task** taking messages from the shard's bounded FIFO channel (`ToShard`
-//!   messages, adopted connections, shutdown), and one **forwarder task** per other shard that
-//!   feeds that shard's channel when it is full, keeping the order.
+//!   messages, adopted connections, shutdown) under the lock, one **forwarder task** per other
+//!   shard that feeds that shard's channel when it is full, keeping the order, and one
+//!   **errand task** that wakes the writers other threads' steps left work to.
 //!
-//! Every input is followed, before the next `await`, by draining `poll_action`, so actions are
-//! carried out in the order the engine gave them.
+//! Every input is followed, before the lock is released, by draining `poll_action`, so actions
+//! are carried out in the order the engine gave them.
+//!
+//! **Between shards, in person** (docs/adr/0012): an `Action::ToShard` whose target shard is
+//! idle (its lock free, nothing in its inbox, nothing of ours waiting for it) is not mailed: the
+//! sending thread runs the step there itself and writes the deliveries with a non-blocking send
+//! on a duplicate of each socket's descriptor, when that connection's writer has no write in
+//! flight. What the socket does not take is left to the writer task; the owning thread is woken
+//! only for that, for a close, a sooner timer deadline or a full link. So a message between idle
+//! shards wakes one broker thread, as one within a shard does. [`BrokerHandle::stats`] counts
+//! these steps and writes.
 //!
 //! A connection accepted on a shard that does not own its client identifier (ADR 1) is moved
 //! after CONNECT: its file descriptor is duplicated into a `std::net::TcpStream` (safe std
@@ -43,14 +56,14 @@ mod shard;
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::io;
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 
 use musqratt_engine::{Config, ShardId};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 pub use crate::conn::READ_BUFFER;
-use crate::shard::{Clock, ShardMsg};
+use crate::shard::{Clock, Counters, Directory, ShardMsg};
 
 /// How long [`BrokerHandle::shutdown`] waits for the shard threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -114,9 +127,12 @@ pub fn start_with(
     let clock = Clock::new();
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..shards).map(|_| async_channel::bounded(SHARD_CHANNEL_CAPACITY)).unzip();
+    let directory: Directory = (0..shards).map(|_| OnceLock::new()).collect();
+    let counters = Arc::new(Counters::default());
     let mut handle = BrokerHandle {
         local_addrs,
         io_uring: true,
+        counters: Arc::clone(&counters),
         senders: senders.clone(),
         threads: Vec::with_capacity(shards),
         stopped: false,
@@ -126,12 +142,19 @@ pub fn start_with(
         let mut config = engine.clone();
         config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
         config.shard_count = shard_count;
-        let senders = senders.clone();
-        let ready = ready_tx.clone();
+        let setup = shard::ShardSetup {
+            config,
+            clock,
+            rx,
+            senders: senders.clone(),
+            directory: Arc::clone(&directory),
+            counters: Arc::clone(&counters),
+            listeners,
+            driver,
+            ready: ready_tx.clone(),
+        };
         let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
-        let spawned = thread.spawn(move || {
-            shard::run(shard::ShardSetup { config, clock, rx, senders, listeners, driver, ready });
-        });
+        let spawned = thread.spawn(move || shard::run(setup));
         match spawned {
             Ok(join) => handle.threads.push(join),
             Err(e) => {
@@ -175,10 +198,25 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Counters of a running broker ([`BrokerHandle::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages between shards handled by the sending shard's thread, which ran the receiving
+    /// shard's step in person instead of waking its thread (docs/adr/0012).
+    pub direct_steps: u64,
+    /// Deliveries written whole to a socket by another shard's thread in such a step.
+    pub direct_writes: u64,
+    /// Times such a step had to wake the receiving shard's thread after all: a write the socket
+    /// did not take whole, a connection to close, a sooner timer deadline, a full link.
+    pub owner_wakes: u64,
+}
+
 /// A running broker. Dropping it shuts it down as [`BrokerHandle::shutdown`] does.
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
     io_uring: bool,
+    counters: Arc<Counters>,
     senders: Vec<async_channel::Sender<ShardMsg>>,
     threads: Vec<JoinHandle<()>>,
     stopped: bool,
@@ -205,6 +243,17 @@ impl BrokerHandle {
     #[must_use]
     pub fn uses_io_uring(&self) -> bool {
         self.io_uring
+    }
+
+    /// The broker's counters so far.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        use core::sync::atomic::Ordering::Relaxed;
+        Stats {
+            direct_steps: self.counters.direct_steps.load(Relaxed),
+            direct_writes: self.counters.direct_writes.load(Relaxed),
+            owner_wakes: self.counters.owner_wakes.load(Relaxed),
+        }
     }
 
     /// Stops accepting, feeds `Input::Shutdown` to every engine (MQTT 5.0 clients get

@@ -1,27 +1,36 @@
 //! A shard thread: one compio runtime, one [`Engine`], its listeners, connections, timer and
 //! links to the other shards.
+//!
+//! The engine and everything a step of it touches ([`Core`]) sit behind the shard's lock
+//! ([`ShardLock`]), so that another shard's thread can run a step of this shard in person
+//! (docs/adr/0012). What only the shard's own thread can use (the compio sockets, listeners
+//! and tasks) stays outside, in [`Shard`].
 
 use core::cell::{Cell, RefCell};
-use core::pin::pin;
+use core::pin::{Pin, pin};
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::Poll;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
-use std::io;
+use std::io::{self, IoSlice};
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError, Weak, mpsc};
 
 use async_channel::{Receiver, Sender, TrySendError};
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use compio::driver::{DriverType, ProactorBuilder};
 use compio::net::{TcpListener, TcpStream};
 use compio::runtime::{Runtime, RuntimeBuilder};
+use futures_util::Stream;
 use futures_util::future::{Either, select};
 use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{
     Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
     ShardMessage,
 };
+use socket2::SockRef;
 
-use crate::conn::{self, Conn, State};
+use crate::conn::{self, MAX_IOVECS, State};
 use crate::notify::Notify;
 use crate::{Driver, shutdown_socket};
 
@@ -56,19 +65,33 @@ impl Clock {
     }
 }
 
+/// The broker's counters, shared by every shard.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) direct_steps: AtomicU64,
+    pub(crate) direct_writes: AtomicU64,
+    pub(crate) owner_wakes: AtomicU64,
+}
+
+/// Every shard's lock, filled in by each shard thread as it starts: where a shard finds another
+/// to run a step of it in person. Weak: a shard that has ended is not kept alive by its peers.
+pub(crate) type Directory = Arc<[OnceLock<Weak<ShardLock>>]>;
+
 /// What a shard thread starts from.
 pub(crate) struct ShardSetup {
     pub(crate) config: Config,
     pub(crate) clock: Clock,
     pub(crate) rx: Receiver<ShardMsg>,
     pub(crate) senders: Vec<Sender<ShardMsg>>,
+    pub(crate) directory: Directory,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) listeners: Vec<std::net::TcpListener>,
     pub(crate) driver: Driver,
     /// Told `Ok(io_uring?)` once the runtime and listeners are up, or why not.
     pub(crate) ready: mpsc::Sender<io::Result<bool>>,
 }
 
-fn build_runtime(driver: Driver) -> io::Result<Runtime> {
+fn build_runtime(driver: Driver, shards: usize) -> io::Result<Runtime> {
     let mut proactor = ProactorBuilder::new();
     match driver {
         Driver::Auto => {}
@@ -79,13 +102,21 @@ fn build_runtime(driver: Driver) -> io::Result<Runtime> {
             proactor.driver_type(DriverType::Poll);
         }
     }
-    RuntimeBuilder::new().with_proactor(proactor).build()
+    // Other threads wake only this shard's fixed tasks (inbox, errands, timer, one forwarder
+    // per other shard), each holding at most one slot of the queue of cross-thread wakes: with
+    // room for all of them, a waking thread never waits for this one (which could be waiting
+    // for the waker's lock).
+    RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .sync_queue_size(64usize.max(shards.saturating_add(16)))
+        .build()
 }
 
 /// The shard thread's body: runs until `Shutdown` arrives (or every sender is gone).
 pub(crate) fn run(setup: ShardSetup) {
-    let ShardSetup { config, clock, rx, senders, listeners, driver, ready } = setup;
-    let runtime = match build_runtime(driver) {
+    let ShardSetup { config, clock, rx, senders, directory, counters, listeners, driver, ready } =
+        setup;
+    let runtime = match build_runtime(driver, senders.len()) {
         Ok(runtime) => runtime,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -103,174 +134,265 @@ pub(crate) fn run(setup: ShardSetup) {
                 return;
             }
         };
-        let shard = Rc::new(Shard::new(config, clock, senders, listeners));
+        let shard = Rc::new(Shard::new(config, clock, rx, senders, directory, counters, listeners));
         shard.start_tasks();
         let _ = ready.send(Ok(io_uring));
-        loop {
-            match rx.recv().await {
-                Ok(ShardMsg::FromShard { from, message }) => {
-                    shard.input(Input::FromShard { from, message });
-                }
-                Ok(ShardMsg::Adopt { conn, stream, bytes }) => shard.adopt(conn, stream, bytes),
-                Ok(ShardMsg::Shutdown { deadline }) => {
-                    shard.shutdown(deadline).await;
-                    break;
-                }
-                Err(_) => {
-                    let deadline = std::time::Instant::now() + crate::SHUTDOWN_GRACE;
-                    shard.shutdown(deadline).await;
-                    break;
-                }
-            }
-        }
+        let deadline = inbox(&shard).await;
+        shard.shutdown(deadline).await;
     });
     // Dropping the runtime drops the tasks still parked (accept loops, timer, forwarders).
     drop(runtime);
     tracing::debug!(shard = %id, "shard thread stopped");
 }
 
+/// A shard's [`Core`] behind its lock. The shard's own thread takes it for every input;
+/// another shard's thread takes it, with `try_lock` only, to run one step of this shard in
+/// person instead of waking this thread (see [`Core::send_to`]). Never held across an
+/// `.await`, nor while waiting for anything.
+pub(crate) struct ShardLock(Mutex<Core>);
+
+impl ShardLock {
+    /// Waits for the lock (held by another thread only for one step). A panic while it was
+    /// held leaves the state as it is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, Core>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 /// The sending end of the link to one other shard: its bounded channel, and the messages that
 /// found it full, in order, for the forwarder task.
 struct Link {
     tx: Sender<ShardMsg>,
-    backlog: RefCell<VecDeque<ShardMsg>>,
+    backlog: VecDeque<ShardMsg>,
     /// Messages in `backlog` or being sent by the forwarder: while any, new ones queue behind.
-    pending: Cell<usize>,
-    wake: Notify,
+    pending: usize,
+    wake: Arc<Notify>,
 }
 
-/// One shard, owned by its thread (`Rc`, never sent).
-pub(crate) struct Shard {
+/// A connection as a step of the engine sees it: what is queued for its socket and where it is
+/// in its life. Its compio socket belongs to its reader and writer tasks, on the shard's thread.
+pub(crate) struct Slot {
+    /// `Action::Send` chunks not yet given to a write.
+    pub(crate) queue: Vec<Bytes>,
+    /// The writer task has a write in flight: nothing else may write to the socket.
+    pub(crate) writing: bool,
+    pub(crate) state: State,
+    pub(crate) handoff: Option<(ShardId, BytesMut)>,
+    /// Wakes the writer task: something queued, or the state changed. Set by the shard's own
+    /// thread only (another thread's step asks the errand task, see [`Core::wake_writer`]).
+    pub(crate) writer: Arc<Notify>,
+    /// A second descriptor of the socket, for the non-blocking writes of steps run by another
+    /// shard's thread; `None` if it could not be had (such writes are then left to the task).
+    direct: Option<std::net::TcpStream>,
+    /// Connection tasks (reader, writer) still running: the slot goes when both have ended.
+    pub(crate) tasks: u8,
+}
+
+/// Everything a step of the shard's engine touches: `Send`, behind [`ShardLock`].
+pub(crate) struct Core {
     id: ShardId,
-    engine: RefCell<Engine>,
+    engine: Engine,
     clock: Clock,
-    conns: RefCell<HashMap<ConnectionId, Rc<Conn>>>,
-    /// Connection numbers are `n × shards + shard`: unique across the broker without sharing.
-    next_conn: Cell<u64>,
-    shard_count: u64,
+    pub(crate) slots: HashMap<ConnectionId, Slot>,
     links: Vec<Link>,
-    listeners: RefCell<Vec<TcpListener>>,
-    /// Wakes the timer task when the engine's deadline moved earlier than the one it sleeps to.
-    timer: Notify,
-    armed: Cell<Option<Instant>>,
-    stopping: Cell<bool>,
-    /// Connection tasks (reader and writer) still running, and a wake-up when none is.
-    live_tasks: Cell<usize>,
-    idle: Notify,
+    /// The shard's inbox. Mail is taken off it only under the lock, and a step is run in
+    /// person only when it is empty: what another shard mailed earlier goes first.
+    mailbox: Pin<Box<Receiver<ShardMsg>>>,
+    directory: Directory,
+    counters: Arc<Counters>,
+    /// The deadline the timer task sleeps to, and its wake-up for a sooner one.
+    armed: Option<Instant>,
+    timer: Arc<Notify>,
+    stopping: bool,
+    /// A step run by another shard's thread is under way.
+    foreign: bool,
+    /// Connections whose queue went from empty to not in such a step: written by that thread.
+    direct: Vec<ConnectionId>,
+    /// Writers to wake on the shard's own thread, for such steps, by the errand task.
+    deferred: Vec<ConnectionId>,
+    errand: Arc<Notify>,
 }
 
-impl Shard {
-    fn new(
-        config: Config,
-        clock: Clock,
-        senders: Vec<Sender<ShardMsg>>,
-        listeners: Vec<TcpListener>,
-    ) -> Self {
-        let id = config.shard;
-        let shard_count = u64::from(config.shard_count);
-        let links = senders
-            .into_iter()
-            .map(|tx| Link {
-                tx,
-                backlog: RefCell::new(VecDeque::new()),
-                pending: Cell::new(0),
-                wake: Notify::default(),
-            })
-            .collect();
-        Self {
-            id,
-            engine: RefCell::new(Engine::new(config)),
-            clock,
-            conns: RefCell::new(HashMap::new()),
-            next_conn: Cell::new(0),
-            shard_count,
-            links,
-            listeners: RefCell::new(listeners),
-            timer: Notify::default(),
-            armed: Cell::new(None),
-            stopping: Cell::new(false),
-            live_tasks: Cell::new(0),
-            idle: Notify::default(),
-        }
-    }
-
-    fn start_tasks(self: &Rc<Self>) {
-        for listener in self.listeners.borrow().iter() {
-            compio::runtime::spawn(accept_loop(Rc::clone(self), listener.clone())).detach();
-        }
-        compio::runtime::spawn(timer_loop(Rc::clone(self))).detach();
-        for to in 0..self.links.len() {
-            if to != usize::from(self.id.0) {
-                compio::runtime::spawn(forward_loop(Rc::clone(self), to)).detach();
-            }
-        }
-    }
-
+impl Core {
     /// Feeds one input to the engine and carries out everything it asks.
-    pub(crate) fn input(&self, input: Input) {
+    pub(crate) fn input(&mut self, input: Input) {
         let now = self.clock.now();
-        self.engine.borrow_mut().handle_input(now, input);
+        self.engine.handle_input(now, input);
         self.dispatch();
     }
 
-    /// Carries out every action the engine has, in order, then re-arms the timer if the
-    /// deadline moved earlier.
-    fn dispatch(&self) {
+    /// Carries out every action the engine has, in order (and, in a step run by another
+    /// shard's thread, the writes it can make at once), then tells the timer task of a sooner
+    /// deadline.
+    fn dispatch(&mut self) {
         loop {
-            let action = self.engine.borrow_mut().poll_action();
-            let Some(action) = action else { break };
-            match action {
-                Action::Send { conn, bytes } => {
-                    if let Some(c) = self.conns.borrow().get(&conn) {
-                        c.push(bytes);
-                    }
-                }
-                Action::Close { conn } => {
-                    let removed = self.conns.borrow_mut().remove(&conn);
-                    if let Some(c) = removed {
-                        c.close();
-                    }
-                }
-                Action::Handoff { conn, to, bytes } => {
-                    let removed = self.conns.borrow_mut().remove(&conn);
-                    if let Some(c) = removed {
-                        tracing::debug!(shard = %self.id, %conn, %to, "handing connection over");
-                        c.hand_off(to, bytes);
-                    }
-                }
-                Action::ToShard { to, message } => {
-                    self.send_to(to, ShardMsg::FromShard { from: self.id, message });
-                }
-                Action::Authenticate { conn, request } => {
-                    // No authenticator is plugged into this runtime yet: fail closed.
-                    tracing::warn!(%conn, client_id = %request.client_id,
-                        "authentication requested but no authenticator configured: refusing");
-                    let decision = AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED);
-                    let now = self.clock.now();
-                    self.engine
-                        .borrow_mut()
-                        .handle_input(now, Input::AuthDecision { conn, decision });
-                }
-                Action::Event(event) => log_event(self.id, &event),
-                other => tracing::warn!(shard = %self.id, ?other, "unknown engine action ignored"),
+            while let Some(action) = self.engine.poll_action() {
+                self.act(action);
             }
+            // A write reports `Input::Written`, which may bring more actions.
+            let Some(conn) = self.direct.pop() else { break };
+            self.write_direct(conn);
         }
-        let next = self.engine.borrow().poll_timeout();
-        match (self.armed.get(), next) {
-            (_, None) => {}
-            (Some(armed), Some(next)) if next >= armed => {}
-            _ => self.timer.notify(),
+        // Told only of a sooner deadline: one that moved later is found when the old one
+        // fires, so that a step run by another thread wakes nothing here.
+        let next = self.engine.poll_timeout();
+        let sooner = match (next, self.armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if sooner {
+            self.armed = next;
+            if self.foreign {
+                self.counters.owner_wakes.fetch_add(1, Ordering::Relaxed);
+            }
+            self.timer.notify();
+        }
+        if self.foreign && !self.deferred.is_empty() {
+            self.counters.owner_wakes.fetch_add(1, Ordering::Relaxed);
+            self.errand.notify();
         }
     }
 
-    /// Sends to another shard over its bounded channel, in order: straight in when nothing is
-    /// waiting and there is room, otherwise behind the messages the forwarder still holds.
-    fn send_to(&self, to: ShardId, msg: ShardMsg) {
-        let Some(link) = self.links.get(usize::from(to.0)) else {
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Send { conn, bytes } => {
+                let foreign = self.foreign;
+                let Some(slot) = self.slots.get_mut(&conn) else { return };
+                if slot.state != State::Open {
+                    return;
+                }
+                let was_empty = slot.queue.is_empty();
+                slot.queue.push(bytes);
+                if !foreign {
+                    slot.writer.notify();
+                } else if was_empty && !slot.writing {
+                    self.direct.push(conn);
+                }
+                // Otherwise the writer task already has it coming: its write in flight ends,
+                // or it was woken for the older chunks.
+            }
+            Action::Close { conn } => {
+                if let Some(slot) = self.slots.get_mut(&conn)
+                    && slot.state == State::Open
+                {
+                    slot.state = State::Closing;
+                    self.wake_writer(conn);
+                }
+            }
+            Action::Handoff { conn, to, bytes } => {
+                if let Some(slot) = self.slots.get_mut(&conn)
+                    && slot.state == State::Open
+                {
+                    tracing::debug!(shard = %self.id, %conn, %to, "handing connection over");
+                    slot.state = State::HandedOff;
+                    slot.handoff = Some((to, bytes));
+                    self.wake_writer(conn);
+                }
+            }
+            Action::ToShard { to, message } => self.send_to(to, message),
+            Action::Authenticate { conn, request } => {
+                // No authenticator is plugged into this runtime yet: fail closed.
+                tracing::warn!(%conn, client_id = %request.client_id,
+                    "authentication requested but no authenticator configured: refusing");
+                let decision = AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED);
+                let now = self.clock.now();
+                self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+            }
+            Action::Event(event) => log_event(self.id, &event),
+            other => tracing::warn!(shard = %self.id, ?other, "unknown engine action ignored"),
+        }
+    }
+
+    /// Wakes a connection's writer task, from the shard's own thread directly, from another
+    /// shard's thread through the errand task (which that thread wakes once per step).
+    pub(crate) fn wake_writer(&mut self, conn: ConnectionId) {
+        if self.foreign {
+            self.deferred.push(conn);
+        } else if let Some(slot) = self.slots.get(&conn) {
+            slot.writer.notify();
+        }
+    }
+
+    /// In a step run by another shard's thread: writes what is queued for `conn` to its socket
+    /// with a non-blocking send, so that the delivery needs no wake-up of this shard's thread.
+    /// What the socket does not take now (or a failure, which the writer task then meets and
+    /// reports) is left to the writer task, woken for it. Only while no write of the task is in
+    /// flight, so the bytes keep their order; every byte written is reported to the engine.
+    fn write_direct(&mut self, conn: ConnectionId) {
+        let Some(slot) = self.slots.get_mut(&conn) else { return };
+        if slot.state != State::Open || slot.writing || slot.queue.is_empty() {
+            return;
+        }
+        let written = match &slot.direct {
+            Some(stream) => send_now(stream, &slot.queue),
+            None => Ok(0),
+        };
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
+                tracing::debug!(shard = %self.id, %conn, %error, "direct write failed");
+                0
+            }
+        };
+        consume(&mut slot.queue, written);
+        if slot.queue.is_empty() {
+            self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.deferred.push(conn);
+        }
+        if written > 0 {
+            let now = self.clock.now();
+            self.engine.handle_input(now, Input::Written { conn, bytes: written });
+        }
+    }
+
+    /// Sends a shard message to another shard, after everything sent to it before.
+    ///
+    /// When nothing older from this shard is waiting for that shard (here or in its inbox) and
+    /// its lock is free, the message is not mailed at all: this thread takes that shard's lock
+    /// and runs the step there in person, writing its deliveries to the sockets itself. Waking
+    /// the other shard's thread (a halted core, on an idle machine) costs more than the whole
+    /// relay within a shard; this way a message between shards wakes one broker thread, as one
+    /// within a shard does (docs/adr/0012). A step run in person mails what it sends on.
+    fn send_to(&mut self, to: ShardId, message: ShardMessage) {
+        let from = self.id;
+        let index = usize::from(to.0);
+        let Some(link) = self.links.get(index) else {
             tracing::warn!(shard = %self.id, %to, "message for a shard that does not exist");
             return;
         };
-        let msg = if link.pending.get() == 0 {
+        let message = if link.pending == 0 && !self.foreign {
+            match self.directory.get(index).and_then(OnceLock::get) {
+                Some(peer) => match in_person(peer, from, message) {
+                    Ok(()) => return,
+                    Err(message) => message,
+                },
+                None => message,
+            }
+        } else {
+            message
+        };
+        self.mail(to, ShardMsg::FromShard { from, message });
+    }
+
+    /// Mails to another shard over its bounded channel, in order: straight in when nothing is
+    /// waiting and there is room, otherwise behind the messages the forwarder still holds.
+    pub(crate) fn mail(&mut self, to: ShardId, msg: ShardMsg) {
+        let foreign = self.foreign;
+        let Some(link) = self.links.get_mut(usize::from(to.0)) else {
+            tracing::warn!(shard = %self.id, %to, "message for a shard that does not exist");
+            return;
+        };
+        let msg = if link.pending == 0 {
             match link.tx.try_send(msg) {
                 Ok(()) => return,
                 Err(TrySendError::Full(msg)) => msg,
@@ -280,9 +402,191 @@ impl Shard {
         } else {
             msg
         };
-        link.backlog.borrow_mut().push_back(msg);
-        link.pending.set(link.pending.get() + 1);
+        link.backlog.push_back(msg);
+        link.pending += 1;
+        if foreign {
+            self.counters.owner_wakes.fetch_add(1, Ordering::Relaxed);
+        }
         link.wake.notify();
+    }
+
+    /// Runs one step of this shard for a message from another shard, on that shard's thread,
+    /// which holds this shard's lock.
+    fn step_in_person(&mut self, from: ShardId, message: ShardMessage) {
+        self.foreign = true;
+        self.counters.direct_steps.fetch_add(1, Ordering::Relaxed);
+        self.input(Input::FromShard { from, message });
+        self.foreign = false;
+    }
+
+    /// The peer closed the connection or an I/O on it failed: tell the engine, unless the
+    /// engine had already closed it or handed it over.
+    pub(crate) fn lost(&mut self, conn: ConnectionId) {
+        let Some(slot) = self.slots.get_mut(&conn) else { return };
+        if slot.state != State::Open {
+            return;
+        }
+        slot.state = State::Gone;
+        slot.writer.notify();
+        self.input(Input::Closed { conn });
+    }
+
+    /// A connection task ended; the slot goes with the last one.
+    pub(crate) fn task_ended(&mut self, conn: ConnectionId) {
+        if let Some(slot) = self.slots.get_mut(&conn) {
+            slot.tasks = slot.tasks.saturating_sub(1);
+            if slot.tasks == 0 {
+                self.slots.remove(&conn);
+            }
+        }
+    }
+}
+
+/// Runs a shard message's step on `peer` from this thread if its lock is free, it is not
+/// stopping and it has no mail waiting (which must go first: FIFO per link); gives the message
+/// back otherwise.
+fn in_person(
+    peer: &Weak<ShardLock>,
+    from: ShardId,
+    message: ShardMessage,
+) -> Result<(), ShardMessage> {
+    let Some(peer) = peer.upgrade() else { return Err(message) };
+    let Some(mut core) = peer.try_lock() else { return Err(message) };
+    if core.stopping || !core.mailbox.is_empty() {
+        return Err(message);
+    }
+    core.step_in_person(from, message);
+    Ok(())
+}
+
+/// One non-blocking send of the queued chunks (at most [`MAX_IOVECS`]).
+fn send_now(stream: &std::net::TcpStream, queue: &[Bytes]) -> io::Result<usize> {
+    let socket = SockRef::from(stream);
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let result = if let [chunk] = queue {
+        socket.send_with_flags(chunk, flags)
+    } else {
+        let iovecs: Vec<IoSlice<'_>> =
+            queue.iter().take(MAX_IOVECS).map(|chunk| IoSlice::new(chunk)).collect();
+        socket.send_vectored_with_flags(&iovecs, flags)
+    };
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        other => other,
+    }
+}
+
+/// Drops the first `written` bytes of the queue.
+fn consume(queue: &mut Vec<Bytes>, mut written: usize) {
+    let whole = queue
+        .iter()
+        .take_while(|chunk| {
+            if chunk.len() <= written {
+                written -= chunk.len();
+                true
+            } else {
+                false
+            }
+        })
+        .count();
+    queue.drain(..whole);
+    if written > 0
+        && let Some(front) = queue.first_mut()
+    {
+        front.advance(written);
+    }
+}
+
+/// One shard, owned by its thread (`Rc`, never sent): its [`Core`] behind the lock, and what
+/// only this thread uses.
+pub(crate) struct Shard {
+    id: ShardId,
+    core: Arc<ShardLock>,
+    clock: Clock,
+    /// Connection numbers are `n × shards + shard`: unique across the broker without sharing.
+    next_conn: Cell<u64>,
+    shard_count: u64,
+    listeners: RefCell<Vec<TcpListener>>,
+    timer: Arc<Notify>,
+    errand: Arc<Notify>,
+    /// Connection tasks (reader and writer) still running, and a wake-up when none is.
+    live_tasks: Cell<usize>,
+    idle: Notify,
+}
+
+impl Shard {
+    fn new(
+        config: Config,
+        clock: Clock,
+        rx: Receiver<ShardMsg>,
+        senders: Vec<Sender<ShardMsg>>,
+        directory: Directory,
+        counters: Arc<Counters>,
+        listeners: Vec<TcpListener>,
+    ) -> Self {
+        let id = config.shard;
+        let shard_count = u64::from(config.shard_count);
+        let links = senders
+            .into_iter()
+            .map(|tx| Link {
+                tx,
+                backlog: VecDeque::new(),
+                pending: 0,
+                wake: Arc::new(Notify::default()),
+            })
+            .collect();
+        let timer = Arc::new(Notify::default());
+        let errand = Arc::new(Notify::default());
+        let core = Arc::new(ShardLock(Mutex::new(Core {
+            id,
+            engine: Engine::new(config),
+            clock,
+            slots: HashMap::new(),
+            links,
+            mailbox: Box::pin(rx),
+            directory: directory.clone(),
+            counters,
+            armed: None,
+            timer: Arc::clone(&timer),
+            stopping: false,
+            foreign: false,
+            direct: Vec::new(),
+            deferred: Vec::new(),
+            errand: Arc::clone(&errand),
+        })));
+        if let Some(entry) = directory.get(usize::from(id.0)) {
+            let _ = entry.set(Arc::downgrade(&core));
+        }
+        Self {
+            id,
+            core,
+            clock,
+            next_conn: Cell::new(0),
+            shard_count,
+            listeners: RefCell::new(listeners),
+            timer,
+            errand,
+            live_tasks: Cell::new(0),
+            idle: Notify::default(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock()
+    }
+
+    fn start_tasks(self: &Rc<Self>) {
+        for listener in self.listeners.borrow().iter() {
+            compio::runtime::spawn(accept_loop(Rc::clone(self), listener.clone())).detach();
+        }
+        compio::runtime::spawn(timer_loop(Rc::clone(self))).detach();
+        compio::runtime::spawn(errand_loop(Rc::clone(self))).detach();
+        let links = self.lock().links.len();
+        for to in 0..links {
+            if to != usize::from(self.id.0) {
+                compio::runtime::spawn(forward_loop(Rc::clone(self), to)).detach();
+            }
+        }
     }
 
     /// A connection accepted by one of this shard's listeners.
@@ -294,15 +598,25 @@ impl Shard {
         self.next_conn.set(n + 1);
         let conn = ConnectionId(n * self.shard_count + u64::from(self.id.0));
         tracing::debug!(shard = %self.id, %conn, %peer, "accepted");
-        self.register(conn, stream);
-        self.input(Input::Accepted { conn });
+        let direct = duplicate(&stream);
+        let mut core = self.lock();
+        self.register(&mut core, conn, stream, direct);
+        core.input(Input::Accepted { conn });
     }
 
-    /// A connection handed over by another shard.
-    fn adopt(self: &Rc<Self>, conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut) {
-        if self.stopping.get() {
+    /// A connection handed over by another shard (taken off the inbox under the lock, so
+    /// that what its shard sent after it comes after it).
+    fn adopt(
+        self: &Rc<Self>,
+        core: &mut Core,
+        conn: ConnectionId,
+        stream: std::net::TcpStream,
+        bytes: BytesMut,
+    ) {
+        if core.stopping {
             return; // dropping the stream closes it
         }
+        let direct = stream.try_clone().ok();
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(error) => {
@@ -311,20 +625,36 @@ impl Shard {
             }
         };
         tracing::debug!(shard = %self.id, %conn, "adopted connection");
-        self.register(conn, stream);
-        self.input(Input::Adopted { conn, bytes });
+        self.register(core, conn, stream, direct);
+        core.input(Input::Adopted { conn, bytes });
     }
 
-    fn register(self: &Rc<Self>, id: ConnectionId, stream: TcpStream) {
-        let conn = Rc::new(Conn::new(id, stream));
-        self.conns.borrow_mut().insert(id, Rc::clone(&conn));
+    fn register(
+        self: &Rc<Self>,
+        core: &mut Core,
+        id: ConnectionId,
+        stream: TcpStream,
+        direct: Option<std::net::TcpStream>,
+    ) {
+        let writer = Arc::new(Notify::default());
+        let slot = Slot {
+            queue: Vec::new(),
+            writing: false,
+            state: State::Open,
+            handoff: None,
+            writer: Arc::clone(&writer),
+            direct,
+            tasks: 2,
+        };
+        core.slots.insert(id, slot);
         self.live_tasks.set(self.live_tasks.get() + 2);
-        compio::runtime::spawn(conn::reader(Rc::clone(self), Rc::clone(&conn))).detach();
-        compio::runtime::spawn(conn::writer(Rc::clone(self), conn)).detach();
+        compio::runtime::spawn(conn::reader(Rc::clone(self), id, stream.clone())).detach();
+        compio::runtime::spawn(conn::writer(Rc::clone(self), id, stream, writer)).detach();
     }
 
     /// A connection task ended.
-    pub(crate) fn task_done(&self) {
+    pub(crate) fn task_done(&self, conn: ConnectionId) {
+        self.lock().task_ended(conn);
         let live = self.live_tasks.get().saturating_sub(1);
         self.live_tasks.set(live);
         if live == 0 {
@@ -332,31 +662,23 @@ impl Shard {
         }
     }
 
-    /// The peer closed the connection or an I/O on it failed: tell the engine, unless the
-    /// engine had already closed it or handed it over.
-    pub(crate) fn lost(&self, conn: &Conn) {
-        if conn.state() != State::Open {
-            return;
-        }
-        conn.set_gone();
-        self.conns.borrow_mut().remove(&conn.id);
-        self.input(Input::Closed { conn: conn.id });
-    }
-
     /// Sends a connection the engine handed over to its new shard. `stream` is the reader's,
     /// the last handle here that matters: the writer's ends with its task.
-    pub(crate) fn move_conn(&self, conn: &Conn, stream: TcpStream) {
-        let Some((to, bytes)) = conn.take_handoff() else { return };
+    pub(crate) fn move_conn(&self, conn: ConnectionId, stream: TcpStream) {
+        let mut core = self.lock();
+        let Some((to, bytes)) = core.slots.get_mut(&conn).and_then(|slot| slot.handoff.take())
+        else {
+            return;
+        };
         // A second descriptor for the same socket, through safe std conversions; this
-        // runtime's descriptor closes when its last handle drops, the socket stays open.
-        let std_stream =
-            std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().map(std::net::TcpStream::from);
+        // runtime's descriptors close when their last handles drop, the socket stays open.
+        let std_stream = duplicate(&stream);
         drop(stream);
         match std_stream {
-            Ok(stream) => self.send_to(to, ShardMsg::Adopt { conn: conn.id, stream, bytes }),
-            Err(error) => {
+            Some(stream) => core.mail(to, ShardMsg::Adopt { conn, stream, bytes }),
+            None => {
                 // The engine has forgotten it: nothing else to tell.
-                tracing::warn!(shard = %self.id, conn = %conn.id, %error, "handoff failed");
+                tracing::warn!(shard = %self.id, %conn, "handoff failed: no descriptor");
             }
         }
     }
@@ -364,14 +686,22 @@ impl Shard {
     /// `Input::Shutdown`, then close whatever is left and wait for the connection tasks to
     /// flush and end, until `deadline`.
     async fn shutdown(&self, deadline: std::time::Instant) {
-        self.stopping.set(true);
         for listener in self.listeners.borrow_mut().drain(..) {
             shutdown_socket(&listener);
         }
-        self.input(Input::Shutdown);
-        let left: Vec<_> = self.conns.borrow_mut().drain().map(|(_, c)| c).collect();
-        for conn in left {
-            conn.close();
+        {
+            let mut core = self.lock();
+            core.stopping = true;
+            core.input(Input::Shutdown);
+            let left: Vec<_> = core.slots.keys().copied().collect();
+            for conn in left {
+                if let Some(slot) = core.slots.get_mut(&conn)
+                    && slot.state == State::Open
+                {
+                    slot.state = State::Closing;
+                    slot.writer.notify();
+                }
+            }
         }
         let wait = async {
             while self.live_tasks.get() > 0 {
@@ -386,10 +716,51 @@ impl Shard {
     }
 }
 
+/// A second descriptor of a socket (safe std conversions), or `None` with a log line.
+fn duplicate(stream: &impl std::os::fd::AsFd) -> Option<std::net::TcpStream> {
+    match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => Some(std::net::TcpStream::from(fd)),
+        Err(error) => {
+            tracing::warn!(%error, "could not duplicate a socket descriptor");
+            None
+        }
+    }
+}
+
+/// Takes the shard's mail, under the lock, until `Shutdown` (or every sender is gone); returns
+/// the shutdown deadline.
+async fn inbox(shard: &Rc<Shard>) -> std::time::Instant {
+    core::future::poll_fn(|cx| {
+        let mut guard = shard.lock();
+        let core = &mut *guard;
+        loop {
+            match core.mailbox.as_mut().poll_next(cx) {
+                Poll::Ready(Some(ShardMsg::FromShard { from, message })) => {
+                    core.input(Input::FromShard { from, message });
+                }
+                Poll::Ready(Some(ShardMsg::Adopt { conn, stream, bytes })) => {
+                    shard.adopt(core, conn, stream, bytes);
+                }
+                Poll::Ready(Some(ShardMsg::Shutdown { deadline })) => {
+                    // Set under the lock: no step runs in person here from now on.
+                    core.stopping = true;
+                    return Poll::Ready(deadline);
+                }
+                Poll::Ready(None) => {
+                    core.stopping = true;
+                    return Poll::Ready(std::time::Instant::now() + crate::SHUTDOWN_GRACE);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         let accepted = listener.accept().await;
-        if shard.stopping.get() {
+        if shard.lock().stopping {
             if let Ok((stream, _)) = &accepted {
                 shutdown_socket(stream);
             }
@@ -410,18 +781,37 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// deadline earlier.
 async fn timer_loop(shard: Rc<Shard>) {
     loop {
-        let next = shard.engine.borrow().poll_timeout();
-        shard.armed.set(next);
+        let next = {
+            let mut core = shard.lock();
+            let next = core.engine.poll_timeout();
+            core.armed = next;
+            next
+        };
         match next {
             None => shard.timer.wait().await,
             Some(deadline) => {
                 let sleep = pin!(compio::time::sleep_until(shard.clock.at(deadline)));
                 let rearm = pin!(shard.timer.wait());
                 if let Either::Left(_) = select(sleep, rearm).await {
+                    let mut core = shard.lock();
                     let now = shard.clock.now();
-                    shard.engine.borrow_mut().handle_timeout(now);
-                    shard.dispatch();
+                    core.engine.handle_timeout(now);
+                    core.dispatch();
                 }
+            }
+        }
+    }
+}
+
+/// Wakes, on the shard's own thread, the writers that steps run by other shards' threads left
+/// work to (see [`Core::wake_writer`]).
+async fn errand_loop(shard: Rc<Shard>) {
+    loop {
+        shard.errand.wait().await;
+        let core = &mut *shard.lock();
+        for conn in core.deferred.drain(..) {
+            if let Some(slot) = core.slots.get(&conn) {
+                slot.writer.notify();
             }
         }
     }
@@ -429,16 +819,20 @@ async fn timer_loop(shard: Rc<Shard>) {
 
 /// Feeds the messages that found shard `to`'s channel full, in order, waiting for room.
 async fn forward_loop(shard: Rc<Shard>, to: usize) {
-    let link = &shard.links[to];
+    let (tx, wake) = {
+        let core = shard.lock();
+        (core.links[to].tx.clone(), Arc::clone(&core.links[to].wake))
+    };
     loop {
-        let next = link.backlog.borrow_mut().pop_front();
+        let next = shard.lock().links[to].backlog.pop_front();
         match next {
             Some(msg) => {
                 // An error means that shard has stopped: the message is dropped.
-                let _ = link.tx.send(msg).await;
-                link.pending.set(link.pending.get().saturating_sub(1));
+                let _ = tx.send(msg).await;
+                let mut core = shard.lock();
+                core.links[to].pending = core.links[to].pending.saturating_sub(1);
             }
-            None => link.wake.wait().await,
+            None => wake.wait().await,
         }
     }
 }
