@@ -216,8 +216,7 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
                      --runtime tokio or --runtime blocking (docs/MQTT-SN.md)"
                 );
             }
-            let broker = musqratt_compio::start(engine, &listeners, shards)
-                .context("cannot start the broker")?;
+            let broker = musqratt_compio::start(broker).context("cannot start the broker")?;
             log_listening(broker.local_addrs(), "mqtt", "io-uring", shards);
             let reason = signals.block_on(stop);
             tracing::info!(reason, "shutting down");

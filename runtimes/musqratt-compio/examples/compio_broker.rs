@@ -12,8 +12,7 @@ use core::net::SocketAddr;
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use musqratt_compio::Driver;
-use musqratt_engine::Config;
+use musqratt_compio::{BrokerConfig, Driver};
 use tracing_subscriber::filter::LevelFilter;
 
 fn main() -> ExitCode {
@@ -42,7 +41,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let broker = match musqratt_compio::start_with(Config::default(), &[addr], shards, driver) {
+    let mut config = BrokerConfig::default();
+    config.listeners = vec![addr];
+    config.threads = shards;
+    let broker = match musqratt_compio::start_with(config, driver) {
         Ok(broker) => broker,
         Err(error) => {
             eprintln!("cannot start the broker on {addr}: {error}");

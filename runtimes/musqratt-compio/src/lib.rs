@@ -2,8 +2,9 @@
 //! [`musqratt_engine::Engine`] per shard, each on its own OS thread.
 //!
 //! ```no_run
-//! let addr = "127.0.0.1:1883".parse().unwrap();
-//! let broker = musqratt_compio::start(Default::default(), &[addr], 2)?;
+//! let mut config = musqratt_compio::BrokerConfig::default(); // 127.0.0.1:1883
+//! config.threads = 2;
+//! let broker = musqratt_compio::start(config)?;
 //! println!("listening on {:?}, io_uring: {}", broker.local_addrs(), broker.uses_io_uring());
 //! broker.shutdown();
 //! # Ok::<(), std::io::Error>(())
@@ -59,11 +60,13 @@ use std::io;
 use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 
-use musqratt_engine::{Config, ShardId};
+use musqratt_engine::ShardId;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 pub use crate::conn::READ_BUFFER;
-use crate::shard::{Clock, Counters, Directory, ShardMsg};
+use crate::shard::{Counters, Directory, ShardMsg};
+use musqratt_kit::Clock;
+pub use musqratt_kit::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig};
 
 /// How long [`BrokerHandle::shutdown`] waits for the shard threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -86,26 +89,30 @@ pub enum Driver {
     Poll,
 }
 
-/// Starts a broker on `listen` with `shards` shard threads, on io_uring where the kernel
-/// offers it and on epoll otherwise ([`Driver::Auto`]).
+/// Starts a broker with `config` (the runtime kit's, the same as every runtime's): its
+/// listeners, `threads` shards, engine settings and authenticator, on io_uring where the
+/// kernel offers it and on epoll otherwise ([`Driver::Auto`]).
 ///
 /// # Errors
-/// `shards` is 0 or over 65,535, a listener could not be bound, a thread could not start or its
-/// compio runtime could not be built.
-pub fn start(engine: Config, listen: &[SocketAddr], shards: usize) -> io::Result<BrokerHandle> {
-    start_with(engine, listen, shards, Driver::Auto)
+/// MQTT-SN addresses are given (this runtime serves MQTT over TCP only), a listener could not
+/// be bound, a thread could not start or its compio runtime could not be built.
+pub fn start(config: BrokerConfig) -> io::Result<BrokerHandle> {
+    start_with(config, Driver::Auto)
 }
 
 /// [`start`] on a chosen compio [`Driver`].
 ///
 /// # Errors
 /// As [`start`]; with [`Driver::IoUring`], also when io_uring is unavailable.
-pub fn start_with(
-    engine: Config,
-    listen: &[SocketAddr],
-    shards: usize,
-    driver: Driver,
-) -> io::Result<BrokerHandle> {
+pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<BrokerHandle> {
+    if !config.sn_listeners.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the io-uring runtime does not serve MQTT-SN: use the tokio or blocking runtime",
+        ));
+    }
+    let shards = config.shard_count();
+    let (engine, listen, auth) = (&config.engine, &config.listeners, &config.auth);
     let shard_count = u16::try_from(shards)
         .ok()
         .filter(|&n| n > 0)
@@ -139,12 +146,13 @@ pub fn start_with(
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     for (index, (rx, listeners)) in receivers.into_iter().zip(per_shard).enumerate() {
-        let mut config = engine.clone();
-        config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
-        config.shard_count = shard_count;
+        let mut engine = engine.clone();
+        engine.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
+        engine.shard_count = shard_count;
         let setup = shard::ShardSetup {
-            config,
+            config: engine,
             clock,
+            auth: auth.clone(),
             rx,
             senders: senders.clone(),
             directory: Arc::clone(&directory),

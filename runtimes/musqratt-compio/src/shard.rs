@@ -23,12 +23,12 @@ use compio::net::{TcpListener, TcpStream};
 use compio::runtime::{Runtime, RuntimeBuilder};
 use futures_util::Stream;
 use futures_util::future::{Either, select};
-use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{
-    Action, AuthDecision, Config, ConnectionId, Engine, Event, Input, Instant, ShardId,
-    ShardMessage,
+    Action, Config, ConnectionId, Engine, Input, Instant, ShardId, ShardMessage,
 };
 use socket2::SockRef;
+
+use musqratt_kit::{Auth, Clock, Decisions, EventLog};
 
 use crate::conn::{self, MAX_IOVECS, State};
 use crate::notify::Notify;
@@ -44,25 +44,6 @@ pub(crate) enum ShardMsg {
     Adopt { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
     /// Shut down: `Input::Shutdown`, flush, close, end the thread by `deadline`.
     Shutdown { deadline: std::time::Instant },
-}
-
-/// The broker's clock: microseconds since it started, shared by every shard.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock(std::time::Instant);
-
-impl Clock {
-    pub(crate) fn new() -> Self {
-        Self(std::time::Instant::now())
-    }
-
-    fn now(self) -> Instant {
-        Instant::from_micros(u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-
-    /// The wall-clock instant of an engine deadline.
-    fn at(self, deadline: Instant) -> std::time::Instant {
-        self.0 + Duration::from_micros(deadline.as_micros())
-    }
 }
 
 /// The broker's counters, shared by every shard.
@@ -81,6 +62,7 @@ pub(crate) type Directory = Arc<[OnceLock<Weak<ShardLock>>]>;
 pub(crate) struct ShardSetup {
     pub(crate) config: Config,
     pub(crate) clock: Clock,
+    pub(crate) auth: Auth,
     pub(crate) rx: Receiver<ShardMsg>,
     pub(crate) senders: Vec<Sender<ShardMsg>>,
     pub(crate) directory: Directory,
@@ -114,8 +96,18 @@ fn build_runtime(driver: Driver, shards: usize) -> io::Result<Runtime> {
 
 /// The shard thread's body: runs until `Shutdown` arrives (or every sender is gone).
 pub(crate) fn run(setup: ShardSetup) {
-    let ShardSetup { config, clock, rx, senders, directory, counters, listeners, driver, ready } =
-        setup;
+    let ShardSetup {
+        config,
+        clock,
+        auth,
+        rx,
+        senders,
+        directory,
+        counters,
+        listeners,
+        driver,
+        ready,
+    } = setup;
     let runtime = match build_runtime(driver, senders.len()) {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -134,7 +126,8 @@ pub(crate) fn run(setup: ShardSetup) {
                 return;
             }
         };
-        let shard = Rc::new(Shard::new(config, clock, rx, senders, directory, counters, listeners));
+        let shard =
+            Rc::new(Shard::new(config, clock, auth, rx, senders, directory, counters, listeners));
         shard.start_tasks();
         let _ = ready.send(Ok(io_uring));
         let deadline = inbox(&shard).await;
@@ -201,6 +194,11 @@ pub(crate) struct Core {
     id: ShardId,
     engine: Engine,
     clock: Clock,
+    /// Who may connect (`Action::Authenticate`), and where its late answers wait for the
+    /// `decisions_loop` task.
+    auth: Auth,
+    decisions: Decisions,
+    events: EventLog,
     pub(crate) slots: HashMap<ConnectionId, Slot>,
     links: Vec<Link>,
     /// The shard's inbox. Mail is taken off it only under the lock, and a step is run in
@@ -300,14 +298,12 @@ impl Core {
             }
             Action::ToShard { to, message } => self.send_to(to, message),
             Action::Authenticate { conn, request } => {
-                // No authenticator is plugged into this runtime yet: fail closed.
-                tracing::warn!(%conn, client_id = %request.client_id,
-                    "authentication requested but no authenticator configured: refusing");
-                let decision = AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED);
-                let now = self.clock.now();
-                self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                if let Some(decision) = self.auth.ask(conn, &request, &self.decisions) {
+                    let now = self.clock.now();
+                    self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                }
             }
-            Action::Event(event) => log_event(self.id, &event),
+            Action::Event(event) => self.events.log(&event),
             other => tracing::warn!(shard = %self.id, ?other, "unknown engine action ignored"),
         }
     }
@@ -509,15 +505,19 @@ pub(crate) struct Shard {
     listeners: RefCell<Vec<TcpListener>>,
     timer: Arc<Notify>,
     errand: Arc<Notify>,
+    /// Signalled when the authenticator answered late (see `decisions_loop`).
+    decided: Arc<Notify>,
     /// Connection tasks (reader and writer) still running, and a wake-up when none is.
     live_tasks: Cell<usize>,
     idle: Notify,
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)] // one per piece of a shard's setup
     fn new(
         config: Config,
         clock: Clock,
+        auth: Auth,
         rx: Receiver<ShardMsg>,
         senders: Vec<Sender<ShardMsg>>,
         directory: Directory,
@@ -537,10 +537,15 @@ impl Shard {
             .collect();
         let timer = Arc::new(Notify::default());
         let errand = Arc::new(Notify::default());
+        let decided = Arc::new(Notify::default());
+        let decided_signal = Arc::clone(&decided);
         let core = Arc::new(ShardLock(Mutex::new(Core {
             id,
             engine: Engine::new(config),
             clock,
+            auth,
+            decisions: Decisions::new(move || decided_signal.notify()),
+            events: EventLog::new(id),
             slots: HashMap::new(),
             links,
             mailbox: Box::pin(rx),
@@ -566,6 +571,7 @@ impl Shard {
             listeners: RefCell::new(listeners),
             timer,
             errand,
+            decided,
             live_tasks: Cell::new(0),
             idle: Notify::default(),
         }
@@ -581,6 +587,7 @@ impl Shard {
         }
         compio::runtime::spawn(timer_loop(Rc::clone(self))).detach();
         compio::runtime::spawn(errand_loop(Rc::clone(self))).detach();
+        compio::runtime::spawn(decisions_loop(Rc::clone(self))).detach();
         let links = self.lock().links.len();
         for to in 0..links {
             if to != usize::from(self.id.0) {
@@ -790,7 +797,8 @@ async fn timer_loop(shard: Rc<Shard>) {
         match next {
             None => shard.timer.wait().await,
             Some(deadline) => {
-                let sleep = pin!(compio::time::sleep_until(shard.clock.at(deadline)));
+                let at = shard.clock.deadline(deadline).unwrap_or_else(far_future);
+                let sleep = pin!(compio::time::sleep_until(at));
                 let rearm = pin!(shard.timer.wait());
                 if let Either::Left(_) = select(sleep, rearm).await {
                     let mut core = shard.lock();
@@ -803,6 +811,11 @@ async fn timer_loop(shard: Rc<Shard>) {
     }
 }
 
+/// A deadline too far to represent: a day from now is as good.
+fn far_future() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(86_400)
+}
+
 /// Wakes, on the shard's own thread, the writers that steps run by other shards' threads left
 /// work to (see [`Core::wake_writer`]).
 async fn errand_loop(shard: Rc<Shard>) {
@@ -813,6 +826,18 @@ async fn errand_loop(shard: Rc<Shard>) {
             if let Some(slot) = core.slots.get(&conn) {
                 slot.writer.notify();
             }
+        }
+    }
+}
+
+/// Feeds the authenticator's answers that came after `Action::Authenticate` was handled (see
+/// [`musqratt_kit::Authenticator`]).
+async fn decisions_loop(shard: Rc<Shard>) {
+    loop {
+        shard.decided.wait().await;
+        let mut core = shard.lock();
+        for (conn, decision) in core.decisions.take() {
+            core.input(Input::AuthDecision { conn, decision });
         }
     }
 }
@@ -834,20 +859,5 @@ async fn forward_loop(shard: Rc<Shard>, to: usize) {
             }
             None => wake.wait().await,
         }
-    }
-}
-
-fn log_event(shard: ShardId, event: &Event) {
-    match event {
-        Event::Connected { conn, client_id, session_present } => {
-            tracing::info!(%shard, %conn, %client_id, session_present, "client connected");
-        }
-        Event::Disconnected { conn, reason } => {
-            tracing::info!(%shard, %conn, reason = reason.0, "client disconnected");
-        }
-        Event::MessageDropped { client_id, reason } => {
-            tracing::debug!(%shard, %client_id, ?reason, "message dropped");
-        }
-        other => tracing::debug!(%shard, ?other, "event"),
     }
 }

@@ -15,8 +15,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use common::{Client, id_on_shard};
-use musqratt_compio::{BrokerHandle, Driver, start, start_with};
-use musqratt_engine::Config;
+use musqratt_compio::{BrokerConfig, BrokerHandle, Driver, start, start_with};
 use musqratt_proto::bytes::Bytes;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{Packet, Publish};
@@ -32,9 +31,12 @@ fn broker_on(shards: usize, driver: Option<Driver>) -> (BrokerHandle, SocketAddr
         .with_test_writer()
         .try_init();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = BrokerConfig::default();
+    config.listeners = vec![any];
+    config.threads = shards;
     let handle = match driver {
-        None => start(Config::default(), &[any], shards),
-        Some(driver) => start_with(Config::default(), &[any], shards, driver),
+        None => start(config),
+        Some(driver) => start_with(config, driver),
     }
     .unwrap();
     let addr = handle.local_addrs()[0];
