@@ -27,11 +27,18 @@ fn out_of_descriptors_is_said_once_and_the_broker_recovers() {
         eprintln!("SKIP: prlimit (util-linux) is not installed");
         return;
     }
+    for runtime in ["tokio", "io-uring"] {
+        on_runtime(runtime);
+    }
+}
+
+fn on_runtime(runtime: &str) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut broker = Command::new("prlimit")
         .arg(format!("--nofile={LIMIT}:{LIMIT}"))
         .arg(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--threads", "1", "--log-level", "info", "--listen"])
+        .args(["broker", "--runtime", runtime, "--threads", "1", "--log-level", "info"])
+        .arg("--listen")
         .arg(format!("mqtt://127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -73,8 +80,8 @@ fn out_of_descriptors_is_said_once_and_the_broker_recovers() {
     broker.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     let _ = broker.wait();
     let warnings = log.matches("out of file descriptors").count();
-    assert_eq!(warnings, 1, "said once, not per attempt:\n{log}");
-    assert!(log.contains(&format!("limit={LIMIT}")), "the limit is given:\n{log}");
-    assert!(log.contains("ulimit -n"), "what to raise is said:\n{log}");
-    assert!(log.contains("accepting connections again"), "{log}");
+    assert_eq!(warnings, 1, "{runtime}: said once, not per attempt:\n{log}");
+    assert!(log.contains(&format!("limit={LIMIT}")), "{runtime}: the limit is given:\n{log}");
+    assert!(log.contains("ulimit -n"), "{runtime}: what to raise is said:\n{log}");
+    assert!(log.contains("accepting connections again"), "{runtime}: {log}");
 }

@@ -28,7 +28,7 @@ use musqratt_engine::{
 };
 use socket2::SockRef;
 
-use musqratt_kit::{Auth, Clock, Decisions, EventLog};
+use musqratt_kit::{AcceptErrors, Auth, Clock, Decisions, EventLog, configure_accepted};
 
 use crate::conn::{self, MAX_IOVECS, State};
 use crate::notify::Notify;
@@ -598,9 +598,7 @@ impl Shard {
 
     /// A connection accepted by one of this shard's listeners.
     fn accepted(self: &Rc<Self>, stream: TcpStream, peer: core::net::SocketAddr) {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY refused");
-        }
+        configure_accepted(&stream);
         let n = self.next_conn.get();
         self.next_conn.set(n + 1);
         let conn = ConnectionId(n * self.shard_count + u64::from(self.id.0));
@@ -765,6 +763,7 @@ async fn inbox(shard: &Rc<Shard>) -> std::time::Instant {
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let mut errors = AcceptErrors::default();
     loop {
         let accepted = listener.accept().await;
         if shard.lock().stopping {
@@ -774,12 +773,11 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             return;
         }
         match accepted {
-            Ok((stream, peer)) => shard.accepted(stream, peer),
-            Err(error) => {
-                tracing::warn!(shard = %shard.id, %error, "accept failed");
-                // Out of descriptors and the like: let some connections end first.
-                compio::time::sleep(Duration::from_millis(50)).await;
+            Ok((stream, peer)) => {
+                errors.accepted();
+                shard.accepted(stream, peer);
             }
+            Err(error) => compio::time::sleep(errors.failed(&error)).await,
         }
     }
 }

@@ -5,15 +5,19 @@
 //! - [`Clock`]: the engine's time, microseconds since the broker started;
 //! - [`EventLog`]: the one formatter of engine events, with the slow-subscriber drop log
 //!   limited to one line a second;
-//! - [`BrokerConfig`]: what a broker runs with, the same for every runtime.
+//! - [`BrokerConfig`]: what a broker runs with, the same for every runtime;
+//! - [`configure_accepted`] and [`AcceptErrors`]: socket options of an accepted connection,
+//!   and what a failed accept means (said once per shortage of descriptors).
 //!
-//! Nothing here does I/O or starts a thread: a runtime owns those.
+//! Nothing here reads, writes or starts a thread: a runtime owns those.
 
+mod accept;
 mod auth;
 mod clock;
 mod config;
 mod event;
 
+pub use accept::{AcceptErrors, SHORTAGE_LOG_INTERVAL, configure_accepted};
 pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};
 pub use clock::Clock;
 pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER};

@@ -13,7 +13,9 @@ use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, Shar
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 
-use musqratt_kit::{Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog};
+use musqratt_kit::{
+    AcceptErrors, Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog, configure_accepted,
+};
 
 use crate::Counters;
 use crate::connection;
@@ -32,8 +34,6 @@ const CONGESTION_LIMIT: usize = 4096;
 /// reads a publisher's task moved 8 MiB per coop budget before yielding, more than the
 /// 4 MiB a subscriber may have unwritten, and the QoS 0 1→1 bench lost messages.
 const READ_SCRATCH: usize = 8 * 1024;
-/// The shortest interval between two warnings that descriptors ran out.
-const SHORTAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a stopping shard waits for its connections to flush.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
@@ -663,7 +663,7 @@ async fn shard_main(context: Context) {
 
 /// Accepts connections until shutdown.
 async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let mut shortage = Shortage::default();
+    let mut errors = AcceptErrors::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -671,57 +671,17 @@ async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watc
                     if shard.lock().shutting_down {
                         return;
                     }
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%peer, %error, "TCP_NODELAY not set");
-                    }
-                    // A peer that vanished behind a NAT with keep alive 0 would otherwise
-                    // hold its session and descriptor forever.
-                    if let Err(error) = socket2::SockRef::from(&stream).set_keepalive(true) {
-                        tracing::debug!(%peer, %error, "SO_KEEPALIVE not set");
-                    }
-                    if core::mem::take(&mut shortage.announced) {
-                        tracing::info!("accepting connections again");
-                    }
+                    configure_accepted(&stream);
+                    errors.accepted();
                     shard.lock().counters.accepted.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(shard = shard.lock().id.0, %peer, "accepted");
                     start_connection(&shard, &mut shard.lock(), stream, None);
                 }
-                Err(error) if is_out_of_files(&error) => {
-                    // Said once a minute at most, not once per attempt: 20,000 clients
-                    // against a 20,000 limit logged 1,600 lines in 40 s.
-                    if shortage.last_said.is_none_or(|at| at.elapsed() >= SHORTAGE_LOG_INTERVAL) {
-                        shortage = Shortage { last_said: Some(std::time::Instant::now()), announced: true };
-                        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |l| l.0);
-                        tracing::warn!(
-                            limit,
-                            "out of file descriptors: new connections wait in the listen queue; \
-                             raise the open files limit (ulimit -n, systemd LimitNOFILE)"
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => {
-                    // Aborted handshakes and the like: wait instead of spinning.
-                    tracing::debug!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                Err(error) => tokio::time::sleep(errors.failed(&error)).await,
             },
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
-}
-
-/// When an accept loop last said it was out of descriptors, and whether it has said since that
-/// it accepts again.
-#[derive(Default)]
-struct Shortage {
-    last_said: Option<std::time::Instant>,
-    announced: bool,
-}
-
-/// EMFILE or ENFILE: the process or the system has no descriptor left for a new socket.
-fn is_out_of_files(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(23 | 24))
 }
 
 /// Registers a connection, starts its task and tells the engine.
