@@ -4,9 +4,10 @@
 # I/O goes through io_uring_enter, with no epoll/poll/select call and no direct accept, recv*,
 # send*, readv or writev call (plain read/write are not traced: the broker makes them only on
 # stdio and on compio's eventfd wake-up; `shutdown` on the close path is a plain syscall).
-# The one exception: a message between shards whose step another shard's thread runs in person
-# is written by that thread with a non-blocking `sendto`/`sendmsg` (MSG_DONTWAIT, docs/adr/0012);
-# those are counted, not failed.
+# The one exception: what a step queues on a connection with nothing in flight is written at the
+# end of that step, by the thread that ran it (the shard's own, or another shard's in person),
+# with a non-blocking `sendto`/`sendmsg` (MSG_DONTWAIT, docs/adr/0012); those are counted, not
+# failed.
 #
 # Where the kernel (or a seccomp sandbox) refuses io_uring, the broker falls back to epoll: the
 # script then says so and exits 0, since the fallback is the intended behaviour there.
@@ -80,7 +81,7 @@ socket_io="$(grep -E '(^|[^_a-z])(accept4?|recvfrom|recvmsg|recvmmsg|sendto|send
 in_person="$(grep -E '(^|[^_a-z])(sendto|sendmsg)\(.*MSG_DONTWAIT' <<<"$socket_io" || true)"
 direct="$(grep -vE '(^|[^_a-z])(sendto|sendmsg)\(.*MSG_DONTWAIT' <<<"$socket_io" || true)"
 echo "strace: $enters io_uring_enter call(s) on the serving path"
-echo "strace: $(grep -c . <<<"$in_person" || true) non-blocking send(s) of steps run in person by another shard's thread"
+echo "strace: $(grep -c . <<<"$in_person" || true) non-blocking send(s) at the end of a step (docs/adr/0012)"
 fail=0
 [[ "$enters" -gt 0 ]] || { echo "FAIL: no io_uring_enter" >&2; fail=1; }
 [[ -z "$readiness" ]] || { echo "FAIL: readiness calls on the serving path:" >&2; echo "$readiness" >&2; fail=1; }

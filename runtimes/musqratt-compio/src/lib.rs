@@ -213,7 +213,8 @@ pub struct Stats {
     /// Messages between shards handled by the sending shard's thread, which ran the receiving
     /// shard's step in person instead of waking its thread (docs/adr/0012).
     pub direct_steps: u64,
-    /// Deliveries written whole to a socket by another shard's thread in such a step.
+    /// Deliveries written whole to the socket at the end of the step that queued them, by the
+    /// thread that ran it (this shard's or, in person, another's), without the writer task.
     pub direct_writes: u64,
     /// Times such a step had to wake the receiving shard's thread after all: a write the socket
     /// did not take whole, a connection to close, a sooner timer deadline, a full link.

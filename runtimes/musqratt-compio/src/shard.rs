@@ -28,7 +28,9 @@ use musqratt_engine::{
 };
 use socket2::SockRef;
 
-use musqratt_kit::{AcceptErrors, Auth, Clock, Decisions, EventLog, configure_accepted};
+use musqratt_kit::{
+    AcceptErrors, Auth, Clock, Decisions, EventLog, configure_accepted, take_in_person_turn,
+};
 
 use crate::conn::{self, MAX_IOVECS, State};
 use crate::notify::Notify;
@@ -138,6 +140,9 @@ pub(crate) fn run(setup: ShardSetup) {
     tracing::debug!(shard = %id, "shard thread stopped");
 }
 
+/// Messages from other shards fed between two writes of their deliveries (see `inbox_batch`).
+const MAIL_BATCH: usize = 64;
+
 /// A shard's [`Core`] behind its lock. The shard's own thread takes it for every input;
 /// another shard's thread takes it, with `try_lock` only, to run one step of this shard in
 /// person instead of waking this thread (see [`Core::send_to`]). Never held across an
@@ -212,8 +217,10 @@ pub(crate) struct Core {
     stopping: bool,
     /// A step run by another shard's thread is under way.
     foreign: bool,
-    /// Connections whose queue went from empty to not in such a step: written by that thread.
+    /// Connections whose queue went from empty to not in this step: written by the stepping thread.
     direct: Vec<ConnectionId>,
+    /// Set while a batch of mail is fed: `direct` is written once the batch is in.
+    batching: bool,
     /// Writers to wake on the shard's own thread, for such steps, by the errand task.
     deferred: Vec<ConnectionId>,
     errand: Arc<Notify>,
@@ -236,6 +243,9 @@ impl Core {
                 self.act(action);
             }
             // A write reports `Input::Written`, which may bring more actions.
+            if self.batching {
+                break;
+            }
             let Some(conn) = self.direct.pop() else { break };
             self.write_direct(conn);
         }
@@ -270,10 +280,14 @@ impl Core {
                 }
                 let was_empty = slot.queue.is_empty();
                 slot.queue.push(bytes);
-                if !foreign {
-                    slot.writer.notify();
-                } else if was_empty && !slot.writing {
+                if was_empty && !slot.writing && slot.direct.is_some() {
+                    // Written at the end of the step by the thread running it, with one
+                    // non-blocking send: from another shard's thread without waking this
+                    // one, and on this thread without a round through the writer task and
+                    // the ring before the delivery leaves.
                     self.direct.push(conn);
+                } else if !foreign {
+                    slot.writer.notify();
                 }
                 // Otherwise the writer task already has it coming: its write in flight ends,
                 // or it was woken for the older chunks.
@@ -318,9 +332,10 @@ impl Core {
         }
     }
 
-    /// In a step run by another shard's thread: writes what is queued for `conn` to its socket
-    /// with a non-blocking send, so that the delivery needs no wake-up of this shard's thread.
-    /// What the socket does not take now (or a failure, which the writer task then meets and
+    /// At the end of the step that queued it, on whichever thread runs the step: writes what is
+    /// queued for `conn` to its socket with a non-blocking send, so that a delivery from another
+    /// shard's thread needs no wake-up of this shard's thread, and one on this thread leaves
+    /// before the next read rather than through the writer task's ring submission. What the socket does not take now (or a failure, which the writer task then meets and
     /// reports) is left to the writer task, woken for it. Only while no write of the task is in
     /// flight, so the bytes keep their order; every byte written is reported to the engine.
     fn write_direct(&mut self, conn: ConnectionId) {
@@ -343,7 +358,7 @@ impl Core {
         if slot.queue.is_empty() {
             self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.deferred.push(conn);
+            self.wake_writer(conn);
         }
         if written > 0 {
             let now = self.clock.now();
@@ -446,6 +461,8 @@ fn in_person(
     from: ShardId,
     message: ShardMessage,
 ) -> Result<(), ShardMessage> {
+    // Timed against this thread's share of work done in person (see `take_in_person_turn`).
+    let Some(_turn) = take_in_person_turn() else { return Err(message) };
     let Some(peer) = peer.upgrade() else { return Err(message) };
     let Some(mut core) = peer.try_lock() else { return Err(message) };
     if core.stopping || !core.mailbox.is_empty() {
@@ -556,6 +573,7 @@ impl Shard {
             stopping: false,
             foreign: false,
             direct: Vec::new(),
+            batching: false,
             deferred: Vec::new(),
             errand: Arc::clone(&errand),
         })));
@@ -738,28 +756,52 @@ async fn inbox(shard: &Rc<Shard>) -> std::time::Instant {
     core::future::poll_fn(|cx| {
         let mut guard = shard.lock();
         let core = &mut *guard;
-        loop {
-            match core.mailbox.as_mut().poll_next(cx) {
-                Poll::Ready(Some(ShardMsg::FromShard { from, message })) => {
-                    core.input(Input::FromShard { from, message });
-                }
-                Poll::Ready(Some(ShardMsg::Adopt { conn, stream, bytes })) => {
-                    shard.adopt(core, conn, stream, bytes);
-                }
-                Poll::Ready(Some(ShardMsg::Shutdown { deadline })) => {
-                    // Set under the lock: no step runs in person here from now on.
-                    core.stopping = true;
-                    return Poll::Ready(deadline);
-                }
-                Poll::Ready(None) => {
-                    core.stopping = true;
-                    return Poll::Ready(std::time::Instant::now() + crate::SHUTDOWN_GRACE);
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        // The deliveries of a batch of mail are written once the batch is in: a message a
+        // step, they would otherwise cost a write per message and subscriber.
+        core.batching = true;
+        let poll = inbox_batch(shard, core, cx);
+        core.batching = false;
+        core.dispatch();
+        poll
     })
     .await
+}
+
+/// Feeds the mail that is in; the deliveries are written every [`MAIL_BATCH`] messages and
+/// when the inbox is empty (by the caller), so that a steady stream of mail cannot hold them
+/// back.
+fn inbox_batch(
+    shard: &Rc<Shard>,
+    core: &mut Core,
+    cx: &mut core::task::Context<'_>,
+) -> Poll<std::time::Instant> {
+    let mut fed = 0;
+    loop {
+        fed += 1;
+        if fed % MAIL_BATCH == 0 {
+            core.batching = false;
+            core.dispatch();
+            core.batching = true;
+        }
+        match core.mailbox.as_mut().poll_next(cx) {
+            Poll::Ready(Some(ShardMsg::FromShard { from, message })) => {
+                core.input(Input::FromShard { from, message });
+            }
+            Poll::Ready(Some(ShardMsg::Adopt { conn, stream, bytes })) => {
+                shard.adopt(core, conn, stream, bytes);
+            }
+            Poll::Ready(Some(ShardMsg::Shutdown { deadline })) => {
+                // Set under the lock: no step runs in person here from now on.
+                core.stopping = true;
+                return Poll::Ready(deadline);
+            }
+            Poll::Ready(None) => {
+                core.stopping = true;
+                return Poll::Ready(std::time::Instant::now() + crate::SHUTDOWN_GRACE);
+            }
+            Poll::Pending => return Poll::Pending,
+        }
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {

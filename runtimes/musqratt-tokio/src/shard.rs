@@ -187,6 +187,8 @@ pub(crate) struct Shard {
     /// stepping thread at its end ([`Shard::write_direct`]), their task woken only for what
     /// the socket does not take.
     direct: Vec<ConnectionId>,
+    /// Set while a batch of mail is fed: `direct` is written once the batch is in.
+    batching: bool,
     /// Connections to wake on this shard's own thread (hibernating ones, woken by a foreign
     /// step), and the signal for the task that does it.
     deferred: Vec<ConnectionId>,
@@ -308,7 +310,9 @@ impl Shard {
             if let Some(conn) = self.lost.pop() {
                 let now = self.now();
                 self.engine.handle_input(now, Input::Closed { conn });
-            } else if let Some(conn) = self.direct.pop() {
+            } else if !self.batching
+                && let Some(conn) = self.direct.pop()
+            {
                 self.write_direct(conn);
             } else {
                 break;
@@ -578,6 +582,7 @@ async fn shard_main(context: Context) {
             directory: directory.clone(),
             foreign: false,
             direct: Vec::new(),
+            batching: false,
             deferred: Vec::new(),
             deferred_wake: Arc::new(Notify::new()),
             clock,

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{ConnectionId, Input, PeerId, ShardId, ShardMessage};
-use musqratt_kit::Clock;
+use musqratt_kit::{Clock, take_in_person_turn};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
@@ -116,6 +116,8 @@ pub(super) fn in_person(
     from: ShardId,
     message: ShardMessage,
 ) -> Result<(), ShardMessage> {
+    // Timed against this thread's share of work done in person (see `take_in_person_turn`).
+    let Some(_turn) = take_in_person_turn() else { return Err(message) };
     let Some(peer) = peer.upgrade() else { return Err(message) };
     let Some(mut state) = peer.try_lock() else { return Err(message) };
     if !state.mailbox.is_empty() || state.shutting_down {
@@ -127,16 +129,23 @@ pub(super) fn in_person(
 
 /// Feeds what other shards send. The mail is taken off the channel under the shard's lock (see
 /// [`Shard::mailbox`]).
+///
+/// The deliveries of a batch of mail are written once the batch is in (`Shard::batching`): a
+/// message a step, they would otherwise cost a write per message and subscriber.
 pub(super) async fn receive(shard: Arc<ShardLock>) {
     core::future::poll_fn(|cx| {
         let mut state = shard.lock();
-        loop {
+        state.batching = true;
+        let poll = loop {
             match state.mailbox.poll_recv(cx) {
                 Poll::Ready(Some(mail)) => take_mail(&shard, &mut state, mail),
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => break Poll::Ready(()),
+                Poll::Pending => break Poll::Pending,
             }
-        }
+        };
+        state.batching = false;
+        state.drain();
+        poll
     })
     .await;
 }
