@@ -46,6 +46,8 @@ use core::time::Duration;
 use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::inbox::Counters;
 use std::thread::{self, JoinHandle};
 
 use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
@@ -57,6 +59,43 @@ use crate::conn::Route;
 pub use crate::inbox::FORWARD_CREDIT;
 use crate::inbox::Inboxes;
 use crate::shard::{Clock, Shard, ShardInput};
+
+/// What the broker's threads did since it started (see the crate documentation, "Threads"):
+/// how many inputs were handled by the thread that had them and how many by mail, and how many
+/// sends were written by the stepping thread and how many by writer threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Inputs (bytes read, writes reported, closes) a connection's reader or writer thread
+    /// handled itself, stepping its shard, because no other thread was stepping it.
+    pub direct_steps: u64,
+    /// Messages between shards (`Action::ToShard`) handled in person by the sending shard's
+    /// stepping thread, the receiving shard being idle.
+    pub peer_steps: u64,
+    /// Inputs left in a shard's mailbox, for whichever thread steps it next (its engine thread,
+    /// woken for them, or the next stepping thread): the shard was busy, or the input was an
+    /// accepted or handed-over connection, or a datagram.
+    pub mailed: u64,
+    /// Sends written whole to their socket by the thread that ran the step.
+    pub direct_writes: u64,
+    /// Sends (or what was left of them) given to a connection's writer thread: the socket did
+    /// not take them at once, the writer had older bytes queued, or the transport has no
+    /// non-blocking write.
+    pub writer_sends: u64,
+}
+
+impl Stats {
+    fn of(counters: &Counters) -> Self {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Self {
+            direct_steps: get(&counters.direct_steps),
+            peer_steps: get(&counters.peer_steps),
+            mailed: get(&counters.mailed),
+            direct_writes: get(&counters.direct_writes),
+            writer_sends: get(&counters.writer_sends),
+        }
+    }
+}
 
 /// How long [`BrokerHandle::shutdown`] waits for the broker's threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -124,8 +163,14 @@ fn start_full<T: Transport>(
         }
     }
     let clock = Clock::new();
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
-    let senders = Inboxes::new(senders);
+    let mut engines = Vec::with_capacity(shards);
+    for index in 0..shards {
+        let mut config = engine.clone();
+        config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
+        config.shard_count = shard_count;
+        engines.push(Shard::new(Engine::new(config)).with_udp(udp.clone()));
+    }
+    let senders = Inboxes::new(engines, clock);
     let mut handle = BrokerHandle {
         local_addrs,
         sn_local_addrs,
@@ -137,14 +182,10 @@ fn start_full<T: Transport>(
         senders: Arc::clone(&senders),
         conn_threads: Arc::new(Mutex::new(Vec::new())),
     };
-    for (index, rx) in receivers.into_iter().enumerate() {
-        let mut config = engine.clone();
-        config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
-        config.shard_count = shard_count;
-        let shard =
-            Shard::new(Engine::new(config), clock, rx, Arc::clone(&senders)).with_udp(udp.clone());
+    for index in 0..shards {
+        let shards = Arc::clone(&senders);
         let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
-        match thread.spawn(move || shard.run()) {
+        match thread.spawn(move || shard::run(&shards, index)) {
             Ok(join) => handle.shards.push(join),
             Err(e) => {
                 handle.stop();
@@ -224,6 +265,12 @@ impl BrokerHandle {
         &self.sn_local_addrs
     }
 
+    /// What the broker's threads did so far.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        Stats::of(&self.senders.counters)
+    }
+
     /// Stops accepting, closes every connection and waits up to [`SHUTDOWN_GRACE`] for every
     /// thread of the broker to end.
     ///
@@ -245,8 +292,8 @@ impl BrokerHandle {
         }
         join_until(core::mem::take(&mut self.acceptors), deadline, "accept");
         join_until(core::mem::take(&mut self.udp_readers), deadline, "UDP reader");
-        for tx in self.senders.iter() {
-            let _ = tx.send(ShardInput::Shutdown);
+        for shard in self.senders.iter() {
+            shard.mailbox.stop();
         }
         join_until(core::mem::take(&mut self.shards), deadline, "engine");
         let conns =
@@ -320,8 +367,7 @@ impl Acceptor {
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         tracing::debug!(%conn, %peer, shard, "accepted");
         let route = Arc::new(Route::new(shard, Arc::clone(&self.senders)));
-        let tx = &self.senders[shard];
-        let register = |handle| tx.send(ShardInput::Accepted { conn, handle }).is_ok();
+        let register = |handle| self.senders.mail(shard, ShardInput::Accepted { conn, handle });
         match conn::spawn::<T>(conn, stream, route, mpsc::channel(), register) {
             Ok(threads) => {
                 let mut all = self.conn_threads.lock().unwrap_or_else(PoisonError::into_inner);
