@@ -66,6 +66,7 @@ impl ShardCell {
 pub(crate) struct Mailbox {
     mail: Mutex<Mail>,
     ready: Condvar,
+    wakeups: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +76,8 @@ struct Mail {
     deadline: Option<Instant>,
     /// The engine thread is waiting on `ready` (so a push must wake it).
     sleeping: bool,
+    /// A thread is stepping the shard and will look at the mail before it lets it go.
+    stepping: bool,
     /// The broker is stopping: the engine thread shuts the shard down.
     stop: bool,
     /// The shard has stopped: nothing more is taken.
@@ -86,30 +89,61 @@ impl Mailbox {
         self.mail.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Leaves `input` for whoever steps the shard next, waking its engine thread. False when the
-    /// shard has stopped.
+    /// Leaves `input` for whoever steps the shard next: the thread stepping it now, if any,
+    /// which looks at the mail again before it lets the shard go; its engine thread, woken for
+    /// it, otherwise. False when the shard has stopped.
     pub(crate) fn push(&self, input: ShardInput) -> bool {
         let mut mail = self.mail();
         if mail.closed {
             return false;
         }
         mail.queue.push_back(input);
-        if mail.sleeping {
-            mail.sleeping = false;
-            self.ready.notify_one();
+        if !mail.stepping {
+            self.wake(&mut mail);
         }
         true
     }
 
-    /// Everything mailed so far, oldest first (taken under the shard's lock).
+    fn wake(&self, mail: &mut Mail) {
+        if mail.sleeping {
+            mail.sleeping = false;
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
+            self.ready.notify_one();
+        }
+    }
+
+    /// A step begins (under the shard's lock): the mail so far, oldest first. Until
+    /// [`Mailbox::finish`] lets it go, mail is left for this step, without waking the engine
+    /// thread.
+    pub(crate) fn begin(&self) -> VecDeque<ShardInput> {
+        let mut mail = self.mail();
+        mail.stepping = true;
+        core::mem::take(&mut mail.queue)
+    }
+
+    /// Everything mailed so far, oldest first (under the shard's lock, within a step).
     pub(crate) fn take(&self) -> VecDeque<ShardInput> {
         core::mem::take(&mut self.mail().queue)
     }
 
-    /// The engine's next deadline after a step (under the shard's lock): the engine thread is
-    /// woken only when it is sooner than the one it waits for.
-    pub(crate) fn set_deadline(&self, deadline: Option<Instant>, engine_thread: bool) {
+    /// The step ends (still under the shard's lock), unless mail came meanwhile and it may go
+    /// on (`more`): then that mail is returned, for the step. Otherwise the engine's next
+    /// deadline is noted; the engine thread is woken when it is sooner than the one it waits
+    /// for, or when mail is left for it.
+    pub(crate) fn finish(
+        &self,
+        deadline: Option<Instant>,
+        engine_thread: bool,
+        more: bool,
+    ) -> Option<VecDeque<ShardInput>> {
         let mut mail = self.mail();
+        if !mail.queue.is_empty() {
+            if more {
+                return Some(core::mem::take(&mut mail.queue));
+            }
+            self.wake(&mut mail);
+        }
+        mail.stepping = false;
         let sooner = match (deadline, mail.deadline) {
             (Some(new), Some(old)) => new < old,
             (Some(_), None) => true,
@@ -118,10 +152,15 @@ impl Mailbox {
         if engine_thread || sooner {
             mail.deadline = deadline;
         }
-        if sooner && mail.sleeping {
-            mail.sleeping = false;
-            self.ready.notify_one();
+        if sooner {
+            self.wake(&mut mail);
         }
+        None
+    }
+
+    /// Engine wake-ups so far: for mail no step was there to take, or a sooner deadline.
+    pub(crate) fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
     }
 
     /// The engine thread waits (not holding the shard's lock) until there is mail, its deadline
@@ -311,17 +350,18 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let thread = thread::spawn(move || {
             for _ in 0..3 {
-                tx.send(waiter[0].mailbox.wait(clock)).unwrap();
-                drop(waiter[0].mailbox.take());
-                waiter[0].mailbox.set_deadline(None, true); // as a step of the engine thread
+                let stopped = waiter[0].mailbox.wait(clock);
+                // As a step of the engine thread.
+                drop(waiter[0].mailbox.begin());
+                assert!(waiter[0].mailbox.finish(None, true, true).is_none());
+                tx.send(stopped).unwrap();
             }
         });
         assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "nothing to do: asleep");
         assert!(inboxes.mail(0, ShardInput::Engine(Input::Closed { conn: ConnectionId(1) })));
         assert!(!rx.recv_timeout(Duration::from_secs(5)).unwrap());
-        inboxes[0]
-            .mailbox
-            .set_deadline(Some(clock.now().saturating_add(Duration::from_millis(20))), false);
+        let soon = clock.now().saturating_add(Duration::from_millis(20));
+        assert!(inboxes[0].mailbox.finish(Some(soon), false, true).is_none());
         assert!(!rx.recv_timeout(Duration::from_secs(5)).unwrap());
         inboxes[0].mailbox.stop();
         assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());

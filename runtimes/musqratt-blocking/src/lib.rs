@@ -47,7 +47,6 @@ use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::inbox::Counters;
 use std::thread::{self, JoinHandle};
 
 use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
@@ -76,6 +75,10 @@ pub struct Stats {
     /// woken for them, or the next stepping thread): the shard was busy, or the input was an
     /// accepted or handed-over connection, or a datagram.
     pub mailed: u64,
+    /// Times an engine thread was woken: for mail that no stepping thread was there to take
+    /// (the broker's second wake-up per message, which the direct path avoids), or for a sooner
+    /// timer. Not counted: its waking for timers that came due.
+    pub engine_wakeups: u64,
     /// Sends written whole to their socket by the thread that ran the step.
     pub direct_writes: u64,
     /// Sends (or what was left of them) given to a connection's writer thread: the socket did
@@ -85,9 +88,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn of(counters: &Counters) -> Self {
+    fn of(shards: &Inboxes) -> Self {
+        let counters = &shards.counters;
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Self {
+            engine_wakeups: shards.iter().map(|shard| shard.mailbox.wakeups()).sum(),
             direct_steps: get(&counters.direct_steps),
             peer_steps: get(&counters.peer_steps),
             mailed: get(&counters.mailed),
@@ -268,7 +273,7 @@ impl BrokerHandle {
     /// What the broker's threads did so far.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        Stats::of(&self.senders.counters)
+        Stats::of(&self.senders)
     }
 
     /// Stops accepting, closes every connection and waits up to [`SHUTDOWN_GRACE`] for every

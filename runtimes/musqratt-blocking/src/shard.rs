@@ -47,6 +47,10 @@ impl Clock {
     }
 }
 
+/// How many times a step by a connection's thread (or in person) takes the mail that came
+/// while it ran, before it leaves the rest to the engine thread.
+const MAX_ROUNDS: u32 = 8;
+
 /// Who is running a step: the shard's engine thread, a connection thread with an input for it,
 /// or the thread of another shard's step delivering a message in person (which mails what that
 /// step sends further, instead of stepping a third shard).
@@ -114,18 +118,30 @@ impl Shard {
             return;
         }
         let mailbox = &shards[self.index()].mailbox;
-        self.pending.extend(mailbox.take());
+        self.pending.extend(mailbox.begin());
         self.pending.extend(input);
-        while let Some(input) = self.pending.pop_front() {
-            self.handle(shards, input);
-            self.dispatch(shards, by);
+        // Mail that comes while we step is ours too (its sender found the shard busy), for a
+        // few rounds; then the engine thread is woken for it, so that a connection's thread
+        // does not stay on other connections' work for long.
+        let mut rounds = 0;
+        loop {
+            while let Some(input) = self.pending.pop_front() {
+                self.handle(shards, input);
+                self.dispatch(shards, by);
+            }
+            let now = shards.clock.now();
+            if self.engine.poll_timeout().is_some_and(|deadline| deadline <= now) {
+                self.engine.handle_timeout(now);
+                self.dispatch(shards, by);
+            }
+            rounds += 1;
+            let engine_thread = by == Stepper::EngineThread;
+            let more = engine_thread || rounds < MAX_ROUNDS;
+            match mailbox.finish(self.engine.poll_timeout(), engine_thread, more) {
+                Some(mail) => self.pending.extend(mail),
+                None => return,
+            }
         }
-        let now = shards.clock.now();
-        if self.engine.poll_timeout().is_some_and(|deadline| deadline <= now) {
-            self.engine.handle_timeout(now);
-            self.dispatch(shards, by);
-        }
-        mailbox.set_deadline(self.engine.poll_timeout(), by == Stepper::EngineThread);
     }
 
     fn handle(&mut self, shards: &Inboxes, input: ShardInput) {

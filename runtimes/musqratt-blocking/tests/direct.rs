@@ -1,0 +1,155 @@
+//! The blocking runtime's one-wake-up path (docs/adr/0011): the thread that reads a message
+//! steps its shard itself, steps the subscriber's shard in person when that one is idle, and
+//! writes the delivery to the subscriber's socket itself. Messages stay in order on one shard
+//! and between shards, paced or in a burst (when some go by mail and some in person), and a
+//! transport without a non-blocking write still works through the writer threads.
+
+#[allow(dead_code, reason = "the shared client has more than these tests use")]
+mod common;
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+
+use common::{Client, id_on_shard};
+use musqratt_blocking::{BrokerHandle, CHUNK, StdTransport, Transport, start, start_with};
+use musqratt_engine::Config;
+use musqratt_proto::bytes::Bytes;
+use musqratt_proto::bytestring::ByteString;
+use musqratt_proto::mqtt::{Packet, Publish};
+use musqratt_proto::{PacketId, ProtocolVersion, QoS};
+
+const SHARDS: usize = 2;
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// [`StdTransport`] without [`Transport::try_write`]: every send goes through a writer thread.
+struct NoTryWrite;
+
+impl Transport for NoTryWrite {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+
+    fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        StdTransport::bind(addr)
+    }
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        StdTransport::local_addr(listener)
+    }
+    fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+        StdTransport::accept(listener)
+    }
+    fn unblock_accept(listener: &TcpListener) -> io::Result<()> {
+        StdTransport::unblock_accept(listener)
+    }
+    fn try_clone(stream: &TcpStream) -> io::Result<TcpStream> {
+        StdTransport::try_clone(stream)
+    }
+    fn read(stream: &mut TcpStream, buf: &mut [u8; CHUNK]) -> io::Result<usize> {
+        StdTransport::read(stream, buf)
+    }
+    fn write(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+        StdTransport::write(stream, bytes)
+    }
+    fn shutdown(stream: &TcpStream) {
+        StdTransport::shutdown(stream);
+    }
+}
+
+/// A subscriber on shard `sub_shard` and a publisher on `pub_shard`: 20 QoS 1 messages paced
+/// (each received before the next is sent: the shards are idle when it comes), then a burst of
+/// 500 sent without waiting; every one arrives once and in order.
+fn paced_then_burst(broker: &BrokerHandle, sub_shard: u64, pub_shard: u64) {
+    let addr = broker.local_addrs()[0];
+    let tag = format!("{sub_shard}{pub_shard}");
+    let shards = SHARDS as u64;
+    let sub_id = id_on_shard(&format!("dsub{tag}"), sub_shard, shards);
+    let mut sub = Client::connect(addr, &sub_id, ProtocolVersion::V5);
+    let filter = format!("d/{tag}/#");
+    sub.subscribe(&filter, QoS::AtLeastOnce);
+    let pub_id = id_on_shard(&format!("dpub{tag}"), pub_shard, shards);
+    let mut publ = Client::connect(addr, &pub_id, ProtocolVersion::V3_1_1);
+    let topic = ByteString::from(format!("d/{tag}/x"));
+    let publish = move |i: u32| {
+        let mut publish = Publish::new(topic.clone(), Bytes::from(i.to_string()));
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = Some(PacketId::new(u16::try_from(i % 60_000 + 1).unwrap()).unwrap());
+        Packet::Publish(publish)
+    };
+    let before = broker.stats();
+    for i in 0..20u32 {
+        std::thread::sleep(Duration::from_millis(3));
+        publ.send(&publish(i));
+        assert!(matches!(publ.recv(), Packet::PubAck(_)));
+        assert_eq!(sub.receive_publish().payload, Bytes::from(i.to_string()), "paced {i}");
+    }
+    // One wake-up per message: the engine threads sleep through the paced messages.
+    let paced = broker.stats();
+    eprintln!("paced {sub_shard}/{pub_shard}: {before:?} -> {paced:?}");
+    assert!(paced.engine_wakeups < before.engine_wakeups + 10, "{before:?} -> {paced:?}");
+    let burst = std::thread::spawn(move || {
+        for i in 20..520u32 {
+            publ.send(&publish(i));
+        }
+        for _ in 20..520u32 {
+            assert!(matches!(publ.recv(), Packet::PubAck(_)));
+        }
+        publ
+    });
+    for i in 20..520u32 {
+        assert_eq!(sub.receive_publish().payload, Bytes::from(i.to_string()), "burst {i}");
+    }
+    drop(burst.join().unwrap());
+}
+
+/// On one shard: the publisher's reader steps the shard and writes the delivery itself.
+#[test]
+fn within_a_shard_the_reader_steps_and_writes_in_order() {
+    let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+    for shard in 0..SHARDS as u64 {
+        let before = broker.stats();
+        paced_then_burst(&broker, shard, shard);
+        let after = broker.stats();
+        eprintln!("{shard}/{shard}: {before:?} -> {after:?}");
+        assert!(after.direct_steps >= before.direct_steps + 20, "{before:?} -> {after:?}");
+        // 520 deliveries and 520 PUBACKs, written by the stepping threads.
+        assert!(after.direct_writes > before.direct_writes + 1000, "{before:?} -> {after:?}");
+    }
+    broker.shutdown();
+}
+
+/// Between shards, both ways: the publisher's reader steps the subscriber's shard in person
+/// when it is idle, and messages stay in order when some go by mail.
+#[test]
+fn between_shards_the_reader_steps_the_other_shard_in_order_both_ways() {
+    let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+    for (sub_shard, pub_shard) in [(0, 1), (1, 0)] {
+        let before = broker.stats();
+        paced_then_burst(&broker, sub_shard, pub_shard);
+        let after = broker.stats();
+        eprintln!("{sub_shard}/{pub_shard}: {before:?} -> {after:?}");
+        assert!(after.peer_steps > before.peer_steps, "{before:?} -> {after:?}");
+        assert!(after.direct_steps >= before.direct_steps + 20, "{before:?} -> {after:?}");
+        assert!(after.direct_writes > before.direct_writes + 1000, "{before:?} -> {after:?}");
+    }
+    broker.shutdown();
+}
+
+/// A transport without a non-blocking write: every send goes through the writer threads, in
+/// order, on one shard and between shards.
+#[test]
+fn a_transport_without_try_write_sends_through_the_writer_threads() {
+    let broker = start_with::<NoTryWrite>(Config::default(), &[any()], SHARDS).unwrap();
+    for (sub_shard, pub_shard) in [(0, 0), (0, 1), (1, 0)] {
+        paced_then_burst(&broker, sub_shard, pub_shard);
+    }
+    let stats = broker.stats();
+    eprintln!("{stats:?}");
+    assert_eq!(stats.direct_writes, 0, "{stats:?}");
+    assert!(stats.writer_sends > 3 * 520, "{stats:?}");
+    assert!(stats.direct_steps > 0, "{stats:?}");
+    broker.shutdown();
+}
