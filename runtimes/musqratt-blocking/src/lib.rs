@@ -12,26 +12,41 @@
 //!
 //! # Threads
 //!
-//! - one **engine thread** per shard owns an [`musqratt_engine::Engine`] and waits on its
-//!   `std::sync::mpsc` channel with `recv_timeout` until the engine's next deadline (the only
-//!   timed wait anywhere: a condition variable, not a socket timeout);
+//! One wake-up per message (docs/adr/0011): the thread that read the bytes runs the engine step
+//! and writes the replies and deliveries itself.
+//!
+//! - each shard's state (its [`musqratt_engine::Engine`] and connections) is behind a lock held
+//!   for one step: an input, the mail before it, the timers due, every action carried out;
+//! - per connection, one **reader thread** blocks in a read of at most 2 KiB and steps its
+//!   shard with the bytes itself when no other thread is stepping it (`try_lock`); if one is,
+//!   it leaves them in the shard's mailbox, which the stepping thread takes out before letting
+//!   the shard go. It waits while more than [`READ_CREDIT`] bytes of it are unhandled, or while
+//!   its shard has more than [`FORWARD_CREDIT`] messages unhandled by others, so TCP pushes back
+//!   on a client that floods;
+//! - a step's sends are written by the stepping thread with [`Transport::try_write`] (never
+//!   waiting); what the socket does not take at once goes to the connection's **writer thread**,
+//!   which writes it in pieces of at most 2 KiB and reports it written, and the stepping threads
+//!   do not write to that socket until the writer has caught up (order);
+//! - a message for another shard (`Action::ToShard`) is handled in person by the stepping thread
+//!   when that shard is idle (`try_lock`, its mail first: FIFO per pair of shards), mailed
+//!   otherwise; no thread waits for a shard's lock while holding another's;
+//! - one **engine thread** per shard waits on its mailbox (a condition variable, with the
+//!   engine's next deadline as timeout: the only timed wait anywhere, not a socket timeout) and
+//!   steps the shard for timers, accepted and handed-over connections, and mail no step took;
 //! - one **accept thread** per listener blocks in accept and gives connections to the shards in
-//!   turn;
-//! - per connection, one **reader thread** blocks in a read of at most 2 KiB and sends the bytes
-//!   to its shard's engine thread, waiting while more than [`READ_CREDIT`] bytes of it are
-//!   unhandled (so TCP pushes back on a client that floods its shard), and one **writer thread** takes the engine's sends from a
-//!   channel, writes them in pieces of at most 2 KiB and reports them written.
+//!   turn.
+//!
+//! [`BrokerHandle::stats`] counts which of these paths were taken.
 //!
 //! A connection handed to another shard after CONNECT (ADR 1) keeps its threads: only the shard
 //! they report to changes, under a lock that keeps its bytes in order (see `Route`).
-//! Messages between shards go over the same channels, which are FIFO per sender.
 //!
 //! The sockets come from a [`Transport`]: [`StdTransport`] over `std::net` here, a netmgr client
 //! on CompositeOS (the trait's documentation maps one onto the other).
 //!
 //! MQTT-SN over UDP with [`start_with_sn`]: one reader thread per UDP socket numbers source
-//! addresses as peers and sends each datagram to the shard that took its peer (or the peer's
-//! default shard); engine threads answer with `send_to` on the shared socket (`std::net`
+//! addresses as peers and mails each datagram to the shard that took its peer (or the peer's
+//! default shard); the stepping threads answer with `send_to` on the shared socket (`std::net`
 //! directly: netmgr's `udp_bind`/`recvfrom`/`sendto` map onto it one to one).
 
 mod conn;
