@@ -9,7 +9,7 @@ mod common;
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::io;
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 
 use common::{Client, id_on_shard};
@@ -151,5 +151,64 @@ fn a_transport_without_try_write_sends_through_the_writer_threads() {
     assert_eq!(stats.direct_writes, 0, "{stats:?}");
     assert!(stats.writer_sends > 3 * 520, "{stats:?}");
     assert!(stats.direct_steps > 0, "{stats:?}");
+    broker.shutdown();
+}
+
+/// Writes made by the stepping thread are reported to the engine (`Input::Written`): 300 KiB
+/// go one by one to a subscriber that keeps up, through a broker that counts a subscriber more
+/// than 64 KiB behind as slow and drops its QoS 0 messages. None is dropped.
+#[test]
+fn direct_writes_are_reported_written() {
+    let mut config = Config::default();
+    config.max_unwritten_bytes = 64 * 1024;
+    let broker = start(config, &[any()], SHARDS).unwrap();
+    let addr = broker.local_addrs()[0];
+    for (sub_shard, pub_shard) in [(0, 0), (0, 1)] {
+        let tag = format!("w{sub_shard}{pub_shard}");
+        let mut sub = Client::connect(addr, &id_on_shard(&tag, sub_shard, 2), ProtocolVersion::V5);
+        sub.subscribe(&tag, QoS::AtMostOnce);
+        let pub_id = id_on_shard(&format!("{tag}p"), pub_shard, 2);
+        let mut publ = Client::connect(addr, &pub_id, ProtocolVersion::V3_1_1);
+        for i in 0..300u32 {
+            let mut payload = vec![0u8; 1024];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            publ.send(&Packet::Publish(Publish::new(tag.clone().into(), payload.into())));
+            assert_eq!(sub.receive_publish().payload[..4], i.to_be_bytes(), "message {i}");
+        }
+    }
+    let stats = broker.stats();
+    assert!(stats.direct_writes >= 600, "{stats:?}");
+    broker.shutdown();
+}
+
+/// A subscriber that does not read: the sends the socket does not take go to its writer thread
+/// (which blocks, not the publisher's thread), the engine drops QoS 0 beyond its bound, and the
+/// publisher is still served.
+#[test]
+fn a_subscriber_that_does_not_read_does_not_hold_up_the_publisher() {
+    let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+    let addr = broker.local_addrs()[0];
+    for (sub_shard, pub_shard) in [(0, 0), (1, 0)] {
+        let tag = format!("s{sub_shard}{pub_shard}");
+        let mut sub = Client::connect(addr, &id_on_shard(&tag, sub_shard, 2), ProtocolVersion::V5);
+        sub.subscribe(&tag, QoS::AtMostOnce);
+        let pub_id = id_on_shard(&format!("{tag}p"), pub_shard, 2);
+        let mut publ = Client::connect(addr, &pub_id, ProtocolVersion::V3_1_1);
+        let mut bytes = Vec::new();
+        for _ in 0..8 {
+            let publish = Publish::new(tag.clone().into(), vec![0u8; 64 * 1024].into());
+            bytes.extend(common::encode(&Packet::Publish(publish), ProtocolVersion::V3_1_1));
+        }
+        // 8 MiB to a subscriber that reads nothing: far beyond the sockets' buffers and the
+        // engine's 4 MiB bound.
+        for _ in 0..16 {
+            publ.stream.write_all(&bytes).unwrap();
+        }
+        publ.send(&Packet::PingReq);
+        assert!(matches!(publ.recv(), Packet::PingResp), "publisher served");
+        drop(sub);
+    }
+    let stats = broker.stats();
+    assert!(stats.writer_sends > 0, "{stats:?}");
     broker.shutdown();
 }
