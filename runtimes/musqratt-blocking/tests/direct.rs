@@ -212,3 +212,52 @@ fn a_subscriber_that_does_not_read_does_not_hold_up_the_publisher() {
     assert!(stats.writer_sends > 0, "{stats:?}");
     broker.shutdown();
 }
+
+/// Four publishers, two on each shard, publish at once to one subscriber: the shards are busy,
+/// inputs go by mail and in person mixed, and each publisher's messages still arrive in order.
+#[test]
+fn concurrent_publishers_on_both_shards_keep_their_order() {
+    const COUNT: u32 = 300;
+    let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+    let addr = broker.local_addrs()[0];
+    let mut sub = Client::connect(addr, &id_on_shard("csub", 0, 2), ProtocolVersion::V5);
+    sub.subscribe("c/#", QoS::AtLeastOnce);
+    let publishers: Vec<_> = [0u64, 1, 0, 1]
+        .into_iter()
+        .enumerate()
+        .map(|(n, shard)| {
+            let mut publ = Client::connect(
+                addr,
+                &id_on_shard(&format!("cpub{n}"), shard, 2),
+                ProtocolVersion::V3_1_1,
+            );
+            std::thread::spawn(move || {
+                for i in 0..COUNT {
+                    let mut publish = Publish::new(
+                        ByteString::from(format!("c/{n}")),
+                        Bytes::from(i.to_string()),
+                    );
+                    publish.qos = QoS::AtLeastOnce;
+                    publish.packet_id = Some(PacketId::new(u16::try_from(i + 1).unwrap()).unwrap());
+                    publ.send(&Packet::Publish(publish));
+                }
+                for _ in 0..COUNT {
+                    assert!(matches!(publ.recv(), Packet::PubAck(_)));
+                }
+                publ
+            })
+        })
+        .collect();
+    let mut next = [0u32; 4];
+    for _ in 0..4 * COUNT {
+        let publish = sub.receive_publish();
+        let n: usize = publish.topic.strip_prefix("c/").unwrap().parse().unwrap();
+        assert_eq!(publish.payload, Bytes::from(next[n].to_string()), "publisher {n}");
+        next[n] += 1;
+    }
+    for publisher in publishers {
+        drop(publisher.join().unwrap());
+    }
+    eprintln!("{:?}", broker.stats());
+    broker.shutdown();
+}
