@@ -37,13 +37,19 @@ pub(crate) enum WriterMsg {
 /// the connection) and every input after it goes to the new shard, after `Adopt`. They step a
 /// shard in person only holding that shard's lock and having seen the route still point at it,
 /// so no handoff can happen meanwhile.
-#[derive(Debug)]
 pub(crate) struct Route {
     shard: Mutex<usize>,
     shards: Arc<Inboxes>,
     /// Bytes read and not yet handled by the shard (see [`READ_CREDIT`]).
     unhandled: Mutex<usize>,
     handled: Condvar,
+}
+
+impl core::fmt::Debug for Route {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let shard = self.shard.try_lock().map(|shard| *shard).ok();
+        f.debug_struct("Route").field("shard", &shard).finish_non_exhaustive()
+    }
 }
 
 impl Route {

@@ -47,8 +47,8 @@ impl Clock {
     }
 }
 
-/// How many times a step by a connection's thread (or in person) takes the mail that came
-/// while it ran, before it leaves the rest to the engine thread.
+/// How many times a step takes the mail that came while it ran, before it leaves the rest to the
+/// engine thread (woken for it).
 const MAX_ROUNDS: u32 = 8;
 
 /// Who is running a step: the shard's engine thread, a connection thread with an input for it,
@@ -136,7 +136,9 @@ impl Shard {
             }
             rounds += 1;
             let engine_thread = by == Stepper::EngineThread;
-            let more = engine_thread || rounds < MAX_ROUNDS;
+            // The engine thread too goes back to its wait (which sees the mail left), where it
+            // notices a shutdown.
+            let more = rounds < MAX_ROUNDS;
             match mailbox.finish(self.engine.poll_timeout(), engine_thread, more) {
                 Some(mail) => self.pending.extend(mail),
                 None => return,
