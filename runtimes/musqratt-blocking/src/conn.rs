@@ -1,6 +1,7 @@
-//! One connection: a reader thread and a writer thread, and the route that tells them which
-//! shard's engine thread they report to.
+//! One connection: a reader thread and a writer thread, the route that tells them which shard
+//! they report to, and what a shard keeps of it (a writer for its sends).
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -9,8 +10,8 @@ use std::thread;
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{ConnectionId, Input};
 
-use crate::inbox::Inboxes;
-use crate::shard::ShardInput;
+use crate::inbox::{Counters, Inboxes, ShardCell};
+use crate::shard::{ShardInput, Stepper};
 use crate::transport::{CHUNK, Transport};
 
 /// Stack of a connection thread: they hold a 2 KiB buffer and little else.
@@ -21,7 +22,7 @@ const CONN_STACK: usize = 128 * 1024;
 /// publishes faster than its shard works, and the shard channels stay bounded.
 pub const READ_CREDIT: usize = 64 * 1024;
 
-/// What the engine thread tells a connection's writer.
+/// What a stepping thread tells a connection's writer.
 #[derive(Debug)]
 pub(crate) enum WriterMsg {
     /// Write these bytes after the ones before.
@@ -30,11 +31,12 @@ pub(crate) enum WriterMsg {
     Close,
 }
 
-/// Which shard a connection belongs to. Its reader and writer take the lock for each message
-/// they send, and an engine thread handing the connection over takes it while it moves the
-/// connection (see `Shard::handoff`): so every message sent before the move is in the old
-/// shard's channel and every message after it is in the new shard's, after `Adopt`.
-#[derive(Debug)]
+/// Which shard a connection belongs to. A handoff changes it under its lock, holding the old
+/// shard's lock too (see `Shard::handoff`). The reader and writer mail the shard with the route
+/// locked, so every input mailed before the move is in the old shard's mailbox (and moves with
+/// the connection) and every input after it goes to the new shard, after `Adopt`. They step a
+/// shard in person only holding that shard's lock and having seen the route still point at it,
+/// so no handoff can happen meanwhile.
 pub(crate) struct Route {
     shard: Mutex<usize>,
     shards: Arc<Inboxes>,
@@ -43,31 +45,53 @@ pub(crate) struct Route {
     handled: Condvar,
 }
 
+impl core::fmt::Debug for Route {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let shard = self.shard.try_lock().map(|shard| *shard).ok();
+        f.debug_struct("Route").field("shard", &shard).finish_non_exhaustive()
+    }
+}
+
 impl Route {
     pub(crate) fn new(shard: usize, shards: Arc<Inboxes>) -> Self {
         let unhandled = Mutex::new(0);
         Self { shard: Mutex::new(shard), shards, unhandled, handled: Condvar::new() }
     }
 
-    /// Sends to the connection's current shard; false when that shard has stopped.
+    /// Gives `input` to the connection's current shard; false when that shard has stopped.
     pub(crate) fn send(&self, input: Input) -> bool {
-        self.send_to_shard(ShardInput::Engine(input))
+        self.submit(ShardInput::Engine(input))
     }
 
-    fn send_to_shard(&self, input: ShardInput) -> bool {
+    /// Steps the connection's shard with `input` on this thread when no other thread is stepping
+    /// it (after the shard's older mail), or mails `input` to it otherwise.
+    fn submit(&self, input: ShardInput) -> bool {
+        let shard = *self.lock();
+        if let Some(mut state) = self.shards.get(shard).and_then(ShardCell::try_lock) {
+            // Holding the shard's lock, the route cannot move away from it.
+            if *self.lock() == shard {
+                if state.stopped() {
+                    return false;
+                }
+                Counters::add(&self.shards.counters.direct_steps);
+                state.step(&self.shards, Some(input), Stepper::Connection);
+                return true;
+            }
+        }
+        // Busy (or just moved): mail it, with the route held still.
         let shard = self.lock();
-        self.shards[*shard].send(input).is_ok()
+        self.shards.mail(*shard, input)
     }
 
-    /// Sends bytes read from the connection, then waits while more than [`READ_CREDIT`] bytes
-    /// are unhandled, or while the connection's shard has more than
+    /// Gives bytes read from the connection to the shard, then waits while more than
+    /// [`READ_CREDIT`] bytes are unhandled, or while the connection's shard has more than
     /// [`FORWARD_CREDIT`](crate::FORWARD_CREDIT) messages unhandled by other shards. False when
     /// the shard has stopped.
     pub(crate) fn send_read(self: &Arc<Self>, conn: ConnectionId, bytes: BytesMut) -> bool {
         let len = bytes.len();
         *self.unhandled.lock().unwrap_or_else(PoisonError::into_inner) += len;
         let credit = ReadCredit { route: Arc::clone(self), len };
-        if !self.send_to_shard(ShardInput::Read { conn, bytes, credit }) {
+        if !self.submit(ShardInput::Read { conn, bytes, credit }) {
             return false;
         }
         let mut unhandled = self.unhandled.lock().unwrap_or_else(PoisonError::into_inner);
@@ -104,11 +128,74 @@ impl Drop for ReadCredit {
     }
 }
 
-/// What an engine thread keeps of a connection it owns.
-#[derive(Debug)]
+/// Writes without blocking to a connection's socket: [`Transport::try_write`] on a handle of
+/// its own.
+type DirectWrite = Box<dyn FnMut(&[u8]) -> io::Result<usize> + Send>;
+
+/// What a shard keeps of a connection it owns.
 pub(crate) struct ConnHandle {
     pub(crate) writer: Sender<WriterMsg>,
     pub(crate) route: Arc<Route>,
+    /// Sends given to the writer thread and not yet written by it: while there are any, the
+    /// stepping thread does not write directly (the bytes would overtake them).
+    queued: Arc<AtomicUsize>,
+    direct: DirectWrite,
+}
+
+impl core::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ConnHandle")
+            .field("route", &self.route)
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnHandle {
+    /// A handle whose writes all go through `writer` (the engine's unit tests).
+    #[cfg(test)]
+    pub(crate) fn queued_only(writer: Sender<WriterMsg>, route: Arc<Route>) -> Self {
+        let direct: DirectWrite = Box::new(|_| Err(io::ErrorKind::WouldBlock.into()));
+        Self { writer, route, queued: Arc::default(), direct }
+    }
+
+    /// Writes `bytes` to the socket from the stepping thread as far as it takes them without
+    /// blocking, when the writer thread has nothing queued; the rest goes to the writer thread.
+    /// Returns how many bytes were written here (for `Input::Written`; the writer thread
+    /// reports its own).
+    pub(crate) fn send(&mut self, mut bytes: Bytes, counters: &Counters) -> usize {
+        let mut written = 0;
+        if self.queued.load(Ordering::Acquire) == 0 {
+            while !bytes.is_empty() {
+                let chunk = &bytes[..bytes.len().min(CHUNK)];
+                match (self.direct)(chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        written += n;
+                        bytes = bytes.slice(n..);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // Full (or failed: then the writer fails too and shuts the socket down).
+                    Err(_) => break,
+                }
+            }
+            if bytes.is_empty() {
+                Counters::add(&counters.direct_writes);
+                return written;
+            }
+        }
+        Counters::add(&counters.writer_sends);
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.writer.send(WriterMsg::Data(bytes)).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        written
+    }
+
+    /// Has the writer thread write what it has, then shut the connection down.
+    pub(crate) fn close(self) {
+        let _ = self.writer.send(WriterMsg::Close);
+    }
 }
 
 /// Starts the reader and writer threads of a freshly accepted connection. `register` is called
@@ -122,8 +209,13 @@ pub(crate) fn spawn<T: Transport>(
     register: impl FnOnce(ConnHandle) -> bool,
 ) -> io::Result<[thread::JoinHandle<()>; 2]> {
     let write_half = T::try_clone(&stream)?;
+    let mut direct_half = T::try_clone(&stream)?;
+    let direct: DirectWrite = Box::new(move |bytes| T::try_write(&mut direct_half, bytes));
+    let queued = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = writer;
-    if !register(ConnHandle { writer: tx, route: Arc::clone(&route) }) {
+    let handle =
+        ConnHandle { writer: tx, route: Arc::clone(&route), queued: Arc::clone(&queued), direct };
+    if !register(handle) {
         T::shutdown(&stream);
         return Err(io::Error::other("broker is shutting down"));
     }
@@ -131,7 +223,7 @@ pub(crate) fn spawn<T: Transport>(
     let writer = thread::Builder::new()
         .name(format!("mqtt-w-{conn}"))
         .stack_size(CONN_STACK)
-        .spawn(move || write_loop::<T>(conn, write_half, &rx, &writer_route))?;
+        .spawn(move || write_loop::<T>(conn, write_half, &rx, &writer_route, &queued))?;
     let reader_route = Arc::clone(&route);
     let reader = thread::Builder::new()
         .name(format!("mqtt-r-{conn}"))
@@ -169,22 +261,28 @@ fn read_loop<T: Transport>(conn: ConnectionId, mut stream: T::Stream, route: &Ar
     T::shutdown(&stream);
 }
 
-/// Writes what the engine sends, coalescing queued chunks into writes of up to 2 KiB, and reports
-/// each batch written. Ends on `Close` (after writing what came before it) or when the shard
-/// forgets the connection, and then shuts the socket down, which also ends the reader.
+/// Writes what the stepping threads could not write at once, coalescing queued chunks into
+/// writes of up to 2 KiB, and reports each batch written. Ends on `Close` (after writing what
+/// came before it) or when the shard forgets the connection, and then shuts the socket down,
+/// which also ends the reader.
 fn write_loop<T: Transport>(
     conn: ConnectionId,
     mut stream: T::Stream,
     rx: &Receiver<WriterMsg>,
     route: &Route,
+    queued: &AtomicUsize,
 ) {
     let mut batch = Vec::with_capacity(CHUNK);
     let mut closing = false;
     'outer: while let Ok(first) = rx.recv() {
         let mut next = Some(first);
+        let mut sends = 0;
         while let Some(msg) = next.take() {
             match msg {
-                WriterMsg::Data(bytes) => batch.extend_from_slice(&bytes),
+                WriterMsg::Data(bytes) => {
+                    batch.extend_from_slice(&bytes);
+                    sends += 1;
+                }
                 WriterMsg::Close => closing = true,
             }
             if closing || batch.len() >= CHUNK {
@@ -200,6 +298,8 @@ fn write_loop<T: Transport>(
             }
         }
         batch.clear();
+        // Written: the stepping threads may write directly again once this is 0.
+        queued.fetch_sub(sends, Ordering::AcqRel);
         if closing {
             break;
         }
@@ -223,16 +323,18 @@ fn write_all<T: Transport>(stream: &mut T::Stream, mut bytes: &[u8]) -> io::Resu
 #[cfg(test)]
 mod tests {
     use core::time::Duration;
+    use std::collections::VecDeque;
     use std::sync::mpsc;
 
     use super::*;
 
-    /// A reader more than READ_CREDIT ahead of its shard waits until the shard handles (or
-    /// drops) what it sent.
+    /// A reader more than READ_CREDIT ahead of its shard (busy: its bytes are mailed) waits
+    /// until the shard handles (or drops) what it sent.
     #[test]
     fn reader_waits_for_credit() {
-        let (tx, rx) = mpsc::channel();
-        let route = Arc::new(Route::new(0, Inboxes::new(vec![tx])));
+        let shards = crate::shard::tests::two_shards();
+        let busy = shards[0].lock();
+        let route = Arc::new(Route::new(0, Arc::clone(&shards)));
         let reader = Arc::clone(&route);
         let (done_tx, done_rx) = mpsc::channel();
         let thread = thread::spawn(move || {
@@ -243,14 +345,18 @@ mod tests {
             }
         });
         done_rx.recv().unwrap(); // exactly at the limit: no wait
-        let first = rx.recv().unwrap();
-        let second = rx.recv().unwrap();
+        let mut mail = VecDeque::new();
+        while mail.len() < 2 {
+            mail.extend(shards[0].mailbox.take());
+            thread::yield_now();
+        }
         // Over the limit now: the reader waits.
         assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
-        drop(first);
+        drop(mail.pop_front());
         done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        drop(second);
+        drop(mail);
         thread.join().unwrap();
+        drop(busy);
         assert_eq!(*route.unhandled.lock().unwrap(), 0);
     }
 }

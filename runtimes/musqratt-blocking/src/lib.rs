@@ -12,26 +12,41 @@
 //!
 //! # Threads
 //!
-//! - one **engine thread** per shard owns an [`musqratt_engine::Engine`] and waits on its
-//!   `std::sync::mpsc` channel with `recv_timeout` until the engine's next deadline (the only
-//!   timed wait anywhere: a condition variable, not a socket timeout);
+//! One wake-up per message (docs/adr/0011): the thread that read the bytes runs the engine step
+//! and writes the replies and deliveries itself.
+//!
+//! - each shard's state (its [`musqratt_engine::Engine`] and connections) is behind a lock held
+//!   for one step: an input, the mail before it, the timers due, every action carried out;
+//! - per connection, one **reader thread** blocks in a read of at most 2 KiB and steps its
+//!   shard with the bytes itself when no other thread is stepping it (`try_lock`); if one is,
+//!   it leaves them in the shard's mailbox, which the stepping thread takes out before letting
+//!   the shard go. It waits while more than [`READ_CREDIT`] bytes of it are unhandled, or while
+//!   its shard has more than [`FORWARD_CREDIT`] messages unhandled by others, so TCP pushes back
+//!   on a client that floods;
+//! - a step's sends are written by the stepping thread with [`Transport::try_write`] (never
+//!   waiting); what the socket does not take at once goes to the connection's **writer thread**,
+//!   which writes it in pieces of at most 2 KiB and reports it written, and the stepping threads
+//!   do not write to that socket until the writer has caught up (order);
+//! - a message for another shard (`Action::ToShard`) is handled in person by the stepping thread
+//!   when that shard is idle (`try_lock`, its mail first: FIFO per pair of shards), mailed
+//!   otherwise; no thread waits for a shard's lock while holding another's;
+//! - one **engine thread** per shard waits on its mailbox (a condition variable, with the
+//!   engine's next deadline as timeout: the only timed wait anywhere, not a socket timeout) and
+//!   steps the shard for timers, accepted and handed-over connections, and mail no step took;
 //! - one **accept thread** per listener blocks in accept and gives connections to the shards in
-//!   turn;
-//! - per connection, one **reader thread** blocks in a read of at most 2 KiB and sends the bytes
-//!   to its shard's engine thread, waiting while more than [`READ_CREDIT`] bytes of it are
-//!   unhandled (so TCP pushes back on a client that floods its shard), and one **writer thread** takes the engine's sends from a
-//!   channel, writes them in pieces of at most 2 KiB and reports them written.
+//!   turn.
+//!
+//! [`BrokerHandle::stats`] counts which of these paths were taken.
 //!
 //! A connection handed to another shard after CONNECT (ADR 1) keeps its threads: only the shard
 //! they report to changes, under a lock that keeps its bytes in order (see `Route`).
-//! Messages between shards go over the same channels, which are FIFO per sender.
 //!
 //! The sockets come from a [`Transport`]: [`StdTransport`] over `std::net` here, a netmgr client
 //! on CompositeOS (the trait's documentation maps one onto the other).
 //!
 //! MQTT-SN over UDP with [`start_with_sn`]: one reader thread per UDP socket numbers source
-//! addresses as peers and sends each datagram to the shard that took its peer (or the peer's
-//! default shard); engine threads answer with `send_to` on the shared socket (`std::net`
+//! addresses as peers and mails each datagram to the shard that took its peer (or the peer's
+//! default shard); the stepping threads answer with `send_to` on the shared socket (`std::net`
 //! directly: netmgr's `udp_bind`/`recvfrom`/`sendto` map onto it one to one).
 
 mod conn;
@@ -46,6 +61,7 @@ use core::time::Duration;
 use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
+
 use std::thread::{self, JoinHandle};
 
 use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
@@ -57,6 +73,49 @@ use crate::conn::Route;
 pub use crate::inbox::FORWARD_CREDIT;
 use crate::inbox::Inboxes;
 use crate::shard::{Clock, Shard, ShardInput};
+
+/// What the broker's threads did since it started (see the crate documentation, "Threads"):
+/// how many inputs were handled by the thread that had them and how many by mail, and how many
+/// sends were written by the stepping thread and how many by writer threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Inputs (bytes read, writes reported, closes) a connection's reader or writer thread
+    /// handled itself, stepping its shard, because no other thread was stepping it.
+    pub direct_steps: u64,
+    /// Messages between shards (`Action::ToShard`) handled in person by the sending shard's
+    /// stepping thread, the receiving shard being idle.
+    pub peer_steps: u64,
+    /// Inputs left in a shard's mailbox, for whichever thread steps it next (its engine thread,
+    /// woken for them, or the next stepping thread): the shard was busy, or the input was an
+    /// accepted or handed-over connection, or a datagram.
+    pub mailed: u64,
+    /// Times an engine thread was woken: for mail that no stepping thread was there to take
+    /// (the broker's second wake-up per message, which the direct path avoids), or for a sooner
+    /// timer. Not counted: its waking for timers that came due.
+    pub engine_wakeups: u64,
+    /// Sends written whole to their socket by the thread that ran the step.
+    pub direct_writes: u64,
+    /// Sends (or what was left of them) given to a connection's writer thread: the socket did
+    /// not take them at once, the writer had older bytes queued, or the transport has no
+    /// non-blocking write.
+    pub writer_sends: u64,
+}
+
+impl Stats {
+    fn of(shards: &Inboxes) -> Self {
+        let counters = &shards.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Self {
+            engine_wakeups: shards.iter().map(|shard| shard.mailbox.wakeups()).sum(),
+            direct_steps: get(&counters.direct_steps),
+            peer_steps: get(&counters.peer_steps),
+            mailed: get(&counters.mailed),
+            direct_writes: get(&counters.direct_writes),
+            writer_sends: get(&counters.writer_sends),
+        }
+    }
+}
 
 /// How long [`BrokerHandle::shutdown`] waits for the broker's threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -124,8 +183,14 @@ fn start_full<T: Transport>(
         }
     }
     let clock = Clock::new();
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
-    let senders = Inboxes::new(senders);
+    let mut engines = Vec::with_capacity(shards);
+    for index in 0..shards {
+        let mut config = engine.clone();
+        config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
+        config.shard_count = shard_count;
+        engines.push(Shard::new(Engine::new(config)).with_udp(udp.clone()));
+    }
+    let senders = Inboxes::new(engines, clock);
     let mut handle = BrokerHandle {
         local_addrs,
         sn_local_addrs,
@@ -137,14 +202,10 @@ fn start_full<T: Transport>(
         senders: Arc::clone(&senders),
         conn_threads: Arc::new(Mutex::new(Vec::new())),
     };
-    for (index, rx) in receivers.into_iter().enumerate() {
-        let mut config = engine.clone();
-        config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
-        config.shard_count = shard_count;
-        let shard =
-            Shard::new(Engine::new(config), clock, rx, Arc::clone(&senders)).with_udp(udp.clone());
+    for index in 0..shards {
+        let shards = Arc::clone(&senders);
         let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
-        match thread.spawn(move || shard.run()) {
+        match thread.spawn(move || shard::run(&shards, index)) {
             Ok(join) => handle.shards.push(join),
             Err(e) => {
                 handle.stop();
@@ -224,6 +285,12 @@ impl BrokerHandle {
         &self.sn_local_addrs
     }
 
+    /// What the broker's threads did so far.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        Stats::of(&self.senders)
+    }
+
     /// Stops accepting, closes every connection and waits up to [`SHUTDOWN_GRACE`] for every
     /// thread of the broker to end.
     ///
@@ -245,8 +312,8 @@ impl BrokerHandle {
         }
         join_until(core::mem::take(&mut self.acceptors), deadline, "accept");
         join_until(core::mem::take(&mut self.udp_readers), deadline, "UDP reader");
-        for tx in self.senders.iter() {
-            let _ = tx.send(ShardInput::Shutdown);
+        for shard in self.senders.iter() {
+            shard.mailbox.stop();
         }
         join_until(core::mem::take(&mut self.shards), deadline, "engine");
         let conns =
@@ -320,8 +387,7 @@ impl Acceptor {
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         tracing::debug!(%conn, %peer, shard, "accepted");
         let route = Arc::new(Route::new(shard, Arc::clone(&self.senders)));
-        let tx = &self.senders[shard];
-        let register = |handle| tx.send(ShardInput::Accepted { conn, handle }).is_ok();
+        let register = |handle| self.senders.mail(shard, ShardInput::Accepted { conn, handle });
         match conn::spawn::<T>(conn, stream, route, mpsc::channel(), register) {
             Ok(threads) => {
                 let mut all = self.conn_threads.lock().unwrap_or_else(PoisonError::into_inner);

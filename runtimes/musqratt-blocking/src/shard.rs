@@ -1,23 +1,24 @@
-//! A shard's engine thread: owns one [`Engine`], waits on its channel until the engine's next
-//! deadline, feeds inputs in and carries actions out.
+//! A shard: one [`Engine`] and its connections, behind a lock held for one step at a time.
+//! The thread that has an input for it (a connection's reader or writer, another shard's
+//! stepping thread) runs the step itself when the lock is free; its engine thread fires the
+//! timers and takes the inputs that found the shard busy (see `inbox.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{Action, AuthDecision, ConnectionId, Engine, Event, Input, Instant, ShardId};
 
-use crate::conn::{ConnHandle, ReadCredit, WriterMsg};
-use crate::inbox::{ForwardCredit, Inboxes};
+use crate::conn::{ConnHandle, ReadCredit};
+use crate::inbox::{Counters, ForwardCredit, Inboxes};
 
-/// What an engine thread receives. One channel per shard, FIFO: the order in which one thread
-/// sends is the order in which the shard sees its messages, which keeps MQTT's ordering on the
-/// links between shards.
+/// What a shard is given. The mailbox of a shard is FIFO and taken out before any input handled
+/// in person, so the order in which one thread hands inputs over is the order in which the shard
+/// sees them, which keeps MQTT's ordering on connections and on the links between shards.
 #[derive(Debug)]
 pub(crate) enum ShardInput {
-    /// An input for the engine as it is (`Written`, `Closed`, `FromShard`).
+    /// An input for the engine as it is (`Written`, `Closed`, `Datagram`).
     Engine(Input),
     /// Bytes a reader read, for `Input::Data`; the credit goes back to the reader when the
     /// message is dropped, after the engine took the bytes.
@@ -30,8 +31,6 @@ pub(crate) enum ShardInput {
     /// A connection another shard handed over (`Action::Handoff`), with the bytes to feed as
     /// `Input::Adopted`, and whether its reader had already reported it closed.
     Adopt { conn: ConnectionId, handle: ConnHandle, bytes: BytesMut, closed: bool },
-    /// Close every connection and stop.
-    Shutdown,
 }
 
 /// The broker's clock: microseconds since it started.
@@ -43,43 +42,56 @@ impl Clock {
         Self(std::time::Instant::now())
     }
 
-    fn now(self) -> Instant {
+    pub(crate) fn now(self) -> Instant {
         Instant::from_micros(u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 }
 
-/// One shard: its engine, its connections' writers, its inbox and every shard's inbox.
+/// How many times a step takes the mail that came while it ran, before it leaves the rest to the
+/// engine thread (woken for it).
+const MAX_ROUNDS: u32 = 8;
+
+/// Who is running a step: the shard's engine thread, a connection thread with an input for it,
+/// or the thread of another shard's step delivering a message in person (which mails what that
+/// step sends further, instead of stepping a third shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stepper {
+    EngineThread,
+    Connection,
+    Peer,
+}
+
+/// One shard's state: its engine and the connections it owns. Only the thread holding the
+/// shard's lock touches it (the engine's single-owner rule, kept by a lock held for one step).
 pub(crate) struct Shard {
     id: ShardId,
     engine: Engine,
-    clock: Clock,
-    rx: Receiver<ShardInput>,
-    shards: Arc<Inboxes>,
     conns: HashMap<ConnectionId, ConnHandle>,
-    /// Inputs taken off the channel early (while handing a connection over), to be handled
-    /// before anything still in the channel.
+    /// Inputs taken out of the mailbox (or given in person) and not handled yet: a handoff
+    /// looks through them for the bytes of the connection it moves.
     pending: VecDeque<ShardInput>,
     /// MQTT-SN sockets, when the broker listens on UDP.
     udp: Option<Arc<crate::udp::Udp>>,
+    /// Shut down: further inputs are dropped.
+    stopped: bool,
+}
+
+impl core::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).field("conns", &self.conns.len()).finish()
+    }
 }
 
 impl Shard {
-    pub(crate) fn new(
-        engine: Engine,
-        clock: Clock,
-        rx: Receiver<ShardInput>,
-        shards: Arc<Inboxes>,
-    ) -> Self {
+    pub(crate) fn new(engine: Engine) -> Self {
         let id = engine.config().shard;
         Self {
             id,
             engine,
-            clock,
-            rx,
-            shards,
             conns: HashMap::new(),
             pending: VecDeque::new(),
             udp: None,
+            stopped: false,
         }
     }
 
@@ -89,46 +101,53 @@ impl Shard {
         self
     }
 
-    /// The engine thread's loop, until `Shutdown` arrives.
-    pub(crate) fn run(mut self) {
-        tracing::debug!(shard = %self.id, "engine thread started");
-        while let Some(input) = self.next_input() {
-            if matches!(input, ShardInput::Shutdown) {
-                break;
-            }
-            self.handle(input);
-            self.dispatch();
-        }
-        self.shutdown();
-        tracing::debug!(shard = %self.id, "engine thread stopped");
+    /// The shard has shut down.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
     }
 
-    /// The next input, firing deadlines while waiting for one. `None` when every sender is gone.
-    fn next_input(&mut self) -> Option<ShardInput> {
+    fn index(&self) -> usize {
+        usize::from(self.id.0)
+    }
+
+    /// One step, under the shard's lock: the mail first (older than `input`), then `input`,
+    /// then the timers that are due; every action is carried out before it returns. Sends are
+    /// written to the sockets from here when they can be at once.
+    pub(crate) fn step(&mut self, shards: &Arc<Inboxes>, input: Option<ShardInput>, by: Stepper) {
+        if self.stopped {
+            return;
+        }
+        let mailbox = &shards[self.index()].mailbox;
+        self.pending.extend(mailbox.begin());
+        self.pending.extend(input);
+        // Mail that comes while we step is ours too (its sender found the shard busy), for a
+        // few rounds; then the engine thread is woken for it, so that a connection's thread
+        // does not stay on other connections' work for long.
+        let mut rounds = 0;
         loop {
-            if let Some(input) = self.pending.pop_front() {
-                return Some(input);
+            while let Some(input) = self.pending.pop_front() {
+                self.handle(shards, input);
+                self.dispatch(shards, by);
             }
-            let Some(deadline) = self.engine.poll_timeout() else {
-                return self.rx.recv().ok();
-            };
-            let now = self.clock.now();
-            if deadline > now {
-                // The only timed wait of the runtime: a condition variable, not a socket.
-                let wait = deadline.saturating_duration_since(now);
-                match self.rx.recv_timeout(wait) {
-                    Ok(input) => return Some(input),
-                    Err(RecvTimeoutError::Disconnected) => return None,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
+            let now = shards.clock.now();
+            if self.engine.poll_timeout().is_some_and(|deadline| deadline <= now) {
+                self.engine.handle_timeout(now);
+                self.dispatch(shards, by);
             }
-            self.engine.handle_timeout(self.clock.now());
-            self.dispatch();
+            rounds += 1;
+            let engine_thread = by == Stepper::EngineThread;
+            // The engine thread too goes back to its wait (which sees the mail left), where it
+            // notices a shutdown.
+            let more = rounds < MAX_ROUNDS;
+            match mailbox.finish(self.engine.poll_timeout(), engine_thread, more) {
+                Some(mail) => self.pending.extend(mail),
+                None => return,
+            }
         }
     }
 
-    fn handle(&mut self, input: ShardInput) {
-        let now = self.clock.now();
+    fn handle(&mut self, shards: &Inboxes, input: ShardInput) {
+        let now = shards.clock.now();
         match input {
             ShardInput::Engine(input) => {
                 if let Input::Closed { conn } = &input {
@@ -158,36 +177,30 @@ impl Shard {
                     self.conns.insert(conn, handle);
                 }
             }
-            ShardInput::Shutdown => {}
         }
     }
 
     /// Carries out every action the engine has for us.
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self, shards: &Arc<Inboxes>, by: Stepper) {
         while let Some(action) = self.engine.poll_action() {
             match action {
-                Action::Send { conn, bytes } => {
-                    if let Some(handle) = self.conns.get(&conn) {
-                        // A writer that is gone has shut the socket: its reader reports Closed.
-                        let _ = handle.writer.send(WriterMsg::Data(bytes));
-                    }
-                }
+                Action::Send { conn, bytes } => self.send(shards, conn, bytes),
                 Action::Close { conn } => {
                     if let Some(handle) = self.conns.remove(&conn) {
-                        let _ = handle.writer.send(WriterMsg::Close);
+                        handle.close();
                     }
                 }
-                Action::Handoff { conn, to, bytes } => self.handoff(conn, to, bytes),
+                Action::Handoff { conn, to, bytes } => self.handoff(shards, conn, to, bytes),
                 Action::ToShard { to, message } => {
                     let input = Input::FromShard { from: self.id, message };
-                    self.shards.forward(usize::from(self.id.0), usize::from(to.0), input);
+                    self.deliver(shards, usize::from(to.0), input, by);
                 }
                 Action::Authenticate { conn, request } => {
                     // No authenticator is plugged into this runtime yet: fail closed.
                     tracing::warn!(%conn, client_id = %request.client_id,
                         "authentication requested but no authenticator configured: refusing");
                     let decision = AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED);
-                    let now = self.clock.now();
+                    let now = shards.clock.now();
                     self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                 }
                 Action::SendDatagram { peer, bytes } => {
@@ -199,9 +212,8 @@ impl Shard {
                     if let Some(udp) = &self.udp {
                         udp.route(peer, musqratt_engine::wireless_node(&bytes), to);
                     }
-                    if let Some(tx) = self.shards.get(usize::from(to.0)) {
-                        let _ = tx.send(ShardInput::Engine(Input::Datagram { peer, bytes }));
-                    }
+                    let input = ShardInput::Engine(Input::Datagram { peer, bytes });
+                    shards.mail(usize::from(to.0), input);
                 }
                 Action::ReleasePeer { peer, node } => {
                     if let Some(udp) = &self.udp {
@@ -216,19 +228,49 @@ impl Shard {
         }
     }
 
+    /// Writes to the socket at once what it takes, reporting that to the engine; the rest goes
+    /// to the connection's writer thread (see `ConnHandle::send`).
+    fn send(&mut self, shards: &Inboxes, conn: ConnectionId, bytes: Bytes) {
+        let Some(handle) = self.conns.get_mut(&conn) else { return };
+        // A writer that is gone has shut the socket: its reader reports Closed.
+        let written = handle.send(bytes, &shards.counters);
+        if written > 0 {
+            self.engine.handle_input(shards.clock.now(), Input::Written { conn, bytes: written });
+        }
+    }
+
+    /// A message for shard `to`: handled in person when that shard is idle (its lock free),
+    /// after whatever mail it has (older messages from us among it), so the messages between two
+    /// shards keep their order; mailed otherwise. Never waits for the other shard's lock while
+    /// holding ours: `try_lock` only. A step run in person mails what it sends further.
+    fn deliver(&mut self, shards: &Arc<Inboxes>, to: usize, input: Input, by: Stepper) {
+        if by != Stepper::Peer {
+            if let Some(mut peer) = shards.get(to).and_then(super::inbox::ShardCell::try_lock) {
+                if !peer.stopped {
+                    Counters::add(&shards.counters.peer_steps);
+                    peer.step(shards, Some(ShardInput::Engine(input)), Stepper::Peer);
+                    return;
+                }
+            }
+        }
+        shards.forward(self.index(), to, input);
+    }
+
     /// Moves a connection to shard `to`. Its threads stay where they are; only the route of
-    /// their future messages changes. With the route locked (so the reader and writer cannot
-    /// send), everything they sent here so far is taken off our channel: its bytes join the
-    /// handoff, so that `to` sees them after `Adopt` and before anything the reader sends there.
-    fn handoff(&mut self, conn: ConnectionId, to: ShardId, mut bytes: BytesMut) {
+    /// their future inputs changes. With the route locked (so the reader and writer cannot mail
+    /// us more), everything they mailed here so far is taken out of our mailbox: its bytes join
+    /// the handoff, so that `to` sees them after `Adopt` and before anything the reader gives it.
+    /// (A reader stepping a shard in person holds that shard's lock, which we hold.)
+    fn handoff(&mut self, shards: &Inboxes, conn: ConnectionId, to: ShardId, mut bytes: BytesMut) {
         let Some(handle) = self.conns.remove(&conn) else { return };
-        let Some(target) = self.shards.get(usize::from(to.0)).cloned() else { return };
-        tracing::debug!(shard = %self.id, %conn, to = %to, "handing connection over");
+        let to = usize::from(to.0);
+        if to >= shards.len() {
+            return;
+        }
+        tracing::debug!(shard = %self.id, %conn, to, "handing connection over");
         let route = Arc::clone(&handle.route);
         let mut shard = route.lock();
-        while let Ok(input) = self.rx.try_recv() {
-            self.pending.push_back(input);
-        }
+        self.pending.extend(shards[self.index()].mailbox.take());
         let mut closed = false;
         let mut drained = 0;
         self.pending.retain_mut(|input| match input {
@@ -245,23 +287,40 @@ impl Shard {
             _ => true,
         });
         tracing::debug!(shard = %self.id, %conn, drained, closed, "connection moved");
-        if target.send(ShardInput::Adopt { conn, handle, bytes, closed }).is_ok() {
-            *shard = usize::from(to.0);
+        if shards.mail(to, ShardInput::Adopt { conn, handle, bytes, closed }) {
+            *shard = to;
         }
     }
 
     /// Closes every connection still here: the engine tells MQTT 5.0 clients DISCONNECT 0x8B
     /// Server shutting down and closes them; the writers flush that before shutting down.
-    fn shutdown(&mut self) {
-        self.engine.handle_input(self.clock.now(), Input::Shutdown);
-        self.dispatch();
+    pub(crate) fn shutdown(&mut self, shards: &Arc<Inboxes>) {
+        self.engine.handle_input(shards.clock.now(), Input::Shutdown);
+        self.dispatch(shards, Stepper::EngineThread);
         for (_, handle) in self.conns.drain() {
-            let _ = handle.writer.send(WriterMsg::Close);
+            handle.close();
         }
-        // Adoptions in flight to us are dropped with the channel; dropping their handles ends
+        self.stopped = true;
+        // Adoptions in flight to us are dropped with the mail; dropping their handles ends
         // their writers, which shut their sockets down.
         self.pending.clear();
+        drop(shards[self.index()].mailbox.close());
     }
+}
+
+/// A shard's engine thread: steps the shard when there is mail or a timer is due, and waits on
+/// its mailbox otherwise, until the broker stops.
+pub(crate) fn run(shards: &Arc<Inboxes>, index: usize) {
+    let cell = &shards[index];
+    tracing::debug!(shard = index, "engine thread started");
+    loop {
+        cell.lock().step(shards, None, Stepper::EngineThread);
+        if cell.mailbox.wait(shards.clock) {
+            break;
+        }
+    }
+    cell.lock().shutdown(shards);
+    tracing::debug!(shard = index, "engine thread stopped");
 }
 
 fn log_event(shard: ShardId, event: &Event) {
@@ -280,7 +339,7 @@ fn log_event(shard: ShardId, event: &Event) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::mpsc;
 
     use musqratt_engine::Config;
@@ -288,57 +347,94 @@ mod tests {
     use super::*;
     use crate::conn::Route;
 
+    /// Two shards, not running: the tests step them by hand.
+    pub(crate) fn two_shards() -> Arc<Inboxes> {
+        let shards = (0..2u16)
+            .map(|index| {
+                let mut config = Config::default();
+                config.shard = ShardId(index);
+                config.shard_count = 2;
+                Shard::new(Engine::new(config))
+            })
+            .collect();
+        Inboxes::new(shards, Clock::new())
+    }
+
     /// The engine's owner shard out of 2.
     fn owner_of(client_id: &str) -> u64 {
         u64::from(musqratt_engine::owner_of(client_id, 2).0)
     }
 
-    /// Bytes the reader sent before the handoff, still in the old shard's channel, travel with
-    /// the handoff, and the route points at the new shard afterwards.
-    #[test]
-    fn handoff_takes_queued_bytes_along() {
-        let (tx0, rx0) = mpsc::channel();
-        let (tx1, rx1) = mpsc::channel();
-        let senders = Inboxes::new(vec![tx0.clone(), tx1]);
-        let mut config = Config::default();
-        config.shard_count = 2;
-        let mut shard = Shard::new(Engine::new(config), Clock::new(), rx0, Arc::clone(&senders));
-
-        let id = (0..).map(|i| format!("c{i}")).find(|id| owner_of(id) == 1).unwrap();
-        let conn = ConnectionId(1);
-        let route = Arc::new(Route::new(0, Arc::clone(&senders)));
-        let (writer, _writer_rx) = mpsc::channel();
-        let handle = ConnHandle { writer, route: Arc::clone(&route) };
-        tx0.send(ShardInput::Accepted { conn, handle }).unwrap();
+    fn connect_bytes(id: &str) -> Vec<u8> {
         let mut connect = vec![0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 4, 2, 0, 0];
         connect.push(0);
         connect.push(u8::try_from(id.len()).unwrap());
         connect.extend_from_slice(id.as_bytes());
         connect[1] = u8::try_from(connect.len() - 2).unwrap();
-        assert!(route.send_read(conn, BytesMut::from(&connect[..])));
-        assert!(route.send_read(conn, BytesMut::from(&[0xc0, 0x00][..])));
-        tx0.send(ShardInput::Engine(Input::Closed { conn: ConnectionId(99) })).unwrap();
+        connect
+    }
 
-        for _ in 0..2 {
-            let input = shard.next_input().unwrap();
-            shard.handle(input);
-            shard.dispatch();
+    /// Bytes the reader mailed while the shard was busy, still in its mailbox when the shard
+    /// hands the connection over, travel with the handoff, and the route points at the new
+    /// shard afterwards.
+    #[test]
+    fn handoff_takes_mailed_bytes_along() {
+        let shards = two_shards();
+        let id = (0..).map(|i| format!("c{i}")).find(|id| owner_of(id) == 1).unwrap();
+        let conn = ConnectionId(1);
+        let route = Arc::new(Route::new(0, Arc::clone(&shards)));
+        let (writer, _writer_rx) = mpsc::channel();
+        let handle = ConnHandle::queued_only(writer, Arc::clone(&route));
+        let connect = connect_bytes(&id);
+        {
+            // Another thread is stepping shard 0: the reader's bytes are mailed.
+            let mut busy = shards[0].lock();
+            assert!(shards.mail(0, ShardInput::Accepted { conn, handle }));
+            assert!(route.send_read(conn, BytesMut::from(&connect[..])));
+            assert!(route.send_read(conn, BytesMut::from(&[0xc0, 0x00][..])));
+            assert_eq!(shards.counters.direct_steps.load(core::sync::atomic::Ordering::Relaxed), 0);
+            // Its step takes the mail: CONNECT hands the connection to shard 1.
+            busy.step(&shards, None, Stepper::EngineThread);
         }
         assert_eq!(*route.lock(), 1);
-        match rx1.try_recv().unwrap() {
+        let mut mail = shards[1].mailbox.take();
+        assert_eq!(mail.len(), 1);
+        match mail.pop_front().unwrap() {
             ShardInput::Adopt { conn: c, bytes, closed, .. } => {
                 assert_eq!(c, conn);
                 assert!(!closed);
                 let mut expected = connect.clone();
-                expected.extend_from_slice(&[0xc0, 0x00]); // PINGREQ, queued behind CONNECT
+                expected.extend_from_slice(&[0xc0, 0x00]); // PINGREQ, mailed behind CONNECT
                 assert_eq!(&bytes[..], &expected[..]);
             }
             other => panic!("expected Adopt, got {other:?}"),
         }
-        // Other inputs stay, in order, for the old shard.
-        assert!(matches!(
-            shard.pending.pop_front(),
-            Some(ShardInput::Engine(Input::Closed { conn: ConnectionId(99) }))
-        ));
+    }
+
+    /// A reader whose shard is idle steps it itself; its CONNECT hands the connection over from
+    /// within that step, and the next bytes go to the new shard, after the adoption.
+    #[test]
+    fn an_idle_shard_is_stepped_by_the_reader() {
+        let shards = two_shards();
+        let id = (0..).map(|i| format!("d{i}")).find(|id| owner_of(id) == 1).unwrap();
+        let conn = ConnectionId(1);
+        let route = Arc::new(Route::new(0, Arc::clone(&shards)));
+        let (writer, writer_rx) = mpsc::channel();
+        let handle = ConnHandle::queued_only(writer, Arc::clone(&route));
+        assert!(shards.mail(0, ShardInput::Accepted { conn, handle }));
+        assert!(route.send_read(conn, BytesMut::from(&connect_bytes(&id)[..])));
+        assert_eq!(*route.lock(), 1, "handed over in the reader's step");
+        // Shard 1 is idle too: the reader steps it, adoption first (CONNACK), then PINGREQ.
+        assert!(route.send_read(conn, BytesMut::from(&[0xc0, 0x00][..])));
+        let counters = &shards.counters;
+        assert_eq!(counters.direct_steps.load(core::sync::atomic::Ordering::Relaxed), 2);
+        let sent: Vec<u8> = writer_rx
+            .try_iter()
+            .flat_map(|msg| match msg {
+                crate::conn::WriterMsg::Data(bytes) => bytes.to_vec(),
+                crate::conn::WriterMsg::Close => panic!("closed"),
+            })
+            .collect();
+        assert_eq!(sent, [0x20, 0x02, 0x00, 0x00, 0xd0, 0x00], "CONNACK then PINGRESP");
     }
 }

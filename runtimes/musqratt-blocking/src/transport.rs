@@ -12,8 +12,10 @@ pub const CHUNK: usize = 2048;
 /// Blocking stream sockets, as netmgr offers them to a CompositeOS component.
 ///
 /// The runtime calls these from many threads at once (one accept thread per listener, one reader
-/// and one writer thread per connection) and never asks whether a call would block: there is no
-/// poll, select or epoll, and no socket timeout. A call blocks until it can complete or fails.
+/// and one writer thread per connection, and whichever thread steps the connection's shard, for
+/// [`try_write`](Transport::try_write)) and never asks whether a call would block: there is no
+/// poll, select or epoll, and no socket timeout. A call blocks until it can complete or fails,
+/// except `try_write`, which returns instead of waiting.
 ///
 /// # Mapping onto netmgr
 ///
@@ -26,9 +28,10 @@ pub const CHUNK: usize = 2048;
 /// | [`bind`](Transport::bind) | `netmgr_bind` + `netmgr_listen` RPCs; the listener is the returned descriptor |
 /// | [`local_addr`](Transport::local_addr) | remember the address asked for, or a `getsockname`-like RPC when the port was 0 |
 /// | [`accept`](Transport::accept) | the blocking `netmgr_accept` RPC: the calling thread migrates into netmgr and sleeps there until a peer arrives |
-/// | [`try_clone`](Transport::try_clone) | copy the descriptor (an integer): the reader and the writer thread of a connection each hold one; each thread maps its own shared-memory page |
+/// | [`try_clone`](Transport::try_clone) | copy the descriptor (an integer): the reader and the writer thread of a connection each hold one, and its shard a third for `try_write`; each thread maps its own shared-memory page |
 /// | [`read`](Transport::read) | the blocking `netmgr_read` RPC, which copies at most 2 KiB into the caller's shared page; this method copies it out into `buf` |
 /// | [`write`](Transport::write) | copy at most 2 KiB into the shared page, then the blocking `netmgr_write` RPC; returns how much netmgr took |
+/// | [`try_write`](Transport::try_write) | the same with a don't-wait flag, if netmgr has one; the default (nothing taken) keeps every send on the writer thread |
 /// | [`shutdown`](Transport::shutdown) | `netmgr_shutdown`/`close` on the descriptor: a thread blocked in `netmgr_read` on it returns 0 |
 /// | [`unblock_accept`](Transport::unblock_accept) | close the listening descriptor, so a thread blocked in `netmgr_accept` returns an error; or connect to it, as [`StdTransport`] does |
 ///
@@ -85,12 +88,36 @@ pub trait Transport: 'static {
     /// The connection failed.
     fn write(stream: &mut Self::Stream, bytes: &[u8]) -> io::Result<usize>;
 
+    /// Writes some of `bytes` (never more than [`CHUNK`]) if the connection takes them without
+    /// waiting, and returns how many it took; [`io::ErrorKind::WouldBlock`] when it would have
+    /// to wait for the first. The thread that ran an engine step writes its sends with this, so
+    /// that the connection's writer thread need not be woken; whatever is not taken goes to the
+    /// writer thread, which writes it with [`Transport::write`].
+    ///
+    /// The default takes nothing: every send then goes through the writer thread, as for a
+    /// netmgr without a non-blocking write. On netmgr this would be a `netmgr_write` RPC with a
+    /// flag telling netmgr to return rather than wait when its buffers are full.
+    ///
+    /// # Errors
+    /// `WouldBlock` when nothing can be written now; otherwise the connection failed.
+    fn try_write(stream: &mut Self::Stream, bytes: &[u8]) -> io::Result<usize> {
+        let _ = (stream, bytes);
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// Shuts the connection down both ways: the peer sees the end of the stream and a read
     /// blocked on any handle of it returns. Errors are ignored (the connection may be gone).
     fn shutdown(stream: &Self::Stream);
 }
 
-/// [`Transport`] over `std::net`: blocking TCP sockets, `TCP_NODELAY`, no timeouts.
+/// Flags for a write that does not wait (and raises no SIGPIPE where that can be said per call).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const DONTWAIT: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+const DONTWAIT: libc::c_int = libc::MSG_DONTWAIT;
+
+/// [`Transport`] over `std::net`: blocking TCP sockets, `TCP_NODELAY`, no timeouts; on Unix,
+/// [`Transport::try_write`] is a `send` with `MSG_DONTWAIT` (through `socket2`, no `unsafe`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdTransport;
 
@@ -145,6 +172,13 @@ impl Transport for StdTransport {
                 other => return other,
             }
         }
+    }
+
+    /// `send` with `MSG_DONTWAIT` on the blocking socket (the other handles of it stay
+    /// blocking: the flag is for this call only, unlike `O_NONBLOCK`).
+    #[cfg(unix)]
+    fn try_write(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(&*stream).send_with_flags(bytes, DONTWAIT)
     }
 
     fn shutdown(stream: &TcpStream) {

@@ -8,12 +8,12 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::net::UdpSocket;
-use std::sync::mpsc::Sender;
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use musqratt_engine::{Input, PeerId, PeerTable, ShardId};
 
+use crate::inbox::Inboxes;
 use crate::shard::ShardInput;
 
 /// How often a blocked reader looks at the stop flag: the socket's receive timeout
@@ -49,12 +49,7 @@ impl Udp {
     }
 
     /// The reader of socket `index`, until `stopping`.
-    pub(crate) fn read_loop(
-        &self,
-        index: usize,
-        shards: &[Sender<ShardInput>],
-        stopping: &AtomicBool,
-    ) {
+    pub(crate) fn read_loop(&self, index: usize, shards: &Inboxes, stopping: &AtomicBool) {
         let socket = &self.sockets[index];
         let mut buf = vec![0u8; 65_535];
         while !stopping.load(Ordering::SeqCst) {
@@ -82,9 +77,7 @@ impl Udp {
                 let peer = table.peer_of(index, addr);
                 (peer, table.shard_for(peer, &node, count))
             };
-            if let Some(tx) = shards.get(usize::from(shard.0)) {
-                let _ = tx.send(ShardInput::Engine(Input::Datagram { peer, bytes }));
-            }
+            shards.mail(usize::from(shard.0), ShardInput::Engine(Input::Datagram { peer, bytes }));
         }
     }
 
