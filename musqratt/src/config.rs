@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub hibernate_after_ms: u64,
     /// When set, MQTT 5.0 clients are redirected there (CONNACK 0x9C Use another server).
     pub server_reference: Option<String>,
+    /// Refuse MQTT 3.1 client identifiers longer than 23 characters (3.1's letter).
+    pub strict_v31_client_id: bool,
     /// The topic backlog.
     pub backlog: BacklogSection,
     /// MQTT-SN settings.
@@ -155,6 +157,7 @@ impl Default for FileConfig {
             // musqratt_tokio::DEFAULT_HIBERNATE_AFTER (a test checks they agree).
             hibernate_after_ms: 5000,
             server_reference: engine.server_reference,
+            strict_v31_client_id: engine.strict_v31_client_id,
             backlog: BacklogSection::default(),
             mqtt_sn: MqttSnSection::default(),
         }
@@ -232,6 +235,7 @@ impl FileConfig {
         config.max_unwritten_bytes = self.max_unwritten_bytes;
         config.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         config.server_reference.clone_from(&self.server_reference);
+        config.strict_v31_client_id = self.strict_v31_client_id;
         config.backlog = BacklogConfig::new(
             self.backlog.max_messages_per_topic,
             self.backlog.max_bytes_per_topic,
