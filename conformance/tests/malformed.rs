@@ -78,7 +78,7 @@ async fn filter_refused(t: &Ctx, version: ProtocolVersion, filter: &[u8], codes:
 /// MQTT-3.8.1-1: SUBSCRIBE fixed-header flags must be 0010; flags 0000 close the connection.
 #[tokio::test]
 async fn subscribe_reserved_flags() {
-    let Some(t) = Ctx::new("subscribe_reserved_flags") else { return };
+    let t = Ctx::new("subscribe_reserved_flags");
     let body = cat(&[&[0, 1], &s(t.topic("x").as_bytes()), &[0]]);
     refused(&t, V3, &packet(0x80, &body), &[]).await;
 }
@@ -86,7 +86,7 @@ async fn subscribe_reserved_flags() {
 /// MQTT-2.1.3-1 (3.1.1 MQTT-2.2.2-2): PINGREQ with non-zero flags is malformed.
 #[tokio::test]
 async fn pingreq_reserved_flags() {
-    let Some(t) = Ctx::new("pingreq_reserved_flags") else { return };
+    let t = Ctx::new("pingreq_reserved_flags");
     if t.deviation("mosquitto", "Mosquitto 2.0.11 answers a PINGREQ with flags 0001 with PINGRESP")
     {
         return;
@@ -97,14 +97,14 @@ async fn pingreq_reserved_flags() {
 /// MQTT-3.6.1-1: PUBREL fixed-header flags must be 0010.
 #[tokio::test]
 async fn pubrel_reserved_flags() {
-    let Some(t) = Ctx::new("pubrel_reserved_flags") else { return };
+    let t = Ctx::new("pubrel_reserved_flags");
     refused(&t, V3, &[0x60, 0x02, 0x00, 0x01], &[]).await;
 }
 
 /// MQTT-3.10.1-1: UNSUBSCRIBE fixed-header flags must be 0010.
 #[tokio::test]
 async fn unsubscribe_reserved_flags() {
-    let Some(t) = Ctx::new("unsubscribe_reserved_flags") else { return };
+    let t = Ctx::new("unsubscribe_reserved_flags");
     let body = cat(&[&[0, 1], &[0], &s(b"a")]);
     refused(&t, V5, &packet(0xA0, &body), &[MALFORMED, PROTOCOL]).await;
 }
@@ -112,7 +112,7 @@ async fn unsubscribe_reserved_flags() {
 /// §1.5.5 (5.0; 3.1.1 §2.2.3): a Remaining Length of more than four bytes is malformed.
 #[tokio::test]
 async fn remaining_length_five_bytes() {
-    let Some(t) = Ctx::new("remaining_length_five_bytes") else { return };
+    let t = Ctx::new("remaining_length_five_bytes");
     refused(&t, V3, &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], &[]).await;
 }
 
@@ -120,7 +120,7 @@ async fn remaining_length_five_bytes() {
 /// pointing past the end of the packet) is malformed.
 #[tokio::test]
 async fn remaining_length_too_short() {
-    let Some(t) = Ctx::new("remaining_length_too_short") else { return };
+    let t = Ctx::new("remaining_length_too_short");
     refused(&t, V5, b"\x32\x03\x00\x05a", &[MALFORMED, PROTOCOL]).await;
 }
 
@@ -128,7 +128,7 @@ async fn remaining_length_too_short() {
 /// connection.
 #[tokio::test]
 async fn topic_invalid_utf8() {
-    let Some(t) = Ctx::new("topic_invalid_utf8") else { return };
+    let t = Ctx::new("topic_invalid_utf8");
     let body = cat(&[&s(b"cf/\xc3\x28"), b"m"]);
     refused(&t, V3, &packet(0x30, &body), &[]).await;
 }
@@ -137,7 +137,7 @@ async fn topic_invalid_utf8() {
 /// ill-formed.
 #[tokio::test]
 async fn topic_utf8_surrogate() {
-    let Some(t) = Ctx::new("topic_utf8_surrogate") else { return };
+    let t = Ctx::new("topic_utf8_surrogate");
     let body = cat(&[&s(b"cf/\xed\xa0\x80"), &[0], b"m"]);
     refused(&t, V5, &packet(0x30, &body), &[MALFORMED, PROTOCOL, ReasonCode::TOPIC_NAME_INVALID])
         .await;
@@ -147,7 +147,7 @@ async fn topic_utf8_surrogate() {
 /// closes the connection.
 #[tokio::test]
 async fn topic_with_nul() {
-    let Some(t) = Ctx::new("topic_with_nul") else { return };
+    let t = Ctx::new("topic_with_nul");
     let body = cat(&[&s(b"cf/a\x00b"), b"m"]);
     refused(&t, V3, &packet(0x30, &body), &[]).await;
 }
@@ -156,7 +156,7 @@ async fn topic_with_nul() {
 /// close the connection (possibly after CONNACK 0x02 / 0x85).
 #[tokio::test]
 async fn client_id_invalid_utf8() {
-    let Some(t) = Ctx::new("client_id_invalid_utf8") else { return };
+    let t = Ctx::new("client_id_invalid_utf8");
     let mut c = t.open(V3).await;
     c.send_raw(&packet(0x10, &cat(&[&s(b"MQTT"), &[4, 2, 0, 30], &s(b"id\xff")])));
     match c.next_event(RECV_TIMEOUT).await {
@@ -173,7 +173,7 @@ async fn client_id_invalid_utf8() {
 /// "a/+" closes the connection.
 #[tokio::test]
 async fn v3_publish_wildcard_topic() {
-    let Some(t) = Ctx::new("v3_publish_wildcard_topic") else { return };
+    let t = Ctx::new("v3_publish_wildcard_topic");
     let body = cat(&[&s(t.topic("+").as_bytes()), b"m"]);
     refused(&t, V3, &packet(0x30, &body), &[]).await;
 }
@@ -182,7 +182,7 @@ async fn v3_publish_wildcard_topic() {
 /// 0x81/0x82) and close.
 #[tokio::test]
 async fn v5_publish_wildcard_topic() {
-    let Some(t) = Ctx::new("v5_publish_wildcard_topic") else { return };
+    let t = Ctx::new("v5_publish_wildcard_topic");
     let body = cat(&[&s(t.topic("#").as_bytes()), &[0], b"m"]);
     let codes = [ReasonCode::TOPIC_NAME_INVALID, MALFORMED, PROTOCOL];
     refused(&t, V5, &packet(0x30, &body), &codes).await;
@@ -192,21 +192,21 @@ async fn v5_publish_wildcard_topic() {
 /// refused by closing the connection or with SUBACK 0x80.
 #[tokio::test]
 async fn v3_subscribe_hash_not_last() {
-    let Some(t) = Ctx::new("v3_subscribe_hash_not_last") else { return };
+    let t = Ctx::new("v3_subscribe_hash_not_last");
     filter_refused(&t, V3, t.topic("#/b").as_bytes(), &[ReasonCode(0x80)]).await;
 }
 
 /// MQTT-4.7.1-1 (5.0): "a/#/b" is refused: SUBACK 0x8F Topic Filter invalid or a close.
 #[tokio::test]
 async fn v5_subscribe_hash_not_last() {
-    let Some(t) = Ctx::new("v5_subscribe_hash_not_last") else { return };
+    let t = Ctx::new("v5_subscribe_hash_not_last");
     filter_refused(&t, V5, t.topic("#/b").as_bytes(), &[ReasonCode::TOPIC_FILTER_INVALID]).await;
 }
 
 /// MQTT-4.7.1-2 (5.0; 3.1.1 MQTT-4.7.1-3): "+" must occupy an entire level: "a+" is refused.
 #[tokio::test]
 async fn subscribe_plus_not_whole_level() {
-    let Some(t) = Ctx::new("subscribe_plus_not_whole_level") else { return };
+    let t = Ctx::new("subscribe_plus_not_whole_level");
     let filter = format!("{}a+", t.topic(""));
     filter_refused(&t, V5, filter.as_bytes(), &[ReasonCode::TOPIC_FILTER_INVALID]).await;
 }
@@ -214,7 +214,7 @@ async fn subscribe_plus_not_whole_level() {
 /// MQTT-3.8.3-2 (5.0; 3.1.1 MQTT-3.8.3-3): a SUBSCRIBE without any filter is a protocol violation.
 #[tokio::test]
 async fn subscribe_without_filters() {
-    let Some(t) = Ctx::new("subscribe_without_filters") else { return };
+    let t = Ctx::new("subscribe_without_filters");
     refused(&t, V3, &packet(0x82, &[0, 1]), &[]).await;
 }
 
@@ -222,14 +222,14 @@ async fn subscribe_without_filters() {
 /// violation.
 #[tokio::test]
 async fn unsubscribe_without_filters() {
-    let Some(t) = Ctx::new("unsubscribe_without_filters") else { return };
+    let t = Ctx::new("unsubscribe_without_filters");
     refused(&t, V5, &packet(0xA2, &[0, 1, 0]), &[MALFORMED, PROTOCOL]).await;
 }
 
 /// MQTT-2.2.1-3 (3.1.1 MQTT-2.3.1-1): SUBSCRIBE needs a non-zero packet identifier.
 #[tokio::test]
 async fn subscribe_packet_id_zero() {
-    let Some(t) = Ctx::new("subscribe_packet_id_zero") else { return };
+    let t = Ctx::new("subscribe_packet_id_zero");
     let body = cat(&[&[0, 0], &s(t.topic("x").as_bytes()), &[0]]);
     refused(&t, V3, &packet(0x82, &body), &[]).await;
 }
@@ -237,7 +237,7 @@ async fn subscribe_packet_id_zero() {
 /// MQTT-2.2.1-3 (3.1.1 MQTT-2.3.1-1): a QoS 1 PUBLISH needs a non-zero packet identifier.
 #[tokio::test]
 async fn publish_qos1_packet_id_zero() {
-    let Some(t) = Ctx::new("publish_qos1_packet_id_zero") else { return };
+    let t = Ctx::new("publish_qos1_packet_id_zero");
     let body = cat(&[&s(t.topic("x").as_bytes()), &[0, 0], &[0], b"m"]);
     refused(&t, V5, &packet(0x32, &body), &[MALFORMED, PROTOCOL]).await;
 }
@@ -245,21 +245,21 @@ async fn publish_qos1_packet_id_zero() {
 /// §2.1.2: packet type 0 is reserved and forbidden.
 #[tokio::test]
 async fn reserved_packet_type_0() {
-    let Some(t) = Ctx::new("reserved_packet_type_0") else { return };
+    let t = Ctx::new("reserved_packet_type_0");
     refused(&t, V3, &[0x00, 0x00], &[]).await;
 }
 
 /// §2.2.1 (3.1.1): packet type 15 is reserved in 3.1.1 (AUTH exists only in 5.0).
 #[tokio::test]
 async fn v3_auth_packet_type_reserved() {
-    let Some(t) = Ctx::new("v3_auth_packet_type_reserved") else { return };
+    let t = Ctx::new("v3_auth_packet_type_reserved");
     refused(&t, V3, &[0xF0, 0x00], &[]).await;
 }
 
 /// MQTT-3.8.3-5 (5.0): the reserved bits 6-7 of the Subscription Options must be 0.
 #[tokio::test]
 async fn v5_subscription_options_reserved_bits() {
-    let Some(t) = Ctx::new("v5_subscription_options_reserved_bits") else { return };
+    let t = Ctx::new("v5_subscription_options_reserved_bits");
     let body = cat(&[&[0, 1, 0], &s(t.topic("x").as_bytes()), &[0xC1]]);
     refused(&t, V5, &packet(0x82, &body), &[MALFORMED, PROTOCOL]).await;
 }
@@ -267,7 +267,7 @@ async fn v5_subscription_options_reserved_bits() {
 /// MQTT-3.8.3-4 (3.1.1; 5.0 §3.8.3.1): a requested QoS of 3 in SUBSCRIBE is malformed.
 #[tokio::test]
 async fn subscribe_qos3() {
-    let Some(t) = Ctx::new("subscribe_qos3") else { return };
+    let t = Ctx::new("subscribe_qos3");
     let body = cat(&[&[0, 1], &s(t.topic("x").as_bytes()), &[3]]);
     refused(&t, V3, &packet(0x82, &body), &[]).await;
 }
@@ -276,7 +276,7 @@ async fn subscribe_qos3() {
 /// a Malformed Packet.
 #[tokio::test]
 async fn v5_property_not_allowed_in_publish() {
-    let Some(t) = Ctx::new("v5_property_not_allowed_in_publish") else { return };
+    let t = Ctx::new("v5_property_not_allowed_in_publish");
     let body = cat(&[&s(t.topic("x").as_bytes()), &[5, 0x11, 0, 0, 0, 10], b"m"]);
     refused(&t, V5, &packet(0x30, &body), &[MALFORMED, PROTOCOL]).await;
 }
@@ -285,7 +285,7 @@ async fn v5_property_not_allowed_in_publish() {
 /// is a Protocol Error.
 #[tokio::test]
 async fn v5_duplicate_property() {
-    let Some(t) = Ctx::new("v5_duplicate_property") else { return };
+    let t = Ctx::new("v5_duplicate_property");
     let body = cat(&[&s(t.topic("x").as_bytes()), &[10, 2, 0, 0, 0, 9, 2, 0, 0, 0, 9], b"m"]);
     refused(&t, V5, &packet(0x30, &body), &[MALFORMED, PROTOCOL]).await;
 }
@@ -293,7 +293,7 @@ async fn v5_duplicate_property() {
 /// MQTT-4.7.3-1 (5.0 and 3.1.1): a Topic Name must be at least one character long.
 #[tokio::test]
 async fn v3_publish_empty_topic() {
-    let Some(t) = Ctx::new("v3_publish_empty_topic") else { return };
+    let t = Ctx::new("v3_publish_empty_topic");
     refused(&t, V3, &packet(0x30, &cat(&[&s(b""), b"m"])), &[]).await;
 }
 
@@ -301,7 +301,7 @@ async fn v3_publish_empty_topic() {
 /// Error.
 #[tokio::test]
 async fn v5_publish_empty_topic_without_alias() {
-    let Some(t) = Ctx::new("v5_publish_empty_topic_without_alias") else { return };
+    let t = Ctx::new("v5_publish_empty_topic_without_alias");
     let codes = [MALFORMED, PROTOCOL, ReasonCode::TOPIC_NAME_INVALID];
     refused(&t, V5, &packet(0x30, &cat(&[&s(b""), &[0], b"m"])), &codes).await;
 }

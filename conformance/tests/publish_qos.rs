@@ -26,7 +26,7 @@ async fn roundtrip(t: &Ctx, version: ProtocolVersion, qos: QoS) {
 /// without packet identifier.
 #[tokio::test]
 async fn v3_qos0_roundtrip() {
-    let Some(t) = Ctx::new("v3_qos0_roundtrip") else { return };
+    let t = Ctx::new("v3_qos0_roundtrip");
     roundtrip(&t, V3, Q0).await;
 }
 
@@ -34,7 +34,7 @@ async fn v3_qos0_roundtrip() {
 /// packet identifier; the server forwards it at QoS 1 with a non-zero packet identifier.
 #[tokio::test]
 async fn v3_qos1_roundtrip() {
-    let Some(t) = Ctx::new("v3_qos1_roundtrip") else { return };
+    let t = Ctx::new("v3_qos1_roundtrip");
     roundtrip(&t, V3, Q1).await;
 }
 
@@ -42,28 +42,28 @@ async fn v3_qos1_roundtrip() {
 /// identifier of the PUBLISH, both towards the server and from it.
 #[tokio::test]
 async fn v3_qos2_roundtrip() {
-    let Some(t) = Ctx::new("v3_qos2_roundtrip") else { return };
+    let t = Ctx::new("v3_qos2_roundtrip");
     roundtrip(&t, V3, Q2).await;
 }
 
 /// §4.3.1: QoS 0 in 5.0.
 #[tokio::test]
 async fn v5_qos0_roundtrip() {
-    let Some(t) = Ctx::new("v5_qos0_roundtrip") else { return };
+    let t = Ctx::new("v5_qos0_roundtrip");
     roundtrip(&t, V5, Q0).await;
 }
 
 /// MQTT-4.3.2-4 (5.0): QoS 1 flow with PUBACK reason code Success.
 #[tokio::test]
 async fn v5_qos1_roundtrip() {
-    let Some(t) = Ctx::new("v5_qos1_roundtrip") else { return };
+    let t = Ctx::new("v5_qos1_roundtrip");
     roundtrip(&t, V5, Q1).await;
 }
 
 /// MQTT-4.3.3-8 to -11 (5.0): QoS 2 flow with Success reason codes.
 #[tokio::test]
 async fn v5_qos2_roundtrip() {
-    let Some(t) = Ctx::new("v5_qos2_roundtrip") else { return };
+    let t = Ctx::new("v5_qos2_roundtrip");
     roundtrip(&t, V5, Q2).await;
 }
 
@@ -80,21 +80,21 @@ async fn downgrade(t: &Ctx, pub_qos: QoS, sub_qos: QoS) {
 /// MQTT-3.8.4-8 (3.1.1 §3.8.4): a QoS 2 message on a QoS 1 subscription is delivered at QoS 1.
 #[tokio::test]
 async fn delivered_qos_min_2_1() {
-    let Some(t) = Ctx::new("delivered_qos_min_2_1") else { return };
+    let t = Ctx::new("delivered_qos_min_2_1");
     downgrade(&t, Q2, Q1).await;
 }
 
 /// MQTT-3.8.4-8: a QoS 1 message on a QoS 0 subscription is delivered at QoS 0.
 #[tokio::test]
 async fn delivered_qos_min_1_0() {
-    let Some(t) = Ctx::new("delivered_qos_min_1_0") else { return };
+    let t = Ctx::new("delivered_qos_min_1_0");
     downgrade(&t, Q1, Q0).await;
 }
 
 /// MQTT-3.8.4-8: a QoS 0 message on a QoS 2 subscription stays QoS 0 (never upgraded).
 #[tokio::test]
 async fn delivered_qos_min_0_2() {
-    let Some(t) = Ctx::new("delivered_qos_min_0_2") else { return };
+    let t = Ctx::new("delivered_qos_min_0_2");
     downgrade(&t, Q0, Q2).await;
 }
 
@@ -102,7 +102,7 @@ async fn delivered_qos_min_0_2() {
 /// each in-flight QoS 1 message it sends to a client.
 #[tokio::test]
 async fn outbound_packet_ids_distinct_in_flight() {
-    let Some(t) = Ctx::new("outbound_packet_ids_distinct_in_flight") else { return };
+    let t = Ctx::new("outbound_packet_ids_distinct_in_flight");
     let topic = t.topic("x");
     let mut s = t.client(V3, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -126,7 +126,7 @@ async fn outbound_packet_ids_distinct_in_flight() {
 /// order they were published.
 #[tokio::test]
 async fn qos1_order_preserved() {
-    let Some(t) = Ctx::new("qos1_order_preserved") else { return };
+    let t = Ctx::new("qos1_order_preserved");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -143,7 +143,7 @@ async fn qos1_order_preserved() {
 /// is answered with PUBREC again but delivered to subscribers exactly once.
 #[tokio::test]
 async fn qos2_duplicate_publish_delivered_once() {
-    let Some(t) = Ctx::new("qos2_duplicate_publish_delivered_once") else { return };
+    let t = Ctx::new("qos2_duplicate_publish_delivered_once");
     let topic = t.topic("x");
     let mut s = t.client(V3, "s").await;
     s.subscribe(&topic, Q2).await;
@@ -166,7 +166,7 @@ async fn qos2_duplicate_publish_delivered_once() {
 /// free again: a new QoS 2 PUBLISH reusing it is a new message and is delivered again.
 #[tokio::test]
 async fn qos2_packet_id_reusable_after_pubcomp() {
-    let Some(t) = Ctx::new("qos2_packet_id_reusable_after_pubcomp") else { return };
+    let t = Ctx::new("qos2_packet_id_reusable_after_pubcomp");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q2).await;
@@ -184,7 +184,7 @@ async fn qos2_packet_id_reusable_after_pubcomp() {
 /// re-sends unacknowledged QoS 1 PUBLISH packets with their original packet identifier and DUP 1.
 #[tokio::test]
 async fn v3_qos1_redelivered_with_dup_on_resume() {
-    let Some(t) = Ctx::new("v3_qos1_redelivered_with_dup_on_resume") else { return };
+    let t = Ctx::new("v3_qos1_redelivered_with_dup_on_resume");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V3, "s", false, 0).await;
     s.subscribe(&topic, Q1).await;
@@ -208,7 +208,7 @@ async fn v3_qos1_redelivered_with_dup_on_resume() {
 /// packets are re-sent with DUP 1 and the original packet identifier.
 #[tokio::test]
 async fn v5_qos2_redelivered_with_dup_on_resume() {
-    let Some(t) = Ctx::new("v5_qos2_redelivered_with_dup_on_resume") else { return };
+    let t = Ctx::new("v5_qos2_redelivered_with_dup_on_resume");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V5, "s", false, 30).await;
     s.subscribe(&topic, Q2).await;
@@ -229,7 +229,7 @@ async fn v5_qos2_redelivered_with_dup_on_resume() {
 /// re-sends the PUBREL (not the PUBLISH) on session resume.
 #[tokio::test]
 async fn v3_pubrel_resent_on_resume() {
-    let Some(t) = Ctx::new("v3_pubrel_resent_on_resume") else { return };
+    let t = Ctx::new("v3_pubrel_resent_on_resume");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V3, "s", false, 0).await;
     s.subscribe(&topic, Q2).await;
@@ -254,7 +254,7 @@ async fn v3_pubrel_resent_on_resume() {
 /// connection.
 #[tokio::test]
 async fn publish_qos3_closes() {
-    let Some(t) = Ctx::new("publish_qos3_closes") else { return };
+    let t = Ctx::new("publish_qos3_closes");
     let mut c = t.client(V3, "a").await;
     c.send_raw(b"\x36\x06\x00\x01a\x00\x01x");
     c.expect_closed().await;
@@ -264,7 +264,7 @@ async fn publish_qos3_closes() {
 /// subscribed; 5.0 may say 0x10 No matching subscribers instead of Success.
 #[tokio::test]
 async fn v5_puback_without_subscribers() {
-    let Some(t) = Ctx::new("v5_puback_without_subscribers") else { return };
+    let t = Ctx::new("v5_puback_without_subscribers");
     let mut p = t.client(V5, "p").await;
     let ack = p.publish(msg(&t.topic("nobody"), b"m", Q1)).await.unwrap();
     assert!(
@@ -278,7 +278,7 @@ async fn v5_puback_without_subscribers() {
 /// Success: the spec does not require 0x92).
 #[tokio::test]
 async fn v5_pubrel_unknown_id_answered() {
-    let Some(t) = Ctx::new("v5_pubrel_unknown_id_answered") else { return };
+    let t = Ctx::new("v5_pubrel_unknown_id_answered");
     let mut p = t.client(V5, "p").await;
     let id = PacketId::new(4242).unwrap();
     p.send(&Packet::PubRel(PubResponse::new(id)));

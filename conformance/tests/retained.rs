@@ -22,7 +22,7 @@ async fn store(t: &Ctx, version: ProtocolVersion, m: Publish) {
 /// new subscription with the RETAIN flag set.
 #[tokio::test]
 async fn retained_delivered_to_new_subscriber() {
-    let Some(t) = Ctx::new("retained_delivered_to_new_subscriber") else { return };
+    let t = Ctx::new("retained_delivered_to_new_subscriber");
     let topic = t.topic("x");
     store(&t, V3, retained(&topic, b"kept", Q1)).await;
     let mut s = t.client(V3, "s").await;
@@ -35,7 +35,7 @@ async fn retained_delivered_to_new_subscriber() {
 /// MQTT-3.3.1-5: a new retained message replaces the one stored for its topic.
 #[tokio::test]
 async fn retained_replaced() {
-    let Some(t) = Ctx::new("retained_replaced") else { return };
+    let t = Ctx::new("retained_replaced");
     let topic = t.topic("x");
     store(&t, V5, retained(&topic, b"old", Q0)).await;
     store(&t, V5, retained(&topic, b"new", Q0)).await;
@@ -50,7 +50,7 @@ async fn retained_replaced() {
 /// payload removes the retained message and is not stored itself.
 #[tokio::test]
 async fn retained_deleted_by_empty_payload() {
-    let Some(t) = Ctx::new("retained_deleted_by_empty_payload") else { return };
+    let t = Ctx::new("retained_deleted_by_empty_payload");
     let topic = t.topic("x");
     store(&t, V3, retained(&topic, b"old", Q1)).await;
     store(&t, V3, retained(&topic, b"", Q1)).await;
@@ -63,7 +63,7 @@ async fn retained_deleted_by_empty_payload() {
 /// subscribers.
 #[tokio::test]
 async fn empty_retained_forwarded_to_existing_subscribers() {
-    let Some(t) = Ctx::new("empty_retained_forwarded_to_existing_subscribers") else { return };
+    let t = Ctx::new("empty_retained_forwarded_to_existing_subscribers");
     let topic = t.topic("x");
     let mut s = t.client(V3, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -76,7 +76,7 @@ async fn empty_retained_forwarded_to_existing_subscribers() {
 /// the retained message of its topic.
 #[tokio::test]
 async fn non_retained_publish_keeps_retained() {
-    let Some(t) = Ctx::new("non_retained_publish_keeps_retained") else { return };
+    let t = Ctx::new("non_retained_publish_keeps_retained");
     let topic = t.topic("x");
     store(&t, V3, retained(&topic, b"kept", Q1)).await;
     store(&t, V3, msg(&topic, b"live", Q1)).await;
@@ -92,7 +92,7 @@ async fn non_retained_publish_keeps_retained() {
 /// RETAIN 0, even if it was published with RETAIN 1.
 #[tokio::test]
 async fn v3_live_retained_forwarded_without_retain_flag() {
-    let Some(t) = Ctx::new("v3_live_retained_forwarded_without_retain_flag") else { return };
+    let t = Ctx::new("v3_live_retained_forwarded_without_retain_flag");
     let topic = t.topic("x");
     let mut s = t.client(V3, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -105,7 +105,7 @@ async fn v3_live_retained_forwarded_without_retain_flag() {
 /// forwards to an established subscription.
 #[tokio::test]
 async fn v5_retain_as_published_off_clears_flag() {
-    let Some(t) = Ctx::new("v5_retain_as_published_off_clears_flag") else { return };
+    let t = Ctx::new("v5_retain_as_published_off_clears_flag");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -117,7 +117,7 @@ async fn v5_retain_as_published_off_clears_flag() {
 /// publication, 1 and 0.
 #[tokio::test]
 async fn v5_retain_as_published_keeps_flag() {
-    let Some(t) = Ctx::new("v5_retain_as_published_keeps_flag") else { return };
+    let t = Ctx::new("v5_retain_as_published_keeps_flag");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     let o = SubscriptionOptions { retain_as_published: true, ..opts(Q1) };
@@ -144,7 +144,7 @@ async fn retain_handling(t: &Ctx, rh: RetainHandling) -> (usize, usize) {
 /// when the subscription already existed.
 #[tokio::test]
 async fn retain_handling_0_sends_always() {
-    let Some(t) = Ctx::new("retain_handling_0_sends_always") else { return };
+    let t = Ctx::new("retain_handling_0_sends_always");
     assert_eq!(retain_handling(&t, RetainHandling::SendAtSubscribe).await, (1, 1));
 }
 
@@ -152,14 +152,14 @@ async fn retain_handling_0_sends_always() {
 /// did not exist.
 #[tokio::test]
 async fn retain_handling_1_sends_if_new() {
-    let Some(t) = Ctx::new("retain_handling_1_sends_if_new") else { return };
+    let t = Ctx::new("retain_handling_1_sends_if_new");
     assert_eq!(retain_handling(&t, RetainHandling::SendIfNew).await, (1, 0));
 }
 
 /// MQTT-3.3.1-11 (5.0): Retain Handling 2: retained messages are not sent.
 #[tokio::test]
 async fn retain_handling_2_never_sends() {
-    let Some(t) = Ctx::new("retain_handling_2_never_sends") else { return };
+    let t = Ctx::new("retain_handling_2_never_sends");
     assert_eq!(retain_handling(&t, RetainHandling::DoNotSend).await, (0, 0));
 }
 
@@ -167,7 +167,7 @@ async fn retain_handling_2_never_sends() {
 /// subscription's.
 #[tokio::test]
 async fn retained_delivered_at_min_qos() {
-    let Some(t) = Ctx::new("retained_delivered_at_min_qos") else { return };
+    let t = Ctx::new("retained_delivered_at_min_qos");
     let topic = t.topic("x");
     store(&t, V3, retained(&topic, b"r", Q2)).await;
     let mut s = t.client(V3, "s").await;
@@ -179,7 +179,7 @@ async fn retained_delivered_at_min_qos() {
 /// sent when subscribing with it.
 #[tokio::test]
 async fn retained_matched_by_wildcard() {
-    let Some(t) = Ctx::new("retained_matched_by_wildcard") else { return };
+    let t = Ctx::new("retained_matched_by_wildcard");
     store(&t, V5, retained(&t.topic("a/1"), b"1", Q0)).await;
     store(&t, V5, retained(&t.topic("a/2"), b"2", Q0)).await;
     store(&t, V5, retained(&t.topic("b/3"), b"3", Q0)).await;

@@ -7,7 +7,7 @@ use musqratt_proto::mqtt::{Disconnect, DisconnectProperties, ReasonCode};
 /// disconnection and QoS 1 messages published meanwhile are delivered on resume.
 #[tokio::test]
 async fn v3_offline_qos1_queued_and_delivered() {
-    let Some(t) = Ctx::new("v3_offline_qos1_queued_and_delivered") else { return };
+    let t = Ctx::new("v3_offline_qos1_queued_and_delivered");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V3, "s", false, 0).await;
     s.subscribe(&topic, Q1).await;
@@ -27,7 +27,7 @@ async fn v3_offline_qos1_queued_and_delivered() {
 /// connection.
 #[tokio::test]
 async fn v3_clean_session_discards_subscriptions() {
-    let Some(t) = Ctx::new("v3_clean_session_discards_subscriptions") else { return };
+    let t = Ctx::new("v3_clean_session_discards_subscriptions");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V3, "s", true, 0).await;
     s.subscribe(&topic, Q1).await;
@@ -45,7 +45,7 @@ async fn v3_clean_session_discards_subscriptions() {
 /// closes, even with Clean Start 0.
 #[tokio::test]
 async fn v5_session_expiry_absent_ends_session() {
-    let Some(t) = Ctx::new("v5_session_expiry_absent_ends_session") else { return };
+    let t = Ctx::new("v5_session_expiry_absent_ends_session");
     let mut c = t.conn(V5, "s");
     c.clean_start = false;
     let (mut s, _) = t.connect_ok(c.clone()).await;
@@ -60,7 +60,7 @@ async fn v5_session_expiry_absent_ends_session() {
 /// Session Present 1, subscriptions kept and messages queued while offline delivered.
 #[tokio::test]
 async fn v5_session_resumed_within_expiry() {
-    let Some(t) = Ctx::new("v5_session_resumed_within_expiry") else { return };
+    let t = Ctx::new("v5_session_resumed_within_expiry");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V5, "s", false, 30).await;
     s.subscribe(&topic, Q1).await;
@@ -76,7 +76,7 @@ async fn v5_session_resumed_within_expiry() {
 /// (1 s) has passed after the connection closed: a later resume gets Session Present 0.
 #[tokio::test]
 async fn v5_session_expires() {
-    let Some(t) = Ctx::new("v5_session_expires") else { return };
+    let t = Ctx::new("v5_session_expires");
     let (mut s, _) = t.session(V5, "s", false, 1).await;
     s.subscribe(&t.topic("x"), Q1).await;
     s.disconnect().await;
@@ -89,7 +89,7 @@ async fn v5_session_expires() {
 /// 0 ends the session at once.
 #[tokio::test]
 async fn v5_disconnect_sets_expiry_zero() {
-    let Some(t) = Ctx::new("v5_disconnect_sets_expiry_zero") else { return };
+    let t = Ctx::new("v5_disconnect_sets_expiry_zero");
     let (s, _) = t.session(V5, "s", false, 60).await;
     let mut props = DisconnectProperties::default();
     props.session_expiry_interval = Some(0);
@@ -103,7 +103,7 @@ async fn v5_disconnect_sets_expiry_zero() {
 /// one in DISCONNECT; the server treats it as a Protocol Error (DISCONNECT 0x82 and close).
 #[tokio::test]
 async fn v5_disconnect_raising_expiry_is_protocol_error() {
-    let Some(t) = Ctx::new("v5_disconnect_raising_expiry_is_protocol_error") else { return };
+    let t = Ctx::new("v5_disconnect_raising_expiry_is_protocol_error");
     let mut s = t.client(V5, "s").await;
     let mut props = DisconnectProperties::default();
     props.session_expiry_interval = Some(60);
@@ -119,7 +119,7 @@ async fn v5_disconnect_raising_expiry_is_protocol_error() {
 /// the server close the existing connection; the new one is accepted.
 #[tokio::test]
 async fn v3_takeover_closes_existing() {
-    let Some(t) = Ctx::new("v3_takeover_closes_existing") else { return };
+    let t = Ctx::new("v3_takeover_closes_existing");
     let mut old = t.client(V3, "same").await;
     let mut new = t.client(V3, "same").await;
     old.expect_closed().await;
@@ -131,7 +131,7 @@ async fn v3_takeover_closes_existing() {
 /// still connected: Session Present 0, and its subscription is gone.
 #[tokio::test]
 async fn v3_takeover_does_not_resume_a_clean_session() {
-    let Some(t) = Ctx::new("v3_takeover_does_not_resume_a_clean_session") else { return };
+    let t = Ctx::new("v3_takeover_does_not_resume_a_clean_session");
     let topic = t.topic("x");
     let (mut old, _) = t.session(V3, "s", true, 0).await;
     old.subscribe(&topic, Q1).await;
@@ -149,7 +149,7 @@ async fn v3_takeover_does_not_resume_a_clean_session() {
 /// to the existing client and closes its connection.
 #[tokio::test]
 async fn v5_takeover_disconnect_0x8e() {
-    let Some(t) = Ctx::new("v5_takeover_disconnect_0x8e") else { return };
+    let t = Ctx::new("v5_takeover_disconnect_0x8e");
     if t.deviation(
         "mosquitto",
         "Mosquitto 2.0.11 closes the existing connection without sending DISCONNECT 0x8E",
@@ -167,7 +167,7 @@ async fn v5_takeover_disconnect_0x8e() {
 /// Present 1 and the subscriptions are kept.
 #[tokio::test]
 async fn v5_takeover_resumes_session() {
-    let Some(t) = Ctx::new("v5_takeover_resumes_session") else { return };
+    let t = Ctx::new("v5_takeover_resumes_session");
     let topic = t.topic("x");
     let (mut old, _) = t.session(V5, "same", false, 30).await;
     old.subscribe(&topic, Q1).await;

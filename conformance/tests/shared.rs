@@ -13,7 +13,7 @@ fn share(group: &str, filter: &str) -> String {
 /// the group.
 #[tokio::test]
 async fn one_delivery_per_group() {
-    let Some(t) = Ctx::new("one_delivery_per_group") else { return };
+    let t = Ctx::new("one_delivery_per_group");
     let topic = t.topic("x");
     let group = t.id("g");
     let mut a = t.client(V5, "a").await;
@@ -39,7 +39,7 @@ async fn one_delivery_per_group() {
 /// §4.8.2: every group with a matching shared subscription receives its own copy.
 #[tokio::test]
 async fn each_group_receives() {
-    let Some(t) = Ctx::new("each_group_receives") else { return };
+    let t = Ctx::new("each_group_receives");
     let topic = t.topic("x");
     let mut a = t.client(V5, "a").await;
     let mut b = t.client(V5, "b").await;
@@ -54,7 +54,7 @@ async fn each_group_receives() {
 /// §4.8.2: shared and non-shared subscriptions are independent: both receive the message.
 #[tokio::test]
 async fn shared_and_plain_both_receive() {
-    let Some(t) = Ctx::new("shared_and_plain_both_receive") else { return };
+    let t = Ctx::new("shared_and_plain_both_receive");
     let topic = t.topic("x");
     let mut a = t.client(V5, "a").await;
     let mut b = t.client(V5, "b").await;
@@ -69,7 +69,7 @@ async fn shared_and_plain_both_receive() {
 /// §4.8.2: a shared subscription is not sent retained messages when it is established.
 #[tokio::test]
 async fn no_retained_on_shared_subscribe() {
-    let Some(t) = Ctx::new("no_retained_on_shared_subscribe") else { return };
+    let t = Ctx::new("no_retained_on_shared_subscribe");
     if t.deviation(
         "mosquitto",
         "Mosquitto 2.0.11 sends retained messages to a new shared subscription",
@@ -90,7 +90,7 @@ async fn no_retained_on_shared_subscribe() {
 /// close.
 #[tokio::test]
 async fn no_local_on_shared_is_protocol_error() {
-    let Some(t) = Ctx::new("no_local_on_shared_is_protocol_error") else { return };
+    let t = Ctx::new("no_local_on_shared_is_protocol_error");
     if t.deviation("mosquitto", "Mosquitto 2.0.11 grants a shared subscription with No Local 1") {
         return;
     }
@@ -135,7 +135,7 @@ async fn share_filter_refused(t: &Ctx, bad: &str) {
 /// refused (SUBACK 0x8F, or Malformed Packet / Protocol Error and close).
 #[tokio::test]
 async fn share_name_with_wildcard_refused() {
-    let Some(t) = Ctx::new("share_name_with_wildcard_refused") else { return };
+    let t = Ctx::new("share_name_with_wildcard_refused");
     share_filter_refused(&t, &format!("$share/g+/{}", t.topic("x"))).await;
     share_filter_refused(&t, &format!("$share/g#/{}", t.topic("x"))).await;
 }
@@ -144,7 +144,7 @@ async fn share_name_with_wildcard_refused() {
 /// "$share/g/" (empty filter) are refused.
 #[tokio::test]
 async fn share_without_filter_refused() {
-    let Some(t) = Ctx::new("share_without_filter_refused") else { return };
+    let t = Ctx::new("share_without_filter_refused");
     if t.deviation(
         "mosquitto",
         "Mosquitto 2.0.11 grants \"$share/g\" and \"$share/g/\" with QoS as if they were valid",
@@ -158,7 +158,7 @@ async fn share_without_filter_refused() {
 /// MQTT-4.8.2-1: the ShareName must be at least one character long: "$share//x" is refused.
 #[tokio::test]
 async fn empty_share_name_refused() {
-    let Some(t) = Ctx::new("empty_share_name_refused") else { return };
+    let t = Ctx::new("empty_share_name_refused");
     if t.deviation("mosquitto", "Mosquitto 2.0.11 grants \"$share//x\" (empty ShareName)") {
         return;
     }
@@ -169,7 +169,7 @@ async fn empty_share_name_refused() {
 /// receives nothing more; the remaining member receives everything.
 #[tokio::test]
 async fn unsubscribe_from_shared() {
-    let Some(t) = Ctx::new("unsubscribe_from_shared") else { return };
+    let t = Ctx::new("unsubscribe_from_shared");
     let topic = t.topic("x");
     let filter = share(&t.id("g"), &topic);
     let mut a = t.client(V5, "a").await;

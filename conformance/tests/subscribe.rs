@@ -25,7 +25,7 @@ async fn matched(t: &Ctx, version: ProtocolVersion, filter: &str, topics: &[&str
 /// identifier; MQTT-3.9.3-1: one granted QoS per filter, in order (3.1.1 return codes).
 #[tokio::test]
 async fn v3_suback_codes_in_order() {
-    let Some(t) = Ctx::new("v3_suback_codes_in_order") else { return };
+    let t = Ctx::new("v3_suback_codes_in_order");
     let mut s = t.client(V3, "s").await;
     let (a, b, c) = (t.topic("a"), t.topic("b"), t.topic("c"));
     let ack = s
@@ -37,7 +37,7 @@ async fn v3_suback_codes_in_order() {
 /// MQTT-3.8.4-6, MQTT-3.9.3-1 (5.0): the SUBACK has one Reason Code per Topic Filter in order: Granted QoS.
 #[tokio::test]
 async fn v5_suback_codes_in_order() {
-    let Some(t) = Ctx::new("v5_suback_codes_in_order") else { return };
+    let t = Ctx::new("v5_suback_codes_in_order");
     let mut s = t.client(V5, "s").await;
     let (a, b) = (t.topic("a"), t.topic("b/+"));
     let ack = s.subscribe_with(&[(&a, opts(Q1)), (&b, opts(Q2))], Default::default()).await;
@@ -47,7 +47,7 @@ async fn v5_suback_codes_in_order() {
 /// §4.7.1.2: `+` matches exactly one level, including an empty one, and not the parent.
 #[tokio::test]
 async fn single_level_wildcard() {
-    let Some(t) = Ctx::new("single_level_wildcard") else { return };
+    let t = Ctx::new("single_level_wildcard");
     let got = matched(&t, V3, "s/+/p", &["s/x/p", "s//p", "s/x/y/p", "s/p", "s/x/p/q"]).await;
     assert_eq!(got, vec!["s/x/p", "s//p"]);
 }
@@ -55,7 +55,7 @@ async fn single_level_wildcard() {
 /// §4.7.1.2: a trailing `+` matches one level: "s/+" matches "s/x" and "s/" but not "s" or "s/x/y".
 #[tokio::test]
 async fn single_level_wildcard_trailing() {
-    let Some(t) = Ctx::new("single_level_wildcard_trailing") else { return };
+    let t = Ctx::new("single_level_wildcard_trailing");
     let got = matched(&t, V5, "s/+", &["s/x", "s/", "s", "s/x/y"]).await;
     assert_eq!(got, vec!["s/x", "s/"]);
 }
@@ -63,7 +63,7 @@ async fn single_level_wildcard_trailing() {
 /// §4.7.1.2: `#` matches the parent level and any number of child levels.
 #[tokio::test]
 async fn multi_level_wildcard() {
-    let Some(t) = Ctx::new("multi_level_wildcard") else { return };
+    let t = Ctx::new("multi_level_wildcard");
     let got = matched(&t, V3, "s/#", &["s", "s/x", "s/x/y/z", "t/x", "sx"]).await;
     assert_eq!(got, vec!["s", "s/x", "s/x/y/z"]);
 }
@@ -72,7 +72,7 @@ async fn multi_level_wildcard() {
 /// start: "A" and "a", "/a" and "a" are distinct.
 #[tokio::test]
 async fn topics_case_sensitive_and_exact() {
-    let Some(t) = Ctx::new("topics_case_sensitive_and_exact") else { return };
+    let t = Ctx::new("topics_case_sensitive_and_exact");
     let got = matched(&t, V5, "s/a", &["s/A", "s/a", "s/a/", "s//a", "s/a"]).await;
     assert_eq!(got, vec!["s/a", "s/a"]);
 }
@@ -81,7 +81,7 @@ async fn topics_case_sensitive_and_exact() {
 /// `$`: `#` receives none of them (checked on $SYS and on a `$`-topic of our own).
 #[tokio::test]
 async fn dollar_topics_not_matched_by_hash() {
-    let Some(t) = Ctx::new("dollar_topics_not_matched_by_hash") else { return };
+    let t = Ctx::new("dollar_topics_not_matched_by_hash");
     let dollar = format!("${}", t.topic("x"));
     let mut all = t.client(V3, "all").await;
     all.subscribe("#", Q0).await;
@@ -101,7 +101,7 @@ async fn dollar_topics_not_matched_by_hash() {
 /// MQTT-4.7.2-1: `+/...` does not match a topic whose first level begins with `$`.
 #[tokio::test]
 async fn dollar_topics_not_matched_by_plus() {
-    let Some(t) = Ctx::new("dollar_topics_not_matched_by_plus") else { return };
+    let t = Ctx::new("dollar_topics_not_matched_by_plus");
     let first = format!("$cf{}", t.id("l"));
     let dollar = format!("{first}/x");
     let mut plus = t.client(V5, "plus").await;
@@ -122,7 +122,7 @@ async fn dollar_topics_not_matched_by_plus() {
 /// maximum QoS of all matching subscriptions (further copies, one per subscription, MAY be sent).
 #[tokio::test]
 async fn v3_overlapping_subscriptions_max_qos() {
-    let Some(t) = Ctx::new("v3_overlapping_subscriptions_max_qos") else { return };
+    let t = Ctx::new("v3_overlapping_subscriptions_max_qos");
     if t.deviation("mosquitto", "Mosquitto 2.0.11 sends one copy at the QoS of one matching subscription (QoS 1 of the exact filter), not the maximum QoS 2 of the overlapping a/# subscription") {
         return;
     }
@@ -146,7 +146,7 @@ async fn v3_overlapping_subscriptions_max_qos() {
 /// matching subscriptions.
 #[tokio::test]
 async fn v5_overlapping_subscriptions_max_qos() {
-    let Some(t) = Ctx::new("v5_overlapping_subscriptions_max_qos") else { return };
+    let t = Ctx::new("v5_overlapping_subscriptions_max_qos");
     let topic = t.topic("a/b");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&t.topic("a/+"), Q0).await;
@@ -163,7 +163,7 @@ async fn v5_overlapping_subscriptions_max_qos() {
 /// the new QoS applies and messages are not duplicated.
 #[tokio::test]
 async fn subscription_replaced() {
-    let Some(t) = Ctx::new("subscription_replaced") else { return };
+    let t = Ctx::new("subscription_replaced");
     let topic = t.topic("x");
     let mut s = t.client(V3, "s").await;
     s.subscribe(&topic, Q0).await;
@@ -179,7 +179,7 @@ async fn subscription_replaced() {
 /// UNSUBACK with the same packet identifier, the server stops delivering.
 #[tokio::test]
 async fn v3_unsubscribe_stops_delivery() {
-    let Some(t) = Ctx::new("v3_unsubscribe_stops_delivery") else { return };
+    let t = Ctx::new("v3_unsubscribe_stops_delivery");
     let topic = t.topic("x");
     let mut s = t.client(V3, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -193,7 +193,7 @@ async fn v3_unsubscribe_stops_delivery() {
 /// MQTT-3.10.4-5 (3.1.1): UNSUBACK is sent even when no filter matched a subscription.
 #[tokio::test]
 async fn v3_unsubscribe_unknown_acknowledged() {
-    let Some(t) = Ctx::new("v3_unsubscribe_unknown_acknowledged") else { return };
+    let t = Ctx::new("v3_unsubscribe_unknown_acknowledged");
     let mut s = t.client(V3, "s").await;
     s.unsubscribe(&[&t.topic("never")]).await;
 }
@@ -202,7 +202,7 @@ async fn v3_unsubscribe_unknown_acknowledged() {
 /// subscription and 0x11 No subscription existed otherwise.
 #[tokio::test]
 async fn v5_unsuback_reason_codes() {
-    let Some(t) = Ctx::new("v5_unsuback_reason_codes") else { return };
+    let t = Ctx::new("v5_unsuback_reason_codes");
     let (a, b) = (t.topic("a"), t.topic("b"));
     let mut s = t.client(V5, "s").await;
     s.subscribe(&a, Q1).await;
@@ -218,7 +218,7 @@ async fn v5_unsuback_reason_codes() {
 /// sequence; unsubscribing one of two overlapping filters keeps delivery through the other.
 #[tokio::test]
 async fn unsubscribe_one_of_overlapping() {
-    let Some(t) = Ctx::new("unsubscribe_one_of_overlapping") else { return };
+    let t = Ctx::new("unsubscribe_one_of_overlapping");
     let topic = t.topic("a/b");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -233,7 +233,7 @@ async fn unsubscribe_one_of_overlapping() {
 /// of SUBSCRIBE packets: all of them are in effect afterwards.
 #[tokio::test]
 async fn multiple_filters_all_effective() {
-    let Some(t) = Ctx::new("multiple_filters_all_effective") else { return };
+    let t = Ctx::new("multiple_filters_all_effective");
     let (a, b) = (t.topic("a"), t.topic("b"));
     let mut s = t.client(V3, "s").await;
     s.subscribe_with(&[(&a, opts(Q1)), (&b, opts(Q1))], Default::default()).await;

@@ -29,7 +29,7 @@ async fn publisher(t: &Ctx) -> (Client, u16) {
 /// empty topic and that alias is delivered on the full topic.
 #[tokio::test]
 async fn inbound_alias_set_and_used() {
-    let Some(t) = Ctx::new("inbound_alias_set_and_used") else { return };
+    let t = Ctx::new("inbound_alias_set_and_used");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -50,7 +50,7 @@ async fn inbound_alias_set_and_used() {
 /// §3.3.2.3.4: a Topic Alias can be remapped to another topic by sending it with a new topic.
 #[tokio::test]
 async fn inbound_alias_remapped() {
-    let Some(t) = Ctx::new("inbound_alias_remapped") else { return };
+    let t = Ctx::new("inbound_alias_remapped");
     let (a, b) = (t.topic("a"), t.topic("b"));
     let mut s = t.client(V5, "s").await;
     s.subscribe(&t.topic("+"), Q1).await;
@@ -71,7 +71,7 @@ async fn inbound_alias_remapped() {
 /// 0x81 Malformed Packet are accepted.
 #[tokio::test]
 async fn inbound_alias_zero_refused() {
-    let Some(t) = Ctx::new("inbound_alias_zero_refused") else { return };
+    let t = Ctx::new("inbound_alias_zero_refused");
     let (mut p, _) = publisher(&t).await;
     p.send(&raw_aliased(&t.topic("x"), 0));
     if let Some(reason) = p.expect_closed().await {
@@ -88,7 +88,7 @@ async fn inbound_alias_zero_refused() {
 /// with DISCONNECT 0x94 Topic Alias invalid.
 #[tokio::test]
 async fn inbound_alias_over_maximum_0x94() {
-    let Some(t) = Ctx::new("inbound_alias_over_maximum_0x94") else { return };
+    let t = Ctx::new("inbound_alias_over_maximum_0x94");
     let (mut p, max) = publisher(&t).await;
     p.send(&raw_aliased(&t.topic("x"), max.saturating_add(1)));
     let reason = p.expect_closed().await;
@@ -98,7 +98,7 @@ async fn inbound_alias_over_maximum_0x94() {
 /// §3.3.2.3.4: an empty topic with an alias that has no mapping is a Protocol Error (0x82).
 #[tokio::test]
 async fn inbound_unknown_alias_protocol_error() {
-    let Some(t) = Ctx::new("inbound_unknown_alias_protocol_error") else { return };
+    let t = Ctx::new("inbound_unknown_alias_protocol_error");
     let (mut p, max) = publisher(&t).await;
     if max == 0 {
         eprintln!("SKIP inbound_unknown_alias_protocol_error: Topic Alias Maximum is 0");
@@ -114,7 +114,7 @@ async fn inbound_unknown_alias_protocol_error() {
 /// connection the old alias is unknown (Protocol Error).
 #[tokio::test]
 async fn inbound_alias_not_kept_across_connections() {
-    let Some(t) = Ctx::new("inbound_alias_not_kept_across_connections") else { return };
+    let t = Ctx::new("inbound_alias_not_kept_across_connections");
     let (mut p, max) = publisher(&t).await;
     if max == 0 {
         eprintln!("SKIP inbound_alias_not_kept_across_connections: Topic Alias Maximum is 0");
@@ -133,7 +133,7 @@ async fn inbound_alias_not_kept_across_connections() {
 /// Topic Alias.
 #[tokio::test]
 async fn outbound_no_alias_without_client_maximum() {
-    let Some(t) = Ctx::new("outbound_no_alias_without_client_maximum") else { return };
+    let t = Ctx::new("outbound_no_alias_without_client_maximum");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q0).await;
@@ -152,7 +152,7 @@ async fn outbound_no_alias_without_client_maximum() {
 /// the right topic.
 #[tokio::test]
 async fn outbound_alias_within_client_maximum() {
-    let Some(t) = Ctx::new("outbound_alias_within_client_maximum") else { return };
+    let t = Ctx::new("outbound_alias_within_client_maximum");
     let mut conn = t.conn(V5, "s");
     conn.properties.topic_alias_maximum = Some(2);
     let (mut s, _) = t.connect_ok(conn).await;

@@ -17,7 +17,7 @@ fn sub_id(id: u32) -> SubscribeProperties {
 /// waited (here: at most what was sent, and more than 0).
 #[tokio::test]
 async fn message_expiry_forwarded() {
-    let Some(t) = Ctx::new("message_expiry_forwarded") else { return };
+    let t = Ctx::new("message_expiry_forwarded");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -34,7 +34,7 @@ async fn message_expiry_forwarded() {
 /// Message Expiry Interval (sent 10, waited about 2 s).
 #[tokio::test]
 async fn message_expiry_decremented_while_queued() {
-    let Some(t) = Ctx::new("message_expiry_decremented_while_queued") else { return };
+    let t = Ctx::new("message_expiry_decremented_while_queued");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V5, "s", false, 30).await;
     s.subscribe(&topic, Q1).await;
@@ -54,7 +54,7 @@ async fn message_expiry_decremented_while_queued() {
 /// is not delivered from an offline session's queue; one without expiry still is.
 #[tokio::test]
 async fn expired_message_not_delivered_from_queue() {
-    let Some(t) = Ctx::new("expired_message_not_delivered_from_queue") else { return };
+    let t = Ctx::new("expired_message_not_delivered_from_queue");
     let topic = t.topic("x");
     let (mut s, _) = t.session(V5, "s", false, 30).await;
     s.subscribe(&topic, Q1).await;
@@ -73,7 +73,7 @@ async fn expired_message_not_delivered_from_queue() {
 /// MQTT-3.3.2-5 with §3.3.1.3: an expired retained message is not sent to new subscribers.
 #[tokio::test]
 async fn expired_retained_not_delivered() {
-    let Some(t) = Ctx::new("expired_retained_not_delivered") else { return };
+    let t = Ctx::new("expired_retained_not_delivered");
     let topic = t.topic("x");
     let mut p = t.client(V5, "p").await;
     let mut m = msg(&topic, b"r", Q1);
@@ -90,7 +90,7 @@ async fn expired_retained_not_delivered() {
 /// (including repeated names).
 #[tokio::test]
 async fn user_properties_forwarded_in_order() {
-    let Some(t) = Ctx::new("user_properties_forwarded_in_order") else { return };
+    let t = Ctx::new("user_properties_forwarded_in_order");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q0).await;
@@ -105,7 +105,7 @@ async fn user_properties_forwarded_in_order() {
 /// MQTT-3.3.2-15, MQTT-3.3.2-16: Response Topic and Correlation Data are forwarded unaltered.
 #[tokio::test]
 async fn response_topic_and_correlation_data_forwarded() {
-    let Some(t) = Ctx::new("response_topic_and_correlation_data_forwarded") else { return };
+    let t = Ctx::new("response_topic_and_correlation_data_forwarded");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -123,7 +123,7 @@ async fn response_topic_and_correlation_data_forwarded() {
 /// unaltered.
 #[tokio::test]
 async fn content_type_and_payload_format_forwarded() {
-    let Some(t) = Ctx::new("content_type_and_payload_format_forwarded") else { return };
+    let t = Ctx::new("content_type_and_payload_format_forwarded");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -141,7 +141,7 @@ async fn content_type_and_payload_format_forwarded() {
 /// that identifier.
 #[tokio::test]
 async fn subscription_identifier_single() {
-    let Some(t) = Ctx::new("subscription_identifier_single") else { return };
+    let t = Ctx::new("subscription_identifier_single");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe_with(&[(&t.topic("+"), opts(Q1))], sub_id(4242)).await;
@@ -155,7 +155,7 @@ async fn subscription_identifier_single() {
 /// carries all of them (any order), or each copy carries its subscription's identifier.
 #[tokio::test]
 async fn subscription_identifiers_overlapping() {
-    let Some(t) = Ctx::new("subscription_identifiers_overlapping") else { return };
+    let t = Ctx::new("subscription_identifiers_overlapping");
     let topic = t.topic("a/b");
     let mut s = t.client(V5, "s").await;
     s.subscribe_with(&[(&t.topic("a/+"), opts(Q1))], sub_id(1)).await;
@@ -181,7 +181,7 @@ async fn subscription_identifiers_overlapping() {
 /// MQTT-3.3.4-3 (a contrario): a subscription made without identifier adds none.
 #[tokio::test]
 async fn no_subscription_identifier_when_none_given() {
-    let Some(t) = Ctx::new("no_subscription_identifier_when_none_given") else { return };
+    let t = Ctx::new("no_subscription_identifier_when_none_given");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q0).await;
@@ -194,7 +194,7 @@ async fn no_subscription_identifier_when_none_given() {
 /// other clients' publications still arrive.
 #[tokio::test]
 async fn no_local() {
-    let Some(t) = Ctx::new("no_local") else { return };
+    let t = Ctx::new("no_local");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     let o = SubscriptionOptions { no_local: true, ..opts(Q1) };
@@ -210,7 +210,7 @@ async fn no_local() {
 /// messages than the client's Receive Maximum; an acknowledgement lets the next one through.
 #[tokio::test]
 async fn receive_maximum_flow_control() {
-    let Some(t) = Ctx::new("receive_maximum_flow_control") else { return };
+    let t = Ctx::new("receive_maximum_flow_control");
     if t.deviation("mosquitto", "Mosquitto 2.0.11 with Receive Maximum 2 sends a third and a fourth QoS 1 message after the first PUBACK while the second is still unacknowledged (3 in flight)") {
         return;
     }
@@ -241,7 +241,7 @@ async fn receive_maximum_flow_control() {
 /// client's Maximum Packet Size; it discards it and goes on with the next message.
 #[tokio::test]
 async fn maximum_packet_size_respected() {
-    let Some(t) = Ctx::new("maximum_packet_size_respected") else { return };
+    let t = Ctx::new("maximum_packet_size_respected");
     let topic = t.topic("x");
     let mut conn = t.conn(V5, "s");
     conn.properties.maximum_packet_size = Some(128);
@@ -259,7 +259,7 @@ async fn maximum_packet_size_respected() {
 /// a plain close).
 #[tokio::test]
 async fn packet_over_server_maximum_0x95() {
-    let Some(t) = Ctx::new("packet_over_server_maximum_0x95") else { return };
+    let t = Ctx::new("packet_over_server_maximum_0x95");
     let (mut c, ack) = t.connect_ok(t.conn(V5, "a")).await;
     let Some(max) = ack.properties.maximum_packet_size else {
         eprintln!("SKIP packet_over_server_maximum_0x95: the broker advertises no maximum");
@@ -280,9 +280,7 @@ async fn packet_over_server_maximum_0x95() {
 /// does not check forwards it unchanged. Either way it must not forward a modified payload.
 #[tokio::test]
 async fn payload_format_invalid_refused_or_forwarded_unchanged() {
-    let Some(t) = Ctx::new("payload_format_invalid_refused_or_forwarded_unchanged") else {
-        return;
-    };
+    let t = Ctx::new("payload_format_invalid_refused_or_forwarded_unchanged");
     let topic = t.topic("x");
     let mut s = t.client(V5, "s").await;
     s.subscribe(&topic, Q1).await;
@@ -296,4 +294,36 @@ async fn payload_format_invalid_refused_or_forwarded_unchanged() {
         assert_eq!(ack.reason_code, ReasonCode::PAYLOAD_FORMAT_INVALID);
         s.expect_silence().await;
     }
+}
+
+/// MQTT-3.3.2-14: "The Response Topic MUST NOT contain wildcard characters." A PUBLISH breaking it
+/// is a Protocol Error (§4.13): the server closes the connection, possibly after DISCONNECT (0x82
+/// from MusQraTT, in-process), and forwards nothing.
+#[tokio::test]
+async fn response_topic_with_wildcard_closes() {
+    let t = Ctx::new("response_topic_with_wildcard_closes");
+    if t.deviation(
+        "mosquitto",
+        "Mosquitto 2.0.11 acknowledges and forwards a PUBLISH whose Response Topic is reply/+",
+    ) {
+        return;
+    }
+    let topic = t.topic("x");
+    let mut s = t.client(V5, "s").await;
+    s.subscribe(&topic, Q1).await;
+    for (who, response_topic) in [("p1", "reply/+"), ("p2", "reply/#")] {
+        let mut p = t.client(V5, who).await;
+        let mut m = msg(&topic, b"request", Q1);
+        m.packet_id = Some(p.next_pid());
+        m.properties.response_topic = Some(response_topic.into());
+        p.send(&Packet::Publish(m));
+        let reason = p.expect_closed().await;
+        if let Some(reason) = reason {
+            assert!(reason.is_error(), "DISCONNECT {reason:?}");
+        }
+        if in_process() {
+            assert_eq!(reason, Some(ReasonCode::PROTOCOL_ERROR), "{response_topic}");
+        }
+    }
+    s.expect_silence().await;
 }

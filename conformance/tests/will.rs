@@ -28,7 +28,7 @@ async fn with_will(
 /// closed without DISCONNECT.
 #[tokio::test]
 async fn v3_will_on_abnormal_close() {
-    let Some(t) = Ctx::new("v3_will_on_abnormal_close") else { return };
+    let t = Ctx::new("v3_will_on_abnormal_close");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V3, will(&topic, b"gone", Q1, false), None).await;
     w.drop_connection().await;
@@ -41,7 +41,7 @@ async fn v3_will_on_abnormal_close() {
 /// MQTT-3.1.2-10 (3.1.1 MQTT-3.1.2-10): a DISCONNECT removes the will: it is not published.
 #[tokio::test]
 async fn v3_no_will_on_disconnect() {
-    let Some(t) = Ctx::new("v3_no_will_on_disconnect") else { return };
+    let t = Ctx::new("v3_no_will_on_disconnect");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V3, will(&topic, b"gone", Q1, false), None).await;
     w.disconnect().await;
@@ -51,7 +51,7 @@ async fn v3_no_will_on_disconnect() {
 /// MQTT-3.1.2-8 (5.0): the will is published when the connection closes without DISCONNECT.
 #[tokio::test]
 async fn v5_will_on_abnormal_close() {
-    let Some(t) = Ctx::new("v5_will_on_abnormal_close") else { return };
+    let t = Ctx::new("v5_will_on_abnormal_close");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V5, will(&topic, b"gone", Q2, false), None).await;
     w.drop_connection().await;
@@ -63,7 +63,7 @@ async fn v5_will_on_abnormal_close() {
 /// MQTT-3.1.2-10, MQTT-3.14.4-3 (5.0): DISCONNECT with Reason Code 0x00 removes the will.
 #[tokio::test]
 async fn v5_no_will_on_normal_disconnect() {
-    let Some(t) = Ctx::new("v5_no_will_on_normal_disconnect") else { return };
+    let t = Ctx::new("v5_no_will_on_normal_disconnect");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V5, will(&topic, b"gone", Q0, false), None).await;
     w.disconnect().await;
@@ -73,7 +73,7 @@ async fn v5_no_will_on_normal_disconnect() {
 /// §3.14.2.1 (5.0): DISCONNECT with 0x04 Disconnect with Will Message: the will is published.
 #[tokio::test]
 async fn v5_will_on_disconnect_0x04() {
-    let Some(t) = Ctx::new("v5_will_on_disconnect_0x04") else { return };
+    let t = Ctx::new("v5_will_on_disconnect_0x04");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V5, will(&topic, b"bye", Q1, false), None).await;
     w.disconnect_with(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL)).await;
@@ -84,7 +84,7 @@ async fn v5_will_on_disconnect_0x04() {
 /// protocol error (here a malformed PUBLISH with QoS 3).
 #[tokio::test]
 async fn will_on_malformed_packet() {
-    let Some(t) = Ctx::new("will_on_malformed_packet") else { return };
+    let t = Ctx::new("will_on_malformed_packet");
     let topic = t.topic("will");
     let (mut w, mut watcher) = with_will(&t, V3, will(&topic, b"err", Q1, false), None).await;
     w.send_raw(b"\x36\x06\x00\x01a\x00\x01x");
@@ -96,7 +96,7 @@ async fn will_on_malformed_packet() {
 /// connection and publishes the will.
 #[tokio::test]
 async fn will_on_second_connect() {
-    let Some(t) = Ctx::new("will_on_second_connect") else { return };
+    let t = Ctx::new("will_on_second_connect");
     if t.deviation(
         "mosquitto",
         "Mosquitto 2.0.11 closes the connection on a second CONNECT but does not publish the will",
@@ -114,7 +114,7 @@ async fn will_on_second_connect() {
 /// message.
 #[tokio::test]
 async fn will_retain_published_retained() {
-    let Some(t) = Ctx::new("will_retain_published_retained") else { return };
+    let t = Ctx::new("will_retain_published_retained");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V3, will(&topic, b"kept", Q1, true), None).await;
     w.drop_connection().await;
@@ -130,7 +130,7 @@ async fn will_retain_published_retained() {
 /// message.
 #[tokio::test]
 async fn will_not_retained_without_retain() {
-    let Some(t) = Ctx::new("will_not_retained_without_retain") else { return };
+    let t = Ctx::new("will_not_retained_without_retain");
     let topic = t.topic("will");
     let (w, mut watcher) = with_will(&t, V5, will(&topic, b"live", Q1, false), None).await;
     w.drop_connection().await;
@@ -144,7 +144,7 @@ async fn will_not_retained_without_retain() {
 /// outlives the connection.
 #[tokio::test]
 async fn v5_will_delay_delays() {
-    let Some(t) = Ctx::new("v5_will_delay_delays") else { return };
+    let t = Ctx::new("v5_will_delay_delays");
     let topic = t.topic("will");
     let mut lw = will(&topic, b"late", Q1, false);
     lw.properties.will_delay_interval = Some(2);
@@ -164,7 +164,7 @@ async fn v5_will_delay_delays() {
 /// Interval has passed, the will is not sent.
 #[tokio::test]
 async fn v5_will_delay_cancelled_by_reconnect() {
-    let Some(t) = Ctx::new("v5_will_delay_cancelled_by_reconnect") else { return };
+    let t = Ctx::new("v5_will_delay_cancelled_by_reconnect");
     let topic = t.topic("will");
     let mut lw = will(&topic, b"late", Q1, false);
     lw.properties.will_delay_interval = Some(1);
@@ -181,7 +181,7 @@ async fn v5_will_delay_cancelled_by_reconnect() {
 /// Delay Interval (Session Expiry 1 s, Will Delay 30 s).
 #[tokio::test]
 async fn v5_will_at_session_end_before_delay() {
-    let Some(t) = Ctx::new("v5_will_at_session_end_before_delay") else { return };
+    let t = Ctx::new("v5_will_at_session_end_before_delay");
     let topic = t.topic("will");
     let mut lw = will(&topic, b"end", Q1, false);
     lw.properties.will_delay_interval = Some(30);
@@ -197,7 +197,7 @@ async fn v5_will_at_session_end_before_delay() {
 /// Correlation Data, Payload Format Indicator, User Properties in order) are published with it.
 #[tokio::test]
 async fn v5_will_properties_forwarded() {
-    let Some(t) = Ctx::new("v5_will_properties_forwarded") else { return };
+    let t = Ctx::new("v5_will_properties_forwarded");
     let topic = t.topic("will");
     let mut lw = will(&topic, b"props", Q1, false);
     lw.properties.content_type = Some("text/plain".into());
@@ -221,7 +221,7 @@ async fn v5_will_properties_forwarded() {
 /// published (Will Delay 0, new connection with Clean Start).
 #[tokio::test]
 async fn v5_will_on_takeover() {
-    let Some(t) = Ctx::new("v5_will_on_takeover") else { return };
+    let t = Ctx::new("v5_will_on_takeover");
     let topic = t.topic("will");
     let (mut w, mut watcher) = with_will(&t, V5, will(&topic, b"taken", Q1, false), None).await;
     let _new = t.client(V5, "w").await;

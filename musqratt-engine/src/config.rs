@@ -55,6 +55,11 @@ pub struct Config {
     /// Whether CONNECT and AUTH go to the runtime for a decision ([`crate::Action::Authenticate`]);
     /// otherwise every client is accepted.
     pub authenticate: bool,
+    /// Whether MQTT 3.1 clients with a Client Identifier longer than 23 characters are refused
+    /// with return code 2, as 3.1 §3.1 "Client Identifier" says. Off by default: Mosquitto and
+    /// EMQX accept them, many old clients send them, and 3.1.1 dropped the rule
+    /// (MQTT-3.1.3-5).
+    pub strict_v31_client_id: bool,
     /// The topic backlog of the user's spec: off when `max_messages_per_topic` is 0.
     pub backlog: BacklogConfig,
     /// Seed for everything random (assigned client identifiers).
@@ -132,6 +137,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             server_reference: None,
             authenticate: false,
+            strict_v31_client_id: false,
             backlog: BacklogConfig::default(),
             seed: 0x6d75_7371_7261_7474,
             shard: ShardId(0),

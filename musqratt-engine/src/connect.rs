@@ -23,11 +23,14 @@ impl Engine {
     pub(crate) fn handle_connect(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
         let v5 = connect.protocol.is_v5();
         // §3.1.3.1: 3.1.1 refuses an empty identifier with Clean Session 0 (MQTT-3.1.3-8), 3.1
-        // refuses any empty identifier and one longer than 23 characters (3.1 §3.1, "Client
-        // Identifier": return code 2 Identifier Rejected).
+        // refuses any empty identifier (it has no assigned identifiers) and, when
+        // `strict_v31_client_id` is set, one longer than 23 characters (3.1 §3.1, "Client
+        // Identifier": return code 2 Identifier Rejected). Mosquitto and EMQX accept long ones,
+        // and many old clients send them, so the length rule is off by default.
         let bad_client_id = match connect.protocol {
             ProtocolVersion::V3_1 => {
-                connect.client_id.is_empty() || connect.client_id.chars().count() > 23
+                connect.client_id.is_empty()
+                    || (self.config.strict_v31_client_id && connect.client_id.chars().count() > 23)
             }
             ProtocolVersion::V3_1_1 => connect.client_id.is_empty() && !connect.clean_start,
             _ => false,
@@ -153,7 +156,7 @@ impl Engine {
 
     /// Answers CONNECT with a failure and closes (§3.2.2.2; 3.1.1's return codes through
     /// [`ReasonCode::to_v3_connack`]).
-    fn refuse(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
+    pub(crate) fn refuse(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
         let connack = ConnAck {
             session_present: false,
             reason_code: reason,

@@ -238,6 +238,16 @@ impl Engine {
                 self.send(conn, Bytes::from_static(&[0x20, 0x02, 0x00, 0x01]));
                 self.close(now, conn, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, false);
             }
+            // §4.13.1 and §3.2.2.2: a 5.0 CONNECT that breaks a rule (a property twice, Receive
+            // Maximum 0, a will topic with a wildcard) may be answered with CONNACK and a reason
+            // code of 0x80 or more before closing, so that the client can report why. Every
+            // code `reason_code` gives (0x81, 0x82, 0x84, 0x90, 0x95) is a CONNACK code. 3.x
+            // return codes have no such answer (3.1.1 §3.2.2.3): those close silently.
+            (Phase::AwaitingConnect, _)
+                if connection.decoder.version() == Some(ProtocolVersion::V5) =>
+            {
+                self.refuse(now, conn, error.reason_code());
+            }
             (Phase::AwaitingConnect, _) => {
                 self.close(now, conn, error.reason_code(), false);
             }

@@ -72,6 +72,11 @@ pub enum DecodeError {
     /// A topic name is not valid (MQTT-3.3.2-2, MQTT-4.7.3-1, MQTT-4.7.0-1).
     #[error("invalid topic name: {0}")]
     InvalidTopicName(TopicError),
+    /// A Response Topic is not a valid topic name: empty or holding a wildcard (MQTT-3.3.2-13,
+    /// MQTT-3.3.2-14, and the same property of a Will Message, §3.1.3.2.6). A Protocol Error
+    /// rather than Topic Name invalid: the packet's own topic is fine, a property breaks a rule.
+    #[error("invalid response topic: {0}")]
+    InvalidResponseTopic(TopicError),
     /// A topic filter is not valid (MQTT-4.7.1-1, MQTT-4.7.1-2, MQTT-4.8.2-1, MQTT-4.8.2-2).
     #[error("invalid topic filter: {0}")]
     InvalidTopicFilter(TopicError),
@@ -126,6 +131,7 @@ impl DecodeError {
             | Self::PropertyNotAllowed(_)
             | Self::InvalidPropertyValue(_)
             | Self::InvalidReasonCode(_)
+            | Self::InvalidResponseTopic(_)
             | Self::FirstPacketNotConnect
             | Self::NoLocalOnSharedSubscription => ReasonCode::PROTOCOL_ERROR,
             Self::MalformedVarInt

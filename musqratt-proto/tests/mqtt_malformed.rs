@@ -429,6 +429,66 @@ fn invalid_topic_name_mqtt_3_3_2_2() {
     );
 }
 
+// MQTT-3.3.2-14: the Response Topic holds no wildcard; a Will's Response Topic (§3.1.3.2.6)
+// becomes a PUBLISH's. A Protocol Error (0x82), not Topic Name invalid: the topic itself is fine.
+#[test]
+fn invalid_response_topic_mqtt_3_3_2_14() {
+    let wildcard = DecodeError::InvalidResponseTopic(TopicError::WildcardInName);
+    rejects(
+        V5,
+        &publish_v5_with_properties(&[0x04, 0x08, 0x00, 0x01, b'#']),
+        wildcard,
+        PROTOCOL_ERROR,
+    );
+    rejects(
+        V5,
+        &publish_v5_with_properties(&[0x06, 0x08, 0x00, 0x03, b'a', b'/', b'+']),
+        wildcard,
+        PROTOCOL_ERROR,
+    );
+    rejects(
+        V5,
+        &publish_v5_with_properties(&[0x03, 0x08, 0x00, 0x00]),
+        DecodeError::InvalidResponseTopic(TopicError::Empty),
+        PROTOCOL_ERROR,
+    );
+    // Will Flag, Will Properties with a Response Topic "+", Will Topic "w", empty payload.
+    rejects(
+        V5,
+        &connect(
+            b"MQTT",
+            5,
+            0x06,
+            &[0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0x01, b'+', 0x00, 0x01, b'w', 0x00, 0x00],
+        ),
+        wildcard,
+        PROTOCOL_ERROR,
+    );
+    accepts(V5, &publish_v5_with_properties(&[0x06, 0x08, 0x00, 0x03, b'a', b'/', b'b']));
+}
+
+// §4.13.1 / §3.2.2.2: a CONNECT that fails to decode after naming a supported version keeps that
+// version in the decoder, so that a server can answer a 5.0 client with a CONNACK reason code.
+#[test]
+fn failed_connect_keeps_its_announced_version_4_13_1() {
+    let cases: [(Vec<u8>, Option<ProtocolVersion>); 5] = [
+        // Receive Maximum 0 (§3.1.2.11.3).
+        (connect(b"MQTT", 5, 0x02, &[0x03, 0x21, 0x00, 0x00, 0x00, 0x00]), Some(V5)),
+        // Reserved flag (MQTT-3.1.2-3) in 3.1.1 and 3.1.
+        (connect(b"MQTT", 4, 0x03, &[0x00, 0x00]), Some(V4)),
+        (connect(b"MQIsdp", 3, 0x03, &[0x00, 0x00]), Some(V3_1)),
+        // Unsupported level, unknown name: no version to answer in.
+        (connect(b"MQTT", 6, 0x02, &[0x00, 0x00]), None),
+        (connect(b"MQTX", 5, 0x02, &[0x00, 0x00]), None),
+    ];
+    for (bytes, version) in cases {
+        let mut decoder = Decoder::new(1 << 20);
+        assert!(decoder.decode(&mut BytesMut::from(&bytes[..])).is_err());
+        assert_eq!(decoder.version(), version, "{}", common::hex(&bytes));
+    }
+    assert_eq!(musqratt_proto::mqtt::Connect::announced_version(&[0x00, 0x04, b'M']), None);
+}
+
 // MQTT-4.7.1-1, MQTT-4.7.1-2, MQTT-4.8.2-1, MQTT-4.8.2-2, MQTT-4.7.3-1: topic filters.
 #[test]
 fn invalid_topic_filter_mqtt_4_7_1_1_and_4_8_2_1() {

@@ -3,6 +3,11 @@
 //! Every key is optional; a missing key keeps the default, an unknown key is an error (a typo
 //! must not silently fall back to a default).
 //!
+//! Each key is declared once, in the `table!` lists below: its type in the file, its default
+//! (taken from the engine's `Config::default()` where the engine has the setting, so that the two
+//! cannot drift) and how it sets the engine's `Config`. The struct, its `Default` and the
+//! conversion are generated from that one line (issue 13, "Config written once").
+//!
 //! ```
 //! let config = musqratt::config::FileConfig::parse(
 //!     "listeners = [\"mqtt://0.0.0.0:1883\"]\nmax_queued_messages = 500\n",
@@ -23,142 +28,181 @@ use musqratt_engine::{BacklogConfig, Config};
 use musqratt_proto::QoS;
 use serde::Deserialize;
 
-/// The configuration file: listeners, threads and the engine's limits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct FileConfig {
-    /// Where to accept clients: `mqtt://host:port` (MQTT over TCP) and `mqtt-sn://host:port`
-    /// (MQTT-SN 1.2 over UDP) URLs.
-    pub listeners: Vec<ListenUrl>,
-    /// Shards (threads); 0 means one per core.
-    pub threads: usize,
-    /// Largest packet accepted from a client, fixed header included.
-    pub max_packet_size: u32,
-    /// Unacknowledged QoS 1/2 publications a client may have towards the broker.
-    pub receive_maximum: NonZeroU16,
-    /// Topic aliases a client may use towards the broker; 0 turns them off.
-    pub topic_alias_maximum: u16,
-    /// Highest QoS accepted: 0, 1 or 2.
-    pub maximum_qos: MaximumQos,
-    /// Whether retained messages are supported.
-    pub retain_available: bool,
-    /// Whether wildcard subscriptions are allowed.
-    pub wildcard_subscription_available: bool,
-    /// Whether subscription identifiers are supported.
-    pub subscription_identifiers_available: bool,
-    /// Whether shared subscriptions are supported.
-    pub shared_subscription_available: bool,
-    /// Keep alive imposed on clients, in seconds; absent keeps the client's.
-    pub server_keep_alive: Option<u16>,
-    /// Longest session expiry granted, in seconds.
-    pub max_session_expiry: u32,
-    /// Session expiry of MQTT 3.x clients connecting with Clean Session 0, in seconds.
-    pub v3_session_expiry: u32,
-    /// Messages kept per offline or congested session.
-    pub max_queued_messages: usize,
-    /// Payload bytes kept per session.
-    pub max_queued_bytes: usize,
-    /// Unwritten bytes per connection beyond which QoS 0 messages to it are dropped.
-    pub max_unwritten_bytes: usize,
-    /// Milliseconds a new connection has to send CONNECT.
-    pub connect_timeout_ms: u64,
-    /// Milliseconds of silence (once to twice this) after which a connection hibernates: the
-    /// tokio runtime frees its task and I/O registration until it is needed again
-    /// (docs/adr/0009-hibernation.md); 0 never. The other runtimes ignore it.
-    pub hibernate_after_ms: u64,
-    /// When set, MQTT 5.0 clients are redirected there (CONNACK 0x9C Use another server).
-    pub server_reference: Option<String>,
-    /// The topic backlog.
-    pub backlog: BacklogSection,
-    /// MQTT-SN settings.
-    pub mqtt_sn: MqttSnSection,
-}
-
-/// The `[mqtt_sn]` table (docs/MQTT-SN.md).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct MqttSnSection {
-    /// Predefined topic ids (1 to 65534) and their topic names, the same for every client:
-    /// `[mqtt_sn.predefined_topics]` with lines like `1 = "factory/line1/temp"`.
-    pub predefined_topics: BTreeMap<String, String>,
-    /// GwId in ADVERTISE and GWINFO.
-    pub gateway_id: u8,
-    /// Tretry: milliseconds before an unacknowledged message is sent again.
-    pub retry_interval_ms: u64,
-    /// Nretry: retransmissions before a client is considered lost.
-    pub max_retries: u8,
-    /// T_ADV in seconds: ADVERTISE this often to `broadcast`; absent: never.
-    pub advertise_interval_s: Option<u64>,
-    /// Where ADVERTISE goes, `host:port` (a broadcast address of the clients' network).
-    pub broadcast: Option<SocketAddr>,
-    /// Topic ids one client may register (both directions).
-    pub max_registered_topics: usize,
-}
-
-impl Default for MqttSnSection {
-    fn default() -> Self {
-        let engine = Config::default();
-        Self {
-            predefined_topics: BTreeMap::new(),
-            gateway_id: engine.sn_gateway_id,
-            retry_interval_ms: u64::try_from(engine.sn_retry_interval.as_millis())
-                .unwrap_or(u64::MAX),
-            max_retries: engine.sn_max_retries,
-            advertise_interval_s: engine.sn_advertise_interval.map(|d| d.as_secs()),
-            broadcast: None,
-            max_registered_topics: engine.sn_max_registered_topics,
+/// Declares a table of the file once: the struct (deserialized with serde, unknown keys refused,
+/// missing keys defaulted), its `Default` and `apply`, which sets the engine settings the table
+/// holds in a `Config`.
+///
+/// Each key is written `name: Type = default_expression => |value, config| statement;`. The
+/// default expression may read the engine's defaults through the identifier given after `from`.
+/// Keys that are not engine settings (listeners, threads, runtime options) apply nothing.
+macro_rules! table {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident from $engine:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $field:ident: $ty:ty = $default:expr => $apply:expr;
+            )*
         }
-    }
-}
-
-/// The `[backlog]` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct BacklogSection {
-    /// Messages kept per topic that has no subscriber; 0 turns the backlog off.
-    pub max_messages_per_topic: usize,
-    /// Payload bytes kept per topic.
-    pub max_bytes_per_topic: usize,
-}
-
-impl Default for BacklogSection {
-    fn default() -> Self {
-        Self { max_messages_per_topic: 0, max_bytes_per_topic: 1024 * 1024 }
-    }
-}
-
-impl Default for FileConfig {
-    fn default() -> Self {
-        let engine = Config::default();
-        Self {
-            listeners: vec![ListenUrl::default()],
-            threads: 0,
-            max_packet_size: engine.max_packet_size,
-            receive_maximum: NonZeroU16::new(engine.receive_maximum).unwrap_or(NonZeroU16::MAX),
-            topic_alias_maximum: engine.topic_alias_maximum,
-            maximum_qos: MaximumQos(engine.maximum_qos),
-            retain_available: engine.retain_available,
-            wildcard_subscription_available: engine.wildcard_subscription_available,
-            subscription_identifiers_available: engine.subscription_identifiers_available,
-            shared_subscription_available: engine.shared_subscription_available,
-            server_keep_alive: engine.server_keep_alive,
-            max_session_expiry: engine.max_session_expiry,
-            v3_session_expiry: engine.v3_session_expiry,
-            max_queued_messages: engine.max_queued_messages,
-            max_queued_bytes: engine.max_queued_bytes,
-            max_unwritten_bytes: engine.max_unwritten_bytes,
-            connect_timeout_ms: u64::try_from(engine.connect_timeout.as_millis())
-                .unwrap_or(u64::MAX),
-            // musqratt_tokio::DEFAULT_HIBERNATE_AFTER (a test checks they agree).
-            hibernate_after_ms: 5000,
-            server_reference: engine.server_reference,
-            backlog: BacklogSection::default(),
-            mqtt_sn: MqttSnSection::default(),
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        #[non_exhaustive]
+        pub struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
         }
+
+        impl Default for $name {
+            fn default() -> Self {
+                #[allow(unused_variables)]
+                let $engine = Config::default();
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            /// Sets the engine settings of this table in `config`.
+            fn apply(&self, config: &mut Config) {
+                $(
+                    let apply: fn(&$ty, &mut Config) = $apply;
+                    apply(&self.$field, config);
+                )*
+            }
+        }
+    };
+}
+
+/// Milliseconds of a duration, saturated: the file writes durations in ms.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+table! {
+    /// The configuration file: listeners, threads and the engine's limits.
+    pub struct FileConfig from engine {
+        /// Where to accept clients: `mqtt://host:port` (MQTT over TCP) and `mqtt-sn://host:port`
+        /// (MQTT-SN 1.2 over UDP) URLs.
+        listeners: Vec<ListenUrl> = vec![ListenUrl::default()] => |_, _| {};
+        /// Shards (threads); 0 means one per core.
+        threads: usize = 0 => |_, _| {};
+        /// Largest packet accepted from a client, fixed header included.
+        max_packet_size: u32 = engine.max_packet_size => |v, c| c.max_packet_size = *v;
+        /// Unacknowledged QoS 1/2 publications a client may have towards the broker.
+        receive_maximum: NonZeroU16 =
+            NonZeroU16::new(engine.receive_maximum).unwrap_or(NonZeroU16::MAX)
+            => |v, c| c.receive_maximum = v.get();
+        /// Topic aliases a client may use towards the broker; 0 turns them off.
+        topic_alias_maximum: u16 = engine.topic_alias_maximum
+            => |v, c| c.topic_alias_maximum = *v;
+        /// Highest QoS accepted: 0, 1 or 2.
+        maximum_qos: MaximumQos = MaximumQos(engine.maximum_qos) => |v, c| c.maximum_qos = v.0;
+        /// Whether retained messages are supported.
+        retain_available: bool = engine.retain_available => |v, c| c.retain_available = *v;
+        /// Whether wildcard subscriptions are allowed.
+        wildcard_subscription_available: bool = engine.wildcard_subscription_available
+            => |v, c| c.wildcard_subscription_available = *v;
+        /// Whether subscription identifiers are supported.
+        subscription_identifiers_available: bool = engine.subscription_identifiers_available
+            => |v, c| c.subscription_identifiers_available = *v;
+        /// Whether shared subscriptions are supported.
+        shared_subscription_available: bool = engine.shared_subscription_available
+            => |v, c| c.shared_subscription_available = *v;
+        /// Keep alive imposed on clients, in seconds; absent keeps the client's.
+        server_keep_alive: Option<u16> = engine.server_keep_alive
+            => |v, c| c.server_keep_alive = *v;
+        /// Longest session expiry granted, in seconds.
+        max_session_expiry: u32 = engine.max_session_expiry => |v, c| c.max_session_expiry = *v;
+        /// Session expiry of MQTT 3.x clients connecting with Clean Session 0, in seconds.
+        v3_session_expiry: u32 = engine.v3_session_expiry => |v, c| c.v3_session_expiry = *v;
+        /// Messages kept per offline or congested session.
+        max_queued_messages: usize = engine.max_queued_messages
+            => |v, c| c.max_queued_messages = *v;
+        /// Payload bytes kept per session.
+        max_queued_bytes: usize = engine.max_queued_bytes => |v, c| c.max_queued_bytes = *v;
+        /// Unwritten bytes per connection beyond which QoS 0 messages to it are dropped.
+        max_unwritten_bytes: usize = engine.max_unwritten_bytes
+            => |v, c| c.max_unwritten_bytes = *v;
+        /// Milliseconds a new connection has to send CONNECT.
+        connect_timeout_ms: u64 = millis(engine.connect_timeout)
+            => |v, c| c.connect_timeout = Duration::from_millis(*v);
+        /// Milliseconds of silence (once to twice this) after which a connection hibernates: the
+        /// tokio runtime frees its task and I/O registration until it is needed again
+        /// (docs/adr/0009-hibernation.md); 0 never. The other runtimes ignore it.
+        // musqratt_tokio::DEFAULT_HIBERNATE_AFTER (a test checks they agree).
+        hibernate_after_ms: u64 = 5000 => |_, _| {};
+        /// When set, MQTT 5.0 clients are redirected there (CONNACK 0x9C Use another server).
+        server_reference: Option<String> = engine.server_reference
+            => |v, c| c.server_reference.clone_from(v);
+        /// Refuse MQTT 3.1 client identifiers longer than 23 characters (3.1's letter).
+        strict_v31_client_id: bool = engine.strict_v31_client_id
+            => |v, c| c.strict_v31_client_id = *v;
+        /// The topic backlog.
+        backlog: BacklogSection = BacklogSection::default() => |v, c| v.apply(c);
+        /// MQTT-SN settings.
+        mqtt_sn: MqttSnSection = MqttSnSection::default() => |v, c| v.apply(c);
     }
+}
+
+table! {
+    /// The `[mqtt_sn]` table (docs/MQTT-SN.md).
+    pub struct MqttSnSection from engine {
+        /// Predefined topic ids (1 to 65534) and their topic names, the same for every client:
+        /// `[mqtt_sn.predefined_topics]` with lines like `1 = "factory/line1/temp"`.
+        // Checked by `FileConfig::parse`; a config built in code with a bad entry leaves it out.
+        predefined_topics: BTreeMap<String, String> = BTreeMap::new()
+            => |v, c| c.sn_predefined_topics = predefined_topics(v).unwrap_or_default();
+        /// GwId in ADVERTISE and GWINFO.
+        gateway_id: u8 = engine.sn_gateway_id => |v, c| c.sn_gateway_id = *v;
+        /// Tretry: milliseconds before an unacknowledged message is sent again.
+        retry_interval_ms: u64 = millis(engine.sn_retry_interval)
+            => |v, c| c.sn_retry_interval = Duration::from_millis(*v);
+        /// Nretry: retransmissions before a client is considered lost.
+        max_retries: u8 = engine.sn_max_retries => |v, c| c.sn_max_retries = *v;
+        /// T_ADV in seconds: ADVERTISE this often to `broadcast`; absent: never.
+        advertise_interval_s: Option<u64> = engine.sn_advertise_interval.map(|d| d.as_secs())
+            => |v, c| c.sn_advertise_interval = v.map(Duration::from_secs);
+        /// Where ADVERTISE goes, `host:port` (a broadcast address of the clients' network).
+        broadcast: Option<SocketAddr> = None => |_, _| {};
+        /// Topic ids one client may register (both directions).
+        max_registered_topics: usize = engine.sn_max_registered_topics
+            => |v, c| c.sn_max_registered_topics = *v;
+    }
+}
+
+table! {
+    /// The `[backlog]` table. Its byte bound defaults to 1 MiB, so that setting
+    /// `max_messages_per_topic` alone turns a bounded backlog on (the engine's own default has
+    /// no backlog and no bound).
+    pub struct BacklogSection from engine {
+        /// Messages kept per topic that has no subscriber; 0 turns the backlog off.
+        max_messages_per_topic: usize = engine.backlog.max_messages_per_topic
+            => |v, c| c.backlog = BacklogConfig::new(*v, c.backlog.max_bytes_per_topic);
+        /// Payload bytes kept per topic.
+        max_bytes_per_topic: usize = 1024 * 1024
+            => |v, c| c.backlog = BacklogConfig::new(c.backlog.max_messages_per_topic, *v);
+    }
+}
+
+/// `[mqtt_sn.predefined_topics]` as ids and topic names, checked: ids 1 to 65534 (§5.3.11:
+/// 0x0000 and 0xFFFF are reserved), names valid topic names.
+fn predefined_topics(table: &BTreeMap<String, String>) -> Result<BTreeMap<u16, String>, String> {
+    let mut topics = BTreeMap::new();
+    for (id, name) in table {
+        let number = id.parse::<u16>().ok().filter(|n| (1..=0xFFFE).contains(n));
+        let Some(number) = number else {
+            return Err(format!(
+                "`mqtt_sn.predefined_topics`: `{id}` is not a topic id (1 to 65534)"
+            ));
+        };
+        if name.is_empty() || name.contains(['+', '#', '\0']) {
+            return Err(format!(
+                "`mqtt_sn.predefined_topics`: `{name}` (id {id}) is not a topic name"
+            ));
+        }
+        topics.insert(number, name.clone());
+    }
+    Ok(topics)
 }
 
 impl FileConfig {
@@ -180,7 +224,7 @@ impl FileConfig {
                 message: "`listeners` is empty: give at least one mqtt://host:port".into(),
             });
         }
-        if let Err(message) = config.predefined_topics() {
+        if let Err(message) = predefined_topics(&config.mqtt_sn.predefined_topics) {
             let line = text
                 .lines()
                 .position(|l| l.trim_start().starts_with("[mqtt_sn.predefined_topics]"))
@@ -190,59 +234,12 @@ impl FileConfig {
         Ok(config)
     }
 
-    /// `[mqtt_sn.predefined_topics]` as ids and topic names, checked: ids 1 to 65534 (§5.3.11:
-    /// 0x0000 and 0xFFFF are reserved), names valid topic names.
-    fn predefined_topics(&self) -> Result<BTreeMap<u16, String>, String> {
-        let mut topics = BTreeMap::new();
-        for (id, name) in &self.mqtt_sn.predefined_topics {
-            let number = id.parse::<u16>().ok().filter(|n| (1..=0xFFFE).contains(n));
-            let Some(number) = number else {
-                return Err(format!(
-                    "`mqtt_sn.predefined_topics`: `{id}` is not a topic id (1 to 65534)"
-                ));
-            };
-            if name.is_empty() || name.contains(['+', '#', '\0']) {
-                return Err(format!(
-                    "`mqtt_sn.predefined_topics`: `{name}` (id {id}) is not a topic name"
-                ));
-            }
-            topics.insert(number, name.clone());
-        }
-        Ok(topics)
-    }
-
     /// The engine configuration these settings describe (shard 0 of 1: the runtime sets the
     /// shard fields).
     #[must_use]
     pub fn engine_config(&self) -> Config {
         let mut config = Config::default();
-        config.max_packet_size = self.max_packet_size;
-        config.receive_maximum = self.receive_maximum.get();
-        config.topic_alias_maximum = self.topic_alias_maximum;
-        config.maximum_qos = self.maximum_qos.0;
-        config.retain_available = self.retain_available;
-        config.wildcard_subscription_available = self.wildcard_subscription_available;
-        config.subscription_identifiers_available = self.subscription_identifiers_available;
-        config.shared_subscription_available = self.shared_subscription_available;
-        config.server_keep_alive = self.server_keep_alive;
-        config.max_session_expiry = self.max_session_expiry;
-        config.v3_session_expiry = self.v3_session_expiry;
-        config.max_queued_messages = self.max_queued_messages;
-        config.max_queued_bytes = self.max_queued_bytes;
-        config.max_unwritten_bytes = self.max_unwritten_bytes;
-        config.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
-        config.server_reference.clone_from(&self.server_reference);
-        config.backlog = BacklogConfig::new(
-            self.backlog.max_messages_per_topic,
-            self.backlog.max_bytes_per_topic,
-        );
-        // Checked by `parse`; a config built in code with a bad entry leaves it out.
-        config.sn_predefined_topics = self.predefined_topics().unwrap_or_default();
-        config.sn_gateway_id = self.mqtt_sn.gateway_id;
-        config.sn_retry_interval = Duration::from_millis(self.mqtt_sn.retry_interval_ms);
-        config.sn_max_retries = self.mqtt_sn.max_retries;
-        config.sn_advertise_interval = self.mqtt_sn.advertise_interval_s.map(Duration::from_secs);
-        config.sn_max_registered_topics = self.mqtt_sn.max_registered_topics;
+        self.apply(&mut config);
         config
     }
 
@@ -500,6 +497,52 @@ mod tests {
         assert_eq!(config.engine_config(), engine);
     }
 
+    /// Every engine key of the file reaches the engine: a file changing them all gives the
+    /// configuration written out here field by field (a key whose `apply` forgot its field, or
+    /// set another, fails).
+    #[test]
+    fn every_key_reaches_the_engine() {
+        let text = "max_packet_size = 1000\nreceive_maximum = 7\ntopic_alias_maximum = 3\n\
+                    maximum_qos = 1\nretain_available = false\n\
+                    wildcard_subscription_available = false\n\
+                    subscription_identifiers_available = false\n\
+                    shared_subscription_available = false\nserver_keep_alive = 60\n\
+                    max_session_expiry = 100\nv3_session_expiry = 50\nmax_queued_messages = 9\n\
+                    max_queued_bytes = 999\nmax_unwritten_bytes = 888\n\
+                    connect_timeout_ms = 1500\nserver_reference = \"elsewhere:1883\"\n\
+                    strict_v31_client_id = true\n\
+                    [backlog]\nmax_messages_per_topic = 5\nmax_bytes_per_topic = 4096\n\
+                    [mqtt_sn]\ngateway_id = 9\nretry_interval_ms = 250\nmax_retries = 2\n\
+                    advertise_interval_s = 60\nmax_registered_topics = 10\n\
+                    [mqtt_sn.predefined_topics]\n3 = \"a/b\"\n";
+        let mut want = Config::default();
+        want.max_packet_size = 1000;
+        want.receive_maximum = 7;
+        want.topic_alias_maximum = 3;
+        want.maximum_qos = QoS::AtLeastOnce;
+        want.retain_available = false;
+        want.wildcard_subscription_available = false;
+        want.subscription_identifiers_available = false;
+        want.shared_subscription_available = false;
+        want.server_keep_alive = Some(60);
+        want.max_session_expiry = 100;
+        want.v3_session_expiry = 50;
+        want.max_queued_messages = 9;
+        want.max_queued_bytes = 999;
+        want.max_unwritten_bytes = 888;
+        want.connect_timeout = Duration::from_millis(1500);
+        want.server_reference = Some("elsewhere:1883".into());
+        want.strict_v31_client_id = true;
+        want.backlog = BacklogConfig::new(5, 4096);
+        want.sn_gateway_id = 9;
+        want.sn_retry_interval = Duration::from_millis(250);
+        want.sn_max_retries = 2;
+        want.sn_advertise_interval = Some(Duration::from_secs(60));
+        want.sn_max_registered_topics = 10;
+        want.sn_predefined_topics.insert(3, "a/b".into());
+        assert_eq!(FileConfig::parse(text).unwrap().engine_config(), want);
+    }
+
     #[test]
     fn errors_name_key_and_line() {
         let error = FileConfig::parse("threads = 2\nmaximum_qos = 3\n").unwrap_err();
@@ -508,6 +551,11 @@ mod tests {
         let error = FileConfig::parse("threads = 2\n\nmax_packet_sise = 10\n").unwrap_err();
         assert_eq!(error.line, 3);
         assert!(error.message.contains("max_packet_sise"), "{error}");
+        // Engine settings that are not file keys stay unknown keys.
+        for key in ["seed = 1", "shard_count = 2", "authenticate = true"] {
+            let error = FileConfig::parse(key).unwrap_err();
+            assert!(error.message.contains("unknown field"), "{key}: {error}");
+        }
         let error = FileConfig::parse("receive_maximum = 0\n").unwrap_err();
         assert!(error.message.contains("receive_maximum"), "{error}");
         let error = FileConfig::parse("[backlog]\nmax_messages = 1\n").unwrap_err();

@@ -291,6 +291,7 @@ impl Runner {
                 "connect_timeout" => c.connect_timeout = duration(v)?,
                 "server_reference" => c.server_reference = Some(v.to_owned()),
                 "authenticate" => c.authenticate = flag(v)?,
+                "strict_v31_client_id" => c.strict_v31_client_id = flag(v)?,
                 "backlog.max_messages_per_topic" => {
                     c.backlog = BacklogConfig::new(number(v)?, c.backlog.max_bytes_per_topic);
                     if c.backlog.max_bytes_per_topic == 0 {

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::Packet;
+use super::{Connect, Packet};
 use crate::error::DecodeError;
 use crate::types::ProtocolVersion;
 use crate::wire::parse_varint;
@@ -32,7 +32,9 @@ impl Decoder {
         Self { version: Some(version), max_packet_size }
     }
 
-    /// The version of the connection, once its CONNECT has been decoded.
+    /// The version of the connection, once its CONNECT has been decoded, or once a CONNECT that
+    /// failed to decode announced a supported protocol name and level (see
+    /// [`Connect::announced_version`]).
     #[must_use]
     pub const fn version(&self) -> Option<ProtocolVersion> {
         self.version
@@ -98,7 +100,18 @@ impl Decoder {
         let frame = buf.split_to(total).freeze();
         let mut body = frame.clone();
         body.advance(1 + len_bytes);
-        let packet = Packet::decode(version, header, body)?;
+        let packet = match Packet::decode(version, header, body) {
+            Ok(packet) => packet,
+            Err(error) => {
+                // A CONNECT that names its version and then breaks a rule: keep the version, so
+                // that a server can answer a 5.0 client with a CONNACK reason code before closing
+                // (§4.13.1, §3.2.2.2) instead of closing silently.
+                if self.version.is_none() && header >> 4 == 1 {
+                    self.version = Connect::announced_version(&frame[1 + len_bytes..]);
+                }
+                return Err(error);
+            }
+        };
         if let (None, Packet::Connect(connect)) = (self.version, &packet) {
             self.version = Some(connect.protocol);
         }

@@ -81,6 +81,23 @@ impl Connect {
         }
     }
 
+    /// The version a CONNECT body (after the fixed header) announces through its protocol name
+    /// and level (§3.1.2.1, §3.1.2.2), read without decoding the rest: `None` when they are
+    /// missing or name no supported version. A server uses it to answer a CONNECT that failed to
+    /// decode in the client's version: a 5.0 client can be told why with a CONNACK reason code
+    /// (§4.13.1: "the Server MAY send a CONNACK with a Reason Code of 0x80 or greater").
+    #[must_use]
+    pub fn announced_version(body: &[u8]) -> Option<ProtocolVersion> {
+        let len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+        let name = body.get(2..2 + len)?;
+        match (name, *body.get(2 + len)?) {
+            (b"MQTT", 4) => Some(ProtocolVersion::V3_1_1),
+            (b"MQTT", 5) => Some(ProtocolVersion::V5),
+            (b"MQIsdp", 3) => Some(ProtocolVersion::V3_1),
+            _ => None,
+        }
+    }
+
     pub(crate) fn decode(mut body: Bytes) -> Result<Self, DecodeError> {
         let name = read_binary(&mut body)?;
         let level = read_u8(&mut body)?;
@@ -115,7 +132,14 @@ impl Connect {
         let client_id = read_string(&mut body)?;
         let will = if flags & WILL != 0 {
             let properties = if protocol.is_v5() {
-                WillProperties::decode(&mut body)?
+                let properties = WillProperties::decode(&mut body)?;
+                if let Some(response_topic) = &properties.response_topic {
+                    // §3.1.3.2.6: the will's Response Topic becomes the published message's,
+                    // which MQTT-3.3.2-14 forbids to hold wildcards.
+                    validate_topic_name(response_topic)
+                        .map_err(DecodeError::InvalidResponseTopic)?;
+                }
+                properties
             } else {
                 WillProperties::default()
             };

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 use super::properties::{AckProperties, PublishProperties};
 use super::{PacketType, ReasonCode, ensure_consumed, write_fixed_header};
 use crate::error::{DecodeError, EncodeError};
-use crate::topic::TopicError;
+use crate::topic::{TopicError, validate_topic_name};
 use crate::types::{PacketId, ProtocolVersion, QoS};
 use crate::wire::{binary_len, read_binary, read_u8, read_u16, write_binary};
 
@@ -82,7 +82,13 @@ impl Publish {
             Some(PacketId::new(read_u16(&mut body)?).ok_or(DecodeError::ZeroPacketId)?)
         };
         let properties = if version.is_v5() {
-            PublishProperties::decode(&mut body)?
+            let properties = PublishProperties::decode(&mut body)?;
+            if let Some(response_topic) = &properties.response_topic {
+                // MQTT-3.3.2-14: no wildcards (a responder publishes to it); -13: a valid
+                // UTF-8 string, which `Str` properties already are; empty is no topic name.
+                validate_topic_name(response_topic).map_err(DecodeError::InvalidResponseTopic)?;
+            }
+            properties
         } else {
             PublishProperties::default()
         };
