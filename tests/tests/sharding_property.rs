@@ -9,8 +9,13 @@ use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 const CLIENTS: [&str; 4] = ["c0", "c1", "c2", "c3"];
 /// Shared subscriptions included: each group is served by one owner shard, so members are
-/// picked in the same order whatever the number of shards.
-const FILTERS: [&str; 6] = ["t/a", "t/+", "t/#", "+/b", "$share/g/t/+", "$share/h/#"];
+/// picked in the same order whatever the number of shards. The two groups match no common
+/// topic: a client in two groups that both match a message gets one copy from each group's
+/// owner shard, in the order those shards run, which differs with the shard count (found by
+/// this property: `$share/h/#` and `$share/g/t/+`, a publish to `t/b`). MQTT fixes the order of
+/// messages per topic and subscription (§4.6), not between copies of one message that reach a
+/// client through different subscriptions, so the broker keeps the spec there.
+const FILTERS: [&str; 6] = ["t/a", "t/+", "t/#", "+/b", "$share/g/t/+", "$share/h/u/#"];
 const TOPICS: [&str; 3] = ["t/a", "t/b", "u/b"];
 
 #[derive(Debug, Clone)]
