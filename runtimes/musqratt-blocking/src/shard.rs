@@ -242,16 +242,19 @@ impl Shard {
     /// A message for shard `to`: handled in person when that shard is idle (its lock free),
     /// after whatever mail it has (older messages from us among it), so the messages between two
     /// shards keep their order; mailed otherwise. Never waits for the other shard's lock while
-    /// holding ours: `try_lock` only. A step run in person mails what it sends further.
+    /// holding ours: `try_lock` only. A step run in person mails what it sends further, and
+    /// a thread spends at most its share of time in person (`take_in_person_turn`).
     fn deliver(&mut self, shards: &Arc<Inboxes>, to: usize, input: Input, by: Stepper) {
-        if by != Stepper::Peer {
-            if let Some(mut peer) = shards.get(to).and_then(super::inbox::ShardCell::try_lock) {
-                if !peer.stopped {
-                    Counters::add(&shards.counters.peer_steps);
-                    peer.step(shards, Some(ShardInput::Engine(input)), Stepper::Peer);
-                    return;
-                }
-            }
+        // Timed against this thread's share of work done in person (ADR 10): under load the
+        // other shard's engine thread takes its mail and the work is shared.
+        if by != Stepper::Peer
+            && let Some(_turn) = musqratt_kit::take_in_person_turn()
+            && let Some(mut peer) = shards.get(to).and_then(super::inbox::ShardCell::try_lock)
+            && !peer.stopped
+        {
+            Counters::add(&shards.counters.peer_steps);
+            peer.step(shards, Some(ShardInput::Engine(input)), Stepper::Peer);
+            return;
         }
         shards.forward(self.index(), to, input);
     }
