@@ -192,7 +192,6 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
     let stop = signals.block_on(async { stop_signal() })?;
     let broker = config.broker_config();
     let shards = broker.shard_count();
-    let (engine, listeners) = (broker.engine.clone(), broker.listeners.clone());
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {
         Runtime::Tokio => {
@@ -229,8 +228,7 @@ fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
                 );
             }
             let broker =
-                musqratt_blocking::start_with_sn(engine, &listeners, &sn_listeners, shards)
-                    .context("cannot start the broker")?;
+                musqratt_blocking::start_config(&broker).context("cannot start the broker")?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);

@@ -60,7 +60,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::io;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use std::thread::{self, JoinHandle};
 
@@ -73,6 +73,8 @@ use crate::conn::Route;
 pub use crate::inbox::FORWARD_CREDIT;
 use crate::inbox::Inboxes;
 use crate::shard::{Clock, Shard, ShardInput};
+use musqratt_kit::Decisions;
+pub use musqratt_kit::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig};
 
 /// What the broker's threads did since it started (see the crate documentation, "Threads"):
 /// how many inputs were handled by the thread that had them and how many by mail, and how many
@@ -137,7 +139,7 @@ pub fn start_with<T: Transport>(
     listen: &[SocketAddr],
     shards: usize,
 ) -> io::Result<BrokerHandle> {
-    start_full::<T>(engine, listen, &[], shards)
+    start_full::<T>(engine, listen, &[], shards, &Auth::default())
 }
 
 /// [`start`] with MQTT-SN 1.2 over UDP on `udp` as well (docs/MQTT-SN.md): SN clients share the
@@ -151,7 +153,25 @@ pub fn start_with_sn(
     udp: &[SocketAddr],
     shards: usize,
 ) -> io::Result<BrokerHandle> {
-    start_full::<StdTransport>(engine, tcp, udp, shards)
+    start_full::<StdTransport>(engine, tcp, udp, shards, &Auth::default())
+}
+
+/// Starts a broker from the runtime-neutral configuration every runtime takes (the runtime
+/// kit's): its MQTT and MQTT-SN addresses, `threads` shards, engine settings and
+/// authenticator, over [`StdTransport`]. `hibernate_after` and `sn_broadcast` do not apply
+/// here.
+///
+/// # Errors
+/// As [`start`].
+pub fn start_config(config: &BrokerConfig) -> io::Result<BrokerHandle> {
+    let shards = config.shard_count();
+    start_full::<StdTransport>(
+        config.engine.clone(),
+        &config.listeners,
+        &config.sn_listeners,
+        shards,
+        &config.auth,
+    )
 }
 
 fn start_full<T: Transport>(
@@ -159,6 +179,7 @@ fn start_full<T: Transport>(
     listen: &[SocketAddr],
     udp_listen: &[SocketAddr],
     shards: usize,
+    auth: &Auth,
 ) -> io::Result<BrokerHandle> {
     let shard_count = u16::try_from(shards)
         .ok()
@@ -184,13 +205,23 @@ fn start_full<T: Transport>(
     }
     let clock = Clock::new();
     let mut engines = Vec::with_capacity(shards);
+    // Where a late authentication answer finds its shard (set once the shards exist).
+    let inboxes: Arc<OnceLock<Weak<Inboxes>>> = Arc::new(OnceLock::new());
     for index in 0..shards {
         let mut config = engine.clone();
         config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
         config.shard_count = shard_count;
-        engines.push(Shard::new(Engine::new(config)).with_udp(udp.clone()));
+        let found = Arc::clone(&inboxes);
+        let decisions = Decisions::new(move || {
+            if let Some(inboxes) = found.get().and_then(Weak::upgrade) {
+                inboxes.mail(index, ShardInput::Decided);
+            }
+        });
+        let shard = Shard::new(Engine::new(config)).with_udp(udp.clone());
+        engines.push(shard.with_auth(auth.clone(), decisions));
     }
     let senders = Inboxes::new(engines, clock);
+    let _ = inboxes.set(Arc::downgrade(&senders));
     let mut handle = BrokerHandle {
         local_addrs,
         sn_local_addrs,

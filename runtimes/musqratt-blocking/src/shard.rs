@@ -7,8 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use musqratt_engine::proto::mqtt::ReasonCode;
-use musqratt_engine::{Action, AuthDecision, ConnectionId, Engine, Event, Input, Instant, ShardId};
+use musqratt_engine::{Action, ConnectionId, Engine, Input, ShardId};
 
 use crate::conn::{ConnHandle, ReadCredit};
 use crate::inbox::{Counters, ForwardCredit, Inboxes};
@@ -31,21 +30,13 @@ pub(crate) enum ShardInput {
     /// A connection another shard handed over (`Action::Handoff`), with the bytes to feed as
     /// `Input::Adopted`, and whether its reader had already reported it closed.
     Adopt { conn: ConnectionId, handle: ConnHandle, bytes: BytesMut, closed: bool },
+    /// The authenticator answered after `Action::Authenticate` was handled: its answers wait in
+    /// the shard's `Decisions`.
+    Decided,
 }
 
-/// The broker's clock: microseconds since it started.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock(std::time::Instant);
-
-impl Clock {
-    pub(crate) fn new() -> Self {
-        Self(std::time::Instant::now())
-    }
-
-    pub(crate) fn now(self) -> Instant {
-        Instant::from_micros(u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-}
+pub(crate) use musqratt_kit::Clock;
+use musqratt_kit::{Auth, Decisions, EventLog};
 
 /// How many times a step takes the mail that came while it ran, before it leaves the rest to the
 /// engine thread (woken for it).
@@ -74,6 +65,11 @@ pub(crate) struct Shard {
     udp: Option<Arc<crate::udp::Udp>>,
     /// Shut down: further inputs are dropped.
     stopped: bool,
+    /// Who may connect, and where its late answers wait (see `ShardInput::Decided`).
+    auth: Auth,
+    decisions: Decisions,
+    /// Engine events to the log.
+    events: EventLog,
 }
 
 impl core::fmt::Debug for Shard {
@@ -92,7 +88,19 @@ impl Shard {
             pending: VecDeque::new(),
             udp: None,
             stopped: false,
+            // Answers at once: no late answer to be woken for.
+            auth: Auth::default(),
+            decisions: Decisions::new(|| {}),
+            events: EventLog::new(id),
         }
+    }
+
+    /// Asks `auth` about connections; `decisions` must wake the shard with
+    /// `ShardInput::Decided`.
+    pub(crate) fn with_auth(mut self, auth: Auth, decisions: Decisions) -> Self {
+        self.auth = auth;
+        self.decisions = decisions;
+        self
     }
 
     /// Serves MQTT-SN on these sockets too.
@@ -168,6 +176,11 @@ impl Shard {
                 self.conns.insert(conn, handle);
                 self.engine.handle_input(now, Input::Accepted { conn });
             }
+            ShardInput::Decided => {
+                for (conn, decision) in self.decisions.take() {
+                    self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                }
+            }
             ShardInput::Adopt { conn, handle, bytes, closed } => {
                 tracing::debug!(shard = %self.id, %conn, "adopted connection");
                 self.engine.handle_input(now, Input::Adopted { conn, bytes });
@@ -196,12 +209,11 @@ impl Shard {
                     self.deliver(shards, usize::from(to.0), input, by);
                 }
                 Action::Authenticate { conn, request } => {
-                    // No authenticator is plugged into this runtime yet: fail closed.
-                    tracing::warn!(%conn, client_id = %request.client_id,
-                        "authentication requested but no authenticator configured: refusing");
-                    let decision = AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED);
-                    let now = shards.clock.now();
-                    self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                    // A late answer comes as `ShardInput::Decided`.
+                    if let Some(decision) = self.auth.ask(conn, &request, &self.decisions) {
+                        let now = shards.clock.now();
+                        self.engine.handle_input(now, Input::AuthDecision { conn, decision });
+                    }
                 }
                 Action::SendDatagram { peer, bytes } => {
                     if let Some(udp) = &self.udp {
@@ -222,7 +234,7 @@ impl Shard {
                 }
                 // No broadcast address is configured in this runtime (docs/MQTT-SN.md).
                 Action::SnBroadcast { .. } => {}
-                Action::Event(event) => log_event(self.id, &event),
+                Action::Event(event) => self.events.log(&event),
                 other => tracing::warn!(shard = %self.id, ?other, "unknown engine action ignored"),
             }
         }
@@ -324,21 +336,6 @@ pub(crate) fn run(shards: &Arc<Inboxes>, index: usize) {
     }
     cell.lock().shutdown(shards);
     tracing::debug!(shard = index, "engine thread stopped");
-}
-
-fn log_event(shard: ShardId, event: &Event) {
-    match event {
-        Event::Connected { conn, client_id, session_present } => {
-            tracing::info!(%shard, %conn, %client_id, session_present, "client connected");
-        }
-        Event::Disconnected { conn, reason } => {
-            tracing::info!(%shard, %conn, reason = reason.0, "client disconnected");
-        }
-        Event::MessageDropped { client_id, reason } => {
-            tracing::debug!(%shard, %client_id, ?reason, "message dropped");
-        }
-        other => tracing::debug!(%shard, ?other, "event"),
-    }
 }
 
 #[cfg(test)]
