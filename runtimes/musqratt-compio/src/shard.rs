@@ -9,44 +9,31 @@
 use core::cell::{Cell, RefCell};
 use core::pin::{Pin, pin};
 use core::sync::atomic::{AtomicU64, Ordering};
-use core::task::Poll;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError, Weak, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 
-use async_channel::{Receiver, Sender, TrySendError};
+use async_channel::{Receiver, Sender};
 use bytes::{Buf, Bytes, BytesMut};
 use compio::driver::{DriverType, ProactorBuilder};
 use compio::net::{TcpListener, TcpStream};
 use compio::runtime::{Runtime, RuntimeBuilder};
-use futures_util::Stream;
 use futures_util::future::{Either, select};
-use musqratt_engine::{
-    Action, Config, ConnectionId, Engine, Input, Instant, ShardId, ShardMessage,
-};
+use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, ShardId};
 use socket2::SockRef;
 
-use musqratt_kit::{
-    AcceptErrors, Auth, Clock, Decisions, EventLog, configure_accepted, take_in_person_turn,
-};
+use musqratt_kit::{AcceptErrors, Auth, Clock, Decisions, EventLog, configure_accepted};
 
 use crate::conn::{self, MAX_IOVECS, State};
 use crate::notify::Notify;
 use crate::{Driver, shutdown_socket};
 
-/// What a shard's inbox channel carries. One bounded channel per shard; every sender keeps its
-/// own messages in order (see [`Link`]), which keeps MQTT's ordering between shards.
-#[derive(Debug)]
-pub(crate) enum ShardMsg {
-    /// `Action::ToShard` of another shard, for `Input::FromShard`.
-    FromShard { from: ShardId, message: ShardMessage },
-    /// A connection another shard handed over (`Action::Handoff`), for `Input::Adopted`.
-    Adopt { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
-    /// Shut down: `Input::Shutdown`, flush, close, end the thread by `deadline`.
-    Shutdown { deadline: std::time::Instant },
-}
+mod mail;
+
+pub(crate) use mail::{Directory, ShardMsg};
+use mail::{Link, forward_loop, inbox};
 
 /// The broker's counters, shared by every shard.
 #[derive(Debug, Default)]
@@ -55,10 +42,6 @@ pub(crate) struct Counters {
     pub(crate) direct_writes: AtomicU64,
     pub(crate) owner_wakes: AtomicU64,
 }
-
-/// Every shard's lock, filled in by each shard thread as it starts: where a shard finds another
-/// to run a step of it in person. Weak: a shard that has ended is not kept alive by its peers.
-pub(crate) type Directory = Arc<[OnceLock<Weak<ShardLock>>]>;
 
 /// What a shard thread starts from.
 pub(crate) struct ShardSetup {
@@ -140,9 +123,6 @@ pub(crate) fn run(setup: ShardSetup) {
     tracing::debug!(shard = %id, "shard thread stopped");
 }
 
-/// Messages from other shards fed between two writes of their deliveries (see `inbox_batch`).
-const MAIL_BATCH: usize = 64;
-
 /// A shard's [`Core`] behind its lock. The shard's own thread takes it for every input;
 /// another shard's thread takes it, with `try_lock` only, to run one step of this shard in
 /// person instead of waking this thread (see [`Core::send_to`]). Never held across an
@@ -163,16 +143,6 @@ impl ShardLock {
             Err(TryLockError::WouldBlock) => None,
         }
     }
-}
-
-/// The sending end of the link to one other shard: its bounded channel, and the messages that
-/// found it full, in order, for the forwarder task.
-struct Link {
-    tx: Sender<ShardMsg>,
-    backlog: VecDeque<ShardMsg>,
-    /// Messages in `backlog` or being sent by the forwarder: while any, new ones queue behind.
-    pending: usize,
-    wake: Arc<Notify>,
 }
 
 /// A connection as a step of the engine sees it: what is queued for its socket and where it is
@@ -366,70 +336,6 @@ impl Core {
         }
     }
 
-    /// Sends a shard message to another shard, after everything sent to it before.
-    ///
-    /// When nothing older from this shard is waiting for that shard (here or in its inbox) and
-    /// its lock is free, the message is not mailed at all: this thread takes that shard's lock
-    /// and runs the step there in person, writing its deliveries to the sockets itself. Waking
-    /// the other shard's thread (a halted core, on an idle machine) costs more than the whole
-    /// relay within a shard; this way a message between shards wakes one broker thread, as one
-    /// within a shard does (docs/adr/0012). A step run in person mails what it sends on.
-    fn send_to(&mut self, to: ShardId, message: ShardMessage) {
-        let from = self.id;
-        let index = usize::from(to.0);
-        let Some(link) = self.links.get(index) else {
-            tracing::warn!(shard = %self.id, %to, "message for a shard that does not exist");
-            return;
-        };
-        let message = if link.pending == 0 && !self.foreign {
-            match self.directory.get(index).and_then(OnceLock::get) {
-                Some(peer) => match in_person(peer, from, message) {
-                    Ok(()) => return,
-                    Err(message) => message,
-                },
-                None => message,
-            }
-        } else {
-            message
-        };
-        self.mail(to, ShardMsg::FromShard { from, message });
-    }
-
-    /// Mails to another shard over its bounded channel, in order: straight in when nothing is
-    /// waiting and there is room, otherwise behind the messages the forwarder still holds.
-    pub(crate) fn mail(&mut self, to: ShardId, msg: ShardMsg) {
-        let foreign = self.foreign;
-        let Some(link) = self.links.get_mut(usize::from(to.0)) else {
-            tracing::warn!(shard = %self.id, %to, "message for a shard that does not exist");
-            return;
-        };
-        let msg = if link.pending == 0 {
-            match link.tx.try_send(msg) {
-                Ok(()) => return,
-                Err(TrySendError::Full(msg)) => msg,
-                // The other shard has stopped (shutdown).
-                Err(TrySendError::Closed(_)) => return,
-            }
-        } else {
-            msg
-        };
-        link.backlog.push_back(msg);
-        link.pending += 1;
-        if foreign {
-            self.counters.owner_wakes.fetch_add(1, Ordering::Relaxed);
-        }
-        link.wake.notify();
-    }
-
-    /// Runs one step of this shard for a message from another shard, on that shard's thread,
-    /// which holds this shard's lock.
-    fn step_in_person(&mut self, from: ShardId, message: ShardMessage) {
-        self.foreign = true;
-        self.counters.direct_steps.fetch_add(1, Ordering::Relaxed);
-        self.input(Input::FromShard { from, message });
-        self.foreign = false;
-    }
-
     /// The peer closed the connection or an I/O on it failed: tell the engine, unless the
     /// engine had already closed it or handed it over.
     pub(crate) fn lost(&mut self, conn: ConnectionId) {
@@ -451,25 +357,6 @@ impl Core {
             }
         }
     }
-}
-
-/// Runs a shard message's step on `peer` from this thread if its lock is free, it is not
-/// stopping and it has no mail waiting (which must go first: FIFO per link); gives the message
-/// back otherwise.
-fn in_person(
-    peer: &Weak<ShardLock>,
-    from: ShardId,
-    message: ShardMessage,
-) -> Result<(), ShardMessage> {
-    // Timed against this thread's share of work done in person (see `take_in_person_turn`).
-    let Some(_turn) = take_in_person_turn() else { return Err(message) };
-    let Some(peer) = peer.upgrade() else { return Err(message) };
-    let Some(mut core) = peer.try_lock() else { return Err(message) };
-    if core.stopping || !core.mailbox.is_empty() {
-        return Err(message);
-    }
-    core.step_in_person(from, message);
-    Ok(())
 }
 
 /// One non-blocking send of the queued chunks (at most [`MAX_IOVECS`]).
@@ -750,60 +637,6 @@ fn duplicate(stream: &impl std::os::fd::AsFd) -> Option<std::net::TcpStream> {
     }
 }
 
-/// Takes the shard's mail, under the lock, until `Shutdown` (or every sender is gone); returns
-/// the shutdown deadline.
-async fn inbox(shard: &Rc<Shard>) -> std::time::Instant {
-    core::future::poll_fn(|cx| {
-        let mut guard = shard.lock();
-        let core = &mut *guard;
-        // The deliveries of a batch of mail are written once the batch is in: a message a
-        // step, they would otherwise cost a write per message and subscriber.
-        core.batching = true;
-        let poll = inbox_batch(shard, core, cx);
-        core.batching = false;
-        core.dispatch();
-        poll
-    })
-    .await
-}
-
-/// Feeds the mail that is in; the deliveries are written every [`MAIL_BATCH`] messages and
-/// when the inbox is empty (by the caller), so that a steady stream of mail cannot hold them
-/// back.
-fn inbox_batch(
-    shard: &Rc<Shard>,
-    core: &mut Core,
-    cx: &mut core::task::Context<'_>,
-) -> Poll<std::time::Instant> {
-    let mut fed = 0;
-    loop {
-        fed += 1;
-        if fed % MAIL_BATCH == 0 {
-            core.batching = false;
-            core.dispatch();
-            core.batching = true;
-        }
-        match core.mailbox.as_mut().poll_next(cx) {
-            Poll::Ready(Some(ShardMsg::FromShard { from, message })) => {
-                core.input(Input::FromShard { from, message });
-            }
-            Poll::Ready(Some(ShardMsg::Adopt { conn, stream, bytes })) => {
-                shard.adopt(core, conn, stream, bytes);
-            }
-            Poll::Ready(Some(ShardMsg::Shutdown { deadline })) => {
-                // Set under the lock: no step runs in person here from now on.
-                core.stopping = true;
-                return Poll::Ready(deadline);
-            }
-            Poll::Ready(None) => {
-                core.stopping = true;
-                return Poll::Ready(std::time::Instant::now() + crate::SHUTDOWN_GRACE);
-            }
-            Poll::Pending => return Poll::Pending,
-        }
-    }
-}
-
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     let mut errors = AcceptErrors::default();
     loop {
@@ -878,26 +711,6 @@ async fn decisions_loop(shard: Rc<Shard>) {
         let mut core = shard.lock();
         for (conn, decision) in core.decisions.take() {
             core.input(Input::AuthDecision { conn, decision });
-        }
-    }
-}
-
-/// Feeds the messages that found shard `to`'s channel full, in order, waiting for room.
-async fn forward_loop(shard: Rc<Shard>, to: usize) {
-    let (tx, wake) = {
-        let core = shard.lock();
-        (core.links[to].tx.clone(), Arc::clone(&core.links[to].wake))
-    };
-    loop {
-        let next = shard.lock().links[to].backlog.pop_front();
-        match next {
-            Some(msg) => {
-                // An error means that shard has stopped: the message is dropped.
-                let _ = tx.send(msg).await;
-                let mut core = shard.lock();
-                core.links[to].pending = core.links[to].pending.saturating_sub(1);
-            }
-            None => wake.wait().await,
         }
     }
 }

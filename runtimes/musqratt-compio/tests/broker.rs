@@ -135,7 +135,10 @@ fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_order(
             assert!(paced.direct_steps >= before.direct_steps + 10, "{before:?} -> {paced:?}");
             assert!(paced.direct_writes >= before.direct_writes + 10, "{before:?} -> {paced:?}");
         } else {
-            assert_eq!(paced.direct_steps, before.direct_steps, "within a shard");
+            // None of the 20 messages crosses; the previous pair's clients, closing, may still
+            // send their route removals to the other shard meanwhile (seen on a busy machine).
+            let crossed = paced.direct_steps - before.direct_steps;
+            assert!(crossed < 5, "within a shard: {before:?} -> {paced:?}");
         }
         numbered(&mut publ, &mut sub, &format!("d/{tag}/burst"), 500, true);
         eprintln!("{sub_shard} <- {pub_shard} burst: {paced:?} -> {:?}", broker.stats());
