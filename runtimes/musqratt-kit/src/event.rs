@@ -9,7 +9,8 @@ pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Logs a shard's engine events through `tracing`. A slow subscriber can drop thousands of
 /// messages a second: the first drop after a quiet [`DROP_LOG_INTERVAL`] is logged with its
-/// client, the following ones are counted and reported by [`EventLog::report_drops`].
+/// client, the following ones are counted and reported by [`EventLog::report_drops`] (a
+/// runtime's timer calls it) or, failing that, with the next drop that is logged.
 #[derive(Debug)]
 pub struct EventLog {
     shard: ShardId,
@@ -38,7 +39,16 @@ impl EventLog {
             Event::MessageDropped { client_id, reason } => {
                 if self.last_drop_logged.is_none_or(|last| last.elapsed() >= DROP_LOG_INTERVAL) {
                     self.last_drop_logged = Some(std::time::Instant::now());
-                    tracing::warn!(shard, client_id = &**client_id, ?reason, "message dropped");
+                    // The count since the last line, for runtimes that do not call
+                    // `report_drops` on a timer.
+                    let unlogged_before = core::mem::take(&mut self.unlogged_drops);
+                    tracing::warn!(
+                        shard,
+                        client_id = &**client_id,
+                        ?reason,
+                        unlogged_before,
+                        "message dropped"
+                    );
                 } else {
                     self.unlogged_drops += 1;
                 }
