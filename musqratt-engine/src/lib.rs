@@ -69,6 +69,7 @@
 
 extern crate alloc;
 
+pub mod acl;
 mod backlog;
 mod config;
 mod connect;

@@ -114,9 +114,125 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Whether every topic that `inner` matches is also matched by `outer` (both non-shared
+/// filters): `a/#` covers `a/b/+`, `+/b` covers `x/b`, `a/+` does not cover `a/#`. An
+/// authorization rule that covers a subscription decides for everything it can receive.
+#[must_use]
+pub fn covers(outer: &str, inner: &str) -> bool {
+    // MQTT-4.7.2-1: a filter starting with a wildcard matches no `$` topic, so it covers a
+    // filter only if that one cannot match `$` topics either.
+    if inner.starts_with('$') && (outer.starts_with('+') || outer.starts_with('#')) {
+        return false;
+    }
+    // `#` alone matches every topic, all of which have a first level: `+/#` matches them all
+    // too (its `#` matching the parent level).
+    if inner == "#" {
+        return outer == "#" || outer == "+/#";
+    }
+    let mut outer_levels = outer.split('/');
+    let mut inner_levels = inner.split('/');
+    loop {
+        match (outer_levels.next(), inner_levels.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(i)) if i != "#" => {}
+            (Some(o), Some(i)) if o == i && o != "+" && o != "#" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether some topic is matched by both filters (non-shared): `a/+` and `+/b` overlap (`a/b`),
+/// `a/b` and `a/c` do not.
+#[must_use]
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let a_wild_first = a.starts_with('+') || a.starts_with('#');
+    let b_wild_first = b.starts_with('+') || b.starts_with('#');
+    // A `$` level first on one side needs a literal `$` level on the other (MQTT-4.7.2-1).
+    if (a.starts_with('$') && b_wild_first) || (b.starts_with('$') && a_wild_first) {
+        return false;
+    }
+    let mut a_levels = a.split('/');
+    let mut b_levels = b.split('/');
+    loop {
+        match (a_levels.next(), b_levels.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(x), Some(y)) if x == y => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covering_and_overlapping() {
+        for (outer, inner) in [
+            ("#", "a/b"),
+            ("a/#", "a"),
+            ("a/#", "a/+/c"),
+            ("a/+", "a/b"),
+            ("+/+", "+/b"),
+            ("a/b", "a/b"),
+            ("$SYS/#", "$SYS/x"),
+        ] {
+            assert!(covers(outer, inner), "{outer} covers {inner}");
+        }
+        for (outer, inner) in
+            [("a/+", "a/#"), ("a/b", "a/+"), ("a", "a/b"), ("#", "$SYS/x"), ("+/x", "$SYS/x")]
+        {
+            assert!(!covers(outer, inner), "{outer} does not cover {inner}");
+        }
+        for (a, b) in [("a/+", "+/b"), ("#", "x"), ("a/#", "a"), ("$SYS/+", "$SYS/#"), ("x", "x")] {
+            assert!(overlaps(a, b) && overlaps(b, a), "{a} overlaps {b}");
+        }
+        for (a, b) in [("a/b", "a/c"), ("a/+", "a"), ("#", "$SYS/x"), ("a/+/c", "a/b")] {
+            assert!(!overlaps(a, b) && !overlaps(b, a), "{a} does not overlap {b}");
+        }
+    }
+
+    /// `covers` and `overlaps` against their definitions through `matches`, over every filter of
+    /// up to three levels and every topic of up to four levels of a small alphabet (`c` stands
+    /// for any other level, `$s` for a `$` level).
+    #[test]
+    fn covering_and_overlapping_agree_with_matching() {
+        use alloc::string::String;
+        use alloc::vec::Vec;
+        fn words(alphabet: &[&str], max: usize, last_only: &str) -> Vec<String> {
+            let mut all: Vec<Vec<&str>> = alphabet.iter().map(|l| alloc::vec![*l]).collect();
+            let mut frontier = all.clone();
+            for _ in 1..max {
+                let mut next = Vec::new();
+                for w in &frontier {
+                    if w.last() == Some(&last_only) {
+                        continue;
+                    }
+                    for l in alphabet {
+                        let mut longer = w.clone();
+                        longer.push(l);
+                        next.push(longer);
+                    }
+                }
+                all.extend(next.iter().cloned());
+                frontier = next;
+            }
+            all.into_iter().map(|w| w.join("/")).collect()
+        }
+        let filters = words(&["a", "b", "+", "#", "$s"], 3, "#");
+        let topics = words(&["a", "b", "c", "$s", ""], 4, "\0");
+        for x in &filters {
+            for y in &filters {
+                let some_topic = topics.iter().any(|t| matches(x, t) && matches(y, t));
+                assert_eq!(overlaps(x, y), some_topic, "overlaps({x}, {y})");
+                let all_topics = topics.iter().all(|t| !matches(y, t) || matches(x, t));
+                assert_eq!(covers(x, y), all_topics, "covers({x}, {y})");
+            }
+        }
+    }
 
     #[test]
     fn names() {

@@ -23,6 +23,7 @@ use core::str::FromStr;
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 
 use musqratt_engine::{BacklogConfig, Config};
 use musqratt_proto::QoS;
@@ -141,6 +142,23 @@ table! {
         backlog: BacklogSection = BacklogSection::default() => |v, c| v.apply(c);
         /// MQTT-SN settings.
         mqtt_sn: MqttSnSection = MqttSnSection::default() => |v, c| v.apply(c);
+        /// Who may connect (docs/SECURITY.md).
+        auth: AuthSection = AuthSection::default() => |v, c| v.apply(c);
+    }
+}
+
+table! {
+    /// The `[auth]` table (docs/SECURITY.md): Mosquitto's password and ACL files, and whether
+    /// clients without a user name may connect.
+    pub struct AuthSection from engine {
+        /// Clients without a user name are let in. Absent: only when every listener is a
+        /// loopback address (Mosquitto 2.0's rule: a broker reachable from the network is not
+        /// open to anyone unless it says so).
+        allow_anonymous: Option<bool> = None => |_, _| {};
+        /// A `mosquitto_passwd` password file (`musqratt passwd` makes one).
+        password_file: Option<PathBuf> = None => |_, _| {};
+        /// A Mosquitto ACL file: what each client may publish and subscribe to.
+        acl_file: Option<PathBuf> = None => |_, _| {};
     }
 }
 
@@ -257,6 +275,51 @@ impl FileConfig {
 
     fn addrs_of(&self, scheme: Scheme) -> Vec<SocketAddr> {
         self.listeners.iter().filter(|l| l.scheme == scheme).map(|l| l.addr).collect()
+    }
+
+    /// Whether every listener (MQTT and MQTT-SN) is on a loopback address, so that only this
+    /// machine can reach the broker.
+    #[must_use]
+    pub fn loopback_only(&self) -> bool {
+        self.listeners.iter().all(|l| l.addr.ip().is_loopback())
+    }
+
+    /// Where the `[auth]` files are and whether anonymous clients are let in, with the default
+    /// of `allow_anonymous` resolved (see [`AuthSection::allow_anonymous`]).
+    #[must_use]
+    pub fn file_auth_config(&self) -> musqratt_auth::FileAuthConfig {
+        musqratt_auth::FileAuthConfig {
+            allow_anonymous: self.auth.allow_anonymous.unwrap_or_else(|| self.loopback_only()),
+            password_file: self.auth.password_file.clone(),
+            acl_file: self.auth.acl_file.clone(),
+        }
+    }
+
+    /// Whether clients are let in without any check: anonymous clients allowed and no file
+    /// configured. Then the engine asks nothing at CONNECT (no cost at all).
+    #[must_use]
+    pub fn open_access(&self) -> bool {
+        let auth = self.file_auth_config();
+        auth.allow_anonymous && auth.password_file.is_none() && auth.acl_file.is_none()
+    }
+
+    /// What to say at start when the broker refuses anonymous clients only because a listener
+    /// is not on loopback (no `[auth]` key chose it): one line saying what to set.
+    #[must_use]
+    pub fn anonymous_refused_notice(&self) -> Option<String> {
+        if self.auth.allow_anonymous.is_some()
+            || self.auth.password_file.is_some()
+            || self.loopback_only()
+        {
+            return None;
+        }
+        let exposed = self.listeners.iter().find(|l| !l.addr.ip().is_loopback())?;
+        Some(format!(
+            "clients without a user name are refused: listener {} is not a loopback address; \
+             set auth.password_file (and auth.acl_file), or auth.allow_anonymous = true to let \
+             anyone in (docs/SECURITY.md)",
+            exposed.addr
+        ))
     }
 
     /// The runtime configuration: listeners, threads and the engine's settings.
@@ -564,5 +627,42 @@ mod tests {
         assert!(error.message.contains("unsupported scheme `ws://`"), "{error}");
         let error = FileConfig::parse("\nlisteners = []").unwrap_err();
         assert_eq!(error.line, 2);
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    /// Issue 14 item 1, Mosquitto 2.0's rule: anonymous clients are let in by default only when
+    /// no listener is reachable from another machine.
+    #[test]
+    fn anonymous_default_follows_the_listeners() {
+        let local =
+            FileConfig::parse("listeners = [\"mqtt://127.0.0.1:1883\", \"mqtt://[::1]:1883\"]")
+                .unwrap();
+        assert!(local.file_auth_config().allow_anonymous && local.open_access());
+        assert_eq!(local.anonymous_refused_notice(), None);
+
+        let exposed = FileConfig::parse(
+            "listeners = [\"mqtt://127.0.0.1:1883\", \"mqtt-sn://0.0.0.0:1884\"]",
+        )
+        .unwrap();
+        assert!(!exposed.file_auth_config().allow_anonymous && !exposed.open_access());
+        let notice = exposed.anonymous_refused_notice().unwrap();
+        assert!(notice.contains("0.0.0.0:1884") && notice.contains("auth.allow_anonymous"));
+
+        let opened = FileConfig::parse(
+            "listeners = [\"mqtt://0.0.0.0:1883\"]\n[auth]\nallow_anonymous = true\n",
+        )
+        .unwrap();
+        assert!(opened.open_access() && opened.anonymous_refused_notice().is_none());
+
+        let files = FileConfig::parse(
+            "listeners = [\"mqtt://0.0.0.0:1883\"]\n[auth]\npassword_file = \"/p\"\n",
+        )
+        .unwrap();
+        assert!(!files.open_access() && files.anonymous_refused_notice().is_none());
+        assert!(FileConfig::parse("[auth]\nallow_anonymus = true\n").is_err(), "typos refused");
     }
 }

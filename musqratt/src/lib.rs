@@ -6,7 +6,8 @@
 //! - [`engine`]: the broker state machine, for embedders with their own event loop;
 //! - [`runtime`] (feature `tokio`, the default): the thread-per-core tokio runtime, whose
 //!   [`Broker`] runs a whole broker in-process;
-//! - [`config`]: the configuration file of the `musqratt` binary.
+//! - [`config`]: the configuration file of the `musqratt` binary;
+//! - [`passwd`]: `musqratt passwd`, password files Mosquitto also reads.
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")] {
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod config;
+pub mod passwd;
 
 pub use musqratt_engine as engine;
 pub use musqratt_proto as proto;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
+use musqratt_auth::{FileAuth, Files};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
@@ -42,6 +43,34 @@ enum Command {
     Shell(musqratt_client::ShellArgs),
     /// Measure any broker: latency, throughput, fanout, conns, floor (docs/BENCHMARKS.md).
     Bench(musqratt_bench::Args),
+    /// Create or edit a password file (like mosquitto_passwd; Mosquitto reads it too).
+    Passwd(PasswdArgs),
+}
+
+/// `musqratt passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
+#[derive(Debug, Args)]
+struct PasswdArgs {
+    /// Create a new file, replacing any existing one.
+    #[arg(short = 'c', conflicts_with = "delete")]
+    create: bool,
+    /// Take the password from the command line (it shows in the shell history and `ps`).
+    #[arg(short = 'b', conflicts_with = "delete")]
+    batch: bool,
+    /// Delete the user.
+    #[arg(short = 'D')]
+    delete: bool,
+    /// The hash of the new entry.
+    #[arg(short = 'H', value_enum, default_value = "sha512-pbkdf2")]
+    hash: musqratt::passwd::HashKind,
+    /// PBKDF2 iterations of the new entry.
+    #[arg(short = 'I', default_value_t = musqratt::passwd::default_iterations())]
+    iterations: u32,
+    /// The password file.
+    file: PathBuf,
+    /// The user name.
+    user: String,
+    /// The password, with `-b`.
+    password: Option<String>,
 }
 
 /// Which runtime serves the broker (docs/RUNTIMES.md).
@@ -86,6 +115,7 @@ fn main() -> ExitCode {
         Some(Command::Sub(args)) => return client(musqratt_client::sub_cmd(args)),
         Some(Command::Shell(args)) => return client(musqratt_client::shell(args)),
         Some(Command::Bench(args)) => return bench(args),
+        Some(Command::Passwd(args)) => return passwd(args),
     };
     if let Err(message) = init_logging(args.log_level.as_deref()) {
         eprintln!("musqratt: {message}");
@@ -116,7 +146,14 @@ fn main() -> ExitCode {
     if let Some(threads) = args.threads {
         config.threads = threads;
     }
-    match run(&config, args.runtime) {
+    let auth = match authentication(&config) {
+        Ok(auth) => auth,
+        Err(message) => {
+            eprintln!("musqratt: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(&config, args.runtime, auth.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("musqratt: {error:#}");
@@ -161,6 +198,62 @@ fn bench(args: musqratt_bench::Args) -> ExitCode {
     }
 }
 
+/// `musqratt passwd`: without `-b`, the password is asked twice on the terminal (not echoed),
+/// or read as one line from standard input when that is not a terminal (scripts).
+fn passwd(args: PasswdArgs) -> ExitCode {
+    use musqratt::passwd::PasswdAction;
+    let action = if args.delete {
+        PasswdAction::Delete { user: args.user }
+    } else {
+        let password = match (args.batch, args.password) {
+            (true, Some(password)) => password,
+            (true, None) => {
+                eprintln!("musqratt passwd: -b needs the password after the user name");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            (false, Some(_)) => {
+                eprintln!("musqratt passwd: a password on the command line needs -b");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            (false, None) => match read_password() {
+                Ok(password) => password,
+                Err(message) => {
+                    eprintln!("musqratt passwd: {message}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        PasswdAction::Set {
+            user: args.user,
+            password,
+            create: args.create,
+            hash: args.hash,
+            iterations: args.iterations,
+        }
+    };
+    match action.apply(&args.file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("musqratt passwd: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read stdin: {e}"))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+    let again = rpassword::prompt_password("Reenter password: ").map_err(|e| e.to_string())?;
+    if first != again {
+        return Err("passwords do not match".into());
+    }
+    Ok(first)
+}
+
 fn init_logging(level: Option<&str>) -> Result<(), String> {
     let filter = match level {
         Some(level) => {
@@ -182,15 +275,65 @@ fn load(path: &PathBuf) -> Result<FileConfig, String> {
     FileConfig::parse(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
 }
 
+/// The `[auth]` files, loaded; `None` when everyone is let in unchecked (no file, anonymous
+/// clients allowed), which costs nothing per CONNECT.
+fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
+    if let Some(notice) = config.anonymous_refused_notice() {
+        tracing::warn!("{notice}");
+    }
+    if config.open_access() {
+        return Ok(None);
+    }
+    let files = Files::load(&config.file_auth_config()).map_err(|e| e.to_string())?;
+    let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
+    FileAuth::new(files, threads)
+        .map(Some)
+        .map_err(|e| format!("cannot start the password verifier threads: {e}"))
+}
+
+/// Reloads the `[auth]` files on every SIGHUP: new clients are decided by the new files,
+/// connected ones keep their access; a file that no longer loads keeps the old one.
+#[cfg(unix)]
+fn reload_on_hangup(
+    signals: &tokio::runtime::Runtime,
+    config: &FileConfig,
+    auth: &FileAuth,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _guard = signals.enter();
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let (files, auth) = (config.file_auth_config(), auth.clone());
+    signals.spawn(async move {
+        while hangup.recv().await.is_some() {
+            match Files::load(&files) {
+                Ok(loaded) => {
+                    auth.reload(loaded);
+                    tracing::info!("SIGHUP: password and ACL files reloaded");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Runs the broker until SIGTERM or SIGINT, then stops it gracefully.
-fn run(config: &FileConfig, runtime: Runtime) -> anyhow::Result<()> {
+fn run(config: &FileConfig, runtime: Runtime, auth: Option<&FileAuth>) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
     // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
     let stop = signals.block_on(async { stop_signal() })?;
-    let broker = config.broker_config();
+    let mut broker = config.broker_config();
+    if let Some(auth) = auth {
+        broker.auth = musqratt_kit::Auth::new(auth.clone());
+        broker.engine.authenticate = true;
+        #[cfg(unix)]
+        reload_on_hangup(&signals, config, auth)?;
+    }
     let shards = broker.shard_count();
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {

@@ -1,0 +1,19 @@
+//! Who may connect, and what they may publish and subscribe to, from the sources users of
+//! Mosquitto already have: its password file (every hash form `mosquitto_passwd` writes) and
+//! its ACL file.
+//!
+//! - [`password`]: one stored password (`$6$`, `$7$`, `$argon2id$`), checked in constant time.
+//! - [`password_file`]: the `username:hash` file, read, edited (`musqratt passwd`) and written.
+//! - [`acl_file`]: the ACL file, turned into each client's [`musqratt_engine::acl::Acl`].
+//! - [`file_auth`]: the runtime kit's [`musqratt_kit::Authenticator`] deciding from both, slow
+//!   hashes checked off the shards.
+
+pub mod acl_file;
+pub mod file_auth;
+pub mod password;
+pub mod password_file;
+
+pub use acl_file::AclFile;
+pub use file_auth::{FileAuth, FileAuthConfig, Files};
+pub use password::StoredPassword;
+pub use password_file::PasswordFile;

@@ -1,0 +1,299 @@
+//! One stored password in the forms `mosquitto_passwd` writes, so that a Mosquitto password file
+//! works here unchanged and a file made by `musqratt passwd` works in Mosquitto.
+//!
+//! - `$6$<salt>$<hash>`: SHA-512 of the password followed by the salt, salt and hash in standard
+//!   base64 (Mosquitto 1.4 to 1.6).
+//! - `$7$<iterations>$<salt>$<hash>`: PBKDF2-HMAC-SHA512 with that many iterations, 64 bytes
+//!   (Mosquitto 2.0's default). This is exactly SCRAM-SHA-512's `SaltedPassword` (RFC 5802 §3),
+//!   so the same entry can serve enhanced authentication without a second store.
+//! - `$argon2id$v=19$m=..,t=..,p=..$<salt>$<hash>`: Argon2id in the PHC string format
+//!   (Mosquitto 2.1).
+
+use core::fmt;
+use core::str::FromStr;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
+
+/// Salt bytes of a new `$6$`/`$7$` entry: Mosquitto's length.
+const SALT_LEN: usize = 12;
+/// Bytes of a SHA-512 hash, which both `$6$` and `$7$` store.
+const HASH_LEN: usize = 64;
+/// Highest iteration count accepted in a file: an entry that costs minutes per login is a
+/// mistake (or an attack on the broker's CPU), not a password.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+/// Iterations of a new `$7$` entry (`musqratt passwd` without `-I`). Mosquitto 2.0 writes 101,
+/// which a GPU tries by the billion per second; 20,000 costs ~10 ms per login here, and
+/// `-I` sets more (docs/SECURITY.md).
+pub const DEFAULT_ITERATIONS: u32 = 20_000;
+
+/// Why a stored password could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// Not `$6$`, `$7$` or `$argon2id$` (a clear-text password, which Mosquitto 2.0 refuses
+    /// too, or another scheme).
+    #[error("not a $6$, $7$ or $argon2id$ password hash")]
+    UnknownForm,
+    /// The salt or hash is not standard base64.
+    #[error("salt or hash is not base64")]
+    Base64,
+    /// The hash is not the 64 bytes of a SHA-512.
+    #[error("hash is not 64 bytes")]
+    HashLength,
+    /// The salt is empty.
+    #[error("empty salt")]
+    Salt,
+    /// The iteration count is not a number from 1 to `MAX_ITERATIONS`.
+    #[error("iteration count not in 1..=10000000")]
+    Iterations,
+    /// The Argon2id string does not parse (PHC format).
+    #[error("malformed $argon2id$ string")]
+    Argon2,
+}
+
+/// A stored password: how to check one offered by a client.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoredPassword {
+    /// `$6$`: one SHA-512 of password and salt.
+    Sha512 {
+        /// The salt.
+        salt: Vec<u8>,
+        /// SHA-512(password ‖ salt).
+        hash: [u8; HASH_LEN],
+    },
+    /// `$7$`: PBKDF2-HMAC-SHA512.
+    Pbkdf2Sha512 {
+        /// Iterations.
+        iterations: u32,
+        /// The salt.
+        salt: Vec<u8>,
+        /// The derived key (= SCRAM-SHA-512 `SaltedPassword`).
+        hash: [u8; HASH_LEN],
+    },
+    /// `$argon2id$...`: kept as its PHC string, which holds its parameters.
+    Argon2id(String),
+}
+
+impl StoredPassword {
+    /// A new `$7$` entry for `password`, with a random salt.
+    ///
+    /// # Errors
+    /// `HashError::Iterations` when `iterations` is 0 or above [`MAX_ITERATIONS`].
+    pub fn pbkdf2(password: &[u8], iterations: u32) -> Result<Self, HashError> {
+        if iterations == 0 || iterations > MAX_ITERATIONS {
+            return Err(HashError::Iterations);
+        }
+        let mut salt = vec![0; SALT_LEN];
+        fill_random(&mut salt);
+        let hash = pbkdf2_sha512(password, &salt, iterations);
+        Ok(Self::Pbkdf2Sha512 { iterations, salt, hash })
+    }
+
+    /// A new `$argon2id$` entry for `password` (the argon2 crate's default parameters, which
+    /// follow RFC 9106's second recommended option), with a random salt.
+    pub fn argon2id(password: &[u8]) -> Self {
+        let mut salt = [0; 16];
+        fill_random(&mut salt);
+        // The salt is 16 random bytes, within the PHC limits, and the default parameters are
+        // valid: hashing cannot fail.
+        let salt = SaltString::encode_b64(&salt).unwrap_or_else(|_| unreachable!("16-byte salt"));
+        let phc = argon2::Argon2::default()
+            .hash_password(password, &salt)
+            .unwrap_or_else(|_| unreachable!("default Argon2 parameters"));
+        Self::Argon2id(phc.to_string())
+    }
+
+    /// Whether `password` is this one. The comparison takes the same time whatever the
+    /// offered password (`subtle`): a timing difference must not tell an attacker how much of
+    /// a hash was right.
+    #[must_use]
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Self::Sha512 { salt, hash } => {
+                let mut digest = Sha512::new();
+                digest.update(password);
+                digest.update(salt);
+                bool::from(digest.finalize().as_slice().ct_eq(hash))
+            }
+            Self::Pbkdf2Sha512 { iterations, salt, hash } => {
+                bool::from(pbkdf2_sha512(password, salt, *iterations).ct_eq(hash))
+            }
+            Self::Argon2id(phc) => argon2::PasswordHash::new(phc).is_ok_and(|parsed| {
+                argon2::Argon2::default().verify_password(password, &parsed).is_ok()
+            }),
+        }
+    }
+
+    /// Whether checking a password against this entry takes long enough (milliseconds) that a
+    /// shard must not wait for it: `$7$` above a few hundred iterations and Argon2id.
+    #[must_use]
+    pub fn is_slow(&self) -> bool {
+        match self {
+            Self::Sha512 { .. } => false,
+            Self::Pbkdf2Sha512 { iterations, .. } => *iterations > 500,
+            Self::Argon2id(_) => true,
+        }
+    }
+}
+
+/// PBKDF2-HMAC-SHA512 with a 64-byte output.
+#[must_use]
+pub fn pbkdf2_sha512(password: &[u8], salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {
+    let mut out = [0; HASH_LEN];
+    pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
+    out
+}
+
+/// Random bytes from the operating system. A broker that cannot get any cannot make salts,
+/// and carrying on with predictable ones would be worse than stopping.
+fn fill_random(buf: &mut [u8]) {
+    if let Err(error) = getrandom::fill(buf) {
+        panic!("no random bytes from the operating system: {error}");
+    }
+}
+
+fn decode(text: &str) -> Result<Vec<u8>, HashError> {
+    BASE64.decode(text).map_err(|_| HashError::Base64)
+}
+
+fn decode_hash(text: &str) -> Result<[u8; HASH_LEN], HashError> {
+    decode(text)?.try_into().map_err(|_| HashError::HashLength)
+}
+
+fn decode_salt(text: &str) -> Result<Vec<u8>, HashError> {
+    let salt = decode(text)?;
+    if salt.is_empty() { Err(HashError::Salt) } else { Ok(salt) }
+}
+
+impl FromStr for StoredPassword {
+    type Err = HashError;
+
+    fn from_str(text: &str) -> Result<Self, HashError> {
+        if text.starts_with("$argon2id$") {
+            let parsed = argon2::PasswordHash::new(text).map_err(|_| HashError::Argon2)?;
+            if parsed.salt.is_none()
+                || parsed.hash.is_none()
+                || argon2::Params::try_from(&parsed).is_err()
+            {
+                return Err(HashError::Argon2);
+            }
+            return Ok(Self::Argon2id(text.to_owned()));
+        }
+        if let Some(rest) = text.strip_prefix("$6$") {
+            let (salt, hash) = rest.split_once('$').ok_or(HashError::UnknownForm)?;
+            return Ok(Self::Sha512 { salt: decode_salt(salt)?, hash: decode_hash(hash)? });
+        }
+        if let Some(rest) = text.strip_prefix("$7$") {
+            let mut parts = rest.splitn(3, '$');
+            let (Some(iterations), Some(salt), Some(hash)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(HashError::UnknownForm);
+            };
+            let iterations: u32 = iterations.parse().map_err(|_| HashError::Iterations)?;
+            if iterations == 0 || iterations > MAX_ITERATIONS {
+                return Err(HashError::Iterations);
+            }
+            return Ok(Self::Pbkdf2Sha512 {
+                iterations,
+                salt: decode_salt(salt)?,
+                hash: decode_hash(hash)?,
+            });
+        }
+        Err(HashError::UnknownForm)
+    }
+}
+
+impl fmt::Display for StoredPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sha512 { salt, hash } => {
+                write!(f, "$6${}${}", BASE64.encode(salt), BASE64.encode(hash))
+            }
+            Self::Pbkdf2Sha512 { iterations, salt, hash } => {
+                write!(f, "$7${iterations}${}${}", BASE64.encode(salt), BASE64.encode(hash))
+            }
+            Self::Argon2id(phc) => f.write_str(phc),
+        }
+    }
+}
+
+/// Never prints the hash: logs and panics must not carry what an offline attack needs.
+impl fmt::Debug for StoredPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let form = match self {
+            Self::Sha512 { .. } => "$6$",
+            Self::Pbkdf2Sha512 { .. } => "$7$",
+            Self::Argon2id(_) => "$argon2id$",
+        };
+        write!(f, "StoredPassword({form}..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Made by Python's hashlib, independently of this code: `$6$` is sha512(password + salt).
+    #[test]
+    fn sha512_entry_made_elsewhere_verifies() {
+        let salt = b"0123456789ab";
+        let mut digest = Sha512::new();
+        digest.update(b"secret");
+        digest.update(salt);
+        let line = format!("$6${}${}", BASE64.encode(salt), BASE64.encode(digest.finalize()));
+        let stored: StoredPassword = line.parse().unwrap();
+        assert!(stored.verify(b"secret"));
+        assert!(!stored.verify(b"Secret"));
+        assert_eq!(stored.to_string(), line);
+    }
+
+    /// RFC 6070-style vector for PBKDF2-HMAC-SHA512 (password "password", salt "salt", 1
+    /// iteration), as published for SHA-512 by the PBKDF2 test-vector collections.
+    #[test]
+    fn pbkdf2_sha512_known_vector() {
+        let out = pbkdf2_sha512(b"password", b"salt", 1);
+        assert_eq!(
+            &out[..8],
+            &[0x86, 0x7f, 0x70, 0xcf, 0x1a, 0xde, 0x02, 0xcf],
+            "first bytes of the published PBKDF2-HMAC-SHA512 vector"
+        );
+    }
+
+    #[test]
+    fn new_entries_round_trip_and_verify() {
+        let stored = StoredPassword::pbkdf2(b"pw", 1000).unwrap();
+        let text = stored.to_string();
+        assert!(text.starts_with("$7$1000$"));
+        let parsed: StoredPassword = text.parse().unwrap();
+        assert!(parsed.verify(b"pw") && !parsed.verify(b"pw2"));
+        let argon = StoredPassword::argon2id(b"pw");
+        let parsed: StoredPassword = argon.to_string().parse().unwrap();
+        assert!(parsed.verify(b"pw") && !parsed.verify(b""));
+    }
+
+    #[test]
+    fn malformed_entries_are_refused_with_their_reason() {
+        assert_eq!("plain".parse::<StoredPassword>(), Err(HashError::UnknownForm));
+        assert_eq!("$6$%%%$abc".parse::<StoredPassword>(), Err(HashError::Base64));
+        assert_eq!("$6$c2FsdA==$c2FsdA==".parse::<StoredPassword>(), Err(HashError::HashLength));
+        assert_eq!("$7$0$c2FsdA==$c2FsdA==".parse::<StoredPassword>(), Err(HashError::Iterations));
+        assert_eq!(
+            "$7$99999999999$c2FsdA==$c2FsdA==".parse::<StoredPassword>(),
+            Err(HashError::Iterations)
+        );
+        assert_eq!("$argon2id$garbage".parse::<StoredPassword>(), Err(HashError::Argon2));
+        assert_eq!(StoredPassword::pbkdf2(b"x", 0), Err(HashError::Iterations));
+    }
+
+    #[test]
+    fn debug_hides_the_hash() {
+        let stored = StoredPassword::pbkdf2(b"pw", 1).unwrap();
+        assert_eq!(format!("{stored:?}"), "StoredPassword($7$..)");
+    }
+}

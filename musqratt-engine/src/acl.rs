@@ -1,0 +1,156 @@
+//! What a client may publish, subscribe to and receive: its access-control list, handed to the
+//! engine with the decision that let it in (`AuthDecision::AcceptWithAcl`) and checked
+//! by the engine on every PUBLISH, SUBSCRIBE and delivery, without a call out.
+//!
+//! One rule shape serves every source: Mosquitto's ACL file (`read`/`write`/`readwrite`/`deny`,
+//! denials first), EMQX-style rule lists from an HTTP service or a JWT claim (`allow`/`deny`,
+//! `publish`/`subscribe`/`all`). The first rule that applies to the action and matches the topic
+//! decides; when none does, the action is refused (an ACL lists what is allowed).
+
+use alloc::vec::Vec;
+
+use musqratt_proto::bytestring::ByteString;
+use musqratt_proto::topic;
+
+/// What a rule is about: publishing, and subscribing (which includes receiving what the
+/// subscription matches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Access(u8);
+
+impl Access {
+    /// Sending PUBLISH to the broker (Mosquitto's `write`).
+    pub const PUBLISH: Self = Self(1);
+    /// SUBSCRIBE and receiving messages (Mosquitto's `read`).
+    pub const SUBSCRIBE: Self = Self(2);
+    /// Both.
+    pub const ALL: Self = Self(3);
+
+    /// Whether this access includes `other`.
+    #[must_use]
+    pub const fn includes(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Whether a rule allows or denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// The action is allowed.
+    Allow,
+    /// The action is refused.
+    Deny,
+}
+
+/// One rule: for `access` on topics matching `filter`, `effect`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AclRule {
+    /// Allow or deny.
+    pub effect: Effect,
+    /// The actions the rule is about.
+    pub access: Access,
+    /// A topic filter (wildcards allowed; `$` topics only by a filter starting with `$`,
+    /// MQTT-4.7.2-1).
+    pub filter: ByteString,
+}
+
+/// A client's rules, in the order they are tried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Acl {
+    rules: Vec<AclRule>,
+}
+
+impl Acl {
+    /// An ACL trying `rules` in order. An empty list refuses everything.
+    #[must_use]
+    pub fn new(rules: Vec<AclRule>) -> Self {
+        Self { rules }
+    }
+
+    /// The rules, in order.
+    #[must_use]
+    pub fn rules(&self) -> &[AclRule] {
+        &self.rules
+    }
+
+    /// Whether the client may publish to `topic`.
+    #[must_use]
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.decide(Access::PUBLISH, topic)
+    }
+
+    /// Whether the client may receive a message published to `topic` (checked for every
+    /// delivery, retained messages included: a subscription to `#` receives only what the
+    /// rules let it read).
+    #[must_use]
+    pub fn may_receive(&self, topic: &str) -> bool {
+        self.decide(Access::SUBSCRIBE, topic)
+    }
+
+    /// Whether the client may subscribe to `filter` (a plain filter, without `$share/...`).
+    ///
+    /// Refused when a denying rule covers the whole filter (nothing it matches could be read),
+    /// or when no allowing rule overlaps it. A filter only partly readable (`#` with a rule for
+    /// `sensors/#`) is accepted: what it may not read is filtered out per delivery, which keeps
+    /// Mosquitto configurations where clients subscribe wide working.
+    #[must_use]
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        for rule in &self.rules {
+            if !rule.access.includes(Access::SUBSCRIBE) {
+                continue;
+            }
+            match rule.effect {
+                Effect::Deny if topic::covers(&rule.filter, filter) => return false,
+                Effect::Allow if topic::overlaps(&rule.filter, filter) => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    fn decide(&self, access: Access, topic_name: &str) -> bool {
+        self.rules
+            .iter()
+            .find(|rule| rule.access.includes(access) && topic::matches(&rule.filter, topic_name))
+            .is_some_and(|rule| rule.effect == Effect::Allow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(effect: Effect, access: Access, filter: &'static str) -> AclRule {
+        AclRule { effect, access, filter: ByteString::from_static(filter) }
+    }
+
+    #[test]
+    fn first_applicable_rule_decides() {
+        let acl = Acl::new(alloc::vec![
+            rule(Effect::Deny, Access::ALL, "secret/#"),
+            rule(Effect::Allow, Access::SUBSCRIBE, "sensors/#"),
+            rule(Effect::Allow, Access::PUBLISH, "sensors/me/+"),
+        ]);
+        assert!(acl.may_publish("sensors/me/t"));
+        assert!(!acl.may_publish("sensors/other/t"));
+        assert!(acl.may_receive("sensors/other/t"));
+        assert!(!acl.may_receive("secret/x"));
+        assert!(!acl.may_publish("secret/x"));
+        assert!(!acl.may_publish("elsewhere"));
+        // A wide subscription is accepted and filtered per delivery; one wholly denied or
+        // matching nothing allowed is refused.
+        assert!(acl.may_subscribe("#"));
+        assert!(acl.may_subscribe("sensors/+/t"));
+        assert!(!acl.may_subscribe("secret/+"));
+        assert!(!acl.may_subscribe("other/#"));
+        assert!(!Acl::default().may_subscribe("#"));
+    }
+
+    #[test]
+    fn dollar_topics_need_a_dollar_rule() {
+        let acl = Acl::new(alloc::vec![rule(Effect::Allow, Access::ALL, "#")]);
+        assert!(!acl.may_receive("$SYS/broker/uptime"));
+        assert!(!acl.may_subscribe("$SYS/#"));
+        let acl = Acl::new(alloc::vec![rule(Effect::Allow, Access::SUBSCRIBE, "$SYS/#")]);
+        assert!(acl.may_receive("$SYS/broker/uptime"));
+    }
+}

@@ -1,0 +1,218 @@
+//! Mosquitto's password file, end to end with Mosquitto's own tools (issue 14): a file made by
+//! Debian's `mosquitto_passwd` lets `mosquitto_pub -u/-P` in on every runtime and keeps wrong
+//! passwords and anonymous clients out; a file made by `musqratt passwd` works in Mosquitto; a
+//! corrupt file stops the broker at start naming the line; SIGHUP reloads.
+
+use core::time::Duration;
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--help").output().is_ok()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("musqratt-auth-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the broker exited: {status}");
+        }
+        assert!(Instant::now() < deadline, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts the musqratt binary with `config` (written to `dir/musqratt.toml`).
+fn musqratt(dir: &Path, runtime: &str, config: &str) -> Child {
+    let path = dir.join("musqratt.toml");
+    std::fs::write(&path, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `mosquitto_pub` once, QoS 1 (so that success means the broker accepted and acknowledged).
+fn publish(port: u16, version: &str, credentials: Option<(&str, &str)>) -> Output {
+    let mut command = Command::new("mosquitto_pub");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version]);
+    command.args(["-q", "1", "-t", "auth/test", "-m", "hello"]);
+    if let Some((user, password)) = credentials {
+        command.args(["-u", user, "-P", password]);
+    }
+    command.output().unwrap()
+}
+
+fn refused_with(output: &Output, words: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(!output.status.success(), "accepted; stderr: {stderr}");
+    assert!(stderr.contains(words), "expected {words:?} in: {stderr}");
+}
+
+fn stop(mut child: Child) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    log
+}
+
+#[test]
+fn mosquitto_passwd_file_on_every_runtime() {
+    if !have("mosquitto_passwd") || !have("mosquitto_pub") {
+        eprintln!("SKIP: mosquitto_passwd / mosquitto_pub not installed");
+        return;
+    }
+    let dir = scratch("runtimes");
+    let file = dir.join("passwords");
+    let made = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&file)
+        .args(["alice", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    for runtime in ["tokio", "io-uring", "blocking"] {
+        let port = free_port();
+        let mut broker = musqratt(
+            &dir,
+            runtime,
+            &format!(
+                "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[auth]\npassword_file = {:?}\n\
+                 allow_anonymous = false\n",
+                file.display().to_string()
+            ),
+        );
+        wait_for(port, &mut broker);
+        for version in ["mqttv311", "mqttv5"] {
+            let ok = publish(port, version, Some(("alice", "s3cret")));
+            assert!(ok.status.success(), "{runtime} {version}: {ok:?}");
+            // 3.1.1 return code 4 / 5.0 reason 0x86, Bad user name or password.
+            refused_with(
+                &publish(port, version, Some(("alice", "wrong"))),
+                "bad user name or password",
+            );
+            refused_with(
+                &publish(port, version, Some(("mallory", "s3cret"))),
+                "bad user name or password",
+            );
+            // MQTT-3.1.1 return code 5 / 5.0 reason 0x87, Not authorized.
+            refused_with(&publish(port, version, None), "not authori");
+        }
+        stop(broker);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn musqratt_passwd_file_works_in_mosquitto() {
+    if !have("mosquitto") || !have("mosquitto_pub") {
+        eprintln!("SKIP: mosquitto / mosquitto_pub not installed");
+        return;
+    }
+    let dir = scratch("mosquitto");
+    let file = dir.join("passwords");
+    let made = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["passwd", "-c", "-b"])
+        .arg(&file)
+        .args(["bob", "hunter2"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+             user root\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let mut mosquitto = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(port, &mut mosquitto);
+    let ok = publish(port, "mqttv311", Some(("bob", "hunter2")));
+    assert!(ok.status.success(), "{ok:?}");
+    // Mosquitto 2.0 answers a wrong password with return code 5 (not authorised).
+    refused_with(&publish(port, "mqttv311", Some(("bob", "hunter3"))), "refused");
+    stop(mosquitto);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_file_stops_the_start_and_sighup_reloads() {
+    if !have("mosquitto_pub") {
+        eprintln!("SKIP: mosquitto_pub not installed");
+        return;
+    }
+    let dir = scratch("reload");
+    let file = dir.join("passwords");
+    let passwd = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+            .arg("passwd")
+            .args(&args[..args.len() - 2])
+            .arg(&file)
+            .args(&args[args.len() - 2..])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // A corrupt line: exit 2, naming the file and the line.
+    std::fs::write(&file, "# users\nalice:not-a-hash\n").unwrap();
+    let port = free_port();
+    let config = format!(
+        "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[auth]\npassword_file = {:?}\n",
+        file.display().to_string()
+    );
+    let out = musqratt(&dir, "tokio", &config).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("passwords"), "{stderr}");
+
+    passwd(&["-c", "-b", "alice", "one"]);
+    let mut broker = musqratt(&dir, "tokio", &config);
+    wait_for(port, &mut broker);
+    assert!(publish(port, "mqttv311", Some(("alice", "one"))).status.success());
+    refused_with(&publish(port, "mqttv311", Some(("carol", "two"))), "bad user name or password");
+
+    // A new user, then SIGHUP: let in without a restart.
+    passwd(&["-b", "carol", "two"]);
+    let pid = broker.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !publish(port, "mqttv311", Some(("carol", "two"))).status.success() {
+        assert!(Instant::now() < deadline, "carol not let in after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A file broken afterwards is not taken: the old users still get in.
+    std::fs::write(&file, "garbage\n").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(publish(port, "mqttv311", Some(("alice", "one"))).status.success());
+    let log = stop(broker);
+    assert!(log.contains("not reloaded") && log.contains("line 1"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
