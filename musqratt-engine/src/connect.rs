@@ -54,7 +54,7 @@ impl Engine {
                     reason_code: ReasonCode::USE_ANOTHER_SERVER,
                     properties,
                 };
-                self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
+                self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
                 self.push_action(Action::Close { conn });
                 return self.connection_lost(now, conn, ReasonCode::USE_ANOTHER_SERVER);
             }
@@ -132,7 +132,7 @@ impl Engine {
                     Auth { reason_code: ReasonCode::CONTINUE_AUTHENTICATION, ..Auth::default() };
                 auth.properties.authentication_method = connection.auth_method.as_deref().cloned();
                 auth.properties.authentication_data = Some(data);
-                self.send_packet(conn, &Packet::Auth(auth));
+                self.send_packet(now, conn, &Packet::Auth(auth));
             }
             AuthDecision::Accept => {
                 match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
@@ -143,7 +143,7 @@ impl Engine {
                         let mut auth = Auth::default();
                         auth.properties.authentication_method =
                             connection.auth_method.as_deref().cloned();
-                        self.send_packet(conn, &Packet::Auth(auth));
+                        self.send_packet(now, conn, &Packet::Auth(auth));
                     }
                 }
             }
@@ -162,7 +162,7 @@ impl Engine {
             reason_code: reason,
             properties: ConnAckProperties::default(),
         };
-        self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
+        self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
         if self.connections.get(&conn).is_some_and(|c| c.sn.is_none()) {
             self.push_action(Action::Close { conn });
         }
@@ -309,7 +309,7 @@ impl Engine {
             }
         }
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
-        self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
+        self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
         self.emit(Event::Connected { conn, client_id, session_present });
         if session_present {
             self.resume(now, session_id, conn);
@@ -343,7 +343,7 @@ impl Engine {
                 }
                 Inflight::Released => {
                     let rel = musqratt_proto::mqtt::PubResponse::new(packet_id);
-                    self.send_packet(conn, &Packet::PubRel(rel));
+                    self.send_packet(now, conn, &Packet::PubRel(rel));
                 }
             }
         }
@@ -380,7 +380,7 @@ impl Engine {
     pub(crate) fn publish_will(&mut self, now: Instant, message: Arc<Message>) {
         let mut message = Arc::unwrap_or_clone(message);
         message.expires_at = message.properties.message_expiry_interval.map(|s| now.plus_secs(s));
-        self.route(now, crate::deliver::Routed::Owned(message));
+        self.route(now, crate::deliver::state::Routed::Owned(message));
     }
 
     fn session_client_id(

@@ -11,12 +11,14 @@ use musqratt_proto::{DecodeError, ProtocolVersion};
 use crate::backlog::Backlog;
 use crate::config::Config;
 use crate::connection::{Connection, Phase};
+use crate::deliver::state::Headers;
 use crate::ids::{ConnectionId, SessionId};
 use crate::io::{Action, Event, Input};
 use crate::retained::Retained;
-use crate::route_sync::RouteSync;
+use crate::route_sync::state::RouteSync;
 use crate::session::Session;
 use crate::shards::{Routes, SharedGroups, owner_of};
+use crate::sn::state::SnFront;
 use crate::subscribers::Subscribers;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -44,12 +46,9 @@ pub struct Engine {
     pub(crate) route_sync: RouteSync,
     pub(crate) actions: VecDeque<Action>,
     /// Where PUBLISH headers are encoded, and those that can be sent again.
-    pub(crate) headers: crate::deliver::Headers,
+    pub(crate) headers: Headers,
     /// MQTT-SN front-end state: peers, predefined topics.
-    pub(crate) sn: crate::sn::SnFront,
-    /// The time of the input or timeout being handled (MQTT-SN retransmission deadlines are
-    /// set from places that are not handed the time).
-    pub(crate) clock: Instant,
+    pub(crate) sn: SnFront,
     /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
     rng: u64,
 }
@@ -63,7 +62,7 @@ impl Engine {
         if config.sn_advertise_interval.is_some() && config.shard == crate::ids::ShardId(0) {
             timers.arm(Instant::ZERO, Timer::SnAdvertise);
         }
-        let sn = crate::sn::SnFront::new(&config);
+        let sn = SnFront::new(&config);
         Self {
             config,
             connections: BTreeMap::new(),
@@ -78,9 +77,8 @@ impl Engine {
             shared_groups: SharedGroups::default(),
             route_sync: RouteSync::default(),
             actions: VecDeque::new(),
-            headers: crate::deliver::Headers::default(),
+            headers: Headers::default(),
             sn,
-            clock: Instant::ZERO,
             rng,
         }
     }
@@ -93,7 +91,6 @@ impl Engine {
 
     /// Feeds one input at time `now`. Then take actions with [`Engine::poll_action`].
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.clock = now;
         match input {
             Input::Accepted { conn } => {
                 let mut connection = Box::new(Connection::new(self.config.max_packet_size));
@@ -140,7 +137,6 @@ impl Engine {
     /// Fires every deadline due at `now`: connect and keep-alive timeouts, delayed wills,
     /// session expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.clock = now;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Connect(conn) => {
@@ -272,11 +268,11 @@ impl Engine {
             Packet::Publish(publish) => self.handle_publish(now, conn, publish, frame),
             Packet::PubAck(ack) => self.handle_puback(now, conn, ack),
             Packet::PubRec(rec) => self.handle_pubrec(now, conn, rec),
-            Packet::PubRel(rel) => self.handle_pubrel(conn, rel),
+            Packet::PubRel(rel) => self.handle_pubrel(now, conn, rel),
             Packet::PubComp(comp) => self.handle_pubcomp(now, conn, comp),
             Packet::Subscribe(subscribe) => self.handle_subscribe(now, conn, subscribe),
             Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(now, conn, unsubscribe),
-            Packet::PingReq => self.send_packet(conn, &Packet::PingResp),
+            Packet::PingReq => self.send_packet(now, conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.handle_disconnect(now, conn, disconnect),
             // Packets only a server sends (§2.1.2): a client sending them breaks the protocol.
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp | _ => {
@@ -293,9 +289,10 @@ impl Engine {
         self.actions.push_back(Action::Send { conn, bytes });
     }
 
-    /// Encodes and queues a packet in the connection's version.
-    pub(crate) fn send_packet(&mut self, conn: ConnectionId, packet: &Packet) {
-        self.send_packet_at(self.actions.len(), conn, packet);
+    /// Encodes and queues a packet in the connection's version. `now` is for MQTT-SN, whose
+    /// PUBREL arms the retransmission timer (§6.13).
+    pub(crate) fn send_packet(&mut self, now: Instant, conn: ConnectionId, packet: &Packet) {
+        self.send_packet_at(now, self.actions.len(), conn, packet);
     }
 
     /// Where the next action will be queued: a mark for [`Engine::send_packet_at`].
@@ -305,10 +302,16 @@ impl Engine {
 
     /// Encodes a packet and queues it at `mark`, ahead of the actions queued since the mark
     /// was taken.
-    pub(crate) fn send_packet_at(&mut self, mark: usize, conn: ConnectionId, packet: &Packet) {
+    pub(crate) fn send_packet_at(
+        &mut self,
+        now: Instant,
+        mark: usize,
+        conn: ConnectionId,
+        packet: &Packet,
+    ) {
         let Some(connection) = self.connections.get_mut(&conn) else { return };
         if connection.sn.is_some() {
-            return self.sn_send_packet_at(mark, conn, packet);
+            return self.sn_send_packet_at(now, mark, conn, packet);
         }
         let version = connection.version();
         let mut buf = BytesMut::new();
@@ -344,7 +347,7 @@ impl Engine {
             && reason.is_error();
         let is_sn = connection.sn.is_some();
         if notify && can_notify {
-            self.send_packet(conn, &Packet::Disconnect(Disconnect::new(reason)));
+            self.send_packet(now, conn, &Packet::Disconnect(Disconnect::new(reason)));
         }
         if is_sn {
             // UDP has nothing to close: connection_lost releases the peer. A client taken over
