@@ -70,6 +70,7 @@
 extern crate alloc;
 
 mod backlog;
+mod close;
 mod config;
 mod connect;
 mod connection;

@@ -39,13 +39,13 @@ fn engine_modules_import_each_other_without_a_cycle() {
     let graph = module_graph(&src);
     assert!(graph.contains_key(&module("engine")), "no engine module found under {src:?}");
     for (from, to) in &graph {
-        let targets: Vec<String> = to.keys().map(|m| name(m)).collect();
+        let targets: Vec<String> = to.keys().map(name).collect();
         println!("{} -> {}", name(from), targets.join(", "));
     }
     let cycles = cycles(&graph);
     let mut report = String::new();
     for component in &cycles {
-        let names: Vec<String> = component.iter().map(|m| name(m)).collect();
+        let names: Vec<String> = component.iter().map(name).collect();
         report += &format!("cycle among {}:\n", names.join(", "));
         for from in component {
             for (to, evidence) in &graph[from] {
@@ -94,7 +94,7 @@ fn the_checker_sees_imports_impls_and_cycles() {
         fs::write(path, text).expect("temp file");
     }
     let graph = module_graph(&dir);
-    let edges = |m: &str| -> Vec<String> { graph[&module(m)].keys().map(|m| name(m)).collect() };
+    let edges = |m: &str| -> Vec<String> { graph[&module(m)].keys().map(name).collect() };
     assert_eq!(edges("engine"), ["sn::state", "state"]);
     assert_eq!(edges("feature"), ["engine"]);
     assert!(edges("state").is_empty());
@@ -245,11 +245,10 @@ fn tokens(text: &str) -> Vec<(usize, String)> {
 /// Where the string literal starting at `i` ends, if one does: `"…"`, `b"…"`, `r#"…"#`, `br"…"`.
 fn string_end(chars: &[char], i: usize) -> Option<usize> {
     let at = |i: usize| chars.get(i).copied().unwrap_or('\0');
-    let follows_ident = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
-    let mut j = i;
-    if follows_ident {
-        return None;
+    if i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_') {
+        return None; // inside an identifier
     }
+    let mut j = i;
     if at(j) == 'b' {
         j += 1;
     }
@@ -326,7 +325,7 @@ fn imports(
                 let end =
                     tokens[i..].iter().position(|(_, t)| t == ";").map_or(tokens.len(), |p| i + p);
                 let mut paths = Vec::new();
-                use_tree(&tokens[i + 1..end], &mut Vec::new(), &mut paths);
+                use_tree(&tokens[i + 1..end], &[], &mut paths);
                 for path in paths {
                     if let Some(path) = absolute(&current, &path, known) {
                         out.push((*line, path));
@@ -382,8 +381,8 @@ fn imports(
 }
 
 /// The paths of a use tree (`a::{b, c::{self, d}, e as f, *}`), each under `prefix`.
-fn use_tree(tokens: &[(usize, String)], prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    let mut path = prefix.clone();
+fn use_tree(tokens: &[(usize, String)], prefix: &[String], out: &mut Vec<Vec<String>>) {
+    let mut path = prefix.to_vec();
     let mut i = 0;
     while i < tokens.len() {
         match tokens[i].1.as_str() {
@@ -399,14 +398,14 @@ fn use_tree(tokens: &[(usize, String)], prefix: &mut Vec<String>, out: &mut Vec<
                         "}" if level == 0 => break,
                         "}" => level -= 1,
                         "," if level == 0 => {
-                            use_tree(&tokens[start..j], &mut path.clone(), out);
+                            use_tree(&tokens[start..j], &path, out);
                             start = j + 1;
                         }
                         _ => {}
                     }
                     j += 1;
                 }
-                use_tree(&tokens[start..j], &mut path.clone(), out);
+                use_tree(&tokens[start..j], &path, out);
                 return;
             }
             "as" => break,
@@ -471,7 +470,7 @@ fn reexports(root: &[(usize, String)], known: &BTreeSet<Module>) -> BTreeMap<Str
         if root[i].1 == "use" {
             let end = root[i..].iter().position(|(_, t)| t == ";").map_or(root.len(), |p| i + p);
             let mut paths = Vec::new();
-            use_tree(&root[i + 1..end], &mut Vec::new(), &mut paths);
+            use_tree(&root[i + 1..end], &[], &mut paths);
             for path in paths {
                 let Some(last) = path.last() else { continue };
                 let path: Module = path.iter().filter(|s| *s != "crate").cloned().collect();

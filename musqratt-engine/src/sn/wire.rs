@@ -7,9 +7,9 @@ use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::sn::{self, Encapsulated, Message as SnMessage, PublishTopic, SnQoS};
 
-/// The wireless node id of a forwarder-encapsulated datagram (§5.5), empty for a direct one: with
-/// the peer, the key a runtime routes MQTT-SN datagrams by after [`Action::HandoffPeer`](crate::Action::HandoffPeer). A
-/// zero-copy slice of `datagram`.
+/// The wireless node id of a forwarder-encapsulated datagram (§5.5), empty for a direct one:
+/// with the peer, the key a runtime routes MQTT-SN datagrams by after
+/// [`Action::HandoffPeer`](crate::Action::HandoffPeer). A zero-copy slice of `datagram`.
 #[must_use]
 pub fn wireless_node(datagram: &Bytes) -> Bytes {
     // Encapsulation: Length (1 octet), MsgType 0xFE, Ctrl, Wireless Node Id (Length - 3 octets).
