@@ -5,16 +5,18 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 use bytes::BytesMut;
+use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{
     Auth, ConnAck, ConnAckProperties, Connect, Disconnect, Packet, PublishProperties, ReasonCode,
 };
 use musqratt_proto::{ProtocolVersion, QoS};
 
 use crate::connection::{OutboundAliases, Phase};
+use crate::deliver::state::Routed;
 use crate::engine::{Engine, keep_alive_deadline};
-use crate::ids::ConnectionId;
+use crate::ids::{ConnectionId, SessionId, ShardId};
 use crate::io::{Action, AuthDecision, AuthRequest, Event};
-use crate::session::{Inflight, Message};
+use crate::session::{Inflight, Message, Session};
 use crate::shards::owner_of;
 use crate::time::Instant;
 use crate::timers::Timer;
@@ -54,7 +56,7 @@ impl Engine {
                     reason_code: ReasonCode::USE_ANOTHER_SERVER,
                     properties,
                 };
-                self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
+                self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
                 self.push_action(Action::Close { conn });
                 return self.connection_lost(now, conn, ReasonCode::USE_ANOTHER_SERVER);
             }
@@ -82,7 +84,7 @@ impl Engine {
         self.push_action(Action::Authenticate { conn, request });
     }
 
-    fn hand_off(&mut self, conn: ConnectionId, to: crate::ids::ShardId, connect: &Connect) {
+    fn hand_off(&mut self, conn: ConnectionId, to: ShardId, connect: &Connect) {
         let Some(mut connection) = self.connections.remove(&conn) else { return };
         if let Some(at) = connection.take_connect_deadline() {
             self.timers.disarm(at, Timer::Connect(conn));
@@ -132,7 +134,7 @@ impl Engine {
                     Auth { reason_code: ReasonCode::CONTINUE_AUTHENTICATION, ..Auth::default() };
                 auth.properties.authentication_method = connection.auth_method.as_deref().cloned();
                 auth.properties.authentication_data = Some(data);
-                self.send_packet(conn, &Packet::Auth(auth));
+                self.send_packet(now, conn, &Packet::Auth(auth));
             }
             AuthDecision::Accept => {
                 match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
@@ -143,7 +145,7 @@ impl Engine {
                         let mut auth = Auth::default();
                         auth.properties.authentication_method =
                             connection.auth_method.as_deref().cloned();
-                        self.send_packet(conn, &Packet::Auth(auth));
+                        self.send_packet(now, conn, &Packet::Auth(auth));
                     }
                 }
             }
@@ -162,7 +164,7 @@ impl Engine {
             reason_code: reason,
             properties: ConnAckProperties::default(),
         };
-        self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
+        self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
         if self.connections.get(&conn).is_some_and(|c| c.sn.is_none()) {
             self.push_action(Action::Close { conn });
         }
@@ -309,7 +311,7 @@ impl Engine {
             }
         }
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
-        self.send_packet(conn, &Packet::ConnAck(Box::new(connack)));
+        self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
         self.emit(Event::Connected { conn, client_id, session_present });
         if session_present {
             self.resume(now, session_id, conn);
@@ -325,7 +327,7 @@ impl Engine {
 
     /// Resends what was in flight, in the original order (MQTT-4.4.0-1, MQTT-4.6.0-1): PUBLISH
     /// with DUP for unacknowledged messages, PUBREL for released ones; then the queue.
-    fn resume(&mut self, now: Instant, session_id: crate::ids::SessionId, conn: ConnectionId) {
+    fn resume(&mut self, now: Instant, session_id: SessionId, conn: ConnectionId) {
         if self.connections.get(&conn).is_some_and(|c| c.sn.is_some()) {
             return self.sn_resume(now, session_id, conn);
         }
@@ -343,7 +345,7 @@ impl Engine {
                 }
                 Inflight::Released => {
                     let rel = musqratt_proto::mqtt::PubResponse::new(packet_id);
-                    self.send_packet(conn, &Packet::PubRel(rel));
+                    self.send_packet(now, conn, &Packet::PubRel(rel));
                 }
             }
         }
@@ -380,14 +382,38 @@ impl Engine {
     pub(crate) fn publish_will(&mut self, now: Instant, message: Arc<Message>) {
         let mut message = Arc::unwrap_or_clone(message);
         message.expires_at = message.properties.message_expiry_interval.map(|s| now.plus_secs(s));
-        self.route(now, crate::deliver::Routed::Owned(message));
+        self.route(now, Routed::Owned(message));
     }
 
-    fn session_client_id(
-        &self,
-        conn: ConnectionId,
-    ) -> Option<musqratt_proto::bytestring::ByteString> {
+    fn session_client_id(&self, conn: ConnectionId) -> Option<ByteString> {
         let session = self.connections.get(&conn)?.session?;
         Some(self.sessions.get(&session)?.client_id.clone())
+    }
+
+    /// A new session for `client_id`, under the next session number.
+    pub(crate) fn new_session(&mut self, client_id: ByteString) -> SessionId {
+        self.next_session += 1;
+        let id = SessionId(self.next_session);
+        self.client_ids.insert(client_id.clone(), id);
+        self.sessions.insert(id, Box::new(Session::new(client_id)));
+        id
+    }
+
+    /// A fresh client identifier for a client that sent an empty one (§3.1.3.1), from the
+    /// seeded generator so that runs are reproducible.
+    pub(crate) fn assign_client_id(&mut self) -> ByteString {
+        loop {
+            // xorshift64*: small, deterministic, good enough for unique identifiers.
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let value = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let id = ByteString::from(alloc::format!("musqratt-{value:016x}"));
+            // The identifier must belong to this shard, where its session is created.
+            let here = owner_of(&id, self.config.shard_count) == self.config.shard;
+            if here && !self.client_ids.contains_key(&id) {
+                return id;
+            }
+        }
     }
 }

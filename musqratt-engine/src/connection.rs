@@ -64,7 +64,7 @@ pub(crate) struct Connection {
     /// awaits its REGACK). Always false for MQTT.
     pub(crate) held: bool,
     /// MQTT-SN state; `None` for MQTT over a stream.
-    pub(crate) sn: Option<Box<crate::sn::SnConn>>,
+    pub(crate) sn: Option<Box<crate::sn::state::SnConn>>,
 }
 
 impl Connection {

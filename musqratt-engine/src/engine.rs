@@ -1,22 +1,32 @@
-//! The engine: the inputs it takes, the actions it emits, the packets it dispatches.
+//! The engine: the `Engine` struct, the inputs it takes and the packets it dispatches, the
+//! actions it queues.
+//!
+//! The state the `Engine` holds lives in leaf modules that do not know it (connections,
+//! sessions, the SUBACK barrier's `route_sync::state`, `deliver::state`, `sn::state`...); what
+//! it does with a packet or a timer lives in feature modules that `impl Engine` (`connect`,
+//! `publish`, `subscribe`, `deliver`, `close`, `sn::inbound`...). This module imports state
+//! modules only, so the modules import each other without a cycle
+//! (docs/adr/0014-engine-layers.md, checked by `tests/layers.rs`).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use musqratt_proto::bytestring::ByteString;
-use musqratt_proto::mqtt::{Disconnect, Packet, ReasonCode};
+use musqratt_proto::mqtt::{Packet, ReasonCode};
 use musqratt_proto::{DecodeError, ProtocolVersion};
 
 use crate::backlog::Backlog;
 use crate::config::Config;
 use crate::connection::{Connection, Phase};
+use crate::deliver::state::Headers;
 use crate::ids::{ConnectionId, SessionId};
 use crate::io::{Action, Event, Input};
 use crate::retained::Retained;
-use crate::route_sync::RouteSync;
+use crate::route_sync::state::RouteSync;
 use crate::session::Session;
-use crate::shards::{Routes, SharedGroups, owner_of};
+use crate::shards::{Routes, SharedGroups};
+use crate::sn::state::SnFront;
 use crate::subscribers::Subscribers;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -33,7 +43,8 @@ pub struct Engine {
     /// Boxed for the same reason as `connections`.
     pub(crate) sessions: BTreeMap<SessionId, Box<Session>>,
     pub(crate) client_ids: BTreeMap<ByteString, SessionId>,
-    next_session: u64,
+    /// The last session number given (`SessionId`s are never reused).
+    pub(crate) next_session: u64,
     pub(crate) subscribers: Subscribers,
     pub(crate) retained: Retained,
     pub(crate) backlog: Backlog,
@@ -44,14 +55,11 @@ pub struct Engine {
     pub(crate) route_sync: RouteSync,
     pub(crate) actions: VecDeque<Action>,
     /// Where PUBLISH headers are encoded, and those that can be sent again.
-    pub(crate) headers: crate::deliver::Headers,
+    pub(crate) headers: Headers,
     /// MQTT-SN front-end state: peers, predefined topics.
-    pub(crate) sn: crate::sn::SnFront,
-    /// The time of the input or timeout being handled (MQTT-SN retransmission deadlines are
-    /// set from places that are not handed the time).
-    pub(crate) clock: Instant,
+    pub(crate) sn: SnFront,
     /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
-    rng: u64,
+    pub(crate) rng: u64,
 }
 
 impl Engine {
@@ -63,7 +71,7 @@ impl Engine {
         if config.sn_advertise_interval.is_some() && config.shard == crate::ids::ShardId(0) {
             timers.arm(Instant::ZERO, Timer::SnAdvertise);
         }
-        let sn = crate::sn::SnFront::new(&config);
+        let sn = SnFront::new(&config);
         Self {
             config,
             connections: BTreeMap::new(),
@@ -78,9 +86,8 @@ impl Engine {
             shared_groups: SharedGroups::default(),
             route_sync: RouteSync::default(),
             actions: VecDeque::new(),
-            headers: crate::deliver::Headers::default(),
+            headers: Headers::default(),
             sn,
-            clock: Instant::ZERO,
             rng,
         }
     }
@@ -93,7 +100,6 @@ impl Engine {
 
     /// Feeds one input at time `now`. Then take actions with [`Engine::poll_action`].
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.clock = now;
         match input {
             Input::Accepted { conn } => {
                 let mut connection = Box::new(Connection::new(self.config.max_packet_size));
@@ -140,7 +146,6 @@ impl Engine {
     /// Fires every deadline due at `now`: connect and keep-alive timeouts, delayed wills,
     /// session expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.clock = now;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Connect(conn) => {
@@ -272,11 +277,11 @@ impl Engine {
             Packet::Publish(publish) => self.handle_publish(now, conn, publish, frame),
             Packet::PubAck(ack) => self.handle_puback(now, conn, ack),
             Packet::PubRec(rec) => self.handle_pubrec(now, conn, rec),
-            Packet::PubRel(rel) => self.handle_pubrel(conn, rel),
+            Packet::PubRel(rel) => self.handle_pubrel(now, conn, rel),
             Packet::PubComp(comp) => self.handle_pubcomp(now, conn, comp),
             Packet::Subscribe(subscribe) => self.handle_subscribe(now, conn, subscribe),
             Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(now, conn, unsubscribe),
-            Packet::PingReq => self.send_packet(conn, &Packet::PingResp),
+            Packet::PingReq => self.send_packet(now, conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.handle_disconnect(now, conn, disconnect),
             // Packets only a server sends (§2.1.2): a client sending them breaks the protocol.
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp | _ => {
@@ -293,9 +298,10 @@ impl Engine {
         self.actions.push_back(Action::Send { conn, bytes });
     }
 
-    /// Encodes and queues a packet in the connection's version.
-    pub(crate) fn send_packet(&mut self, conn: ConnectionId, packet: &Packet) {
-        self.send_packet_at(self.actions.len(), conn, packet);
+    /// Encodes and queues a packet in the connection's version. `now` is for MQTT-SN, whose
+    /// PUBREL arms the retransmission timer (§6.13).
+    pub(crate) fn send_packet(&mut self, now: Instant, conn: ConnectionId, packet: &Packet) {
+        self.send_packet_at(now, self.actions.len(), conn, packet);
     }
 
     /// Where the next action will be queued: a mark for [`Engine::send_packet_at`].
@@ -305,10 +311,16 @@ impl Engine {
 
     /// Encodes a packet and queues it at `mark`, ahead of the actions queued since the mark
     /// was taken.
-    pub(crate) fn send_packet_at(&mut self, mark: usize, conn: ConnectionId, packet: &Packet) {
+    pub(crate) fn send_packet_at(
+        &mut self,
+        now: Instant,
+        mark: usize,
+        conn: ConnectionId,
+        packet: &Packet,
+    ) {
         let Some(connection) = self.connections.get_mut(&conn) else { return };
         if connection.sn.is_some() {
-            return self.sn_send_packet_at(mark, conn, packet);
+            return self.sn_send_packet_at(now, mark, conn, packet);
         }
         let version = connection.version();
         let mut buf = BytesMut::new();
@@ -326,139 +338,6 @@ impl Engine {
 
     pub(crate) fn push_action(&mut self, action: Action) {
         self.actions.push_back(action);
-    }
-
-    /// Closes a connection the broker gives up on: a 5.0 client that completed CONNECT is told
-    /// why with DISCONNECT when `notify` is set (§4.13.2); the will is due unless the client
-    /// disconnected normally.
-    pub(crate) fn close(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        reason: ReasonCode,
-        notify: bool,
-    ) {
-        let Some(connection) = self.connections.get(&conn) else { return };
-        let can_notify = matches!(connection.phase, Phase::Connected)
-            && connection.version() == ProtocolVersion::V5
-            && reason.is_error();
-        let is_sn = connection.sn.is_some();
-        if notify && can_notify {
-            self.send_packet(conn, &Packet::Disconnect(Disconnect::new(reason)));
-        }
-        if is_sn {
-            // UDP has nothing to close: connection_lost releases the peer. A client taken over
-            // or shut down is told with DISCONNECT (§5.4.21).
-            if reason == ReasonCode::SESSION_TAKEN_OVER
-                || reason == ReasonCode::SERVER_SHUTTING_DOWN
-            {
-                self.sn_send(conn, &musqratt_proto::sn::Message::Disconnect(None));
-            }
-            return self.connection_lost(now, conn, reason);
-        }
-        self.actions.push_back(Action::Close { conn });
-        self.connection_lost(now, conn, reason);
-    }
-
-    /// Forgets a connection: publishes or schedules its will, detaches or ends its session.
-    pub(crate) fn connection_lost(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
-        let Some(connection) = self.connections.remove(&conn) else { return };
-        self.route_sync.forget(conn);
-        if let Some(sn) = &connection.sn {
-            self.sn_forget(conn, sn);
-        }
-        self.emit(Event::Disconnected { conn, reason });
-        let will = connection.will;
-        let Some(session_id) = connection.session else { return };
-        let Some(session) = self.sessions.get_mut(&session_id) else { return };
-        if session.conn != Some(conn) {
-            return; // taken over: the session belongs to another connection now
-        }
-        session.conn = None;
-        let expiry = session.expiry_interval;
-        if let Some((message, delay)) = will {
-            // §3.1.3.2.2: the will goes out when the delay or the session ends, whichever first.
-            if delay == 0 || expiry == 0 {
-                self.publish_will(now, message);
-            } else {
-                let at = now.plus_secs(delay.min(expiry));
-                if let Some(session) = self.sessions.get_mut(&session_id) {
-                    session.will = Some(crate::session::PendingWill { message, at });
-                }
-                self.timers.arm(at, Timer::Will(session_id));
-            }
-        }
-        if expiry == 0 {
-            self.end_session(now, session_id);
-        } else if expiry != u32::MAX {
-            let at = now.plus_secs(expiry);
-            if let Some(session) = self.sessions.get_mut(&session_id) {
-                session.expires_at = Some(at);
-            }
-            self.timers.arm(at, Timer::SessionExpiry(session_id));
-        }
-    }
-
-    pub(crate) fn new_session(&mut self, client_id: ByteString) -> SessionId {
-        self.next_session += 1;
-        let id = SessionId(self.next_session);
-        self.client_ids.insert(client_id.clone(), id);
-        self.sessions.insert(id, Box::new(Session::new(client_id)));
-        id
-    }
-
-    /// Removes a session and its subscriptions; a pending will goes out now (§3.1.3.2.2).
-    pub(crate) fn end_session(&mut self, now: Instant, id: SessionId) {
-        let Some(session) = self.sessions.remove(&id) else { return };
-        if self.client_ids.get(&session.client_id) == Some(&id) {
-            self.client_ids.remove(&session.client_id);
-        }
-        for filter in session.subscriptions.keys() {
-            self.subscription_changed(filter, id, &session.client_id, None);
-        }
-        if let Some(will) = session.will {
-            self.publish_will(now, will.message);
-        }
-    }
-
-    fn fire_will(&mut self, now: Instant, id: SessionId) {
-        let Some(session) = self.sessions.get_mut(&id) else { return };
-        match &session.will {
-            Some(will) if will.at <= now && session.conn.is_none() => {
-                if let Some(will) = session.will.take() {
-                    self.publish_will(now, will.message);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn expire_session(&mut self, now: Instant, id: SessionId) {
-        let due = self
-            .sessions
-            .get(&id)
-            .is_some_and(|s| s.conn.is_none() && s.expires_at.is_some_and(|at| at <= now));
-        if due {
-            self.end_session(now, id);
-        }
-    }
-
-    /// A fresh client identifier for a client that sent an empty one (§3.1.3.1), from the
-    /// seeded generator so that runs are reproducible.
-    pub(crate) fn assign_client_id(&mut self) -> ByteString {
-        loop {
-            // xorshift64*: small, deterministic, good enough for unique identifiers.
-            self.rng ^= self.rng >> 12;
-            self.rng ^= self.rng << 25;
-            self.rng ^= self.rng >> 27;
-            let value = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let id = ByteString::from(alloc::format!("musqratt-{value:016x}"));
-            // The identifier must belong to this shard, where its session is created.
-            let here = owner_of(&id, self.config.shard_count) == self.config.shard;
-            if here && !self.client_ids.contains_key(&id) {
-                return id;
-            }
-        }
     }
 }
 

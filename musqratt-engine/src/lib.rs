@@ -71,6 +71,7 @@ extern crate alloc;
 
 pub mod acl;
 mod backlog;
+mod close;
 mod config;
 mod connect;
 mod connection;

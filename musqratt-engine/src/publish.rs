@@ -6,7 +6,7 @@ use bytes::Bytes;
 use musqratt_proto::mqtt::{Packet, PubResponse, Publish, ReasonCode, SubscriptionIds};
 use musqratt_proto::{ProtocolVersion, QoS};
 
-use crate::deliver::Routed;
+use crate::deliver::state::Routed;
 use crate::engine::Engine;
 use crate::ids::ConnectionId;
 use crate::session::{Inflight, Message};
@@ -58,7 +58,7 @@ impl Engine {
             if session.inbound_qos2.contains(&id) {
                 // A resent PUBLISH (DUP) of a message already delivered onward: acknowledge
                 // again, deliver nothing (Method B of §4.3.3, exactly once).
-                return self.send_packet(conn, &Packet::PubRec(PubResponse::new(id)));
+                return self.send_packet(now, conn, &Packet::PubRec(PubResponse::new(id)));
             }
             // MQTT-3.3.4-9: more unacknowledged QoS 2 publications than our Receive Maximum.
             if session.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
@@ -92,17 +92,17 @@ impl Engine {
             response.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
         }
         if qos == QoS::AtLeastOnce {
-            self.send_packet_at(mark, conn, &Packet::PubAck(response));
+            self.send_packet_at(now, mark, conn, &Packet::PubAck(response));
         } else {
             if let Some(session) = self.sessions.get_mut(&session_id) {
                 session.inbound_qos2.insert(id);
             }
-            self.send_packet_at(mark, conn, &Packet::PubRec(response));
+            self.send_packet_at(now, mark, conn, &Packet::PubRec(response));
         }
     }
 
     /// PUBREL: the sender releases a QoS 2 packet id; the message went onward at PUBLISH.
-    pub(crate) fn handle_pubrel(&mut self, conn: ConnectionId, rel: PubResponse) {
+    pub(crate) fn handle_pubrel(&mut self, now: Instant, conn: ConnectionId, rel: PubResponse) {
         let session = self.connections.get(&conn).and_then(|c| c.session);
         let known = session
             .and_then(|id| self.sessions.get_mut(&id))
@@ -111,7 +111,7 @@ impl Engine {
         if !known {
             comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        self.send_packet(conn, &Packet::PubComp(comp));
+        self.send_packet(now, conn, &Packet::PubComp(comp));
     }
 
     pub(crate) fn handle_puback(&mut self, now: Instant, conn: ConnectionId, ack: PubResponse) {
@@ -136,15 +136,15 @@ impl Engine {
                     return self.drain_queue(now, session_id);
                 }
                 *inflight = Inflight::Released;
-                self.send_packet(conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
+                self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
             }
             Some((_, Inflight::Released)) => {
-                self.send_packet(conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
+                self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
             }
             None => {
                 let mut rel = PubResponse::new(rec.packet_id);
                 rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                self.send_packet(conn, &Packet::PubRel(rel));
+                self.send_packet(now, conn, &Packet::PubRel(rel));
             }
         }
     }

@@ -11,7 +11,7 @@ use musqratt_proto::mqtt::SubscriptionIds;
 use musqratt_proto::topic::split_shared;
 use smallvec::SmallVec;
 
-use crate::deliver::{Lent, Routed};
+use crate::deliver::state::{Lent, Routed};
 use crate::engine::Engine;
 use crate::ids::{SessionId, ShardId};
 use crate::io::{Action, DropReason, Event};

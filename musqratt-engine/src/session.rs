@@ -39,7 +39,7 @@ impl Message {
 
 /// One message on its way to one session: the QoS and flags of this delivery. What is kept
 /// (queued, in flight) holds the shared message; on the way out it may be a message that is
-/// shared only once something has to keep it (`crate::deliver::Routed`).
+/// shared only once something has to keep it (`crate::deliver::state::Routed`).
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery<M = Arc<Message>> {
     pub(crate) message: M,

@@ -11,7 +11,7 @@ use musqratt_proto::topic::split_shared;
 
 use crate::engine::Engine;
 use crate::ids::ConnectionId;
-use crate::route_sync::Subscribed;
+use crate::route_sync::state::Subscribed;
 use crate::session::Subscription;
 use crate::time::Instant;
 
@@ -84,13 +84,13 @@ impl Engine {
         let plain = split_shared(filter).map_or(Some(filter), |shared| shared.ok().map(|(_, f)| f));
         let Some(plain) = plain else { return };
         for message in self.backlog.take_matching(plain, now) {
-            self.route(now, crate::deliver::Routed::Shared(message));
+            self.route(now, crate::deliver::state::Routed::Shared(message));
         }
     }
 
     pub(crate) fn handle_unsubscribe(
         &mut self,
-        _now: Instant,
+        now: Instant,
         conn: ConnectionId,
         unsubscribe: Unsubscribe,
     ) {
@@ -120,6 +120,6 @@ impl Engine {
             reason_codes,
             properties: AckProperties::default(),
         };
-        self.send_packet(conn, &Packet::UnsubAck(unsuback));
+        self.send_packet(now, conn, &Packet::UnsubAck(unsuback));
     }
 }

@@ -24,7 +24,8 @@ use crate::shards::owner_of;
 use crate::time::Instant;
 use crate::timers::Timer;
 
-use super::*;
+use super::state::{SN_CONN_BASE, SnConn, SnState};
+use super::wire::{short_name, topic_id_of};
 
 impl Engine {
     /// One datagram from a UDP peer.
@@ -99,7 +100,7 @@ impl Engine {
                     publisher: None,
                     wire_header: bytes::Bytes::new(),
                 };
-                self.route(now, crate::deliver::Routed::Owned(message));
+                self.route(now, crate::deliver::state::Routed::Owned(message));
             }
             // A client the broker does not know (forgotten, lost, or its address changed) is
             // told to connect again.
@@ -256,7 +257,7 @@ impl Engine {
             }
             SnMessage::PubRel(id) => {
                 if let Some(id) = PacketId::new(id.0) {
-                    self.handle_pubrel(conn, PubResponse::new(id));
+                    self.handle_pubrel(now, conn, PubResponse::new(id));
                 }
             }
             SnMessage::PubComp(id) => {

@@ -19,7 +19,8 @@ use crate::session::{Delivery, Inflight};
 use crate::time::Instant;
 use crate::timers::Timer;
 
-use super::*;
+use super::state::{SnConn, TopicReady};
+use super::wire::{encode, sn_qos};
 
 impl Engine {
     /// Whether a delivery's topic can be named now; sends REGISTER when it needs one (§6.10:
@@ -125,7 +126,13 @@ impl Engine {
 
     /// A packet of the MQTT paths, in its MQTT-SN form (CONNACK, PUBACK, PUBREC, PUBREL,
     /// PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT); the others have none and are not sent.
-    pub(crate) fn sn_send_packet_at(&mut self, mark: usize, conn: ConnectionId, packet: &Packet) {
+    pub(crate) fn sn_send_packet_at(
+        &mut self,
+        now: Instant,
+        mark: usize,
+        conn: ConnectionId,
+        packet: &Packet,
+    ) {
         let Some(sn) = self.connections.get(&conn).and_then(|c| c.sn.as_ref()) else { return };
         let message = match packet {
             Packet::ConnAck(connack) => SnMessage::ConnAck(if connack.reason_code.is_error() {
@@ -140,7 +147,7 @@ impl Engine {
             }),
             Packet::PubRec(r) => SnMessage::PubRec(MsgId(r.packet_id.get())),
             Packet::PubRel(r) => {
-                let now = self.clock;
+                // §6.13: a PUBREL waits for PUBCOMP like a PUBLISH for its acknowledgement.
                 self.sn_arm_retry(now, conn);
                 SnMessage::PubRel(MsgId(r.packet_id.get()))
             }
@@ -192,7 +199,7 @@ impl Engine {
             session.queue.push_front(delivery);
         }
         for id in released {
-            self.send_packet(conn, &Packet::PubRel(PubResponse::new(id)));
+            self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(id)));
         }
         self.drain_queue(now, session_id);
     }
@@ -241,7 +248,7 @@ impl Engine {
                     self.sn_send_publish(now, conn, &delivery, Some(id), true);
                 }
                 Inflight::Released => {
-                    self.send_packet(conn, &Packet::PubRel(PubResponse::new(id)));
+                    self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(id)));
                 }
             }
         }
