@@ -141,13 +141,13 @@ impl FileAuth {
     }
 }
 
-/// The verdict on a checked password.
-fn verdict(matched: bool) -> AuthDecision {
-    if matched {
-        AuthDecision::Accept
-    } else {
-        // MQTT-3.1.1 maps it to return code 4, Bad user name or password.
-        AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
+/// Letting a client in: with its rules from the ACL file when there is one.
+fn admit(files: &Files, request: &AuthRequest) -> AuthDecision {
+    match &files.acl {
+        Some(acl) => AuthDecision::AcceptWithAcl(Arc::new(
+            acl.acl_for(request.username.as_deref(), &request.client_id),
+        )),
+        None => AuthDecision::Accept,
     }
 }
 
@@ -160,7 +160,7 @@ impl Authenticator for FileAuth {
         let files = self.files();
         let (Some(passwords), Some(user)) = (&files.passwords, &request.username) else {
             let decision = if files.allow_anonymous {
-                AuthDecision::Accept
+                admit(&files, request)
             } else {
                 // 3.1.1: return code 5, Not authorized.
                 AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED)
@@ -172,6 +172,10 @@ impl Authenticator for FileAuth {
             Some(stored) => (stored.clone(), true),
             None => ((*self.decoy).clone(), false),
         };
+        // MQTT-3.1.1 maps a refusal to return code 4, Bad user name or password.
+        let refused = AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
+        let admitted = admit(&files, request);
+        let verdict = move |matched: bool| if matched { admitted } else { refused };
         if !stored.is_slow() {
             return reply.answer(Ok(verdict(stored.verify(&offered) && known)));
         }

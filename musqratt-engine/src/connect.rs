@@ -11,6 +11,7 @@ use musqratt_proto::mqtt::{
 };
 use musqratt_proto::{ProtocolVersion, QoS};
 
+use crate::acl::Acl;
 use crate::connection::{OutboundAliases, Phase};
 use crate::deliver::state::Routed;
 use crate::engine::{Engine, keep_alive_deadline};
@@ -68,7 +69,7 @@ impl Engine {
                 // §4.12: enhanced authentication the broker was not set up for.
                 return self.refuse(now, conn, ReasonCode::BAD_AUTHENTICATION_METHOD);
             }
-            return self.accept(now, conn, connect);
+            return self.accept(now, conn, connect, None);
         }
         let request = AuthRequest {
             client_id: connect.client_id.clone(),
@@ -136,12 +137,23 @@ impl Engine {
                 auth.properties.authentication_data = Some(data);
                 self.send_packet(now, conn, &Packet::Auth(auth));
             }
-            AuthDecision::Accept => {
+            AuthDecision::Accept | AuthDecision::AcceptWithAcl(_) => {
+                let acl = match decision {
+                    AuthDecision::AcceptWithAcl(acl) => Some(acl),
+                    _ => None,
+                };
                 match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
-                    Phase::Authenticating(connect) => self.accept(now, conn, *connect),
+                    Phase::Authenticating(connect) => self.accept(now, conn, *connect, acl),
                     phase => {
-                        // Re-authentication of a connected client succeeded (§4.12.1).
+                        // Re-authentication of a connected client succeeded (§4.12.1): what it
+                        // may do from now on is what this decision says.
                         connection.phase = phase;
+                        if let Some(session) =
+                            connection.session.and_then(|id| self.sessions.get_mut(&id))
+                        {
+                            session.acl = acl;
+                        }
+                        let Some(connection) = self.connections.get_mut(&conn) else { return };
                         let mut auth = Auth::default();
                         auth.properties.authentication_method =
                             connection.auth_method.as_deref().cloned();
@@ -173,7 +185,13 @@ impl Engine {
 
     /// Completes a CONNECT: takes over or resumes the session, sends CONNACK, resends what was
     /// in flight.
-    pub(crate) fn accept(&mut self, now: Instant, conn: ConnectionId, connect: Connect) {
+    pub(crate) fn accept(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        connect: Connect,
+        acl: Option<Arc<Acl>>,
+    ) {
         let v5 = connect.protocol.is_v5();
         let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
         let client_id = assigned.clone().unwrap_or_else(|| connect.client_id.clone());
@@ -224,9 +242,13 @@ impl Engine {
         session.expires_at = None;
         // A reconnect within the will delay cancels the pending will (§3.1.3.2.2).
         session.will = None;
+        // A will the client may not publish is not kept (Mosquitto drops it the same way).
+        let will =
+            connect.will.filter(|will| acl.as_ref().is_none_or(|a| a.may_publish(&will.topic)));
+        session.acl = acl;
 
         let keep_alive = self.config.server_keep_alive.filter(|_| v5).unwrap_or(connect.keep_alive);
-        let will = connect.will.map(|will| {
+        let will = will.map(|will| {
             let properties = &will.properties;
             let mut publish_properties = PublishProperties::default();
             publish_properties.payload_format_indicator = properties.payload_format_indicator;

@@ -1,9 +1,12 @@
 //! What goes into the engine ([`Input`]) and what comes out ([`Action`], [`Event`]).
 
+use alloc::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::ReasonCode;
 
+use crate::acl::Acl;
 use crate::ids::{ConnectionId, PeerId, ShardId};
 pub use crate::shards::ShardMessage;
 
@@ -87,6 +90,10 @@ pub enum Input {
 pub enum AuthDecision {
     /// Let the client in.
     Accept,
+    /// Let the client in, allowed only what `Acl` allows: every PUBLISH, SUBSCRIBE and
+    /// delivery of its session is checked against it (5.0: reason 0x87 Not authorized; 3.1.1:
+    /// PUBLISH acknowledged and dropped, SUBACK 0x80), without a call out per message.
+    AcceptWithAcl(Arc<Acl>),
     /// Refuse it with this CONNACK reason code (0x86 bad user name or password, 0x87 not
     /// authorized, 0x8C bad authentication method, ...).
     Refuse(ReasonCode),

@@ -4,11 +4,11 @@
 use bytes::Bytes;
 
 use musqratt_proto::mqtt::{Packet, PubResponse, Publish, ReasonCode, SubscriptionIds};
-use musqratt_proto::{ProtocolVersion, QoS};
+use musqratt_proto::{PacketId, ProtocolVersion, QoS};
 
 use crate::deliver::state::Routed;
 use crate::engine::Engine;
-use crate::ids::ConnectionId;
+use crate::ids::{ConnectionId, SessionId};
 use crate::session::{Inflight, Message};
 use crate::time::Instant;
 
@@ -52,6 +52,14 @@ impl Engine {
         }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
+        let denied = self
+            .sessions
+            .get(&session_id)
+            .and_then(|s| s.acl.as_deref())
+            .is_some_and(|acl| !acl.may_publish(&publish.topic));
+        if denied {
+            return self.refuse_publish(now, session_id, conn, version, qos, packet_id);
+        }
         if qos == QoS::ExactlyOnce {
             let Some(session) = self.sessions.get(&session_id) else { return };
             let Some(id) = packet_id else { return };
@@ -98,6 +106,39 @@ impl Engine {
                 session.inbound_qos2.insert(id);
             }
             self.send_packet_at(now, mark, conn, &Packet::PubRec(response));
+        }
+    }
+
+    /// A PUBLISH its client's ACL does not allow: not forwarded. MQTT 5.0 says why in the
+    /// acknowledgement (0x87 Not authorized, §3.4.2.1, §3.5.2.1; a failed PUBREC ends the QoS 2
+    /// flow, MQTT-4.3.3-6 no longer applies). 3.1.1 has no way to say it: acknowledged as if
+    /// delivered, as Mosquitto does, so the client does not resend it forever.
+    fn refuse_publish(
+        &mut self,
+        now: Instant,
+        session_id: SessionId,
+        conn: ConnectionId,
+        version: ProtocolVersion,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+    ) {
+        let Some(id) = packet_id else { return };
+        let mut response = PubResponse::new(id);
+        if version == ProtocolVersion::V5 {
+            response.reason_code = ReasonCode::NOT_AUTHORIZED;
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send_packet(now, conn, &Packet::PubAck(response)),
+            QoS::ExactlyOnce => {
+                if version != ProtocolVersion::V5
+                    && let Some(session) = self.sessions.get_mut(&session_id)
+                {
+                    // The client goes on with PUBREL, which must find the id (§4.3.3).
+                    session.inbound_qos2.insert(id);
+                }
+                self.send_packet(now, conn, &Packet::PubRec(response));
+            }
         }
     }
 

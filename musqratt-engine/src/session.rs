@@ -8,6 +8,7 @@ use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{PublishProperties, SubscriptionIds, SubscriptionOptions};
 use musqratt_proto::{PacketId, QoS};
 
+use crate::acl::Acl;
 use crate::ids::{ConnectionId, SessionId};
 use crate::time::Instant;
 
@@ -93,6 +94,9 @@ pub(crate) struct Session {
     /// Inbound QoS 2 packet ids delivered onward and waiting for PUBREL (Method B, §4.3.3).
     pub(crate) inbound_qos2: BTreeSet<PacketId>,
     pub(crate) will: Option<PendingWill>,
+    /// What the client may publish, subscribe to and receive; `None`: everything
+    /// (`AuthDecision::Accept`, or no authentication).
+    pub(crate) acl: Option<Arc<Acl>>,
 }
 
 impl Session {
@@ -110,6 +114,7 @@ impl Session {
             queued_bytes: 0,
             inbound_qos2: BTreeSet::new(),
             will: None,
+            acl: None,
         }
     }
 

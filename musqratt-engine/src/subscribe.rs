@@ -43,6 +43,13 @@ impl Engine {
                 reason_codes.push(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
                 continue;
             }
+            // The client's ACL (§3.9.3: 0x87 Not authorized; 3.1.1 encodes any failure 0x80).
+            let plain = split_shared(&filter).and_then(Result::ok).map_or(&*filter, |(_, f)| f);
+            let session = self.sessions.get(&session_id);
+            if session.and_then(|s| s.acl.as_deref()).is_some_and(|acl| !acl.may_subscribe(plain)) {
+                reason_codes.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
             // §3.9.3: the granted QoS may be lower than the one asked for.
             options.qos = options.qos.min(self.config.maximum_qos);
             let subscription = Subscription { options, id };

@@ -4,6 +4,7 @@
 use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use musqratt_engine::acl::{Access, Acl, AclRule, Effect};
 use musqratt_engine::proto::bytestring::ByteString;
 use musqratt_engine::proto::mqtt::{
     Auth, Connect, Disconnect, LastWill, Packet, PubResponse, Publish, ReasonCode, RetainHandling,
@@ -256,6 +257,7 @@ impl Runner {
                     "accept" => AuthDecision::Accept,
                     "refuse" => AuthDecision::Refuse(reason(word(3))?),
                     "continue" => AuthDecision::Continue(bytes(word(3))),
+                    "acl" => AuthDecision::AcceptWithAcl(acl(word(3))?),
                     other => return Err(format!("unknown auth decision {other}")),
                 };
                 let name = word(1).to_owned();
@@ -701,4 +703,29 @@ impl Runner {
         self.sim().sn_send(name, &message);
         Ok(())
     }
+}
+
+/// An ACL written `effect:access:filter,...`: effect `allow`/`deny`, access `pub`/`sub`/`all`.
+fn acl(text: &str) -> Result<std::sync::Arc<Acl>, String> {
+    let mut rules = Vec::new();
+    for rule in text.split(',').filter(|r| !r.is_empty()) {
+        let mut parts = rule.splitn(3, ':');
+        let (Some(effect), Some(access), Some(filter)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("ACL rule {rule}: expected effect:access:filter"));
+        };
+        let effect = match effect {
+            "allow" => Effect::Allow,
+            "deny" => Effect::Deny,
+            other => return Err(format!("ACL effect {other}")),
+        };
+        let access = match access {
+            "pub" => Access::PUBLISH,
+            "sub" => Access::SUBSCRIBE,
+            "all" => Access::ALL,
+            other => return Err(format!("ACL access {other}")),
+        };
+        rules.push(AclRule { effect, access, filter: filter.into() });
+    }
+    Ok(std::sync::Arc::new(Acl::new(rules)))
 }

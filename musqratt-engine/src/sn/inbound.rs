@@ -173,7 +173,7 @@ impl Engine {
             }
             return self.push_action(Action::Authenticate { conn, request });
         }
-        self.accept(now, conn, mqtt);
+        self.accept(now, conn, mqtt, None);
     }
 
     /// A message from a client with a connection here.
