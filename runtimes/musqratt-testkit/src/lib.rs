@@ -35,7 +35,8 @@ pub use musqratt_conformance::wire::{Client, Event};
 pub use musqratt_kit::BrokerConfig;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{
-    Connect, Packet, PubResponse, Publish, Subscribe, SubscribeProperties, SubscriptionOptions,
+    Connect, Packet, PubResponse, Publish, ReasonCode, Subscribe, SubscribeProperties,
+    SubscriptionOptions,
 };
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
 /// The runtime the cases' clients run on ([`run`]), for runtime-specific tests that pace,
@@ -244,18 +245,18 @@ pub async fn connect_with(
     client
 }
 
-/// Subscribes to `filter` with packet id 1; the next packet must be its successful SUBACK.
+/// Subscribes to `filter` with the client's next packet id; the next packet must be its SUBACK,
+/// granting `qos` (every runtime's default engine grants all three).
 ///
 /// # Panics
 /// Anything else comes.
 pub async fn subscribe(client: &mut Client, filter: &str, qos: QoS) {
-    let packet_id = PacketId::MIN;
+    let packet_id = client.next_pid();
     client.send(&subscribe_packet(filter, qos, packet_id));
     match client.recv().await {
         Packet::SubAck(ack) => {
             assert_eq!(ack.packet_id, packet_id);
-            assert_eq!(ack.reason_codes.len(), 1);
-            assert!(!ack.reason_codes[0].is_error(), "{ack:?}");
+            assert_eq!(ack.reason_codes, vec![ReasonCode(qos.bits())], "SUBACK for {filter}");
         }
         other => panic!("expected SUBACK, got {other:?}"),
     }
@@ -269,18 +270,28 @@ pub async fn subscribe(client: &mut Client, filter: &str, qos: QoS) {
 pub async fn publish(client: &mut Client, topic: &str, payload: &'static [u8], qos: QoS, id: u16) {
     let mut publish = Publish::new(ByteString::from(topic), Bytes::from_static(payload));
     publish.qos = qos;
-    let packet_id = PacketId::new(id).expect("a non-zero packet id");
     if qos != QoS::AtMostOnce {
-        publish.packet_id = Some(packet_id);
+        publish.packet_id = Some(PacketId::new(id).expect("a non-zero packet id"));
     }
+    publish_packet(client, publish).await;
+}
+
+/// Sends `publish` (retained or not; its packet id set for QoS 1 and 2) and completes the QoS
+/// flow from the publisher's side; each acknowledgement must be the next packet.
+///
+/// # Panics
+/// QoS 1 or 2 without a packet id, or another packet comes.
+pub async fn publish_packet(client: &mut Client, publish: Publish) {
+    let qos = publish.qos;
+    let packet_id = publish.packet_id;
     client.send(&Packet::Publish(publish));
-    match qos {
-        QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => match client.recv().await {
+    match (qos, packet_id) {
+        (QoS::AtMostOnce, _) => {}
+        (QoS::AtLeastOnce, Some(packet_id)) => match client.recv().await {
             Packet::PubAck(ack) => assert_eq!(ack.packet_id, packet_id),
             other => panic!("expected PUBACK, got {other:?}"),
         },
-        QoS::ExactlyOnce => {
+        (QoS::ExactlyOnce, Some(packet_id)) => {
             match client.recv().await {
                 Packet::PubRec(rec) => assert_eq!(rec.packet_id, packet_id),
                 other => panic!("expected PUBREC, got {other:?}"),
@@ -291,6 +302,7 @@ pub async fn publish(client: &mut Client, topic: &str, payload: &'static [u8], q
                 other => panic!("expected PUBCOMP, got {other:?}"),
             }
         }
+        (_, None) => panic!("QoS {qos:?} needs a packet id"),
     }
 }
 
