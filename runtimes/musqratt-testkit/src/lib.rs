@@ -7,13 +7,28 @@
 //! [`BrokerConfig`] (on `127.0.0.1:0`) and wraps its handle in a [`Broker`], and the macros that
 //! expand every case of a group as a `#[test]` for it:
 //!
-//! ```ignore
+//! ```no_run
+//! # mod my_runtime {
+//! #     pub struct Handle(Vec<core::net::SocketAddr>);
+//! #     impl Handle {
+//! #         pub fn local_addrs(&self) -> &[core::net::SocketAddr] { &self.0 }
+//! #         pub fn shutdown(self) {}
+//! #     }
+//! #     pub fn start(_: musqratt_testkit::BrokerConfig) -> std::io::Result<Handle> {
+//! #         Ok(Handle(Vec::new()))
+//! #     }
+//! # }
+//! use musqratt_testkit::{Broker, BrokerConfig};
+//!
 //! fn start(config: BrokerConfig) -> Broker {
-//!     let handle = my_runtime::start(config).unwrap();
+//!     let handle = my_runtime::start(config).expect("the runtime starts");
 //!     Broker::new(handle.local_addrs().to_vec(), vec![], move || handle.shutdown())
 //! }
+//!
+//! // This runtime serves no MQTT-SN: not `all_cases!`.
 //! musqratt_testkit::mqtt_cases!(start);
 //! musqratt_testkit::auth_cases!(start);
+//! # fn main() {}
 //! ```
 //!
 //! The cases are async and drive the broker with the workspace's one raw test client,
