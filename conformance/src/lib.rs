@@ -11,9 +11,11 @@
 //! [`Ctx::deviation`]: when `MQTT_CONFORMANCE_PEER` names that broker the case is skipped with the
 //! reason printed, otherwise it runs and checks the specification as written.
 //!
-//! This library is the suite's own tiny raw client ([`wire::Client`]): it sends [`Packet`]s or
-//! raw bytes and reads packets with [`musqratt_proto::mqtt::Decoder::with_version`], so cases can
-//! send exactly what the specification forbids and see what the broker does with it.
+//! This library also holds the workspace's one raw test client ([`wire::Client`], on
+//! musqratt-client's `RawConnection`): it sends [`Packet`]s or raw bytes and reads packets with
+//! [`musqratt_proto::mqtt::Decoder::with_version`], so cases can send exactly what the
+//! specification forbids and see what the broker does with it. The runtimes' shared cases
+//! (musqratt-testkit) and the `musqratt` crate's socket tests use it too.
 
 pub mod wire;
 

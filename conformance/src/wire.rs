@@ -1,18 +1,21 @@
-//! The suite's raw MQTT client: a TCP stream, an encoder and a [`Decoder`], nothing more. It
-//! does what a case tells it, including what the specification forbids, and reports exactly
-//! what the broker answers.
+//! The workspace's raw MQTT test client: a [`RawConnection`] (musqratt-client's TCP framing
+//! through musqratt-proto's codec), nothing more. It does what a case tells it, including what
+//! the specification forbids, and reports exactly what the broker answers. The conformance
+//! cases, the runtimes' shared cases (musqratt-testkit) and the `musqratt` crate's socket tests
+//! all drive brokers with it, so that there is one raw client to trust and to fix.
 
 use core::time::Duration;
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
+use musqratt_client::ClientError;
+use musqratt_client::raw::{MAX_PACKET_SIZE, RawConnection};
 use musqratt_proto::mqtt::{
-    Decoder, Disconnect, Packet, PubResponse, Publish, ReasonCode, SubAck, Subscribe,
-    SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeProperties,
+    Disconnect, Packet, PubResponse, Publish, ReasonCode, SubAck, Subscribe, SubscribeProperties,
+    SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeProperties,
 };
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::time::{Instant, timeout_at};
 
 use crate::{RECV_TIMEOUT, SILENCE};
@@ -37,10 +40,11 @@ pub enum Event {
 /// A raw MQTT connection to the broker under test.
 #[derive(Debug)]
 pub struct Client {
-    stream: Option<TcpStream>,
+    /// `None` once the client closed its side ([`Client::drop_connection`] and the like).
+    conn: Option<RawConnection>,
     version: ProtocolVersion,
-    decoder: Decoder,
-    buf: BytesMut,
+    /// How long [`Client::recv`] and [`Client::wait_for`] wait ([`RECV_TIMEOUT`] unless set).
+    wait: Duration,
     /// Packets read while waiting for another one (an acknowledgement), returned first later.
     pending: VecDeque<Packet>,
     next_id: u16,
@@ -49,21 +53,33 @@ pub struct Client {
 
 impl Client {
     /// Opens a TCP connection that will speak `version`; sends nothing.
-    pub async fn open(addr: &str, version: ProtocolVersion) -> Self {
+    ///
+    /// # Panics
+    /// When the connection cannot be made within [`RECV_TIMEOUT`].
+    pub async fn open(
+        addr: impl ToSocketAddrs + core::fmt::Debug + Copy,
+        version: ProtocolVersion,
+    ) -> Self {
         let stream = tokio::time::timeout(RECV_TIMEOUT, TcpStream::connect(addr))
             .await
-            .unwrap_or_else(|_| panic!("timed out connecting to {addr}"))
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+            .unwrap_or_else(|_| panic!("timed out connecting to {addr:?}"))
+            .unwrap_or_else(|e| panic!("cannot connect to {addr:?}: {e}"));
         stream.set_nodelay(true).ok();
         Self {
-            stream: Some(stream),
+            conn: Some(RawConnection::from_stream(stream, version, MAX_PACKET_SIZE)),
             version,
-            decoder: Decoder::with_version(version, 268_435_460),
-            buf: BytesMut::with_capacity(4096),
+            wait: RECV_TIMEOUT,
             pending: VecDeque::new(),
             next_id: 0,
             closed: false,
         }
+    }
+
+    /// Sets how long [`Client::recv`] and [`Client::wait_for`] wait for a packet: the runtimes'
+    /// shared cases wait longer than the conformance suite, as they run on loaded CI machines
+    /// next to other brokers' shard threads.
+    pub fn set_recv_timeout(&mut self, wait: Duration) {
+        self.wait = wait;
     }
 
     /// The protocol version of this connection.
@@ -93,8 +109,20 @@ impl Client {
         self.write_now(bytes, false);
     }
 
+    /// Writes all of `bytes`, however long the broker takes to read them: for writes larger
+    /// than the socket buffers (floods), which [`Client::send`] would give up on after
+    /// [`RECV_TIMEOUT`], and while other clients of the same task read.
+    ///
+    /// # Panics
+    /// When the write fails.
+    pub async fn write_all(&mut self, bytes: &[u8]) {
+        let Some(conn) = self.conn.as_mut() else { panic!("connection dropped") };
+        conn.send_bytes(bytes).await.unwrap_or_else(|e| panic!("write failed: {e}"));
+    }
+
     fn write_now(&mut self, bytes: &[u8], must: bool) {
-        let Some(stream) = &self.stream else { panic!("connection dropped") };
+        let Some(conn) = &self.conn else { panic!("connection dropped") };
+        let stream = conn.stream();
         // Small writes on a fresh socket complete at once; try_write avoids making send async.
         let mut off = 0;
         let deadline = std::time::Instant::now() + RECV_TIMEOUT;
@@ -123,21 +151,20 @@ impl Client {
         if let Some(packet) = self.pending.pop_front() {
             return Event::Packet(packet);
         }
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(packet)) => return Event::Packet(packet),
-                Ok(None) => {}
-                Err(e) => return Event::Malformed(format!("{e:?}")),
-            }
-            if self.closed {
-                return Event::Closed;
-            }
-            let Some(stream) = self.stream.as_mut() else { return Event::Closed };
-            match timeout_at(deadline, stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Event::Timeout,
-                Ok(Ok(0) | Err(_)) => self.closed = true,
-                Ok(Ok(_)) => {}
+        if self.closed {
+            return Event::Closed;
+        }
+        let Some(conn) = self.conn.as_mut() else { return Event::Closed };
+        // `RawConnection::recv` decodes what is buffered before reading and is cancel-safe, so
+        // a timeout loses no bytes.
+        match timeout_at(Instant::now() + wait, conn.recv()).await {
+            Err(_) => Event::Timeout,
+            Ok(Ok(packet)) => Event::Packet(packet),
+            Ok(Err(ClientError::Decode(e))) => Event::Malformed(format!("{e:?}")),
+            // End of stream, a partial packet left unread, or a reset.
+            Ok(Err(_)) => {
+                self.closed = true;
+                Event::Closed
             }
         }
     }
@@ -145,9 +172,10 @@ impl Client {
     /// The next packet.
     ///
     /// # Panics
-    /// On timeout ([`RECV_TIMEOUT`]), close or a malformed packet.
+    /// On timeout ([`RECV_TIMEOUT`] unless [`Client::set_recv_timeout`]), close or a malformed
+    /// packet.
     pub async fn recv(&mut self) -> Packet {
-        match self.next_event(RECV_TIMEOUT).await {
+        match self.next_event(self.wait).await {
             Event::Packet(p) => p,
             other => panic!("expected a packet, got {other:?}"),
         }
@@ -188,7 +216,7 @@ impl Client {
     /// # Panics
     /// On timeout, close or a malformed packet.
     pub async fn wait_for(&mut self, want: impl Fn(&Packet) -> bool) -> Packet {
-        let deadline = Instant::now() + RECV_TIMEOUT;
+        let deadline = Instant::now() + self.wait;
         let mut kept = VecDeque::new();
         let mut from_pending = core::mem::take(&mut self.pending);
         loop {
@@ -302,8 +330,26 @@ impl Client {
     }
 
     async fn shutdown(&mut self) {
-        if let Some(mut stream) = self.stream.take() {
-            stream.shutdown().await.ok();
+        if let Some(mut conn) = self.conn.take() {
+            conn.shutdown().await.ok();
+        }
+    }
+
+    /// Waits until the broker closes the connection and returns every packet it sent before,
+    /// whatever they are (the caller asserts on them).
+    ///
+    /// # Panics
+    /// If the connection is still open after `wait`, or the broker sends a malformed packet.
+    pub async fn packets_until_closed(&mut self, wait: Duration) -> Vec<Packet> {
+        let deadline = Instant::now() + wait;
+        let mut packets = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(left).await {
+                Event::Closed => return packets,
+                Event::Packet(packet) => packets.push(packet),
+                other => panic!("connection not closed: {other:?} (got {packets:?})"),
+            }
         }
     }
 

@@ -12,8 +12,7 @@ use musqratt_engine::proto::mqtt::{
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant};
 
-#[path = "common/counting.rs"]
-mod counting;
+mod common;
 
 /// One measured setup.
 #[derive(Clone, Copy)]
@@ -149,7 +148,7 @@ fn allocations_per_publish(case: Case, measured_reads: usize) -> f64 {
         let read = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
         // Looked at without allocating (cloning a `Bytes` may allocate).
         let (mut got_payload, mut shared) = (0, 0);
-        let before = counting::allocations();
+        let before = common::allocations();
         engine.handle_input(now, Input::Data { conn: PUBLISHER, bytes });
         drain(&mut engine, now, &mut written, |action| {
             if let Action::Send { conn, bytes } = action
@@ -160,7 +159,7 @@ fn allocations_per_publish(case: Case, measured_reads: usize) -> f64 {
                 shared += usize::from(read.contains(&(bytes.as_ptr() as usize)));
             }
         });
-        let allocations = counting::allocations() - before;
+        let allocations = common::allocations() - before;
         if index >= warm_up {
             measured_allocations += allocations;
         }

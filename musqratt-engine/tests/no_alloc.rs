@@ -7,13 +7,12 @@ use musqratt_engine::ShardId;
 use musqratt_engine::router::{RouteTable, SubscriptionTrie};
 use smallvec::SmallVec;
 
-#[path = "common/counting.rs"]
-mod counting;
+mod common;
 
 fn allocations_during(f: impl FnOnce()) -> usize {
-    let before = counting::allocations();
+    let before = common::allocations();
     f();
-    counting::allocations() - before
+    common::allocations() - before
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Bad input over real sockets (issue 4, item 6): an in-process [`Broker`] on an ephemeral port,
-//! driven by raw TCP clients that speak through `musqratt-proto`.
+//! driven by the workspace's raw test client (musqratt-testkit's).
 //!
 //! The tests run one at a time (a shared lock): the memory test reads the process's resident set,
 //! and the connection tests count file descriptors against `ulimit -n`.
@@ -13,17 +13,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use musqratt::config::FileConfig;
 use musqratt::proto::bytestring::ByteString;
-use musqratt::proto::mqtt::{
-    Connect, Decoder, Disconnect, Packet, PubResponse, Publish, ReasonCode, Subscribe,
-    SubscriptionOptions,
-};
+use musqratt::proto::mqtt::{Connect, Disconnect, Packet, PubResponse, Publish, ReasonCode};
 use musqratt::proto::{PacketId, ProtocolVersion, QoS};
 use musqratt::{Broker, BrokerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use musqratt_testkit::{Client, Event, WAIT, open, subscribe};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-
-const WAIT: Duration = Duration::from_secs(5);
 
 /// Serialises the tests of this file (see the module comment).
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -128,120 +124,31 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
 }
 
-struct Client {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
-    version: ProtocolVersion,
-    next_id: u16,
+/// Reads until the broker closes (within [`WAIT`]), returning the last packet it sent before.
+async fn closed(client: &mut Client) -> Option<Packet> {
+    client.packets_until_closed(WAIT).await.pop()
 }
 
-impl Client {
-    async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connects");
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            decoder: Decoder::with_version(version, 256 * 1024 * 1024),
-            buf: BytesMut::new(),
-            version,
-            next_id: 0,
-        }
-    }
+/// A PUBLISH packet with the client's next packet identifier when `qos` needs one.
+fn publish_packet(
+    client: &mut Client,
+    topic: &str,
+    payload: Bytes,
+    qos: QoS,
+) -> (Packet, Option<PacketId>) {
+    let mut publish = Publish::new(ByteString::from(topic), payload);
+    publish.qos = qos;
+    let packet_id = (qos != QoS::AtMostOnce).then(|| client.next_pid());
+    publish.packet_id = packet_id;
+    (Packet::Publish(publish), packet_id)
+}
 
-    /// Connects with Clean Start and checks that the broker accepted.
-    async fn connected(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> Self {
-        let mut client = Self::open(addr, version).await;
-        client.send(&connect(version, client_id)).await;
-        match client.recv().await {
-            Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-        client
-    }
-
-    async fn send(&mut self, packet: &Packet) {
-        let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out).expect("encodes");
-        self.stream.write_all(&out).await.expect("writes");
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("writes");
-    }
-
-    /// The next packet; `None` when the broker closed the connection.
-    async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(packet) = self.decoder.decode(&mut self.buf).expect("valid packet") {
-                    return Some(packet);
-                }
-                self.buf.reserve(64 * 1024);
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("the broker answers in time")
-    }
-
-    /// Reads until the broker closes, returning the last packet it sent before.
-    async fn closed(&mut self) -> Option<Packet> {
-        let mut last = None;
-        while let Some(packet) = self.recv().await {
-            last = Some(packet);
-        }
-        last
-    }
-
-    fn packet_id(&mut self) -> PacketId {
-        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        PacketId::new(self.next_id).unwrap()
-    }
-
-    async fn subscribe(&mut self, filter: &str, qos: QoS) {
-        let packet_id = self.packet_id();
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id,
-            filters: vec![(ByteString::from(filter), SubscriptionOptions::with_qos(qos))],
-            properties: Default::default(),
-        }))
-        .await;
-        match self.recv().await {
-            Some(Packet::SubAck(ack)) => {
-                assert_eq!(ack.packet_id, packet_id);
-                assert_eq!(ack.reason_codes, vec![ReasonCode(qos.bits())]);
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    /// A PUBLISH packet with a fresh packet identifier when `qos` needs one.
-    fn publish_packet(
-        &mut self,
-        topic: &str,
-        payload: Bytes,
-        qos: QoS,
-    ) -> (Packet, Option<PacketId>) {
-        let mut publish = Publish::new(ByteString::from(topic), payload);
-        publish.qos = qos;
-        let packet_id = (qos != QoS::AtMostOnce).then(|| self.packet_id());
-        publish.packet_id = packet_id;
-        (Packet::Publish(publish), packet_id)
-    }
-
-    /// Publishes at QoS 1 and waits for the PUBACK.
-    async fn publish_1(&mut self, topic: &str, payload: Bytes) {
-        let (packet, packet_id) = self.publish_packet(topic, payload, QoS::AtLeastOnce);
-        self.send(&packet).await;
-        match self.recv().await {
-            Some(Packet::PubAck(ack)) => assert_eq!(Some(ack.packet_id), packet_id),
-            other => panic!("expected PUBACK, got {other:?}"),
-        }
-    }
+/// Publishes at QoS 1 and waits for the PUBACK, which must be the next packet.
+async fn publish_1(client: &mut Client, topic: &str, payload: Bytes) {
+    let mut publish = Publish::new(ByteString::from(topic), payload);
+    publish.qos = QoS::AtLeastOnce;
+    publish.packet_id = Some(client.next_pid());
+    musqratt_testkit::publish_packet(client, publish).await;
 }
 
 fn connect(version: ProtocolVersion, client_id: &str) -> Packet {
@@ -266,13 +173,15 @@ fn publish_header(remaining: u32) -> Vec<u8> {
 /// A subscriber and a publisher on `topic` that exchange a QoS 1 message, proving the broker
 /// still serves.
 async fn still_serves(addr: SocketAddr, topic: &str) {
-    let mut sub = Client::connected(addr, ProtocolVersion::V5, &format!("{topic}-sub")).await;
-    sub.subscribe(topic, QoS::AtLeastOnce).await;
-    let mut publ = Client::connected(addr, ProtocolVersion::V3_1_1, &format!("{topic}-pub")).await;
-    publ.publish_1(topic, Bytes::from_static(b"alive")).await;
+    let mut sub =
+        musqratt_testkit::connect(addr, &format!("{topic}-sub"), ProtocolVersion::V5).await;
+    subscribe(&mut sub, topic, QoS::AtLeastOnce).await;
+    let mut publ =
+        musqratt_testkit::connect(addr, &format!("{topic}-pub"), ProtocolVersion::V3_1_1).await;
+    publish_1(&mut publ, topic, Bytes::from_static(b"alive")).await;
     match sub.recv().await {
-        Some(Packet::Publish(p)) => {
-            sub.send(&Packet::PubAck(PubResponse::new(p.packet_id.unwrap()))).await;
+        Packet::Publish(p) => {
+            sub.send(&Packet::PubAck(PubResponse::new(p.packet_id.unwrap())));
             assert_eq!(&p.payload[..], b"alive");
         }
         other => panic!("the broker no longer delivers: {other:?}"),
@@ -357,9 +266,10 @@ async fn malformed_packets_close_the_connection() {
     let broker = start(2, |_| {});
     let addr = broker.local_addr();
     for (i, (case, bytes, reason)) in MALFORMED_V5.iter().enumerate() {
-        let mut client = Client::connected(addr, ProtocolVersion::V5, &format!("bad5-{i}")).await;
-        client.send_raw(bytes).await;
-        match client.closed().await {
+        let mut client =
+            musqratt_testkit::connect(addr, &format!("bad5-{i}"), ProtocolVersion::V5).await;
+        client.write_all(bytes).await;
+        match closed(&mut client).await {
             Some(Packet::Disconnect(d)) => {
                 assert_eq!(
                     d.reason_code, *reason,
@@ -372,14 +282,14 @@ async fn malformed_packets_close_the_connection() {
     }
     for (i, (case, bytes)) in MALFORMED_V311.iter().enumerate() {
         let id = format!("bad311-{i}");
-        let mut client = Client::connected(addr, ProtocolVersion::V3_1_1, &id).await;
-        client.send_raw(bytes).await;
-        assert_eq!(client.closed().await, None, "3.1.1 {case}");
+        let mut client = musqratt_testkit::connect(addr, &id, ProtocolVersion::V3_1_1).await;
+        client.write_all(bytes).await;
+        assert_eq!(closed(&mut client).await, None, "3.1.1 {case}");
     }
     // A second CONNECT is a Protocol Error (MQTT-3.1.0-2).
-    let mut client = Client::connected(addr, ProtocolVersion::V5, "twice").await;
-    client.send(&connect(ProtocolVersion::V5, "twice")).await;
-    match client.closed().await {
+    let mut client = musqratt_testkit::connect(addr, "twice", ProtocolVersion::V5).await;
+    client.send(&connect(ProtocolVersion::V5, "twice"));
+    match closed(&mut client).await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::PROTOCOL_ERROR),
         other => panic!("second CONNECT: expected DISCONNECT 0x82, got {other:?}"),
     }
@@ -405,9 +315,9 @@ async fn malformed_packets_close_the_connection() {
         ("random bytes", &[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0x13, 0x37]),
     ];
     for (case, bytes) in before_connect {
-        let mut client = Client::open(addr, ProtocolVersion::V3_1_1).await;
-        client.send_raw(bytes).await;
-        assert_eq!(client.closed().await, None, "before CONNECT, {case}");
+        let mut client = open(addr, ProtocolVersion::V3_1_1).await;
+        client.write_all(bytes).await;
+        assert_eq!(closed(&mut client).await, None, "before CONNECT, {case}");
     }
     still_serves(addr, "malformed").await;
     stop(broker).await;
@@ -421,20 +331,20 @@ async fn a_packet_over_the_maximum_size_is_refused_after_its_fixed_header() {
     let broker = start(2, |c| c.max_packet_size = 64 * 1024);
     let addr = broker.local_addr();
     let huge = 200 * 1024 * 1024;
-    let mut client = Client::connected(addr, ProtocolVersion::V5, "huge5").await;
-    client.send_raw(&publish_header(huge)).await;
-    match client.closed().await {
+    let mut client = musqratt_testkit::connect(addr, "huge5", ProtocolVersion::V5).await;
+    client.write_all(&publish_header(huge)).await;
+    match closed(&mut client).await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
         other => panic!("expected DISCONNECT 0x95, got {other:?}"),
     }
     // 3.1.1 has no reason codes: closed without a word.
-    let mut client = Client::connected(addr, ProtocolVersion::V3_1_1, "huge311").await;
-    client.send_raw(&publish_header(huge)).await;
-    assert_eq!(client.closed().await, None);
+    let mut client = musqratt_testkit::connect(addr, "huge311", ProtocolVersion::V3_1_1).await;
+    client.write_all(&publish_header(huge)).await;
+    assert_eq!(closed(&mut client).await, None);
     // One byte over the configured maximum (the whole packet is 64 KiB + 1).
-    let mut client = Client::connected(addr, ProtocolVersion::V5, "edge5").await;
-    client.send_raw(&publish_header(64 * 1024 - 1)).await;
-    match client.closed().await {
+    let mut client = musqratt_testkit::connect(addr, "edge5", ProtocolVersion::V5).await;
+    client.write_all(&publish_header(64 * 1024 - 1)).await;
+    match closed(&mut client).await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
         other => panic!("expected DISCONNECT 0x95, got {other:?}"),
     }
@@ -444,9 +354,10 @@ async fn a_packet_over_the_maximum_size_is_refused_after_its_fixed_header() {
     // The documented default maximum (1 MiB, docs/CONFIG.md `max_packet_size`).
     assert_eq!(FileConfig::default().max_packet_size, 1024 * 1024);
     let broker = start(1, |_| {});
-    let mut client = Client::connected(broker.local_addr(), ProtocolVersion::V5, "def5").await;
-    client.send_raw(&publish_header(1024 * 1024)).await;
-    match client.closed().await {
+    let mut client =
+        musqratt_testkit::connect(broker.local_addr(), "def5", ProtocolVersion::V5).await;
+    client.write_all(&publish_header(1024 * 1024)).await;
+    match closed(&mut client).await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
         other => panic!("expected DISCONNECT 0x95, got {other:?}"),
     }
@@ -465,8 +376,8 @@ async fn connections_that_never_send_connect_are_closed_while_others_work() {
     let addr = broker.local_addr();
 
     // A client that keeps publishing to itself (QoS 1) the whole time.
-    let mut worker = Client::connected(addr, ProtocolVersion::V5, "worker").await;
-    worker.subscribe("work", QoS::AtLeastOnce).await;
+    let mut worker = musqratt_testkit::connect(addr, "worker", ProtocolVersion::V5).await;
+    subscribe(&mut worker, "work", QoS::AtLeastOnce).await;
     let done = Arc::new(AtomicBool::new(false));
     let round_trips = Arc::new(AtomicU64::new(0));
     let working = {
@@ -474,20 +385,20 @@ async fn connections_that_never_send_connect_are_closed_while_others_work() {
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
                 let (packet, packet_id) =
-                    worker.publish_packet("work", Bytes::from_static(b"w"), QoS::AtLeastOnce);
-                worker.send(&packet).await;
+                    publish_packet(&mut worker, "work", Bytes::from_static(b"w"), QoS::AtLeastOnce);
+                worker.send(&packet);
                 // The PUBACK and our own message, in either order.
                 let (mut acked, mut received) = (false, false);
                 while !(acked && received) {
                     match worker.recv().await {
-                        Some(Packet::PubAck(ack)) => {
+                        Packet::PubAck(ack) => {
                             assert_eq!(Some(ack.packet_id), packet_id);
                             acked = true;
                         }
-                        Some(Packet::Publish(p)) => {
+                        Packet::Publish(p) => {
                             assert_eq!(&p.payload[..], b"w");
                             let ack = PubResponse::new(p.packet_id.unwrap());
-                            worker.send(&Packet::PubAck(ack)).await;
+                            worker.send(&Packet::PubAck(ack));
                             received = true;
                         }
                         other => panic!("worker: unexpected {other:?}"),
@@ -549,9 +460,9 @@ async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f
         c.max_unwritten_bytes = UNWRITTEN_BYTES;
     });
     let addr = broker.local_addr();
-    let mut stuck = Client::connected(addr, ProtocolVersion::V5, "stuck").await;
-    stuck.subscribe("flood", qos).await;
-    let mut publ = Client::connected(addr, ProtocolVersion::V5, "flooder").await;
+    let mut stuck = musqratt_testkit::connect(addr, "stuck", ProtocolVersion::V5).await;
+    subscribe(&mut stuck, "flood", qos).await;
+    let mut publ = musqratt_testkit::connect(addr, "flooder", ProtocolVersion::V5).await;
 
     let before = rss_mib();
     let peak = Arc::new(AtomicU64::new(status_kib("VmRSS")));
@@ -576,15 +487,15 @@ async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f
         let batch = window.min(count - sent);
         let mut ids = Vec::with_capacity(batch);
         for _ in 0..batch {
-            let (packet, id) = publ.publish_packet("flood", payload.clone(), qos);
+            let (packet, id) = publish_packet(&mut publ, "flood", payload.clone(), qos);
             ids.extend(id);
             out.clear();
-            packet.encode(publ.version, &mut out).unwrap();
-            publ.stream.write_all(&out).await.unwrap();
+            packet.encode(publ.version(), &mut out).unwrap();
+            publ.write_all(&out).await;
         }
         for id in ids {
             match publ.recv().await {
-                Some(Packet::PubAck(ack)) => assert_eq!(ack.packet_id, id),
+                Packet::PubAck(ack) => assert_eq!(ack.packet_id, id),
                 other => panic!("expected PUBACK, got {other:?}"),
             }
         }
@@ -592,7 +503,7 @@ async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f
     }
     // In order on the publisher's connection: once this is acknowledged the broker has handled
     // every message before it.
-    publ.publish_1("flood/end", Bytes::from_static(b"end")).await;
+    publish_1(&mut publ, "flood/end", Bytes::from_static(b"end")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = rss_mib();
     done.store(true, Ordering::Relaxed);
@@ -602,12 +513,17 @@ async fn publish_to_a_non_reader(qos: QoS, total: usize, size: usize) -> (f64, f
     // The non-reader now reads: it gets what the broker kept for it (its session queue, the
     // bytes handed to its socket, the kernel's buffers), not the 100 MB: the rest was dropped.
     let mut delivered = 0usize;
-    while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_secs(1), stuck.recv()).await {
+    loop {
+        let packet = match stuck.next_event(Duration::from_secs(1)).await {
+            Event::Packet(packet) => packet,
+            Event::Timeout | Event::Closed => break,
+            Event::Malformed(e) => panic!("the non-reader got a malformed packet: {e}"),
+        };
         match packet {
             Packet::Publish(p) => {
                 assert_eq!(p.payload.len(), size);
                 if let Some(id) = p.packet_id {
-                    stuck.send(&Packet::PubAck(PubResponse::new(id))).await;
+                    stuck.send(&Packet::PubAck(PubResponse::new(id)));
                 }
                 delivered += 1;
             }
@@ -670,14 +586,14 @@ async fn a_flood_of_connects_leaves_the_broker_serving() {
                     let version =
                         if i % 2 == 0 { ProtocolVersion::V5 } else { ProtocolVersion::V3_1_1 };
                     let id = format!("flood-{t}-{i}");
-                    let mut client = Client::connected(addr, version, &id).await;
+                    let mut client = musqratt_testkit::connect(addr, &id, version).await;
                     if i % 3 == 2 {
                         // Gone without DISCONNECT: the broker sees the end of the stream.
                         drop(client);
                         continue;
                     }
-                    client.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS))).await;
-                    assert_eq!(client.closed().await, None, "{id}");
+                    client.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
+                    assert_eq!(closed(&mut client).await, None, "{id}");
                 }
             })
         })
@@ -704,7 +620,7 @@ async fn a_flood_of_connects_leaves_the_broker_serving() {
     );
     still_serves(addr, "fresh").await;
     // And the same client identifiers can connect again.
-    let mut again = Client::connected(addr, ProtocolVersion::V5, "flood-0-0").await;
-    again.publish_1("again", Bytes::from_static(b"x")).await;
+    let mut again = musqratt_testkit::connect(addr, "flood-0-0", ProtocolVersion::V5).await;
+    publish_1(&mut again, "again", Bytes::from_static(b"x")).await;
     stop(broker).await;
 }

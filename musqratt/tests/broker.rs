@@ -1,23 +1,21 @@
 //! The broker over real sockets: an in-process [`Broker`] on an ephemeral port, and the built
-//! `musqratt` binary, driven by a raw TCP client that speaks through `musqratt-proto`.
+//! `musqratt` binary, driven by the workspace's raw test client (musqratt-testkit's).
 
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use musqratt::config::FileConfig;
 use musqratt::proto::bytestring::ByteString;
-use musqratt::proto::mqtt::{
-    Connect, Decoder, Packet, PubResponse, Publish, ReasonCode, Subscribe, SubscriptionOptions,
-};
-use musqratt::proto::{PacketId, ProtocolVersion, QoS};
+use musqratt::proto::mqtt::{Packet, Publish, ReasonCode};
+use musqratt::proto::{ProtocolVersion, QoS};
 use musqratt::{Broker, BrokerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const WAIT: Duration = Duration::from_secs(5);
+use musqratt_testkit::{
+    Client, Event, WAIT, connect_packet, id_on_shard, open, publish_packet, receive_publish,
+    subscribe,
+};
 
 fn start(threads: usize) -> Broker {
     let mut config = BrokerConfig::default();
@@ -26,175 +24,42 @@ fn start(threads: usize) -> Broker {
     Broker::start(config).expect("broker starts")
 }
 
-/// The shard owning a client identifier (the engine's function), so that tests can place clients
-/// on chosen shards.
-fn owner(client_id: &str, shards: u64) -> u64 {
-    let shards = u16::try_from(shards).expect("shard count fits u16");
-    u64::from(musqratt_engine::owner_of(client_id, shards).0)
-}
-
-/// A client identifier starting with `prefix` owned by `shard` of `shards`.
-fn id_on(prefix: &str, shard: u64, shards: u64) -> String {
-    (0..).map(|i| format!("{prefix}-{i}")).find(|id| owner(id, shards) == shard).unwrap()
-}
-
-struct Client {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
+/// Connects with Clean Start and this keep alive, and returns the client and whatever the
+/// broker answered first.
+async fn connect_raw(
+    addr: SocketAddr,
     version: ProtocolVersion,
-    next_id: u16,
+    client_id: &str,
+    keep_alive: u16,
+) -> (Client, Packet) {
+    let mut client = open(addr, version).await;
+    client.send(&connect_packet(client_id, version, keep_alive));
+    let connack = client.recv().await;
+    (client, connack)
 }
 
-impl Client {
-    async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connects");
-        Self {
-            stream,
-            decoder: Decoder::with_version(version, 16 * 1024 * 1024),
-            buf: BytesMut::new(),
-            version,
-            next_id: 0,
-        }
+/// Connects and checks that the broker accepted.
+async fn connected(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> Client {
+    let (client, connack) = connect_raw(addr, version, client_id, 0).await;
+    match connack {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected CONNACK, got {other:?}"),
     }
+    client
+}
 
-    /// Connects with Clean Start and returns the CONNACK.
-    async fn connect(
-        addr: SocketAddr,
-        version: ProtocolVersion,
-        client_id: &str,
-        keep_alive: u16,
-    ) -> (Self, Packet) {
-        let mut client = Self::open(addr, version).await;
-        let mut connect = Connect::new(version, client_id);
-        connect.keep_alive = keep_alive;
-        client.send(&Packet::Connect(Box::new(connect))).await;
-        let connack = client.recv().await.expect("CONNACK");
-        (client, connack)
-    }
+/// Publishes (retained or not) with the client's next packet id and completes the QoS flow.
+async fn publish(client: &mut Client, topic: &str, payload: &'static [u8], qos: QoS, retain: bool) {
+    let mut publish = Publish::new(ByteString::from(topic), Bytes::from_static(payload));
+    publish.qos = qos;
+    publish.retain = retain;
+    publish.packet_id = (qos != QoS::AtMostOnce).then(|| client.next_pid());
+    publish_packet(client, publish).await;
+}
 
-    /// Connects and checks that the broker accepted.
-    async fn connected(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> Self {
-        let (client, connack) = Self::connect(addr, version, client_id, 0).await;
-        match connack {
-            Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-        client
-    }
-
-    async fn send(&mut self, packet: &Packet) {
-        let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out).expect("encodes");
-        self.stream.write_all(&out).await.expect("writes");
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("writes");
-    }
-
-    /// The next packet; `None` when the broker closed the connection.
-    async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(packet) = self.decoder.decode(&mut self.buf).expect("valid packet") {
-                    return Some(packet);
-                }
-                self.buf.reserve(4096);
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("the broker answers in time")
-    }
-
-    fn packet_id(&mut self) -> PacketId {
-        self.next_id += 1;
-        PacketId::new(self.next_id).unwrap()
-    }
-
-    async fn subscribe(&mut self, filter: &str, qos: QoS) {
-        let packet_id = self.packet_id();
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id,
-            filters: vec![(ByteString::from(filter), SubscriptionOptions::with_qos(qos))],
-            properties: Default::default(),
-        }))
-        .await;
-        match self.recv().await {
-            Some(Packet::SubAck(ack)) => {
-                assert_eq!(ack.packet_id, packet_id);
-                assert_eq!(ack.reason_codes, vec![ReasonCode(qos.bits())]);
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    /// Publishes and completes the QoS flow.
-    async fn publish(&mut self, topic: &str, payload: &'static [u8], qos: QoS, retain: bool) {
-        let mut publish = Publish::new(ByteString::from(topic), Bytes::from_static(payload));
-        publish.qos = qos;
-        publish.retain = retain;
-        let packet_id = (qos != QoS::AtMostOnce).then(|| self.packet_id());
-        publish.packet_id = packet_id;
-        self.send(&Packet::Publish(publish)).await;
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => match self.recv().await {
-                Some(Packet::PubAck(ack)) => assert_eq!(Some(ack.packet_id), packet_id),
-                other => panic!("expected PUBACK, got {other:?}"),
-            },
-            QoS::ExactlyOnce => {
-                match self.recv().await {
-                    Some(Packet::PubRec(rec)) => assert_eq!(Some(rec.packet_id), packet_id),
-                    other => panic!("expected PUBREC, got {other:?}"),
-                }
-                let id = packet_id.unwrap();
-                self.send(&Packet::PubRel(PubResponse::new(id))).await;
-                match self.recv().await {
-                    Some(Packet::PubComp(comp)) => assert_eq!(comp.packet_id, id),
-                    other => panic!("expected PUBCOMP, got {other:?}"),
-                }
-            }
-        }
-    }
-
-    /// Receives one PUBLISH and acknowledges it as its QoS requires.
-    async fn receive(&mut self) -> Publish {
-        let publish = match self.recv().await {
-            Some(Packet::Publish(publish)) => publish,
-            other => panic!("expected PUBLISH, got {other:?}"),
-        };
-        match publish.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => {
-                let id = publish.packet_id.unwrap();
-                self.send(&Packet::PubAck(PubResponse::new(id))).await;
-            }
-            QoS::ExactlyOnce => {
-                let id = publish.packet_id.unwrap();
-                self.send(&Packet::PubRec(PubResponse::new(id))).await;
-                match self.recv().await {
-                    Some(Packet::PubRel(rel)) => assert_eq!(rel.packet_id, id),
-                    other => panic!("expected PUBREL, got {other:?}"),
-                }
-                self.send(&Packet::PubComp(PubResponse::new(id))).await;
-            }
-        }
-        publish
-    }
-
-    /// Reads until the broker closes, returning the last packet it sent before.
-    async fn closed(&mut self) -> Option<Packet> {
-        let mut last = None;
-        while let Some(packet) = self.recv().await {
-            last = Some(packet);
-        }
-        last
-    }
+/// Reads until the broker closes (within [`WAIT`]), returning the last packet it sent before.
+async fn closed(client: &mut Client) -> Option<Packet> {
+    client.packets_until_closed(WAIT).await.pop()
 }
 
 /// Runs blocking broker control (shutdown joins threads) off the test's runtime.
@@ -210,7 +75,7 @@ async fn connect_and_connack_in_every_version() {
         (ProtocolVersion::V3_1_1, "v311"),
         (ProtocolVersion::V5, "v5"),
     ] {
-        let (_client, connack) = Client::connect(broker.local_addr(), version, id, 30).await;
+        let (_client, connack) = connect_raw(broker.local_addr(), version, id, 30).await;
         match connack {
             Packet::ConnAck(ack) => {
                 assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{version:?}");
@@ -223,16 +88,16 @@ async fn connect_and_connack_in_every_version() {
 }
 
 async fn deliver_all_qos(addr: SocketAddr, subscriber: &str, publisher: &str) {
-    let mut sub = Client::connected(addr, ProtocolVersion::V5, subscriber).await;
-    sub.subscribe("t/#", QoS::ExactlyOnce).await;
-    let mut publ = Client::connected(addr, ProtocolVersion::V3_1_1, publisher).await;
+    let mut sub = connected(addr, ProtocolVersion::V5, subscriber).await;
+    subscribe(&mut sub, "t/#", QoS::ExactlyOnce).await;
+    let mut publ = connected(addr, ProtocolVersion::V3_1_1, publisher).await;
     // No waiting or retrying: the SUBACK came once every shard routes the subscription.
-    publ.publish("t/0", b"zero", QoS::AtMostOnce, false).await;
-    publ.publish("t/1", b"one", QoS::AtLeastOnce, false).await;
-    publ.publish("t/2", b"two", QoS::ExactlyOnce, false).await;
+    publish(&mut publ, "t/0", b"zero", QoS::AtMostOnce, false).await;
+    publish(&mut publ, "t/1", b"one", QoS::AtLeastOnce, false).await;
+    publish(&mut publ, "t/2", b"two", QoS::ExactlyOnce, false).await;
     let mut got = Vec::new();
     while got.len() < 3 {
-        let p = sub.receive().await;
+        let p = receive_publish(&mut sub).await;
         got.push((p.topic.to_string(), p.payload, p.qos));
     }
     assert_eq!(
@@ -258,8 +123,8 @@ async fn qos_0_1_2_across_shards() {
     let addr = broker.local_addr();
     // Sessions live on the shard owning the client identifier: these two are on different
     // shards whichever shard accepted their sockets.
-    deliver_all_qos(addr, &id_on("sub", 0, 2), &id_on("pub", 1, 2)).await;
-    deliver_all_qos(addr, &id_on("sub", 1, 2), &id_on("pub", 0, 2)).await;
+    deliver_all_qos(addr, &id_on_shard("sub", 0, 2), &id_on_shard("pub", 1, 2)).await;
+    deliver_all_qos(addr, &id_on_shard("sub", 1, 2), &id_on_shard("pub", 0, 2)).await;
     stop(broker).await;
 }
 
@@ -271,8 +136,8 @@ async fn connections_accepted_elsewhere_are_handed_to_their_owner() {
     // that does not own their client identifier and must move (2^-24 that none does).
     let mut clients = Vec::new();
     for i in 0..24 {
-        let id = id_on(&format!("h{i}"), 1, 2);
-        clients.push(Client::connected(addr, ProtocolVersion::V5, &id).await);
+        let id = id_on_shard(&format!("h{i}"), 1, 2);
+        clients.push(connected(addr, ProtocolVersion::V5, &id).await);
     }
     let stats = broker.stats();
     assert_eq!(stats.accepted, 24);
@@ -280,9 +145,9 @@ async fn connections_accepted_elsewhere_are_handed_to_their_owner() {
     // Handed-over connections keep working: one subscribes, another publishes.
     let mut publ = clients.pop().unwrap();
     let mut sub = clients.pop().unwrap();
-    sub.subscribe("h", QoS::AtLeastOnce).await;
-    publ.publish("h", b"moved", QoS::AtLeastOnce, false).await;
-    assert_eq!(&sub.receive().await.payload[..], b"moved");
+    subscribe(&mut sub, "h", QoS::AtLeastOnce).await;
+    publish(&mut publ, "h", b"moved", QoS::AtLeastOnce, false).await;
+    assert_eq!(&receive_publish(&mut sub).await.payload[..], b"moved");
     stop(broker).await;
 }
 
@@ -301,15 +166,15 @@ fn a_port_in_use_is_refused() {
 async fn empty_payloads_are_delivered() {
     let broker = start(1);
     let addr = broker.local_addr();
-    let mut sub = Client::connected(addr, ProtocolVersion::V5, "empty-sub").await;
-    sub.subscribe("e", QoS::AtLeastOnce).await;
-    let mut publ = Client::connected(addr, ProtocolVersion::V5, "empty-pub").await;
-    publ.publish("e", b"", QoS::AtMostOnce, false).await;
-    publ.publish("e", b"", QoS::AtLeastOnce, false).await;
-    publ.publish("e", b"after", QoS::AtLeastOnce, false).await;
-    assert_eq!(&sub.receive().await.payload[..], b"");
-    assert_eq!(&sub.receive().await.payload[..], b"");
-    assert_eq!(&sub.receive().await.payload[..], b"after");
+    let mut sub = connected(addr, ProtocolVersion::V5, "empty-sub").await;
+    subscribe(&mut sub, "e", QoS::AtLeastOnce).await;
+    let mut publ = connected(addr, ProtocolVersion::V5, "empty-pub").await;
+    publish(&mut publ, "e", b"", QoS::AtMostOnce, false).await;
+    publish(&mut publ, "e", b"", QoS::AtLeastOnce, false).await;
+    publish(&mut publ, "e", b"after", QoS::AtLeastOnce, false).await;
+    assert_eq!(&receive_publish(&mut sub).await.payload[..], b"");
+    assert_eq!(&receive_publish(&mut sub).await.payload[..], b"");
+    assert_eq!(&receive_publish(&mut sub).await.payload[..], b"after");
     stop(broker).await;
 }
 
@@ -317,17 +182,17 @@ async fn empty_payloads_are_delivered() {
 async fn retained_message_goes_to_later_subscribers_on_every_shard() {
     let broker = start(2);
     let addr = broker.local_addr();
-    let mut publ = Client::connected(addr, ProtocolVersion::V5, &id_on("rp", 0, 2)).await;
-    publ.publish("r/state", b"on", QoS::AtLeastOnce, true).await;
+    let mut publ = connected(addr, ProtocolVersion::V5, &id_on_shard("rp", 0, 2)).await;
+    publish(&mut publ, "r/state", b"on", QoS::AtLeastOnce, true).await;
     for shard in [0, 1] {
-        let id = id_on("rs", shard, 2);
+        let id = id_on_shard("rs", shard, 2);
         // Retained messages are replicated to every shard asynchronously: retry briefly.
         let publish = tokio::time::timeout(WAIT, async {
             loop {
-                let mut sub = Client::connected(addr, ProtocolVersion::V3_1_1, &id).await;
-                sub.subscribe("r/#", QoS::AtLeastOnce).await;
-                let got = tokio::time::timeout(Duration::from_millis(200), sub.recv()).await;
-                if let Ok(Some(Packet::Publish(p))) = got {
+                let mut sub = connected(addr, ProtocolVersion::V3_1_1, &id).await;
+                subscribe(&mut sub, "r/#", QoS::AtLeastOnce).await;
+                let got = sub.next_event(Duration::from_millis(200)).await;
+                if let Event::Packet(Packet::Publish(p)) = got {
                     return p;
                 }
             }
@@ -344,12 +209,12 @@ async fn retained_message_goes_to_later_subscribers_on_every_shard() {
 #[tokio::test]
 async fn keep_alive_answers_pings_and_closes_silent_clients() {
     let broker = start(1);
-    let (mut client, _) = Client::connect(broker.local_addr(), ProtocolVersion::V5, "ka", 1).await;
-    client.send(&Packet::PingReq).await;
-    assert_eq!(client.recv().await, Some(Packet::PingResp));
+    let (mut client, _) = connect_raw(broker.local_addr(), ProtocolVersion::V5, "ka", 1).await;
+    client.send(&Packet::PingReq);
+    assert_eq!(client.recv().await, Packet::PingResp);
     // Then silence: closed after 1.5 × Keep Alive, told why (0x8D).
     let started = tokio::time::Instant::now();
-    match client.closed().await {
+    match closed(&mut client).await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::KEEP_ALIVE_TIMEOUT),
         other => panic!("expected DISCONNECT 0x8D, got {other:?}"),
     }
@@ -364,22 +229,22 @@ async fn malformed_packet_closes_the_connection() {
     let broker = start(1);
     let addr = broker.local_addr();
     // 3.1.1: PUBLISH whose topic length runs past the packet: closed without a word.
-    let mut client = Client::connected(addr, ProtocolVersion::V3_1_1, "bad311").await;
-    client.send_raw(&[0x30, 0x03, 0x00, 0x05, b'a']).await;
-    assert_eq!(client.closed().await, None);
+    let mut client = connected(addr, ProtocolVersion::V3_1_1, "bad311").await;
+    client.write_all(&[0x30, 0x03, 0x00, 0x05, b'a']).await;
+    assert_eq!(closed(&mut client).await, None);
     // 5.0: told why with a DISCONNECT carrying an error reason code.
-    let mut client = Client::connected(addr, ProtocolVersion::V5, "bad5").await;
-    client.send_raw(&[0x30, 0x03, 0x00, 0x05, b'a']).await;
-    match client.closed().await {
+    let mut client = connected(addr, ProtocolVersion::V5, "bad5").await;
+    client.write_all(&[0x30, 0x03, 0x00, 0x05, b'a']).await;
+    match closed(&mut client).await {
         Some(Packet::Disconnect(d)) => assert!(d.reason_code.is_error(), "{d:?}"),
         other => panic!("expected DISCONNECT, got {other:?}"),
     }
     // Not MQTT at all before CONNECT ("GE" reads as a 69-byte packet: send all of it).
-    let mut client = Client::open(addr, ProtocolVersion::V3_1_1).await;
-    client.send_raw(format!("GET / HTTP/1.1\r\nHost: x\r\n{:80}\r\n\r\n", "").as_bytes()).await;
-    assert_eq!(client.closed().await, None);
+    let mut client = open(addr, ProtocolVersion::V3_1_1).await;
+    client.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\n{:80}\r\n\r\n", "").as_bytes()).await;
+    assert_eq!(closed(&mut client).await, None);
     // The broker is still fine.
-    Client::connected(addr, ProtocolVersion::V5, "after").await;
+    connected(addr, ProtocolVersion::V5, "after").await;
     stop(broker).await;
 }
 
@@ -387,16 +252,16 @@ async fn malformed_packet_closes_the_connection() {
 async fn shutdown_sends_server_shutting_down_to_v5_clients() {
     let broker = start(2);
     let addr = broker.local_addr();
-    let mut v5 = Client::connected(addr, ProtocolVersion::V5, "down5").await;
-    let mut v3 = Client::connected(addr, ProtocolVersion::V3_1_1, "down3").await;
+    let mut v5 = connected(addr, ProtocolVersion::V5, "down5").await;
+    let mut v3 = connected(addr, ProtocolVersion::V3_1_1, "down3").await;
     let started = std::time::Instant::now();
     stop(broker).await;
     assert!(started.elapsed() < Duration::from_secs(5));
-    match v5.closed().await {
+    match closed(&mut v5).await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN),
         other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
     }
-    assert_eq!(v3.closed().await, None);
+    assert_eq!(closed(&mut v3).await, None);
 }
 
 #[test]
@@ -446,11 +311,11 @@ fn sigterm_stops_the_binary_gracefully() {
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut client = Client::connected(addr, ProtocolVersion::V5, "term").await;
+        let mut client = connected(addr, ProtocolVersion::V5, "term").await;
         let started = std::time::Instant::now();
         let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         assert!(status.unwrap().success());
-        match client.closed().await {
+        match closed(&mut client).await {
             Some(Packet::Disconnect(d)) => {
                 assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN);
             }
@@ -512,16 +377,15 @@ fn config_example_in_docs_parses_and_matches_defaults() {
 async fn a_publish_right_after_suback_reaches_the_subscriber_from_any_shard() {
     let broker = start(2);
     let addr = broker.local_addr();
-    let mut sub =
-        Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("barrier-sub", 0, 2)).await;
+    let mut sub = connected(addr, ProtocolVersion::V3_1_1, &id_on_shard("barrier-sub", 0, 2)).await;
     let mut publisher =
-        Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("barrier-pub", 1, 2)).await;
+        connected(addr, ProtocolVersion::V3_1_1, &id_on_shard("barrier-pub", 1, 2)).await;
     for round in 0..200 {
         let topic = format!("barrier/{round}");
-        sub.subscribe(&topic, QoS::AtMostOnce).await;
+        subscribe(&mut sub, &topic, QoS::AtMostOnce).await;
         let publish = Publish::new(ByteString::from(topic.as_str()), Bytes::from_static(b"x"));
-        publisher.send(&Packet::Publish(publish)).await;
-        let got = sub.receive().await;
+        publisher.send(&Packet::Publish(publish));
+        let got = receive_publish(&mut sub).await;
         assert_eq!(&*got.topic, topic, "round {round}");
     }
     broker.shutdown().unwrap();
@@ -535,15 +399,14 @@ async fn a_publish_right_after_suback_reaches_the_subscriber_from_any_shard() {
 async fn a_retained_message_acknowledged_on_one_shard_reaches_a_subscriber_on_another() {
     let broker = start(2);
     let addr = broker.local_addr();
-    let mut sub =
-        Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("retain-sub", 0, 2)).await;
+    let mut sub = connected(addr, ProtocolVersion::V3_1_1, &id_on_shard("retain-sub", 0, 2)).await;
     let mut publisher =
-        Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("retain-pub", 1, 2)).await;
+        connected(addr, ProtocolVersion::V3_1_1, &id_on_shard("retain-pub", 1, 2)).await;
     for round in 0..200 {
         let topic = format!("retained/{round}");
-        publisher.publish(&topic, b"kept", QoS::AtLeastOnce, true).await;
-        sub.subscribe(&topic, QoS::AtMostOnce).await;
-        let got = sub.receive().await;
+        publish(&mut publisher, &topic, b"kept", QoS::AtLeastOnce, true).await;
+        subscribe(&mut sub, &topic, QoS::AtMostOnce).await;
+        let got = receive_publish(&mut sub).await;
         assert_eq!(&*got.topic, topic, "round {round}");
         assert!(got.retain, "round {round}: sent because of the new subscription");
     }
@@ -560,17 +423,17 @@ async fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_
     let addr = broker.local_addr();
     for (sub_shard, pub_shard) in [(0, 1), (1, 0)] {
         let mut sub =
-            Client::connected(addr, ProtocolVersion::V5, &id_on("dsub", sub_shard, 2)).await;
-        sub.subscribe("d/#", QoS::AtLeastOnce).await;
+            connected(addr, ProtocolVersion::V5, &id_on_shard("dsub", sub_shard, 2)).await;
+        subscribe(&mut sub, "d/#", QoS::AtLeastOnce).await;
         let mut publ =
-            Client::connected(addr, ProtocolVersion::V3_1_1, &id_on("dpub", pub_shard, 2)).await;
+            connected(addr, ProtocolVersion::V3_1_1, &id_on_shard("dpub", pub_shard, 2)).await;
         let before = broker.stats();
         // Paced: the subscriber's shard is idle when each message comes.
         for i in 0..20u32 {
             tokio::time::sleep(Duration::from_millis(3)).await;
             let publish = Publish::new(ByteString::from("d/paced"), Bytes::from(i.to_string()));
-            publ.send(&Packet::Publish(publish)).await;
-            assert_eq!(sub.receive().await.payload, Bytes::from(i.to_string()));
+            publ.send(&Packet::Publish(publish));
+            assert_eq!(receive_publish(&mut sub).await.payload, Bytes::from(i.to_string()));
         }
         let paced = broker.stats();
         assert!(paced.direct_steps > before.direct_steps, "{before:?} -> {paced:?}");
@@ -579,11 +442,11 @@ async fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_
         for i in 0..500u32 {
             let mut publish = Publish::new(ByteString::from("d/burst"), Bytes::from(i.to_string()));
             publish.qos = QoS::AtLeastOnce;
-            publish.packet_id = Some(publ.packet_id());
-            publ.send(&Packet::Publish(publish)).await;
+            publish.packet_id = Some(publ.next_pid());
+            publ.send(&Packet::Publish(publish));
         }
         for i in 0..500u32 {
-            let got = sub.receive().await;
+            let got = receive_publish(&mut sub).await;
             assert_eq!(got.payload, Bytes::from(i.to_string()), "burst message {i}");
         }
     }

@@ -1,26 +1,14 @@
-//! The blocking runtime end to end: the shared runtime cases (`common/cases.rs`) on real
-//! sockets. Accepts go round robin over the shards, so a client whose id another shard owns is
-//! handed over whenever it lands on the wrong one.
+//! The blocking runtime end to end: every shared case of musqratt-testkit (MQTT, MQTT-SN over
+//! UDP, authentication) on real sockets. Accepts go round robin over the shards, so a client
+//! whose id another shard owns is handed over whenever it lands on the wrong one.
 
-mod common;
-#[macro_use]
-#[path = "common/cases.rs"]
-mod cases;
+use musqratt_blocking::start_config;
+use musqratt_testkit::{Broker, BrokerConfig};
 
-use core::net::SocketAddr;
-
-use musqratt_blocking::{BrokerHandle, start};
-use musqratt_engine::Config;
-
-fn broker(shards: usize) -> (BrokerHandle, SocketAddr) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
-        .with_test_writer()
-        .try_init();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let handle = start(Config::default(), &[any], shards).unwrap();
-    let addr = handle.local_addrs()[0];
-    (handle, addr)
+fn start(config: BrokerConfig) -> Broker {
+    let handle = start_config(&config).expect("the blocking runtime starts");
+    let (tcp, udp) = (handle.local_addrs().to_vec(), handle.sn_local_addrs().to_vec());
+    Broker::new(tcp, udp, move || handle.shutdown())
 }
 
-runtime_cases!(start = broker, handle = BrokerHandle);
+musqratt_testkit::all_cases!(start);

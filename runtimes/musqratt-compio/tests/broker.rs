@@ -1,49 +1,56 @@
-//! The compio runtime end to end: the shared runtime cases (the blocking runtime's
-//! `tests/common/cases.rs`, with its test client) on real sockets, and the epoll fallback.
+//! The compio runtime end to end: the shared MQTT and authentication cases of
+//! musqratt-testkit on real sockets, the epoll fallback, and the in-person delivery between
+//! shards. Not the testkit's MQTT-SN cases: this runtime serves no MQTT-SN (`start` refuses
+//! `sn_listeners`).
 //!
 //! Connections are spread over the shards by the kernel (SO_REUSEPORT), not round robin: a
 //! client whose id another shard owns is handed over whenever it lands on the wrong shard, which
 //! the cases that connect many such clients make all but certain.
 
-#[path = "../../musqratt-blocking/tests/common/mod.rs"]
-mod common;
-#[macro_use]
-#[path = "../../musqratt-blocking/tests/common/cases.rs"]
-mod cases;
-
-use core::net::SocketAddr;
 use core::time::Duration;
 
-use common::{Client, id_on_shard};
-use musqratt_compio::{BrokerConfig, BrokerHandle, Driver, start, start_with};
+use musqratt_compio::{BrokerHandle, Driver, start, start_with};
 use musqratt_proto::bytes::Bytes;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{Packet, Publish};
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
+use musqratt_testkit::{
+    Broker, BrokerConfig, Client, config, connect, encode, id_on_shard, launch, receive_publish,
+    run, subscribe,
+};
 
-fn broker(shards: usize) -> (BrokerHandle, SocketAddr) {
-    broker_on(shards, None)
+/// The testkit's [`Broker`] over a compio broker started on `driver` (the default: io_uring
+/// where the kernel offers it).
+fn wrap(handle: BrokerHandle) -> Broker {
+    let addrs = handle.local_addrs().to_vec();
+    Broker::new(addrs, Vec::new(), move || handle.shutdown())
 }
 
-fn broker_on(shards: usize, driver: Option<Driver>) -> (BrokerHandle, SocketAddr) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
-        .with_test_writer()
-        .try_init();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = BrokerConfig::default();
-    config.listeners = vec![any];
-    config.threads = shards;
-    let handle = match driver {
-        None => start(config),
-        Some(driver) => start_with(config, driver),
-    }
-    .unwrap();
+fn on_default(config: BrokerConfig) -> Broker {
+    wrap(start(config).expect("the compio runtime starts"))
+}
+
+fn on_poll(config: BrokerConfig) -> Broker {
+    wrap(start_with(config, Driver::Poll).expect("the compio runtime starts on epoll"))
+}
+
+musqratt_testkit::mqtt_cases!(on_default);
+musqratt_testkit::auth_cases!(on_default);
+
+/// A compio broker of `shards` threads whose counters a test reads, with its address.
+fn broker(shards: usize) -> (BrokerHandle, core::net::SocketAddr) {
+    let handle = std::thread::spawn(move || start(config(shards)))
+        .join()
+        .unwrap()
+        .expect("the compio runtime starts");
     let addr = handle.local_addrs()[0];
     (handle, addr)
 }
 
-runtime_cases!(start = broker, handle = BrokerHandle);
+/// Stops a broker started with [`broker`] on a thread of its own, out of the test's runtime.
+fn stop(handle: BrokerHandle) {
+    std::thread::spawn(move || handle.shutdown()).join().unwrap();
+}
 
 #[test]
 fn reports_the_driver_it_runs_on() {
@@ -51,32 +58,29 @@ fn reports_the_driver_it_runs_on() {
     // Not asserted either way: io_uring depends on the kernel and the sandbox.
     eprintln!("io_uring in use: {}", broker.uses_io_uring());
     broker.shutdown();
-    let (forced, _) = broker_on(1, Some(Driver::Poll));
+    let forced = start_with(config(1), Driver::Poll).unwrap();
     assert!(!forced.uses_io_uring());
     forced.shutdown();
 }
 
 #[test]
 fn epoll_fallback_serves_all_qos_across_shards() {
-    let sub_id = id_on_shard("poll-sub", 1, 2);
-    let pub_id = id_on_shard("poll-pub", 0, 2);
-    shared::pub_sub_all_qos_on(
-        broker_on(2, Some(Driver::Poll)),
-        &sub_id,
-        &pub_id,
-        ProtocolVersion::V5,
-    );
-    shared::pub_sub_all_qos_on(
-        broker_on(1, Some(Driver::Poll)),
-        "poll-one-sub",
-        "poll-one-pub",
-        ProtocolVersion::V3_1_1,
-    );
+    run(async {
+        let sub_id = id_on_shard("poll-sub", 1, 2);
+        let pub_id = id_on_shard("poll-pub", 0, 2);
+        let broker = launch(on_poll, config(2));
+        musqratt_testkit::mqtt::pub_sub_all_qos_on(broker, &sub_id, &pub_id, ProtocolVersion::V5)
+            .await;
+        let broker = launch(on_poll, config(1));
+        let (sub_id, pub_id) = ("poll-one-sub", "poll-one-pub");
+        musqratt_testkit::mqtt::pub_sub_all_qos_on(broker, sub_id, pub_id, ProtocolVersion::V3_1_1)
+            .await;
+    });
 }
 
 /// Publishes `count` numbered messages on `topic` (QoS 0 paced, or a QoS 1 burst) and checks
 /// that the subscriber gets them all, in order.
-fn numbered(publ: &mut Client, sub: &mut Client, topic: &str, count: u16, burst: bool) {
+async fn numbered(publ: &mut Client, sub: &mut Client, topic: &str, count: u16, burst: bool) {
     let qos = if burst { QoS::AtLeastOnce } else { QoS::AtMostOnce };
     let publish = |publ: &mut Client, i: u16| {
         let mut publish = Publish::new(ByteString::from(topic), Bytes::from(i.to_string()));
@@ -94,16 +98,16 @@ fn numbered(publ: &mut Client, sub: &mut Client, topic: &str, count: u16, burst:
     for i in 0..count {
         if !burst {
             // Paced: the subscriber's shard is idle when each message comes.
-            std::thread::sleep(Duration::from_millis(3));
+            musqratt_testkit::tokio::time::sleep(Duration::from_millis(3)).await;
             publish(publ, i);
         }
-        let got = sub.receive_publish();
+        let got = receive_publish(sub).await;
         assert_eq!(got.payload, Bytes::from(i.to_string()), "{topic}: message {i}");
         assert_eq!(got.qos, qos);
     }
     if burst {
         for i in 0..count {
-            match publ.recv() {
+            match publ.recv().await {
                 Packet::PubAck(ack) => assert_eq!(ack.packet_id, PacketId::new(i + 1).unwrap()),
                 other => panic!("expected PUBACK, got {other:?}"),
             }
@@ -118,16 +122,20 @@ fn numbered(publ: &mut Client, sub: &mut Client, topic: &str, count: u16, burst:
 /// arrive in order, between shards both ways and within each shard.
 #[test]
 fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_order() {
+    run(a_message_between_idle_shards());
+}
+
+async fn a_message_between_idle_shards() {
     let (broker, addr) = broker(2);
     for (sub_shard, pub_shard) in [(0, 1), (1, 0), (0, 0), (1, 1)] {
         let tag = format!("{sub_shard}{pub_shard}");
         let sub_id = id_on_shard(&format!("dsub{tag}"), sub_shard, 2);
         let pub_id = id_on_shard(&format!("dpub{tag}"), pub_shard, 2);
-        let mut sub = Client::connect(addr, &sub_id, ProtocolVersion::V5);
-        sub.subscribe(&format!("d/{tag}/#"), QoS::AtLeastOnce);
-        let mut publ = Client::connect(addr, &pub_id, ProtocolVersion::V3_1_1);
+        let mut sub = connect(addr, &sub_id, ProtocolVersion::V5).await;
+        subscribe(&mut sub, &format!("d/{tag}/#"), QoS::AtLeastOnce).await;
+        let mut publ = connect(addr, &pub_id, ProtocolVersion::V3_1_1).await;
         let before = broker.stats();
-        numbered(&mut publ, &mut sub, &format!("d/{tag}/paced"), 20, false);
+        numbered(&mut publ, &mut sub, &format!("d/{tag}/paced"), 20, false).await;
         let paced = broker.stats();
         eprintln!("{sub_shard} <- {pub_shard} paced: {before:?} -> {paced:?}");
         if sub_shard != pub_shard {
@@ -140,10 +148,10 @@ fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_order(
             let crossed = paced.direct_steps - before.direct_steps;
             assert!(crossed < 5, "within a shard: {before:?} -> {paced:?}");
         }
-        numbered(&mut publ, &mut sub, &format!("d/{tag}/burst"), 500, true);
+        numbered(&mut publ, &mut sub, &format!("d/{tag}/burst"), 500, true).await;
         eprintln!("{sub_shard} <- {pub_shard} burst: {paced:?} -> {:?}", broker.stats());
     }
-    broker.shutdown();
+    stop(broker);
 }
 
 /// Deliveries written in person to a subscriber that does not read fill its socket: what the
@@ -151,12 +159,16 @@ fn a_message_between_idle_shards_is_delivered_by_the_publishing_thread_in_order(
 /// thread wakes for it. Once the subscriber reads again, everything arrives whole and in order.
 #[test]
 fn a_delivery_the_socket_does_not_take_whole_is_finished_by_the_owning_shard_in_order() {
+    run(a_delivery_the_socket_does_not_take_whole());
+}
+
+async fn a_delivery_the_socket_does_not_take_whole() {
     let (broker, addr) = broker(2);
     let sub_id = id_on_shard("slow-sub", 0, 2);
     let pub_id = id_on_shard("slow-pub", 1, 2);
-    let mut sub = Client::connect(addr, &sub_id, ProtocolVersion::V5);
-    sub.subscribe("slow/#", QoS::AtLeastOnce);
-    let mut publ = Client::connect(addr, &pub_id, ProtocolVersion::V3_1_1);
+    let mut sub = connect(addr, &sub_id, ProtocolVersion::V5).await;
+    subscribe(&mut sub, "slow/#", QoS::AtLeastOnce).await;
+    let mut publ = connect(addr, &pub_id, ProtocolVersion::V3_1_1).await;
     let before = broker.stats();
     let count: u16 = 200;
     let payload = |i: u16| {
@@ -168,8 +180,8 @@ fn a_delivery_the_socket_does_not_take_whole_is_finished_by_the_owning_shard_in_
         let mut publish = Publish::new(ByteString::from("slow/big"), payload(i));
         publish.qos = QoS::AtLeastOnce;
         publish.packet_id = Some(PacketId::new(i + 1).unwrap());
-        publ.send(&Packet::Publish(publish));
-        match publ.recv() {
+        publ.write_all(&encode(&Packet::Publish(publish), ProtocolVersion::V3_1_1)).await;
+        match publ.recv().await {
             Packet::PubAck(ack) => assert_eq!(ack.packet_id, PacketId::new(i + 1).unwrap()),
             other => panic!("expected PUBACK, got {other:?}"),
         }
@@ -178,11 +190,11 @@ fn a_delivery_the_socket_does_not_take_whole_is_finished_by_the_owning_shard_in_
     eprintln!("{before:?} -> {sent:?}");
     assert!(sent.direct_steps > before.direct_steps, "{before:?} -> {sent:?}");
     for i in 0..count {
-        let got = sub.receive_publish();
+        let got = receive_publish(&mut sub).await;
         assert_eq!(got.payload, payload(i), "message {i}");
     }
     let after = broker.stats();
     eprintln!("{sent:?} -> {after:?}");
     assert!(sent.owner_wakes > before.owner_wakes, "a full socket: {before:?} -> {sent:?}");
-    broker.shutdown();
+    stop(broker);
 }

@@ -1,21 +1,18 @@
-//! `Action::Authenticate` over real sockets: the broker's `Authenticator` (the runtime kit's
-//! one interface, docs/adr/0013-runtime-kit.md) decides, at once or later from another thread,
-//! and one that fails or never answers refuses (fail closed). CONNACK reason codes per MQTT 5.0 §3.2.2.2 (0x86, 0x88) and 3.1.1 §3.2.2.3 (return
+//! `Action::Authenticate` over real sockets: the runtime kit's `Authenticator` (its one
+//! interface, docs/adr/0013-runtime-kit.md) decides, at once or later from another thread (the
+//! runtime is woken for the answer), and one that fails or never answers refuses (fail
+//! closed). CONNACK reason codes per MQTT 5.0 §3.2.2.2 (0x86, 0x88) and 3.1.1 §3.2.2.3 (return
 //! codes 4 and 3), MQTT-3.2.2-5: a refusing CONNACK is followed by closing the connection.
+//! [`crate::auth_cases`] runs them.
 
-#[allow(dead_code)] // the helpers this file does not use
-#[path = "../../musqratt-blocking/tests/common/mod.rs"]
-mod common;
-
-use core::net::SocketAddr;
 use core::time::Duration;
-use std::io::Write;
 
-use common::{Client, encode};
 use musqratt_engine::{AuthDecision, AuthRequest};
+use musqratt_kit::{Auth, AuthError, AuthReply, Authenticator};
 use musqratt_proto::ProtocolVersion;
 use musqratt_proto::mqtt::{Connect, Packet, ReasonCode};
-use musqratt_tokio::{Auth, AuthError, AuthReply, Authenticator, Broker, BrokerConfig};
+
+use crate::{Broker, Start, launch, open};
 
 /// Lets in `alice` with password `secret`, refuses everyone else.
 struct OneUser;
@@ -67,59 +64,64 @@ impl Authenticator for Lost {
     }
 }
 
-fn start(auth: Auth) -> Broker {
-    let mut config = BrokerConfig::default();
-    config.listeners = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
-    config.threads = 2;
+/// A broker of two shards that asks `auth` about every CONNECT.
+fn with_auth(start: Start, auth: Auth) -> Broker {
+    let mut config = crate::config(2);
     config.engine.authenticate = true;
     config.auth = auth;
-    Broker::start(config).unwrap()
+    launch(start, config)
 }
 
 /// Sends CONNECT with these credentials and returns the CONNACK's reason code, after checking
 /// that a refusal closes the connection.
-fn connack(
+async fn connack(
     broker: &Broker,
     version: ProtocolVersion,
     user: Option<&str>,
     password: &'static [u8],
 ) -> ReasonCode {
-    let mut client = Client::open(broker.local_addr(), version);
+    let mut client = open(broker.addr(), version).await;
     let mut connect = Connect::new(version, "auth-client");
     connect.username = user.map(Into::into);
     connect.password = user.map(|_| password.into());
-    client.stream.write_all(&encode(&Packet::Connect(Box::new(connect)), version)).unwrap();
-    let Packet::ConnAck(ack) = client.recv() else { panic!("expected CONNACK") };
+    client.send(&Packet::Connect(Box::new(connect)));
+    let Packet::ConnAck(ack) = client.recv().await else { panic!("expected CONNACK") };
     if ack.reason_code.is_error() {
-        assert!(client.expect_closed(Duration::from_secs(2)).is_empty(), "closed after CONNACK");
+        let after = client.packets_until_closed(Duration::from_secs(2)).await;
+        assert!(after.is_empty(), "closed after CONNACK: {after:?}");
     }
     ack.reason_code
 }
 
-#[test]
-fn the_authenticator_decides_who_connects_at_once_or_later() {
+/// `alice` with her password gets in, a wrong password and no username are refused, whether the
+/// authenticator answers at once or 20 ms later from another thread; in 5.0 and 3.1.1.
+pub async fn the_authenticator_decides_who_connects_at_once_or_later(start: Start) {
     for auth in [Auth::new(OneUser), Auth::new(OneUserLater)] {
-        let broker = start(auth);
+        let broker = with_auth(start, auth);
         for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
-            assert_eq!(connack(&broker, version, Some("alice"), b"secret"), ReasonCode::SUCCESS);
+            assert_eq!(
+                connack(&broker, version, Some("alice"), b"secret").await,
+                ReasonCode::SUCCESS
+            );
             // 3.1.1 has no reason codes: return code 4 decodes as the same reason.
-            let refused = connack(&broker, version, Some("alice"), b"wrong");
+            let refused = connack(&broker, version, Some("alice"), b"wrong").await;
             assert_eq!(refused, ReasonCode::BAD_USERNAME_OR_PASSWORD, "{version:?}");
-            let anonymous = connack(&broker, version, None, b"");
+            let anonymous = connack(&broker, version, None, b"").await;
             assert_eq!(anonymous, ReasonCode::BAD_USERNAME_OR_PASSWORD, "{version:?}");
         }
-        broker.shutdown().unwrap();
+        broker.shutdown();
     }
 }
 
-#[test]
-fn an_authenticator_that_cannot_decide_or_forgets_refuses() {
+/// An authenticator whose backend is down, or that drops the reply unanswered, refuses with
+/// Server unavailable (0x88; 3.1.1 return code 3): fail closed.
+pub async fn an_authenticator_that_cannot_decide_or_forgets_refuses(start: Start) {
     for auth in [Auth::new(Down), Auth::new(Lost)] {
-        let broker = start(auth);
+        let broker = with_auth(start, auth);
         for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
-            let code = connack(&broker, version, Some("alice"), b"secret");
+            let code = connack(&broker, version, Some("alice"), b"secret").await;
             assert_eq!(code, ReasonCode::SERVER_UNAVAILABLE, "{version:?}");
         }
-        broker.shutdown().unwrap();
+        broker.shutdown();
     }
 }

@@ -1,27 +1,40 @@
-//! MQTT-SN over UDP end to end, for every runtime that serves it: raw datagrams encoded with
-//! `musqratt_proto::sn` (a client of our own, for what real clients cannot express), an MQTT
-//! client over TCP on the other side. Section numbers are those of MQTT-SN 1.2.
+//! The MQTT-SN cases, for every runtime that serves MQTT-SN over UDP: raw datagrams encoded
+//! with `musqratt_proto::sn` (a client of our own, for what real clients cannot express), an
+//! MQTT client over TCP on the other side. Section numbers are those of MQTT-SN 1.2. Each case
+//! runs on 1 and 3 shards: with several, peers are spread over shards and a client's datagrams
+//! must follow it to the shard owning its client id. [`crate::sn_cases`] runs them.
 
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::net::UdpSocket;
 
 use bytes::{Bytes, BytesMut};
-use musqratt_engine::Config;
 use musqratt_proto::mqtt::{Packet, Publish};
 use musqratt_proto::sn::{self, Message, MsgId, PublishTopic, ReturnCode, SnQoS, TopicId};
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
 
-use crate::common::{Client, subscribe_packet};
+use crate::{Broker, BrokerConfig, Start, connect as mqtt_connect, launch, subscribe_packet};
 
 /// Predefined topic 1 of [`config`].
-pub(crate) const PREDEFINED: &str = "sn/predefined";
+pub const PREDEFINED: &str = "sn/predefined";
 
-/// The engine configuration the cases expect: predefined topic 1.
-pub(crate) fn config() -> Config {
-    let mut config = Config::default();
-    config.sn_predefined_topics.insert(1, PREDEFINED.into());
+/// The configuration the cases expect: MQTT and MQTT-SN on 127.0.0.1 (ports picked), `shards`
+/// threads, predefined topic 1.
+#[must_use]
+pub fn config(shards: usize) -> BrokerConfig {
+    let mut config = crate::config(shards);
+    config.sn_listeners = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.engine.sn_predefined_topics.insert(1, PREDEFINED.into());
     config
+}
+
+/// Runs `scenario` against a broker of 1 and of 3 shards.
+async fn on_1_and_3_shards(start: Start, scenario: impl AsyncFn(&Broker)) {
+    for shards in [1, 3] {
+        let broker = launch(start, config(shards));
+        scenario(&broker).await;
+        broker.shutdown();
+    }
 }
 
 fn sn_client(broker: SocketAddr) -> UdpSocket {
@@ -87,9 +100,18 @@ fn receive_publish(socket: &UdpSocket) -> sn::Publish {
     got
 }
 
+/// Connects, registers, publishes at every QoS and subscribes, SN to SN, SN to MQTT and MQTT to
+/// SN (through a wildcard), with QoS -1 and noise on the side.
+pub async fn sn_clients_connect_register_publish_and_subscribe_over_udp(start: Start) {
+    on_1_and_3_shards(start, async |broker: &Broker| {
+        connect_register_publish_subscribe(broker.addr(), broker.sn_addr()).await;
+    })
+    .await;
+}
+
 /// The whole scenario against a broker serving MQTT on `tcp` and MQTT-SN on `udp` with
 /// [`config`].
-pub(crate) fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAddr) {
+async fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAddr) {
     // Garbage and an oversize datagram first: dropped, and the broker serves on (§5.2).
     let noise = sn_client(udp);
     noise.send(&[0xff, 0x00, 0x13]).unwrap();
@@ -106,9 +128,9 @@ pub(crate) fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAdd
     let sub_topic = suback.topic_id;
 
     // An MQTT subscriber over TCP on the same topic space.
-    let mut mqtt = Client::connect(tcp, "mqtt-sub", ProtocolVersion::V3_1_1);
+    let mut mqtt = mqtt_connect(tcp, "mqtt-sub", ProtocolVersion::V3_1_1).await;
     mqtt.send(&subscribe_packet("#", QoS::AtMostOnce, PacketId::MIN));
-    assert!(matches!(mqtt.recv(), Packet::SubAck(_)));
+    assert!(matches!(mqtt.recv().await, Packet::SubAck(_)));
 
     // An SN publisher: REGISTER (§6.5), then PUBLISH at QoS 0, 1 and 2 with the id (§6.7).
     let publisher = sn_client(udp);
@@ -144,14 +166,14 @@ pub(crate) fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAdd
             (PublishTopic::Normal(sub_topic), qos, data)
         );
         // And so does the MQTT one (SN -> MQTT).
-        let Packet::Publish(publish) = mqtt.recv() else { panic!("PUBLISH expected") };
+        let Packet::Publish(publish) = mqtt.recv().await else { panic!("PUBLISH expected") };
         assert_eq!((&publish.topic[..], &publish.payload[..]), ("udp/temp", data));
     }
 
     // QoS -1 (§6.8): no connection, a predefined topic id.
     let anonymous = sn_client(udp);
     send(&anonymous, &publish(PublishTopic::Predefined(TopicId(1)), SnQoS::MinusOne, 0, b"-1"));
-    let Packet::Publish(publish) = mqtt.recv() else { panic!("PUBLISH expected") };
+    let Packet::Publish(publish) = mqtt.recv().await else { panic!("PUBLISH expected") };
     assert_eq!((&publish.topic[..], &publish.payload[..]), (PREDEFINED, &b"-1"[..]));
 
     // MQTT -> SN through a wildcard: the broker registers the topic first (§6.10).
@@ -161,7 +183,7 @@ pub(crate) fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAdd
     let subscribe = sn::Subscribe { dup: false, qos: QoS::AtMostOnce, msg_id: MsgId(1), topic };
     send(&wild, &Message::Subscribe(subscribe));
     assert!(matches!(recv(&wild), Message::SubAck(ack) if ack.return_code == ReturnCode::Accepted));
-    let mut mqtt_pub = Client::connect(tcp, "mqtt-pub", ProtocolVersion::V5);
+    let mut mqtt_pub = mqtt_connect(tcp, "mqtt-pub", ProtocolVersion::V5).await;
     mqtt_pub.send(&Packet::Publish(Publish::new("from-mqtt/x".into(), Bytes::from_static(b"m"))));
     let Message::Register(register) = recv(&wild) else { panic!("REGISTER expected") };
     assert_eq!(&*register.topic_name, "from-mqtt/x");
@@ -182,7 +204,12 @@ pub(crate) fn connect_register_publish_subscribe(tcp: SocketAddr, udp: SocketAdd
 /// on a shard other than the one their address hashes to, and each must still be answered after
 /// its second CONNECT (found with the mqtt-sn-12 client: its DISCONNECT after a wake-up CONNECT
 /// went unanswered).
-pub(crate) fn a_second_connect_from_the_same_address_keeps_the_route(udp: SocketAddr) {
+pub async fn a_second_connect_from_the_same_address_keeps_the_route(start: Start) {
+    on_1_and_3_shards(start, async |broker: &Broker| second_connect(broker.sn_addr())).await;
+}
+
+/// [`a_second_connect_from_the_same_address_keeps_the_route`] on one broker.
+fn second_connect(udp: SocketAddr) {
     for i in 0..12 {
         let client_id = format!("sn-again-{i}");
         let socket = sn_client(udp);
