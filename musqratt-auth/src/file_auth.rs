@@ -14,7 +14,10 @@ use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{AuthDecision, AuthRequest};
 use musqratt_kit::{AuthReply, Authenticator};
 
+use musqratt_engine::acl::Acl;
+
 use crate::acl_file::{AclFile, AclFileError};
+use crate::chain::{Source, Verdict, VerdictReply, ask_in_order};
 use crate::password::StoredPassword;
 use crate::password_file::{PasswordFile, PasswordFileError};
 
@@ -93,14 +96,28 @@ impl Files {
     }
 }
 
-/// The [`Authenticator`] of the files. Cheap to clone; clones share the files and the pool.
+/// The broker's [`Authenticator`]: the password file first, then the other [`Source`]s in
+/// order, then the anonymous rule; an allowed client gets the rules its source gave or the ACL
+/// file's. Cheap to clone; clones share the files, the sources and the verifier pool.
 #[derive(Clone)]
 pub struct FileAuth {
-    files: Arc<RwLock<Arc<Files>>>,
+    shared: Arc<Shared>,
+    chain: Arc<[Arc<dyn Source>]>,
+}
+
+/// What the password source and the authenticator share.
+struct Shared {
+    files: RwLock<Arc<Files>>,
     verify: SyncSender<Box<dyn FnOnce() + Send>>,
-    /// A hash checked for unknown users, so that they take as long to refuse as known ones
-    /// (a quick refusal would tell an attacker which user names exist).
-    decoy: Arc<StoredPassword>,
+    /// A hash checked for unknown users, so that they take as long to pass on as known ones
+    /// take to check (a quick answer would tell an attacker which user names exist).
+    decoy: StoredPassword,
+}
+
+impl Shared {
+    fn files(&self) -> Arc<Files> {
+        Arc::clone(&self.files.read().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl FileAuth {
@@ -109,6 +126,18 @@ impl FileAuth {
     /// # Errors
     /// A verifier thread could not be started.
     pub fn new(files: Files, threads: usize) -> std::io::Result<Self> {
+        Self::with_sources(files, threads, Vec::new())
+    }
+
+    /// An authenticator asking the password file, then `sources` in order.
+    ///
+    /// # Errors
+    /// A verifier thread could not be started.
+    pub fn with_sources(
+        files: Files,
+        threads: usize,
+        sources: Vec<Arc<dyn Source>>,
+    ) -> std::io::Result<Self> {
         let (verify, jobs) = sync_channel::<Box<dyn FnOnce() + Send>>(VERIFY_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads.max(1) {
@@ -125,69 +154,103 @@ impl FileAuth {
         }
         let decoy = StoredPassword::pbkdf2(b"decoy", crate::password::DEFAULT_ITERATIONS)
             .unwrap_or_else(|_| unreachable!("DEFAULT_ITERATIONS is in range"));
-        Ok(Self { files: Arc::new(RwLock::new(Arc::new(files))), verify, decoy: Arc::new(decoy) })
+        let shared = Arc::new(Shared { files: RwLock::new(Arc::new(files)), verify, decoy });
+        let mut chain: Vec<Arc<dyn Source>> = vec![Arc::new(PasswordSource(Arc::clone(&shared)))];
+        chain.extend(sources);
+        Ok(Self { shared, chain: chain.into() })
     }
 
     /// Replaces the files (SIGHUP): connected clients keep what they were given; new ones are
     /// decided by the new files.
     pub fn reload(&self, files: Files) {
-        *self.files.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(files);
+        *self.shared.files.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(files);
     }
 
     /// The files decisions are made from now.
     #[must_use]
     pub fn files(&self) -> Arc<Files> {
-        Arc::clone(&self.files.read().unwrap_or_else(PoisonError::into_inner))
+        self.shared.files()
     }
 }
 
-/// Letting a client in: with its rules from the ACL file when there is one.
-fn admit(files: &Files, request: &AuthRequest) -> AuthDecision {
-    match &files.acl {
-        Some(acl) => AuthDecision::AcceptWithAcl(Arc::new(
-            acl.acl_for(request.username.as_deref(), &request.client_id),
-        )),
+/// The password file as a [`Source`]: a user it has is checked (allowed or denied 0x86); a
+/// user it does not have, or a client without a user name, is left to the next source.
+struct PasswordSource(Arc<Shared>);
+
+impl Source for PasswordSource {
+    fn check(&self, request: &AuthRequest, reply: VerdictReply) {
+        let files = self.0.files();
+        let (Some(passwords), Some(user), None) =
+            (&files.passwords, &request.username, &request.method)
+        else {
+            return reply.answer(Verdict::Ignore);
+        };
+        let offered = request.password.clone().unwrap_or_default();
+        let (stored, known) = match passwords.get(user) {
+            Some(stored) => (stored.clone(), true),
+            None => (self.0.decoy.clone(), false),
+        };
+        let verdict = move |matched: bool| match (known, matched) {
+            (true, true) => Verdict::Allow(None),
+            // MQTT-3.1.1 maps it to return code 4, Bad user name or password.
+            (true, false) => Verdict::Deny(ReasonCode::BAD_USERNAME_OR_PASSWORD),
+            (false, _) => Verdict::Ignore,
+        };
+        if !stored.is_slow() {
+            return reply.answer(verdict(stored.verify(&offered)));
+        }
+        let job = Box::new(move || reply.answer(verdict(stored.verify(&offered))));
+        match self.0.verify.try_send(job) {
+            Ok(()) => {}
+            // The job comes back and drops its reply, which denies (0x88): the client retries.
+            Err(TrySendError::Full(_job)) => {
+                tracing::warn!("password checks queued beyond {VERIFY_QUEUE}: refusing as busy");
+            }
+            // Unreachable while a FileAuth holds the sender; a dropped reply denies anyway.
+            Err(TrySendError::Disconnected(_job)) => {}
+        }
+    }
+}
+
+/// Letting a client in: with the rules its source gave, else the ACL file's, else none.
+fn admit(files: &Files, request: &AuthRequest, acl: Option<Arc<Acl>>) -> AuthDecision {
+    let acl = acl.or_else(|| {
+        files
+            .acl
+            .as_ref()
+            .map(|file| Arc::new(file.acl_for(request.username.as_deref(), &request.client_id)))
+    });
+    match acl {
+        Some(acl) => AuthDecision::AcceptWithAcl(acl),
         None => AuthDecision::Accept,
     }
 }
 
 impl Authenticator for FileAuth {
     fn authenticate(&self, request: &AuthRequest, reply: AuthReply) {
-        if request.method.is_some() {
-            // No enhanced authentication method is configured (§4.12: 0x8C).
-            return reply.answer(Ok(AuthDecision::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD)));
-        }
-        let files = self.files();
-        let (Some(passwords), Some(user)) = (&files.passwords, &request.username) else {
-            let decision = if files.allow_anonymous {
-                admit(&files, request)
-            } else {
+        let files = self.shared.files();
+        // Whether a user name must be proven: some source could have checked it.
+        let checked = files.passwords.is_some() || self.chain.len() > 1;
+        let request = Arc::new(request.clone());
+        let asked = Arc::clone(&request);
+        ask_in_order(Arc::clone(&self.chain), 0, asked, move |verdict| {
+            let decision = match verdict {
+                Verdict::Allow(acl) => admit(&files, &request, acl),
+                Verdict::Deny(code) => AuthDecision::Refuse(code),
+                Verdict::Continue(data) => AuthDecision::Continue(data),
+                // No source knew the client.
+                Verdict::Ignore if request.method.is_some() => {
+                    // No source speaks its enhanced authentication method (§4.12: 0x8C).
+                    AuthDecision::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD)
+                }
+                Verdict::Ignore if request.username.is_some() && checked => {
+                    AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
+                }
+                Verdict::Ignore if files.allow_anonymous => admit(&files, &request, None),
                 // 3.1.1: return code 5, Not authorized.
-                AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED)
+                Verdict::Ignore => AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED),
             };
-            return reply.answer(Ok(decision));
-        };
-        let offered = request.password.clone().unwrap_or_default();
-        let (stored, known) = match passwords.get(user) {
-            Some(stored) => (stored.clone(), true),
-            None => ((*self.decoy).clone(), false),
-        };
-        // MQTT-3.1.1 maps a refusal to return code 4, Bad user name or password.
-        let refused = AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
-        let admitted = admit(&files, request);
-        let verdict = move |matched: bool| if matched { admitted } else { refused };
-        if !stored.is_slow() {
-            return reply.answer(Ok(verdict(stored.verify(&offered) && known)));
-        }
-        let job = Box::new(move || reply.answer(Ok(verdict(stored.verify(&offered) && known))));
-        match self.verify.try_send(job) {
-            Ok(()) => {}
-            // The job comes back and drops its reply, which refuses (0x88): the client retries.
-            Err(TrySendError::Full(_job)) => {
-                tracing::warn!("password checks queued beyond {VERIFY_QUEUE}: refusing as busy");
-            }
-            // Unreachable while self holds the sender; a dropped reply refuses anyway.
-            Err(TrySendError::Disconnected(_job)) => {}
-        }
+            reply.answer(Ok(decision));
+        });
     }
 }

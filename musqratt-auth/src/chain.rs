@@ -1,0 +1,144 @@
+//! Several sources of authentication tried in order (issue 14 item 4): the password file, then
+//! third-party services (HTTP, JWT) and enhanced methods (SCRAM). Each answers allow, deny or
+//! "no opinion"; the first that has an opinion decides, and one without lets the next decide.
+//!
+//! A source may answer at once or later from another thread (a remote service), through the
+//! [`VerdictReply`] it is given: the chain goes on from there, on that thread, without ever
+//! blocking a shard. A reply dropped unanswered denies (0x88 Server unavailable): a source that
+//! fails or times out never lets anyone in.
+
+use std::sync::Arc;
+
+use musqratt_engine::AuthRequest;
+use musqratt_engine::acl::Acl;
+use musqratt_engine::proto::mqtt::ReasonCode;
+
+/// What one source says about a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Let it in; with these rules, or with the ACL file's (if any) when `None`.
+    Allow(Option<Arc<Acl>>),
+    /// Refuse it with this reason code (0x86 Bad user name or password, 0x87 Not authorized).
+    Deny(ReasonCode),
+    /// Enhanced authentication goes on (§4.12): AUTH 0x18 with this data.
+    Continue(musqratt_engine::bytes::Bytes),
+    /// No opinion: the next source decides.
+    Ignore,
+}
+
+/// One source of verdicts. Called on a shard's thread or on the thread that answered the
+/// previous source: answer at once if the verdict is local, or keep `reply` and answer later.
+pub trait Source: Send + Sync + 'static {
+    /// Gives a verdict on `request` through `reply`.
+    fn check(&self, request: &AuthRequest, reply: VerdictReply);
+}
+
+/// The way back for one source's verdict. Dropped unanswered, it denies (0x88).
+pub struct VerdictReply(Option<Box<dyn FnOnce(Verdict) + Send>>);
+
+impl VerdictReply {
+    /// A reply that calls `then` with the verdict.
+    pub fn new(then: impl FnOnce(Verdict) + Send + 'static) -> Self {
+        Self(Some(Box::new(then)))
+    }
+
+    /// Gives the verdict.
+    pub fn answer(mut self, verdict: Verdict) {
+        if let Some(then) = self.0.take() {
+            then(verdict);
+        }
+    }
+}
+
+impl Drop for VerdictReply {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            then(Verdict::Deny(ReasonCode::SERVER_UNAVAILABLE));
+        }
+    }
+}
+
+/// Asks `sources` in order from `first` until one has an opinion; `done` gets that verdict, or
+/// [`Verdict::Ignore`] when none has one.
+pub fn ask_in_order(
+    sources: Arc<[Arc<dyn Source>]>,
+    first: usize,
+    request: Arc<AuthRequest>,
+    done: impl FnOnce(Verdict) + Send + 'static,
+) {
+    let Some(source) = sources.get(first).cloned() else { return done(Verdict::Ignore) };
+    let asked = Arc::clone(&request);
+    source.check(
+        &asked,
+        VerdictReply::new(move |verdict| match verdict {
+            Verdict::Ignore => ask_in_order(sources, first + 1, request, done),
+            decided => done(decided),
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    struct Fixed(Verdict);
+    impl Source for Fixed {
+        fn check(&self, _: &AuthRequest, reply: VerdictReply) {
+            reply.answer(self.0.clone());
+        }
+    }
+    struct Later;
+    impl Source for Later {
+        fn check(&self, _: &AuthRequest, reply: VerdictReply) {
+            std::thread::spawn(move || reply.answer(Verdict::Ignore));
+        }
+    }
+    struct Drops;
+    impl Source for Drops {
+        fn check(&self, _: &AuthRequest, _reply: VerdictReply) {}
+    }
+
+    fn request() -> Arc<AuthRequest> {
+        Arc::new(AuthRequest {
+            client_id: "c".into(),
+            username: None,
+            password: None,
+            method: None,
+            data: None,
+        })
+    }
+
+    fn run(sources: Vec<Arc<dyn Source>>) -> Verdict {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        ask_in_order(sources.into(), 0, request(), move |v| {
+            tx.lock().unwrap().send(v).unwrap();
+        });
+        rx.recv_timeout(core::time::Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn first_opinion_decides_and_failures_deny() {
+        let deny = Verdict::Deny(ReasonCode::NOT_AUTHORIZED);
+        assert_eq!(run(vec![]), Verdict::Ignore);
+        assert_eq!(
+            run(vec![
+                Arc::new(Fixed(Verdict::Ignore)),
+                Arc::new(Later),
+                Arc::new(Fixed(deny.clone()))
+            ]),
+            deny
+        );
+        assert_eq!(
+            run(vec![Arc::new(Fixed(Verdict::Allow(None))), Arc::new(Fixed(deny))]),
+            Verdict::Allow(None)
+        );
+        assert_eq!(
+            run(vec![Arc::new(Drops), Arc::new(Fixed(Verdict::Allow(None)))]),
+            Verdict::Deny(ReasonCode::SERVER_UNAVAILABLE)
+        );
+    }
+}
