@@ -137,22 +137,30 @@ impl Engine {
                 auth.properties.authentication_data = Some(data);
                 self.send_packet(now, conn, &Packet::Auth(auth));
             }
-            AuthDecision::Accept | AuthDecision::AcceptWithAcl(_) => {
-                let acl = match decision {
-                    AuthDecision::AcceptWithAcl(acl) => Some(acl),
-                    _ => None,
+            AuthDecision::Accept
+            | AuthDecision::AcceptWithAcl(_)
+            | AuthDecision::AcceptFor { .. } => {
+                let (acl, valid_for) = match decision {
+                    AuthDecision::AcceptWithAcl(acl) => (Some(acl), None),
+                    AuthDecision::AcceptFor { acl, valid_for } => (acl, Some(valid_for)),
+                    _ => (None, None),
                 };
+                let until = valid_for.map(|valid_for| now.saturating_add(valid_for));
                 match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
-                    Phase::Authenticating(connect) => self.accept(now, conn, *connect, acl),
+                    Phase::Authenticating(connect) => {
+                        self.accept(now, conn, *connect, acl);
+                        self.limit_credentials(conn, until);
+                    }
                     phase => {
                         // Re-authentication of a connected client succeeded (§4.12.1): what it
-                        // may do from now on is what this decision says.
+                        // may do from now on, and for how long, is what this decision says.
                         connection.phase = phase;
                         if let Some(session) =
                             connection.session.and_then(|id| self.sessions.get_mut(&id))
                         {
                             session.acl = acl;
                         }
+                        self.limit_credentials(conn, until);
                         let Some(connection) = self.connections.get_mut(&conn) else { return };
                         let mut auth = Auth::default();
                         auth.properties.authentication_method =
@@ -165,6 +173,40 @@ impl Engine {
                 Phase::Connected => self.close(now, conn, reason, true),
                 _ => self.refuse(now, conn, reason),
             },
+        }
+    }
+
+    /// Sets when the credentials of `conn`, connected, expire (`None`: never) and arms the
+    /// timer that closes it then ([`AuthDecision::AcceptFor`]). A timer armed for an earlier
+    /// limit stays in the set and finds, when it fires, that the limit moved
+    /// ([`Engine::expire_credentials`]): no disarming needed.
+    fn limit_credentials(&mut self, conn: ConnectionId, until: Option<Instant>) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        if !matches!(connection.phase, Phase::Connected) {
+            return; // refused meanwhile (for instance a CONNECT redirected)
+        }
+        let Some(session) = connection.session.and_then(|id| self.sessions.get_mut(&id)) else {
+            return;
+        };
+        session.expires_at = until;
+        if let Some(at) = until {
+            self.timers.arm(at, Timer::AuthExpiry(conn));
+        }
+    }
+
+    /// The credentials of `conn` may have expired: if they have (and the limit did not move
+    /// since the timer was armed), close it with 0xA0 Maximum connect time (§3.14.2.1; 3.x:
+    /// closed without a word, §4.13 of 3.1.1 leaves nothing else). The will is due
+    /// (MQTT-3.1.2-8 of 5.0: the server closes the connection without a normal DISCONNECT).
+    pub(crate) fn expire_credentials(&mut self, now: Instant, conn: ConnectionId) {
+        let expired = self
+            .connections
+            .get(&conn)
+            .and_then(|c| c.session)
+            .and_then(|id| self.sessions.get(&id))
+            .is_some_and(|s| s.conn == Some(conn) && s.expires_at.is_some_and(|at| at <= now));
+        if expired {
+            self.close(now, conn, ReasonCode::MAXIMUM_CONNECT_TIME, true);
         }
     }
 

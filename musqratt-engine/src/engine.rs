@@ -169,6 +169,7 @@ impl Engine {
                         self.timers.arm(deadline, Timer::KeepAlive(conn));
                     }
                 }
+                Timer::AuthExpiry(conn) => self.expire_credentials(now, conn),
                 Timer::Will(session) => self.fire_will(now, session),
                 Timer::SessionExpiry(session) => self.expire_session(now, session),
                 Timer::SnRetry(conn) => self.sn_retry(now, conn),

@@ -94,6 +94,25 @@ pub enum AuthDecision {
     /// delivery of its session is checked against it (5.0: reason 0x87 Not authorized; 3.1.1:
     /// PUBLISH acknowledged and dropped, SUBACK 0x80), without a call out per message.
     AcceptWithAcl(Arc<Acl>),
+    /// Let the client in for `valid_for` from the moment the engine takes this decision, with
+    /// these rules (or none: [`AuthDecision::Accept`]'s freedom). Credentials that expire (a
+    /// JWT's `exp`) must not outlive their expiry: when the time is up the engine closes the
+    /// connection, telling a 5.0 client DISCONNECT 0xA0 Maximum connect time (§3.14.2.1: "the
+    /// maximum connection time authorized for this connection has been exceeded"); 3.x has no
+    /// way to say why and is just closed. Its will is then due, as after any close that is not a
+    /// normal DISCONNECT (§3.1.2.5). A later re-authentication (§4.12.1) replaces the limit: with
+    /// another `AcceptFor`, or lifts it with [`AuthDecision::Accept`] or
+    /// [`AuthDecision::AcceptWithAcl`].
+    ///
+    /// A duration rather than an [`crate::Instant`]: whoever decides (another thread, a remote
+    /// service) need not know the engine's epoch. The time the answer takes to reach the engine
+    /// is added to the validity, microseconds in practice.
+    AcceptFor {
+        /// The client's rules; `None` for no restriction.
+        acl: Option<Arc<Acl>>,
+        /// How long it may stay connected.
+        valid_for: core::time::Duration,
+    },
     /// Refuse it with this CONNACK reason code (0x86 bad user name or password, 0x87 not
     /// authorized, 0x8C bad authentication method, ...).
     Refuse(ReasonCode),

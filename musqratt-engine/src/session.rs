@@ -80,7 +80,9 @@ pub(crate) struct Session {
     pub(crate) conn: Option<ConnectionId>,
     /// Session Expiry Interval in seconds; 0 ends the session with its connection.
     pub(crate) expiry_interval: u32,
-    /// When a disconnected session ends.
+    /// When a disconnected session ends; while connected, when the credentials the client
+    /// connected with expire, if they do (`AuthDecision::AcceptFor`). One field for both: a
+    /// session is either connected or not, and every session pays for this field.
     pub(crate) expires_at: Option<Instant>,
     pub(crate) subscriptions: BTreeMap<ByteString, Subscription>,
     pub(crate) next_packet_id: PacketId,

@@ -16,6 +16,8 @@ pub(crate) enum Timer {
     Connect(ConnectionId),
     /// 1.5 × Keep Alive without a packet (§3.1.2.10).
     KeepAlive(ConnectionId),
+    /// The credentials a connection was accepted with expire ([`crate::AuthDecision::AcceptFor`]).
+    AuthExpiry(ConnectionId),
     /// A delayed will is due (§3.1.3.2.2).
     Will(SessionId),
     /// A disconnected session expires (§3.1.2.11.2).

@@ -258,6 +258,10 @@ impl Runner {
                     "refuse" => AuthDecision::Refuse(reason(word(3))?),
                     "continue" => AuthDecision::Continue(bytes(word(3))),
                     "acl" => AuthDecision::AcceptWithAcl(acl(word(3))?),
+                    "until" => AuthDecision::AcceptFor {
+                        acl: if tokens.len() > 4 { Some(acl(word(4))?) } else { None },
+                        valid_for: duration(word(3))?,
+                    },
                     other => return Err(format!("unknown auth decision {other}")),
                 };
                 let name = word(1).to_owned();
