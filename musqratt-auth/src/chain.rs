@@ -19,6 +19,11 @@ use musqratt_engine::proto::mqtt::ReasonCode;
 pub enum Verdict {
     /// Let it in; with these rules, or with the ACL file's (if any) when `None`.
     Allow(Option<Arc<Acl>>),
+    /// Let it in as [`Verdict::Allow`] does, until this wall-clock time (credentials that
+    /// expire, such as a JWT's `exp`): then the broker disconnects it (5.0: 0xA0 Maximum
+    /// connect time). Wall-clock, since that is what a credential carries; the authenticator
+    /// turns it into the engine's time ([`musqratt_engine::AuthDecision::AcceptFor`]).
+    AllowUntil(Option<Arc<Acl>>, std::time::SystemTime),
     /// Refuse it with this reason code (0x86 Bad user name or password, 0x87 Not authorized).
     Deny(ReasonCode),
     /// Enhanced authentication goes on (§4.12): AUTH 0x18 with this data.

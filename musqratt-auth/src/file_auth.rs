@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
 
 use musqratt_engine::proto::mqtt::ReasonCode;
 use musqratt_engine::{AuthDecision, AuthRequest};
@@ -212,17 +213,29 @@ impl Source for PasswordSource {
     }
 }
 
-/// Letting a client in: with the rules its source gave, else the ACL file's, else none.
-fn admit(files: &Files, request: &AuthRequest, acl: Option<Arc<Acl>>) -> AuthDecision {
+/// Letting a client in: with the rules its source gave, else the ACL file's, else none; until
+/// `until` if its credentials expire.
+fn admit(
+    files: &Files,
+    request: &AuthRequest,
+    acl: Option<Arc<Acl>>,
+    until: Option<SystemTime>,
+) -> AuthDecision {
     let acl = acl.or_else(|| {
         files
             .acl
             .as_ref()
             .map(|file| Arc::new(file.acl_for(request.username.as_deref(), &request.client_id)))
     });
-    match acl {
-        Some(acl) => AuthDecision::AcceptWithAcl(acl),
-        None => AuthDecision::Accept,
+    match (acl, until) {
+        // Counted from now: the engine adds it to the time it takes the decision, a few
+        // microseconds later (the engine's clock is not this thread's business).
+        (acl, Some(until)) => AuthDecision::AcceptFor {
+            acl,
+            valid_for: until.duration_since(SystemTime::now()).unwrap_or_default(),
+        },
+        (Some(acl), None) => AuthDecision::AcceptWithAcl(acl),
+        (None, None) => AuthDecision::Accept,
     }
 }
 
@@ -235,7 +248,8 @@ impl Authenticator for FileAuth {
         let asked = Arc::clone(&request);
         ask_in_order(Arc::clone(&self.chain), 0, asked, move |verdict| {
             let decision = match verdict {
-                Verdict::Allow(acl) => admit(&files, &request, acl),
+                Verdict::Allow(acl) => admit(&files, &request, acl, None),
+                Verdict::AllowUntil(acl, until) => admit(&files, &request, acl, Some(until)),
                 Verdict::Deny(code) => AuthDecision::Refuse(code),
                 Verdict::Continue(data) => AuthDecision::Continue(data),
                 // No source knew the client.
@@ -246,7 +260,7 @@ impl Authenticator for FileAuth {
                 Verdict::Ignore if request.username.is_some() && checked => {
                     AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
                 }
-                Verdict::Ignore if files.allow_anonymous => admit(&files, &request, None),
+                Verdict::Ignore if files.allow_anonymous => admit(&files, &request, None, None),
                 // 3.1.1: return code 5, Not authorized.
                 Verdict::Ignore => AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED),
             };

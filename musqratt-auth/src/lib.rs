@@ -7,17 +7,21 @@
 //! - [`acl_file`]: the ACL file, turned into each client's [`musqratt_engine::acl::Acl`].
 //! - [`chain`]: sources tried in order (password file, HTTP, JWT, SCRAM), each allowing,
 //!   denying or passing.
+//! - [`jwt`]: JSON Web Tokens in the password (HMAC or public key, `exp`/`nbf`, required
+//!   claims, an EMQX-style `acl` claim).
 //! - [`file_auth`]: the runtime kit's [`musqratt_kit::Authenticator`] deciding from both, slow
 //!   hashes checked off the shards.
 
 pub mod acl_file;
 pub mod chain;
 pub mod file_auth;
+pub mod jwt;
 pub mod password;
 pub mod password_file;
 
 pub use acl_file::AclFile;
 pub use chain::{Source, Verdict, VerdictReply};
 pub use file_auth::{FileAuth, FileAuthConfig, Files};
+pub use jwt::{JwtConfig, JwtSource};
 pub use password::StoredPassword;
 pub use password_file::PasswordFile;
