@@ -162,12 +162,7 @@ impl JwtSource {
                 (claim.clone(), expected)
             })
             .collect();
-        Ok(Self {
-            key,
-            validation,
-            leeway: Duration::from_secs(config.leeway_s),
-            verify_claims,
-        })
+        Ok(Self { key, validation, leeway: Duration::from_secs(config.leeway_s), verify_claims })
     }
 
     /// The verdict on `password` presented by `request`'s client: [`Verdict::Ignore`] when it

@@ -208,8 +208,7 @@ fn es256_pair(name: &str) -> (EncodingKey, PathBuf) {
     };
     let private = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
     let public = secret.public_key().to_public_key_pem(LineEnding::LF).unwrap();
-    let path =
-        std::env::temp_dir().join(format!("musqratt-jwt-{}-{name}.pem", std::process::id()));
+    let path = std::env::temp_dir().join(format!("musqratt-jwt-{}-{name}.pem", std::process::id()));
     std::fs::write(&path, public).unwrap();
     (EncodingKey::from_ec_pem(private.as_bytes()).unwrap(), path)
 }
@@ -255,7 +254,8 @@ fn keys_are_checked_at_start() {
     assert!(matches!(both, Err(JwtError::Key)));
     let path = std::env::temp_dir().join(format!("musqratt-jwt-{}-bad.pem", std::process::id()));
     std::fs::write(&path, "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n").unwrap();
-    let bad = JwtSource::new(&JwtConfig { public_key_file: Some(path.clone()), ..JwtConfig::default() });
+    let bad =
+        JwtSource::new(&JwtConfig { public_key_file: Some(path.clone()), ..JwtConfig::default() });
     assert!(matches!(bad, Err(JwtError::PublicKey { .. })), "{bad:?}");
     let _ = std::fs::remove_file(path);
     let missing = JwtSource::new(&JwtConfig {

@@ -159,6 +159,39 @@ table! {
         password_file: Option<PathBuf> = None => |_, _| {};
         /// A Mosquitto ACL file: what each client may publish and subscribe to.
         acl_file: Option<PathBuf> = None => |_, _| {};
+        /// JSON Web Tokens in the password (`[auth.jwt]`).
+        jwt: JwtSection = JwtSection::default() => |v, c| v.apply(c);
+    }
+}
+
+table! {
+    /// The `[auth.jwt]` table: JSON Web Tokens in the CONNECT password (`musqratt_auth::jwt`),
+    /// asked after the password file. Off unless `secret` or `public_key_file` is set.
+    pub struct JwtSection from engine {
+        /// HMAC secret: HS256, HS384 and HS512 tokens.
+        secret: Option<String> = None => |_, _| {};
+        /// PEM public key: RS256/384/512 (RSA), ES256/384 (EC) or EdDSA (Ed25519) tokens.
+        public_key_file: Option<PathBuf> = None => |_, _| {};
+        /// Seconds of clock difference allowed when checking `exp` and `nbf`.
+        leeway_s: u64 = musqratt_auth::jwt::DEFAULT_LEEWAY_S => |_, _| {};
+        /// Claims that must have a value (`%u` the user name, `%c` the client identifier).
+        verify_claims: BTreeMap<String, String> = BTreeMap::new() => |_, _| {};
+    }
+}
+
+impl JwtSection {
+    /// The JWT source's settings, when a key is configured.
+    #[must_use]
+    pub fn source_config(&self) -> Option<musqratt_auth::JwtConfig> {
+        if self.secret.is_none() && self.public_key_file.is_none() {
+            return None;
+        }
+        Some(musqratt_auth::JwtConfig {
+            secret: self.secret.clone(),
+            public_key_file: self.public_key_file.clone(),
+            leeway_s: self.leeway_s,
+            verify_claims: self.verify_claims.clone(),
+        })
     }
 }
 
@@ -300,7 +333,10 @@ impl FileConfig {
     #[must_use]
     pub fn open_access(&self) -> bool {
         let auth = self.file_auth_config();
-        auth.allow_anonymous && auth.password_file.is_none() && auth.acl_file.is_none()
+        auth.allow_anonymous
+            && auth.password_file.is_none()
+            && auth.acl_file.is_none()
+            && self.auth.jwt.source_config().is_none()
     }
 
     /// What to say at start when the broker refuses anonymous clients only because a listener
@@ -309,6 +345,7 @@ impl FileConfig {
     pub fn anonymous_refused_notice(&self) -> Option<String> {
         if self.auth.allow_anonymous.is_some()
             || self.auth.password_file.is_some()
+            || self.auth.jwt.source_config().is_some()
             || self.loopback_only()
         {
             return None;

@@ -5,12 +5,13 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
-use musqratt_auth::{FileAuth, Files};
+use musqratt_auth::{FileAuth, Files, JwtSource, Source};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
@@ -286,9 +287,18 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
     }
     let files = Files::load(&config.file_auth_config()).map_err(|e| e.to_string())?;
     let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
-    FileAuth::new(files, threads)
+    let sources = jwt_sources(config)?;
+    FileAuth::with_sources(files, threads, sources)
         .map(Some)
         .map_err(|e| format!("cannot start the password verifier threads: {e}"))
+}
+
+/// The `[auth.jwt]` source, when configured: asked after the password file (a user that file
+/// has is decided there), before the anonymous rule. Its key is read once, at start.
+fn jwt_sources(config: &FileConfig) -> Result<Vec<Arc<dyn Source>>, String> {
+    let Some(jwt) = config.auth.jwt.source_config() else { return Ok(Vec::new()) };
+    let source = JwtSource::new(&jwt).map_err(|e| e.to_string())?;
+    Ok(vec![Arc::new(source)])
 }
 
 /// Reloads the `[auth]` files on every SIGHUP: new clients are decided by the new files,
