@@ -36,10 +36,11 @@
 //! ECDSA verification tens to hundreds of microseconds in release builds, far below a
 //! `$7$` password hash, which is why those, not these, go to the verifier threads.
 
+use core::time::Duration;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use musqratt_engine::AuthRequest;
@@ -246,7 +247,7 @@ fn public_key(path: &PathBuf) -> Result<(DecodingKey, Vec<Algorithm>), JwtError>
 fn claim_equals(claim: Option<&Value>, wanted: &str) -> bool {
     match claim {
         Some(Value::String(text)) => text == wanted,
-        Some(value @ (Value::Number(_) | Value::Bool(_))) => value.to_string() == wanted,
+        Some(value @ (Value::Number(_) | Value::Bool(_))) => *value.to_string() == *wanted,
         _ => false,
     }
 }

@@ -1,9 +1,10 @@
 //! Tests of the JWT source: tokens made here, signed with a test secret or an ES256 key pair
 //! generated at test time (no private key is committed).
 
+use core::time::Duration;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use musqratt_engine::acl::{Access, Acl, AclRule, Effect};
