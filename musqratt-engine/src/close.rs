@@ -61,6 +61,9 @@ impl Engine {
             return; // taken over: the session belongs to another connection now
         }
         session.conn = None;
+        // While connected the field held the credentials' limit (AuthDecision::AcceptFor);
+        // left there, an older session expiry timer would end a session that never expires.
+        session.expires_at = None;
         let expiry = session.expiry_interval;
         if let Some((message, delay)) = will {
             // §3.1.3.2.2: the will goes out when the delay or the session ends, whichever first.
