@@ -702,4 +702,20 @@ mod auth_tests {
         assert!(!files.open_access() && files.anonymous_refused_notice().is_none());
         assert!(FileConfig::parse("[auth]\nallow_anonymus = true\n").is_err(), "typos refused");
     }
+    /// `[auth.jwt]` is on only with a key, and then the engine must ask at every CONNECT even
+    /// on loopback (a token is checked whether or not anonymous clients are let in).
+    #[test]
+    fn jwt_is_on_with_a_key() {
+        let off = FileConfig::parse("[auth.jwt]\nleeway_s = 1\n").unwrap();
+        assert!(off.auth.jwt.source_config().is_none() && off.open_access());
+        let on = FileConfig::parse(
+            "[auth.jwt]\nsecret = \"s\"\n[auth.jwt.verify_claims]\nsub = \"%u\"\n",
+        )
+        .unwrap();
+        let jwt = on.auth.jwt.source_config().unwrap();
+        assert_eq!(jwt.leeway_s, musqratt_auth::jwt::DEFAULT_LEEWAY_S);
+        assert_eq!(jwt.verify_claims.get("sub").map(String::as_str), Some("%u"));
+        assert!(!on.open_access(), "tokens are checked on loopback too");
+        assert!(FileConfig::parse("[auth.jwt]\nsecrt = \"s\"\n").is_err(), "typos refused");
+    }
 }
