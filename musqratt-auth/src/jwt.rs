@@ -210,11 +210,15 @@ impl JwtSource {
         };
         // `exp` is a NumericDate (RFC 7519 §2): seconds, possibly with a fraction. decode()
         // has checked it is not past (with the leeway).
-        match claims.get("exp").and_then(Value::as_f64) {
-            Some(exp) => {
-                let until = UNIX_EPOCH + Duration::from_secs_f64(exp.max(0.0)) + self.leeway;
-                Verdict::AllowUntil(acl, until)
-            }
+        // Checked arithmetic: an `exp` beyond what the clock can hold (u64::MAX seconds) must
+        // not panic a shard; it means "never" in practice.
+        let until = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .and_then(|exp| Duration::try_from_secs_f64(exp).ok())
+            .and_then(|exp| UNIX_EPOCH.checked_add(exp)?.checked_add(self.leeway));
+        match until {
+            Some(until) => Verdict::AllowUntil(acl, until),
             None => Verdict::Allow(acl),
         }
     }

@@ -196,7 +196,8 @@ impl Engine {
 
     /// The credentials of `conn` may have expired: if they have (and the limit did not move
     /// since the timer was armed), close it with 0xA0 Maximum connect time (§3.14.2.1; 3.x:
-    /// closed without a word, §4.13 of 3.1.1 leaves nothing else). The will is due
+    /// closed without a word, its DISCONNECT goes from client to server only, §3.14 of 3.1.1).
+    /// The will is due
     /// (MQTT-3.1.2-8 of 5.0: the server closes the connection without a normal DISCONNECT).
     pub(crate) fn expire_credentials(&mut self, now: Instant, conn: ConnectionId) {
         let expired = self
