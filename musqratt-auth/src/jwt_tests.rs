@@ -246,6 +246,60 @@ fn es256_tokens_verify_with_the_public_key_only() {
     let _ = std::fs::remove_file(other_public);
 }
 
+/// RS256 with an RSA key pair `openssl` makes now (a pure-Rust RSA key generation takes
+/// seconds in a debug build). Skipped without `openssl` (CI installs it).
+#[test]
+fn rs256_tokens_verify_with_an_rsa_public_key() {
+    use std::process::Command;
+    let dir = std::env::temp_dir();
+    let private = dir.join(format!("musqratt-jwt-{}-rsa.key", std::process::id()));
+    let public = dir.join(format!("musqratt-jwt-{}-rsa.pem", std::process::id()));
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&private)
+        .output();
+    let Ok(made) = made else {
+        eprintln!("SKIP: openssl not installed");
+        return;
+    };
+    assert!(made.status.success(), "{made:?}");
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let source = JwtSource::new(&JwtConfig {
+        public_key_file: Some(public.clone()),
+        leeway_s: 0,
+        ..JwtConfig::default()
+    })
+    .unwrap();
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let exp = now_s() + 60;
+    let claims = json!({ "sub": "alice", "exp": exp });
+    for alg in [jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::RS512] {
+        let token = encode(&Header::new(alg), &claims, &key).unwrap();
+        assert_eq!(
+            source.verdict(&request(None, Some(&token))),
+            Verdict::AllowUntil(None, until(exp, 0)),
+            "{alg:?}"
+        );
+    }
+    // An ES256 token is not for an RSA key, and an HS256 one keyed with the PEM is refused.
+    let (es_key, es_public) = es256_pair("not-rsa");
+    let es = encode(&Header::new(jsonwebtoken::Algorithm::ES256), &claims, &es_key).unwrap();
+    assert_eq!(source.verdict(&request(None, Some(&es))), BAD);
+    let pem = std::fs::read(&public).unwrap();
+    let confused = encode(&Header::default(), &claims, &EncodingKey::from_secret(&pem)).unwrap();
+    assert_eq!(source.verdict(&request(None, Some(&confused))), BAD);
+    for path in [private, public, es_public] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 #[test]
 fn keys_are_checked_at_start() {
     let neither = JwtSource::new(&JwtConfig::default());
