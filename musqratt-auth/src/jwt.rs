@@ -56,6 +56,10 @@ use crate::chain::{Source, Verdict, VerdictReply};
 /// machines kept in time by NTP, short enough that an expired token is not honoured for long.
 pub const DEFAULT_LEEWAY_S: u64 = 2;
 
+/// The largest `leeway_s` accepted: a day. More would not be a clock difference but a way to
+/// honour expired tokens, and the token library computes `now - leeway` unchecked.
+pub const MAX_LEEWAY_S: u64 = 86_400;
+
 /// The `[auth.jwt]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtConfig {
@@ -88,6 +92,9 @@ pub enum JwtError {
     /// Neither or both keys given.
     #[error("[auth.jwt] needs exactly one of `secret` and `public_key_file`")]
     Key,
+    /// `leeway_s` above [`MAX_LEEWAY_S`].
+    #[error("[auth.jwt] leeway_s = {0}: at most {MAX_LEEWAY_S} seconds")]
+    Leeway(u64),
     /// The public key file cannot be read or is not a PEM public key.
     #[error("[auth.jwt] public key file {path}: {reason}")]
     PublicKey {
@@ -132,8 +139,12 @@ impl JwtSource {
     /// The source `config` describes, its key loaded.
     ///
     /// # Errors
-    /// Not exactly one key, or a public key file that cannot be read or parsed.
+    /// Not exactly one key, a leeway above [`MAX_LEEWAY_S`], or a public key file that cannot
+    /// be read or parsed.
     pub fn new(config: &JwtConfig) -> Result<Self, JwtError> {
+        if config.leeway_s > MAX_LEEWAY_S {
+            return Err(JwtError::Leeway(config.leeway_s));
+        }
         let (key, algorithms) = match (&config.secret, &config.public_key_file) {
             (Some(secret), None) => (
                 DecodingKey::from_secret(secret.as_bytes()),

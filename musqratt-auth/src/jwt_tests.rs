@@ -310,6 +310,12 @@ fn keys_are_checked_at_start() {
         ..JwtConfig::default()
     });
     assert!(matches!(both, Err(JwtError::Key)));
+    let lax = JwtSource::new(&JwtConfig {
+        secret: Some("s".into()),
+        leeway_s: super::MAX_LEEWAY_S + 1,
+        ..JwtConfig::default()
+    });
+    assert!(matches!(lax, Err(JwtError::Leeway(_))));
     let path = std::env::temp_dir().join(format!("musqratt-jwt-{}-bad.pem", std::process::id()));
     std::fs::write(&path, "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n").unwrap();
     let bad =
