@@ -143,6 +143,7 @@ impl FileAuth {
         for i in 0..threads.max(1) {
             let jobs = Arc::clone(&jobs);
             std::thread::Builder::new().name(format!("musqratt-verify-{i}")).spawn(move || {
+                lower_priority();
                 loop {
                     let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                     match job {
@@ -170,6 +171,17 @@ impl FileAuth {
     #[must_use]
     pub fn files(&self) -> Arc<Files> {
         self.shared.files()
+    }
+}
+
+/// Verifier threads yield the CPU to the shards: a login storm of 20,000-iteration hashes at
+/// the shards' priority took the cores from them and raised other clients' p99 latency from
+/// ~0.2 ms to ~200 ms (docs/BENCHMARKS.md, issue 14); at nice 10 a shard that has work gets
+/// ~90 % of a contended core and logins take what is left.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(%error, "verifier thread priority not lowered");
     }
 }
 
