@@ -72,8 +72,12 @@ pub(crate) async fn reader(shard: Rc<Shard>, conn: ConnectionId, mut stream: Tcp
                 let bytes = buf.split_to(n);
                 let state = {
                     let mut core = shard.lock();
-                    let before = core.slots.get(&conn).map_or(State::Gone, |slot| slot.state);
+                    let (before, layered) = core
+                        .slots
+                        .get(&conn)
+                        .map_or((State::Gone, false), |slot| (slot.state, slot.stack.is_some()));
                     match before {
+                        State::Open if layered => core.data_layered(conn, bytes),
                         State::Open => core.input(Input::Data { conn, bytes }),
                         State::HandedOff => {
                             // Not expected (handoffs come from our own Data): keep the bytes.
@@ -161,7 +165,7 @@ pub(crate) async fn writer(
         match result {
             Ok(()) => {
                 if state == State::Open {
-                    core.input(Input::Written { conn, bytes: len });
+                    core.written(conn, len);
                 }
             }
             Err(error) => {

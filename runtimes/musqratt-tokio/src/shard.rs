@@ -14,7 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 
 use musqratt_kit::{
-    AcceptErrors, Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog, configure_accepted,
+    AcceptErrors, Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog, Layers, Stack,
+    configure_accepted,
 };
 
 use crate::Counters;
@@ -65,6 +66,8 @@ pub(crate) struct Context {
     /// [`BrokerConfig::hibernate_after`](crate::BrokerConfig::hibernate_after).
     pub(crate) hibernate_after: Option<Duration>,
     pub(crate) listeners: Vec<StdListener>,
+    /// Each listener's byte-stream layers (`None`: plain TCP), in the order of `listeners`.
+    pub(crate) layers: Vec<Option<Layers>>,
     /// This shard's MQTT-SN sockets, one per address, and what all shards share of them.
     pub(crate) sn_sockets: Vec<std::net::UdpSocket>,
     pub(crate) sn_shared: Arc<crate::udp::SnShared>,
@@ -99,6 +102,10 @@ pub(crate) struct Slot {
     /// The last sweep found the connection silent: its task hibernates it unless it has
     /// something to do.
     pub(crate) hibernate: bool,
+    /// The connection's bytes pass through byte-stream layers, its [`Stack`] in
+    /// `Shard::stacks`. A flag here (in the slot's padding) rather than the stack: a plain
+    /// connection's slot does not grow, and its path tests one bool.
+    pub(crate) layered: bool,
 }
 
 /// A connection's socket: served by its task, or hibernating without one (see `hibernate`).
@@ -203,6 +210,9 @@ pub(crate) struct Shard {
     /// ~145 B per connection; an 8-byte box in the bucket and the slot in an exact 80-byte
     /// allocation measured 32 B less per idle connection (docs/BENCHMARKS.md, change 10).
     pub(crate) conns: HashMap<ConnectionId, Box<Slot>>,
+    /// The byte-stream layers of the connections whose listener has some (`Slot::layered`):
+    /// removed with the slot, moved with the socket on a handoff, kept while it hibernates.
+    pub(crate) stacks: HashMap<ConnectionId, Box<Stack>>,
     next_conn: u64,
     links: Vec<Option<Link>>,
     /// Mail held in `pending` over all links.
@@ -247,6 +257,44 @@ impl Shard {
         let now = self.now();
         self.engine.handle_input(now, input);
         self.drain();
+    }
+
+    /// Bytes read from a layered connection: through its layers, then to the engine; what the
+    /// layers answer at once (a handshake, a pong) is queued for the socket first. False when a
+    /// layer failed or the peer closed it: the connection is lost.
+    pub(crate) fn data_layered(&mut self, conn: ConnectionId, bytes: BytesMut) -> bool {
+        let (Some(stack), Some(slot)) = (self.stacks.get_mut(&conn), self.conns.get_mut(&conn))
+        else {
+            return false;
+        };
+        let was_empty = slot.queue.is_empty();
+        let spare = &mut self.spare_queues;
+        let decoded = stack.read(bytes, |chunk| slot.queue.push_back(chunk, spare));
+        if was_empty && !slot.queue.is_empty() {
+            self.direct.push(conn);
+        }
+        match decoded {
+            Ok(Some(bytes)) => self.input(Input::Data { conn, bytes }),
+            Ok(None) => self.drain(),
+            Err(error) => {
+                tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `socket` bytes of a connection's queue were written: tells the engine how many of its
+    /// own that was (the same number, unless the connection is layered).
+    pub(crate) fn written(&mut self, conn: ConnectionId, socket: usize, layered: bool) {
+        let bytes = if layered {
+            self.stacks.get_mut(&conn).map_or(0, |stack| stack.written(socket))
+        } else {
+            socket
+        };
+        if bytes > 0 {
+            self.input(Input::Written { conn, bytes });
+        }
     }
 
     fn timeout(&mut self) {
@@ -367,14 +415,21 @@ impl Shard {
         };
         slot.queue.consume(written);
         slot.active = true;
+        let layered = slot.layered;
         if slot.queue.is_empty() {
             slot.queue.recycle(&mut self.spare_queues);
             self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
         } else {
             self.wake(conn);
         }
-        let now = self.now();
-        self.engine.handle_input(now, Input::Written { conn, bytes: written });
+        let written = match self.stacks.get_mut(&conn) {
+            Some(stack) if layered => stack.written(written),
+            _ => written,
+        };
+        if written > 0 {
+            let now = self.now();
+            self.engine.handle_input(now, Input::Written { conn, bytes: written });
+        }
     }
 
     fn drain_actions(&mut self) {
@@ -390,19 +445,40 @@ impl Shard {
                         // The task looks at its queue before every wait: only an empty queue
                         // becoming non-empty needs a wake-up.
                         let was_empty = slot.queue.is_empty();
-                        slot.queue.push_back(bytes, &mut self.spare_queues);
+                        if slot.layered {
+                            let spare = &mut self.spare_queues;
+                            let stack = self.stacks.get_mut(&conn);
+                            let encoded = stack.map(|stack| {
+                                stack.write(bytes, |chunk| slot.queue.push_back(chunk, spare))
+                            });
+                            if let Some(Err(error)) = encoded {
+                                // The layer cannot go on: close, and tell the engine.
+                                tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
+                                slot.close = true;
+                                self.lost.push(conn);
+                                self.wake(conn);
+                                continue;
+                            }
+                        } else {
+                            slot.queue.push_back(bytes, &mut self.spare_queues);
+                        }
                         // Written at the end of the step rather than by the connection's
                         // task: the delivery goes out before whatever the reading task does
                         // next (its own acknowledgement, another read), and from another
                         // shard's thread without waking this one. The task is woken only
                         // for what the socket does not take.
-                        if was_empty {
+                        if was_empty && !slot.queue.is_empty() {
                             self.direct.push(conn);
                         }
                     }
                 }
                 Action::Close { conn } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
+                        // The layers' last bytes (close_notify, a close frame) go out last.
+                        if let Some(stack) = self.stacks.get_mut(&conn).filter(|_| slot.layered) {
+                            let spare = &mut self.spare_queues;
+                            stack.close(|chunk| slot.queue.push_back(chunk, spare));
+                        }
                         slot.close = true;
                         self.wake(conn);
                     }
@@ -515,6 +591,7 @@ async fn shard_main(context: Context) {
         engine,
         hibernate_after,
         listeners,
+        layers,
         sn_sockets,
         sn_shared,
         mailbox,
@@ -590,6 +667,7 @@ async fn shard_main(context: Context) {
             decisions: Decisions::new(move || decided_signal.notify_one()),
             decided,
             conns: HashMap::new(),
+            stacks: HashMap::new(),
             next_conn: 0,
             links,
             pending: 0,
@@ -631,8 +709,9 @@ async fn shard_main(context: Context) {
     spawn(&shard, late_decisions(shard.clone()));
     spawn(&shard, receive(shard.clone()));
     spawn(&shard, deferred_wakes(shard.clone()));
-    for listener in listeners {
-        spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let layers = layers.get(index).cloned().flatten();
+        spawn(&shard, accept(shard.clone(), listener, layers, shutdown.clone()));
     }
     if let Some(udp) = udp {
         for index in 0..udp.len() {
@@ -666,8 +745,14 @@ async fn shard_main(context: Context) {
     }
 }
 
-/// Accepts connections until shutdown.
-async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections until shutdown; gives each a stack of `layers` when the listener has
+/// some.
+async fn accept(
+    shard: Arc<ShardLock>,
+    listener: TcpListener,
+    layers: Option<Layers>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut errors = AcceptErrors::default();
     loop {
         tokio::select! {
@@ -680,7 +765,8 @@ async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watc
                     errors.accepted();
                     shard.lock().counters.accepted.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(shard = shard.lock().id.0, %peer, "accepted");
-                    start_connection(&shard, &mut shard.lock(), stream, None);
+                    let stack = layers.as_ref().map(|layers| Box::new(layers.stack(peer)));
+                    start_connection(&shard, &mut shard.lock(), stream, None, stack);
                 }
                 Err(error) => tokio::time::sleep(errors.failed(&error)).await,
             },
@@ -695,6 +781,7 @@ fn start_connection(
     state: &mut Shard,
     stream: TcpStream,
     adopted: Option<(ConnectionId, BytesMut)>,
+    stack: Option<Box<Stack>>,
 ) {
     let conn = match &adopted {
         Some((conn, _)) => *conn,
@@ -709,8 +796,12 @@ fn start_connection(
         parked: false,
         active: true,
         hibernate: false,
+        layered: stack.is_some(),
     };
     state.conns.insert(conn, Box::new(slot));
+    if let Some(stack) = stack {
+        state.stacks.insert(conn, stack);
+    }
     // Not `spawn`: the task's panic guard is `Connection`'s `Drop`, which keeps the future at
     // two words.
     tokio::task::spawn_local(connection::Connection::new(shard.clone(), conn));
