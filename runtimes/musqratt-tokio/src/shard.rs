@@ -8,7 +8,7 @@ use std::io;
 use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, ShardId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
@@ -22,10 +22,14 @@ use crate::Counters;
 use crate::connection;
 use crate::udp::SnSockets;
 
+mod layered;
 mod mail;
+mod queue;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
+pub(crate) use queue::WriteQueue;
+use queue::Spare;
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;
@@ -118,65 +122,6 @@ pub(crate) enum Stream {
     Moving,
 }
 
-/// Emptied write queues kept for reuse: a connection that writes takes one and gives it back
-/// when its queue drains, so that idle connections hold none and busy ones do not allocate.
-const SPARE_QUEUES: usize = 1024;
-
-/// A connection's chunks to write: a boxed `VecDeque` while there is something to write, nothing
-/// (8 bytes in the slot instead of a 32-byte `VecDeque` and its buffer) while there is not.
-#[derive(Default)]
-#[allow(clippy::box_collection)]
-pub(crate) struct WriteQueue(Option<Box<VecDeque<Bytes>>>);
-
-/// Emptied queues, see [`SPARE_QUEUES`].
-type Spare = Vec<Box<VecDeque<Bytes>>>;
-
-impl WriteQueue {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|queue| queue.is_empty())
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.0.iter().flat_map(|queue| queue.iter())
-    }
-
-    /// Takes `written` bytes off the front: the chunks written whole, and the start of the
-    /// next.
-    pub(crate) fn consume(&mut self, mut written: usize) {
-        while let Some(front) = self.front_mut() {
-            if front.len() <= written {
-                written -= front.len();
-                self.pop_front();
-            } else {
-                front.advance(written);
-                break;
-            }
-        }
-    }
-
-    fn front_mut(&mut self) -> Option<&mut Bytes> {
-        self.0.as_mut()?.front_mut()
-    }
-
-    fn pop_front(&mut self) -> Option<Bytes> {
-        self.0.as_mut()?.pop_front()
-    }
-
-    fn push_back(&mut self, bytes: Bytes, spare: &mut Spare) {
-        self.0.get_or_insert_with(|| spare.pop().unwrap_or_default()).push_back(bytes);
-    }
-
-    /// Gives an emptied queue back to `spare`.
-    fn recycle(&mut self, spare: &mut Spare) {
-        if self.is_empty()
-            && let Some(queue) = self.0.take()
-            && spare.len() < SPARE_QUEUES
-        {
-            spare.push(queue);
-        }
-    }
-}
-
 /// A shard's state, shared by its tasks (and, a step at a time, by other shards' threads) as
 /// `Arc<ShardLock>`.
 pub(crate) struct Shard {
@@ -257,44 +202,6 @@ impl Shard {
         let now = self.now();
         self.engine.handle_input(now, input);
         self.drain();
-    }
-
-    /// Bytes read from a layered connection: through its layers, then to the engine; what the
-    /// layers answer at once (a handshake, a pong) is queued for the socket first. False when a
-    /// layer failed or the peer closed it: the connection is lost.
-    pub(crate) fn data_layered(&mut self, conn: ConnectionId, bytes: BytesMut) -> bool {
-        let (Some(stack), Some(slot)) = (self.stacks.get_mut(&conn), self.conns.get_mut(&conn))
-        else {
-            return false;
-        };
-        let was_empty = slot.queue.is_empty();
-        let spare = &mut self.spare_queues;
-        let decoded = stack.read(bytes, |chunk| slot.queue.push_back(chunk, spare));
-        if was_empty && !slot.queue.is_empty() {
-            self.direct.push(conn);
-        }
-        match decoded {
-            Ok(Some(bytes)) => self.input(Input::Data { conn, bytes }),
-            Ok(None) => self.drain(),
-            Err(error) => {
-                tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
-                return false;
-            }
-        }
-        true
-    }
-
-    /// `socket` bytes of a connection's queue were written: tells the engine how many of its
-    /// own that was (the same number, unless the connection is layered).
-    pub(crate) fn written(&mut self, conn: ConnectionId, socket: usize, layered: bool) {
-        let bytes = if layered {
-            self.stacks.get_mut(&conn).map_or(0, |stack| stack.written(socket))
-        } else {
-            socket
-        };
-        if bytes > 0 {
-            self.input(Input::Written { conn, bytes });
-        }
     }
 
     fn timeout(&mut self) {
