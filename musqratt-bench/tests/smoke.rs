@@ -27,7 +27,7 @@ fn bench(args: &[&str]) -> Value {
 
 #[test]
 fn every_scenario_runs_against_the_blocking_broker() {
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let any: core::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut config = musqratt_blocking::BrokerConfig::default();
     (config.listeners, config.sn_listeners) = (vec![any], vec![any]);
     config.threads = 2;

@@ -84,7 +84,7 @@ table! {
     pub struct FileConfig from engine {
         /// Where to accept clients: `mqtt://host:port` (MQTT over TCP) and `mqtt-sn://host:port`
         /// (MQTT-SN 1.2 over UDP) URLs; `mqtt+identity://host:port` is MQTT over TCP through
-        /// the identity byte-stream layer, to measure the layers' seam (docs/adr/0014).
+        /// the identity byte-stream layer, to measure the layers' seam (docs/adr/0015).
         listeners: Vec<ListenUrl> = vec![ListenUrl::default()] => |_, _| {};
         /// Shards (threads); 0 means one per core.
         threads: usize = 0 => |_, _| {};
@@ -434,7 +434,7 @@ pub struct ListenUrl {
 #[non_exhaustive]
 pub enum ListenLayer {
     /// `mqtt+identity://`: the identity layer, which passes bytes through unchanged; what a
-    /// layer costs a connection compared with `mqtt://` (docs/adr/0014-byte-stream-layers.md).
+    /// layer costs a connection compared with `mqtt://` (docs/adr/0015-byte-stream-layers.md).
     Identity,
 }
 

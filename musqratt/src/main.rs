@@ -371,8 +371,7 @@ fn run(config: &FileConfig, runtime: Runtime, auth: Option<&FileAuth>) -> anyhow
                     "the blocking runtime sends no ADVERTISE: mqtt_sn.broadcast ignored"
                 );
             }
-            let broker =
-                musqratt_blocking::start(broker).context("cannot start the broker")?;
+            let broker = musqratt_blocking::start(broker).context("cannot start the broker")?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);

@@ -59,7 +59,13 @@ impl core::fmt::Debug for Route {
 impl Route {
     pub(crate) fn new(shard: usize, shards: Arc<Inboxes>) -> Self {
         let unhandled = Mutex::new(0);
-        Self { shard: Mutex::new(shard), shards, unhandled, handled: Condvar::new(), layered: false }
+        Self {
+            shard: Mutex::new(shard),
+            shards,
+            unhandled,
+            handled: Condvar::new(),
+            layered: false,
+        }
     }
 
     /// The same, for a connection whose bytes pass through byte-stream layers.

@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use musqratt_engine::{Action, ConnectionId, Engine, Input, ShardId};
 
 use crate::conn::{ConnHandle, ReadCredit};
-use musqratt_kit::Stack;
 use crate::inbox::{Counters, ForwardCredit, Inboxes};
+use musqratt_kit::Stack;
 
 /// What a shard is given. The mailbox of a shard is FIFO and taken out before any input handled
 /// in person, so the order in which one thread hands inputs over is the order in which the shard

@@ -528,8 +528,7 @@ impl Shard {
     fn start_tasks(self: &Rc<Self>) {
         for (index, listener) in self.listeners.borrow().iter().enumerate() {
             let layers = self.layers.get(index).cloned().flatten();
-            compio::runtime::spawn(accept_loop(Rc::clone(self), listener.clone(), layers))
-                .detach();
+            compio::runtime::spawn(accept_loop(Rc::clone(self), listener.clone(), layers)).detach();
         }
         compio::runtime::spawn(timer_loop(Rc::clone(self))).detach();
         compio::runtime::spawn(errand_loop(Rc::clone(self))).detach();

@@ -36,7 +36,7 @@ pub struct BrokerConfig {
     /// Who may connect; asked only when `engine.authenticate` is set. Default: everyone.
     pub auth: Auth,
     /// The byte-stream layers of the listeners that have some, by the address as written in
-    /// `listeners` (docs/adr/0014-byte-stream-layers.md); a listener not named here is plain
+    /// `listeners` (docs/adr/0015-byte-stream-layers.md); a listener not named here is plain
     /// TCP, with no stack. Default: none. Today's only layer is the identity layer
     /// ([`Layers::identity`], `mqtt+identity://` in the binary's configuration), which
     /// measures the seam's cost; TLS and WebSocket come here.

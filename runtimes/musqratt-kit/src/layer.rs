@@ -1,5 +1,5 @@
 //! Byte-stream layers between a connection's socket and the engine: TLS, WebSocket framing,
-//! and the identity layer that proves the seam (docs/adr/0014-byte-stream-layers.md).
+//! and the identity layer that proves the seam (docs/adr/0015-byte-stream-layers.md).
 //!
 //! A layer is sans-IO like the engine: bytes in, bytes out, no socket, no clock, no thread.
 //! Written once here, it runs on every runtime, which calls a connection's [`Stack`] at three
@@ -298,7 +298,11 @@ impl Stack {
     ///
     /// # Errors
     /// A layer gave up: close the connection.
-    pub fn write(&mut self, bytes: Bytes, mut to_socket: impl FnMut(Bytes)) -> Result<(), StackError> {
+    pub fn write(
+        &mut self,
+        bytes: Bytes,
+        mut to_socket: impl FnMut(Bytes),
+    ) -> Result<(), StackError> {
         if self.closed || bytes.is_empty() {
             return Ok(());
         }

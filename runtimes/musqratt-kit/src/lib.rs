@@ -10,7 +10,7 @@
 //!   and what a failed accept means (said once per shortage of descriptors);
 //! - [`StreamLayer`], [`Stack`] and [`Layers`]: the sans-IO byte-stream layers (TLS,
 //!   WebSocket framing; today the [`Identity`] layer) between a connection's socket and the
-//!   engine, written once for every runtime (docs/adr/0014-byte-stream-layers.md);
+//!   engine, written once for every runtime (docs/adr/0015-byte-stream-layers.md);
 //! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10).
 //!
 //! Nothing here reads, writes or starts a thread: a runtime owns those.
@@ -28,6 +28,6 @@ pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisi
 pub use clock::Clock;
 pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER};
 pub use event::{DROP_LOG_INTERVAL, EventLog};
-pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_person_turn};
+pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use musqratt_engine as engine;

@@ -28,8 +28,8 @@ mod queue;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
-pub(crate) use queue::WriteQueue;
 use queue::Spare;
+pub(crate) use queue::WriteQueue;
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;

@@ -85,7 +85,10 @@ impl XorClient {
         let packet_id = PacketId::new(1).unwrap();
         self.send(&Packet::Subscribe(Subscribe {
             packet_id,
-            filters: vec![(ByteString::from(filter), SubscriptionOptions::with_qos(QoS::ExactlyOnce))],
+            filters: vec![(
+                ByteString::from(filter),
+                SubscriptionOptions::with_qos(QoS::ExactlyOnce),
+            )],
             properties: SubscribeProperties::default(),
         }));
         match self.recv() {
@@ -151,7 +154,9 @@ pub(crate) fn xor_pub_sub(addr: SocketAddr) {
         let mut publisher = XorClient::connect(addr, &id_on(&format!("{tag}p"), pub_shard), KEY);
         let big: Vec<u8> = (0..200_000u32).map(|i| i.to_le_bytes()[0] ^ 0x33).collect();
         let payloads = [Bytes::from_static(b"zero"), Bytes::from_static(b"one"), Bytes::from(big)];
-        for (qos, payload) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().zip(payloads) {
+        for (qos, payload) in
+            [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().zip(payloads)
+        {
             publisher.publish(&format!("{tag}/t"), payload.clone(), qos, 7);
             let got = sub.receive();
             assert_eq!((got.qos, got.payload), (qos, payload), "{tag}");
@@ -173,7 +178,10 @@ pub(crate) fn plain_client_is_not_understood(addr: SocketAddr) {
         }
     };
     // Closed (or answered with garbage), not waited out, and never accepted.
-    assert!(!matches!(ended.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut), "{ended}");
+    assert!(
+        !matches!(ended.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        "{ended}"
+    );
     assert!(
         !left.iter().any(|p| matches!(p, Packet::ConnAck(ack) if !ack.reason_code.is_error())),
         "{left:?}"

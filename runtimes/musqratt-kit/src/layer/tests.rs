@@ -66,16 +66,24 @@ impl StreamLayer for Frames {
 /// XOR under frames under XOR under frames: each kind twice, with different keys and sizes.
 fn stack() -> Stack {
     Stack::new(
-        vec![Box::new(Xor(0x5a)), Box::new(Frames::new(7)), Box::new(Xor(0xc3)), Box::new(Frames::new(5))],
+        vec![
+            Box::new(Xor(0x5a)),
+            Box::new(Frames::new(7)),
+            Box::new(Xor(0xc3)),
+            Box::new(Frames::new(5)),
+        ],
         None,
     )
 }
 
 /// A CONNECT, a SUBSCRIBE, a QoS 1 PUBLISH and a PINGREQ of MQTT 3.1.1, back to back.
 fn packets() -> Vec<u8> {
-    let mut bytes = vec![0x10, 0x10, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 4, b'c', b'l', b'i', b'1'];
+    let mut bytes =
+        vec![0x10, 0x10, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 4, b'c', b'l', b'i', b'1'];
     bytes.extend_from_slice(&[0x82, 0x08, 0, 1, 0, 3, b'a', b'/', b'b', 1]);
-    bytes.extend_from_slice(&[0x32, 0x0c, 0, 3, b'a', b'/', b'b', 0, 7, b'h', b'e', b'l', b'l', b'o']);
+    bytes.extend_from_slice(&[
+        0x32, 0x0c, 0, 3, b'a', b'/', b'b', 0, 7, b'h', b'e', b'l', b'l', b'o',
+    ]);
     bytes.extend_from_slice(&[0xc0, 0x00]);
     bytes
 }
@@ -135,7 +143,9 @@ fn an_answer_on_read_goes_down_through_the_layers_below() {
     let (mut server, mut client) = (stack(), stack());
     // The client's top layer writes a ping frame: built by hand, passed down its lower layers.
     let mut ping = Vec::new();
-    client.pass_down(3, Bytes::from_static(&[1, 0]), 0, &mut |c: Bytes| ping.extend_from_slice(&c)).unwrap();
+    client
+        .pass_down(3, Bytes::from_static(&[1, 0]), 0, &mut |c: Bytes| ping.extend_from_slice(&c))
+        .unwrap();
     let (up, pong) = decode(&mut server, &ping, &[]);
     assert!(up.is_empty());
     assert!(!pong.is_empty());

@@ -1,4 +1,4 @@
-//! The tokio runtime with byte-stream layers (docs/adr/0014): the runtime cases the blocking
+//! The tokio runtime with byte-stream layers (docs/adr/0015): the runtime cases the blocking
 //! and io-uring runtimes share (their `tests/common/cases.rs`) through a listener with the
 //! identity layer, and MQTT through a listener whose layers XOR every byte, with clients that
 //! XOR too (the blocking runtime's `tests/layered/mod.rs`).

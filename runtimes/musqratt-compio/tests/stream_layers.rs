@@ -1,16 +1,18 @@
-//! The blocking runtime with byte-stream layers (docs/adr/0014): the shared runtime cases
+//! The io-uring runtime with byte-stream layers (docs/adr/0015): the shared runtime cases
 //! through a listener with the identity layer, and MQTT through a listener whose layers XOR
-//! every byte, with clients that XOR too (`layered/mod.rs`).
+//! every byte, with clients that XOR too (the blocking runtime's `tests/layered/mod.rs`).
 
+#[path = "../../musqratt-blocking/tests/common/mod.rs"]
 mod common;
 #[macro_use]
-#[path = "common/cases.rs"]
+#[path = "../../musqratt-blocking/tests/common/cases.rs"]
 mod cases;
+#[path = "../../musqratt-blocking/tests/layered/mod.rs"]
 mod layered;
 
 use core::net::SocketAddr;
 
-use musqratt_blocking::{Broker, BrokerConfig, start};
+use musqratt_compio::{Broker, BrokerConfig, start};
 use musqratt_kit::Layers;
 
 fn broker_with(shards: usize, layers: Layers) -> (Broker, SocketAddr) {
