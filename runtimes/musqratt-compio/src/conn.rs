@@ -155,19 +155,19 @@ pub(crate) async fn writer(
         returned.clear();
         batch = returned;
         let mut core = shard.lock();
-        let state = match core.slots.get_mut(&conn) {
+        let (state, layered) = match core.slots.get_mut(&conn) {
             Some(slot) => {
                 slot.writing = false;
-                slot.state
+                (slot.state, slot.stack.is_some())
             }
-            None => State::Gone,
+            None => (State::Gone, false),
         };
         match result {
-            Ok(()) => {
-                if state == State::Open {
-                    core.written(conn, len);
-                }
-            }
+            Ok(()) => match state {
+                State::Open if layered => core.written(conn, len),
+                State::Open => core.input(Input::Written { conn, bytes: len }),
+                _ => {}
+            },
             Err(error) => {
                 tracing::debug!(%conn, %error, "write failed");
                 if let Some(slot) = core.slots.get_mut(&conn) {

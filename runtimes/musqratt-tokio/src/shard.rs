@@ -329,9 +329,10 @@ impl Shard {
         } else {
             self.wake(conn);
         }
-        let written = match self.stacks.get_mut(&conn) {
-            Some(stack) if layered => stack.written(written),
-            _ => written,
+        // A plain connection looks for no stack.
+        let written = match layered {
+            true => self.stacks.get_mut(&conn).map_or(0, |stack| stack.written(written)),
+            false => written,
         };
         if written > 0 {
             let now = self.now();
@@ -382,7 +383,9 @@ impl Shard {
                 Action::Close { conn } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
                         // The layers' last bytes (close_notify, a close frame) go out last.
-                        if let Some(stack) = self.stacks.get_mut(&conn).filter(|_| slot.layered) {
+                        if slot.layered
+                            && let Some(stack) = self.stacks.get_mut(&conn)
+                        {
                             let spare = &mut self.spare_queues;
                             stack.close(|chunk| slot.queue.push_back(chunk, spare));
                         }

@@ -29,8 +29,8 @@ impl Core {
         }
     }
 
-    /// `socket` bytes of a connection's queue were written: tells the engine how many of its
-    /// own that was (the same number, unless the connection is layered).
+    /// `socket` bytes of a layered connection's queue were written: tells the engine how many
+    /// of its own that completes (a plain connection's writer reports its bytes as they are).
     pub(crate) fn written(&mut self, conn: ConnectionId, socket: usize) {
         let bytes = match self.slots.get_mut(&conn).and_then(|slot| slot.stack.as_mut()) {
             Some(stack) => stack.written(socket),
