@@ -38,7 +38,7 @@
 //!   turn (with the kit's socket options, and its pause and single log line when descriptors
 //!   run out).
 //!
-//! [`BrokerHandle::stats`] counts which of these paths were taken.
+//! [`Broker::stats`] counts which of these paths were taken.
 //!
 //! A connection handed to another shard after CONNECT (ADR 1) keeps its threads: only the shard
 //! they report to changes, under a lock that keeps its bytes in order (see `Route`).
@@ -126,7 +126,7 @@ impl Stats {
     }
 }
 
-/// How long [`BrokerHandle::shutdown`] waits for the broker's threads.
+/// How long [`Broker::shutdown`] waits for the broker's threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts a broker with `config` (the runtime kit's, the same as every runtime's): its MQTT

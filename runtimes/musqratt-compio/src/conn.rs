@@ -80,10 +80,19 @@ pub(crate) async fn reader(shard: Rc<Shard>, conn: ConnectionId, mut stream: Tcp
                         State::Open if layered => core.data_layered(conn, bytes),
                         State::Open => core.input(Input::Data { conn, bytes }),
                         State::HandedOff => {
-                            // Not expected (handoffs come from our own Data): keep the bytes.
-                            let slot = core.slots.get_mut(&conn);
-                            if let Some((_, handed)) = slot.and_then(|s| s.handoff.as_mut()) {
-                                handed.extend_from_slice(&bytes);
+                            // Not expected (handoffs come from our own Data): keep the bytes,
+                            // decoded by the connection's layers if it has some (an answer
+                            // they would send now is dropped: the connection is moving).
+                            if let Some(slot) = core.slots.get_mut(&conn) {
+                                let bytes = match slot.stack.as_mut() {
+                                    Some(stack) => stack.read(bytes, drop).ok().flatten(),
+                                    None => Some(bytes),
+                                };
+                                if let (Some((_, handed)), Some(bytes)) =
+                                    (slot.handoff.as_mut(), bytes)
+                                {
+                                    handed.extend_from_slice(&bytes);
+                                }
                             }
                         }
                         State::Closing | State::Gone => {}

@@ -12,8 +12,13 @@ mod cases;
 mod layered;
 
 use core::net::SocketAddr;
+use core::time::Duration;
+use std::time::Instant;
 
 use musqratt_kit::Layers;
+use musqratt_proto::QoS;
+use musqratt_proto::bytes::Bytes;
+use musqratt_proto::mqtt::Packet;
 use musqratt_tokio::{Broker, BrokerConfig, start};
 
 /// The broker, with the `local_addrs` and `shutdown` the shared cases call (tokio's shutdown
@@ -54,4 +59,35 @@ fn mqtt_through_layers_that_change_every_byte() {
     layered::xor_pub_sub(addr);
     layered::plain_client_is_not_understood(addr);
     broker.shutdown();
+}
+
+/// A layered connection hibernates like a plain one (docs/adr/0009): its stack waits in the
+/// shard while the socket sleeps, and bytes still pass through it when the peer or a delivery
+/// wakes it, on 1 and 2 shards (handed-off connections take their stack along).
+#[test]
+fn layered_connections_hibernate_and_wake_with_their_stack() {
+    for shards in [1, 2] {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = BrokerConfig::default();
+        config.listeners = vec![any];
+        config.listener_layers = vec![(any, layered::xor_layers())];
+        config.threads = shards;
+        config.hibernate_after = Some(Duration::from_millis(50));
+        let broker = start(config).unwrap();
+        let addr = broker.local_addrs()[0];
+        let mut sub = layered::XorClient::connect(addr, "lh-sub", layered::KEY);
+        sub.subscribe("lh/#");
+        let mut publisher = layered::XorClient::connect(addr, "lh-pub", layered::KEY);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while broker.stats().hibernations < 2 {
+            assert!(Instant::now() < deadline, "not hibernated: {:?}", broker.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        publisher.publish("lh/1", Bytes::from_static(b"after sleep"), QoS::ExactlyOnce, 3);
+        assert_eq!(&sub.receive().payload[..], b"after sleep");
+        publisher.send(&Packet::PingReq);
+        assert_eq!(publisher.recv().unwrap(), Packet::PingResp);
+        assert!(broker.stats().wakeups >= 2, "{:?}", broker.stats());
+        broker.shutdown().unwrap();
+    }
 }
