@@ -1,40 +1,12 @@
-//! The blocking runtime with byte-stream layers (docs/adr/0015): the shared runtime cases
-//! through a listener with the identity layer, and MQTT through a listener whose layers XOR
-//! every byte, with clients that XOR too (`layered/mod.rs`).
+//! The blocking runtime with byte-stream layers (docs/adr/0015): musqratt-testkit's layer
+//! cases (every MQTT case through the identity layer, MQTT through layers that XOR every byte).
 
-mod common;
-#[macro_use]
-#[path = "common/cases.rs"]
-mod cases;
-mod layered;
+use musqratt_testkit::{Broker, BrokerConfig};
 
-use core::net::SocketAddr;
-
-use musqratt_blocking::{Broker, BrokerConfig, start};
-use musqratt_kit::Layers;
-
-fn broker_with(shards: usize, layers: Layers) -> (Broker, SocketAddr) {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = BrokerConfig::default();
-    config.listeners = vec![any];
-    config.listener_layers = vec![(any, layers)];
-    config.threads = shards;
-    let broker = start(config).unwrap();
-    let addr = broker.local_addrs()[0];
-    (broker, addr)
+fn start(config: BrokerConfig) -> Broker {
+    let handle = musqratt_blocking::start(config).expect("the blocking runtime starts");
+    let (tcp, udp) = (handle.local_addrs().to_vec(), handle.sn_local_addrs().to_vec());
+    Broker::new(tcp, udp, move || handle.shutdown())
 }
 
-/// The shared cases' broker, every connection through the identity layer.
-fn identity_broker(shards: usize) -> (Broker, SocketAddr) {
-    broker_with(shards, Layers::identity())
-}
-
-runtime_cases!(start = identity_broker, handle = Broker);
-
-#[test]
-fn mqtt_through_layers_that_change_every_byte() {
-    let (broker, addr) = broker_with(2, layered::xor_layers());
-    layered::xor_pub_sub(addr);
-    layered::plain_client_is_not_understood(addr);
-    broker.shutdown();
-}
+musqratt_testkit::layer_cases!(start);

@@ -1,17 +1,16 @@
-//! Byte-stream layers on real sockets, shared by every runtime's `tests/layers.rs`: a listener
-//! whose stack XORs every byte (two XOR layers around an identity layer), and MQTT clients that
-//! XOR their side of the stream. They connect, subscribe and publish at every QoS, within a
-//! shard and across shards (handoffs move the stack with the socket), with payloads that take
-//! many reads; a client that does not XOR is not understood.
+//! Byte-stream layers (docs/adr/0015-byte-stream-layers.md) on real sockets: the MQTT cases
+//! through a listener with the identity layer, and MQTT through a listener whose layers XOR
+//! every byte (two XOR layers around an identity layer) with clients that XOR their side of
+//! the stream ([`XorClient`]). [`crate::layer_cases`] runs them.
 
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
+use bytes::{Bytes, BytesMut};
 use musqratt_kit::layer::Xor;
 use musqratt_kit::{Identity, Layers, StreamLayer};
-use musqratt_proto::bytes::{Bytes, BytesMut};
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{
     Connect, Decoder, Packet, PubResponse, Publish, Subscribe, SubscribeProperties,
@@ -19,11 +18,15 @@ use musqratt_proto::mqtt::{
 };
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
 
-/// What the stack amounts to: 0x5a then 0x0f.
-pub(crate) const KEY: u8 = 0x5a ^ 0x0f;
+use crate::{BrokerConfig, Start, config, id_on_shard, launch};
 
-/// XOR 0x5a, identity, XOR 0x0f, from the socket up.
-pub(crate) fn xor_layers() -> Layers {
+/// What [`xor_layers`] amount to: 0x5a then 0x0f.
+pub const KEY: u8 = 0x5a ^ 0x0f;
+
+/// XOR 0x5a, identity, XOR 0x0f, from the socket up: three layers, each one's output the next
+/// one's input, and every byte changed on the wire.
+#[must_use]
+pub fn xor_layers() -> Layers {
     Layers::new("xor-identity-xor", |_| {
         let layers: Vec<Box<dyn StreamLayer>> =
             vec![Box::new(Xor(0x5a)), Box::new(Identity), Box::new(Xor(0x0f))];
@@ -31,8 +34,21 @@ pub(crate) fn xor_layers() -> Layers {
     })
 }
 
+/// `config` with `layers` on every MQTT listener.
+#[must_use]
+pub fn with_layers(mut config: BrokerConfig, layers: &Layers) -> BrokerConfig {
+    config.listener_layers = config.listeners.iter().map(|addr| (*addr, layers.clone())).collect();
+    config
+}
+
+/// `config` with the identity layer on every MQTT listener.
+#[must_use]
+pub fn identity(config: BrokerConfig) -> BrokerConfig {
+    with_layers(config, &Layers::identity())
+}
+
 /// An MQTT 5.0 client whose bytes are XORed with `key` both ways (0: plain).
-pub(crate) struct XorClient {
+pub struct XorClient {
     stream: TcpStream,
     key: u8,
     decoder: Decoder,
@@ -40,7 +56,12 @@ pub(crate) struct XorClient {
 }
 
 impl XorClient {
-    pub(crate) fn open(addr: SocketAddr, key: u8) -> Self {
+    /// Opens a TCP connection without sending anything.
+    ///
+    /// # Panics
+    /// The connection cannot be made.
+    #[must_use]
+    pub fn open(addr: SocketAddr, key: u8) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -48,7 +69,12 @@ impl XorClient {
         Self { stream, key, decoder, buf: BytesMut::new() }
     }
 
-    pub(crate) fn connect(addr: SocketAddr, id: &str, key: u8) -> Self {
+    /// Connects as `id` and expects a successful CONNACK.
+    ///
+    /// # Panics
+    /// Anything else comes.
+    #[must_use]
+    pub fn connect(addr: SocketAddr, id: &str, key: u8) -> Self {
         let mut client = Self::open(addr, key);
         client.send(&Packet::Connect(Box::new(Connect::new(ProtocolVersion::V5, id))));
         match client.recv() {
@@ -58,14 +84,22 @@ impl XorClient {
         client
     }
 
-    pub(crate) fn send(&mut self, packet: &Packet) {
+    /// Sends `packet`, XORed.
+    ///
+    /// # Panics
+    /// The write fails.
+    pub fn send(&mut self, packet: &Packet) {
         let mut bytes = BytesMut::new();
         packet.encode(ProtocolVersion::V5, &mut bytes).unwrap();
         Xor(self.key).apply(&mut bytes);
         self.stream.write_all(&bytes).unwrap();
     }
 
-    pub(crate) fn recv(&mut self) -> io::Result<Packet> {
+    /// The next packet, or why there is none (end of stream, timeout, undecodable bytes).
+    ///
+    /// # Errors
+    /// As said.
+    pub fn recv(&mut self) -> io::Result<Packet> {
         loop {
             if let Some(packet) = self.decoder.decode(&mut self.buf).map_err(io::Error::other)? {
                 return Ok(packet);
@@ -81,7 +115,11 @@ impl XorClient {
         }
     }
 
-    pub(crate) fn subscribe(&mut self, filter: &str) {
+    /// Subscribes to `filter` at QoS 2 and expects a granted SUBACK.
+    ///
+    /// # Panics
+    /// Anything else comes.
+    pub fn subscribe(&mut self, filter: &str) {
         let packet_id = PacketId::new(1).unwrap();
         self.send(&Packet::Subscribe(Subscribe {
             packet_id,
@@ -98,7 +136,10 @@ impl XorClient {
     }
 
     /// Publishes at `qos` and completes the flow; `id` is the packet id for QoS 1 and 2.
-    pub(crate) fn publish(&mut self, topic: &str, payload: Bytes, qos: QoS, id: u16) {
+    ///
+    /// # Panics
+    /// The flow does not complete.
+    pub fn publish(&mut self, topic: &str, payload: Bytes, qos: QoS, id: u16) {
         let mut publish = Publish::new(ByteString::from(topic), payload);
         publish.qos = qos;
         let packet_id = PacketId::new(id).unwrap();
@@ -118,7 +159,10 @@ impl XorClient {
     }
 
     /// The next PUBLISH, its QoS flow completed.
-    pub(crate) fn receive(&mut self) -> Publish {
+    ///
+    /// # Panics
+    /// Anything else comes.
+    pub fn receive(&mut self) -> Publish {
         let publish = match self.recv() {
             Ok(Packet::Publish(publish)) => publish,
             other => panic!("expected PUBLISH, got {other:?}"),
@@ -136,27 +180,23 @@ impl XorClient {
     }
 }
 
-/// A client identifier starting with `prefix` that the engine places on `shard` of 2.
-fn id_on(prefix: &str, shard: u16) -> String {
-    (0..)
-        .map(|i| format!("{prefix}-{i}"))
-        .find(|id| musqratt_engine::owner_of(id, 2).0 == shard)
-        .unwrap()
-}
-
-/// Publish and subscribe through the XOR listener at `addr` (a broker of 2 shards, whose
-/// listener has [`xor_layers`]): every QoS, both placements, a payload of many reads.
-pub(crate) fn xor_pub_sub(addr: SocketAddr) {
+/// Clients through the XOR listener of a 2-shard broker connect, subscribe and publish at every
+/// QoS, within a shard and across shards (a handoff moves the stack with the socket), with a
+/// payload of many reads; a client that does not XOR is not understood and is closed.
+pub async fn mqtt_through_layers_that_change_every_byte(start: Start) {
+    let broker = launch(start, with_layers(config(2), &xor_layers()));
+    let addr = broker.addr();
     for (sub_shard, pub_shard) in [(0, 0), (0, 1), (1, 0)] {
         let tag = format!("x{sub_shard}{pub_shard}");
-        let mut sub = XorClient::connect(addr, &id_on(&format!("{tag}s"), sub_shard), KEY);
+        let sub_id = id_on_shard(&format!("{tag}s"), sub_shard, 2);
+        let mut sub = XorClient::connect(addr, &sub_id, KEY);
         sub.subscribe(&format!("{tag}/#"));
-        let mut publisher = XorClient::connect(addr, &id_on(&format!("{tag}p"), pub_shard), KEY);
+        let pub_id = id_on_shard(&format!("{tag}p"), pub_shard, 2);
+        let mut publisher = XorClient::connect(addr, &pub_id, KEY);
         let big: Vec<u8> = (0..200_000u32).map(|i| i.to_le_bytes()[0] ^ 0x33).collect();
         let payloads = [Bytes::from_static(b"zero"), Bytes::from_static(b"one"), Bytes::from(big)];
-        for (qos, payload) in
-            [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().zip(payloads)
-        {
+        let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
+        for (qos, payload) in qos.into_iter().zip(payloads) {
             publisher.publish(&format!("{tag}/t"), payload.clone(), qos, 7);
             let got = sub.receive();
             assert_eq!((got.qos, got.payload), (qos, payload), "{tag}");
@@ -164,26 +204,23 @@ pub(crate) fn xor_pub_sub(addr: SocketAddr) {
         publisher.send(&Packet::PingReq);
         assert_eq!(publisher.recv().unwrap(), Packet::PingResp);
     }
-}
-
-/// A client that does not XOR sends garbage to the XOR listener: the broker closes it.
-pub(crate) fn plain_client_is_not_understood(addr: SocketAddr) {
+    // A client that does not XOR sends garbage: closed (or answered with garbage), not waited
+    // out, and never accepted.
     let mut plain = XorClient::open(addr, 0);
     plain.send(&Packet::Connect(Box::new(Connect::new(ProtocolVersion::V5, "plain"))));
-    let mut left = Vec::new();
+    let mut got = Vec::new();
     let ended = loop {
         match plain.recv() {
-            Ok(packet) => left.push(packet),
+            Ok(packet) => got.push(packet),
             Err(e) => break e,
         }
     };
-    // Closed (or answered with garbage), not waited out, and never accepted.
     assert!(
         !matches!(ended.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
         "{ended}"
     );
-    assert!(
-        !left.iter().any(|p| matches!(p, Packet::ConnAck(ack) if !ack.reason_code.is_error())),
-        "{left:?}"
-    );
+    let accepted =
+        got.iter().any(|p| matches!(p, Packet::ConnAck(ack) if !ack.reason_code.is_error()));
+    assert!(!accepted, "{got:?}");
+    broker.shutdown();
 }
