@@ -83,7 +83,8 @@ table! {
     /// The configuration file: listeners, threads and the engine's limits.
     pub struct FileConfig from engine {
         /// Where to accept clients: `mqtt://host:port` (MQTT over TCP) and `mqtt-sn://host:port`
-        /// (MQTT-SN 1.2 over UDP) URLs.
+        /// (MQTT-SN 1.2 over UDP) URLs; `mqtt+identity://host:port` is MQTT over TCP through
+        /// the identity byte-stream layer, to measure the layers' seam (docs/adr/0015).
         listeners: Vec<ListenUrl> = vec![ListenUrl::default()] => |_, _| {};
         /// Shards (threads); 0 means one per core.
         threads: usize = 0 => |_, _| {};
@@ -273,6 +274,17 @@ impl FileConfig {
         self.addrs_of(Scheme::MqttSn)
     }
 
+    /// The byte-stream layers of the MQTT listeners that have some (`mqtt+identity://`).
+    #[must_use]
+    pub fn listener_layers(&self) -> Vec<(SocketAddr, musqratt_kit::Layers)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match l.layer? {
+                ListenLayer::Identity => Some((l.addr, musqratt_kit::Layers::identity())),
+            })
+            .collect()
+    }
+
     fn addrs_of(&self, scheme: Scheme) -> Vec<SocketAddr> {
         self.listeners.iter().filter(|l| l.scheme == scheme).map(|l| l.addr).collect()
     }
@@ -328,6 +340,7 @@ impl FileConfig {
     pub fn broker_config(&self) -> musqratt_tokio::BrokerConfig {
         let mut config = musqratt_tokio::BrokerConfig::default();
         config.listeners = self.mqtt_addrs();
+        config.listener_layers = self.listener_layers();
         config.sn_listeners = self.sn_addrs();
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
@@ -412,6 +425,17 @@ pub struct ListenUrl {
     pub scheme: Scheme,
     /// The address it resolves to.
     pub addr: SocketAddr,
+    /// The byte-stream layer its connections pass through (`mqtt+identity://`); none: plain.
+    pub layer: Option<ListenLayer>,
+}
+
+/// A byte-stream layer of a listener, named in its URL's scheme (`mqtt+NAME://`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenLayer {
+    /// `mqtt+identity://`: the identity layer, which passes bytes through unchanged; what a
+    /// layer costs a connection compared with `mqtt://` (docs/adr/0015-byte-stream-layers.md).
+    Identity,
 }
 
 /// The protocol of a listener.
@@ -439,6 +463,7 @@ impl Default for ListenUrl {
             url: "mqtt://127.0.0.1:1883".into(),
             scheme: Scheme::Mqtt,
             addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            layer: None,
         }
     }
 }
@@ -450,13 +475,15 @@ impl FromStr for ListenUrl {
         let Some((name, rest)) = url.split_once("://") else {
             return Err(format!("`{url}` is not a URL: write mqtt://host:port"));
         };
-        let scheme = match name {
-            "mqtt" => Scheme::Mqtt,
-            "mqtt-sn" => Scheme::MqttSn,
+        let (scheme, layer) = match name {
+            "mqtt" => (Scheme::Mqtt, None),
+            "mqtt+identity" => (Scheme::Mqtt, Some(ListenLayer::Identity)),
+            "mqtt-sn" => (Scheme::MqttSn, None),
             _ => {
                 return Err(format!(
-                    "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP) and \
-                     mqtt-sn:// (MQTT-SN over UDP) are supported"
+                    "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP), \
+                     mqtt-sn:// (MQTT-SN over UDP) and mqtt+identity:// (MQTT over TCP through \
+                     the identity layer) are supported"
                 ));
             }
         };
@@ -480,7 +507,7 @@ impl FromStr for ListenUrl {
                 .and_then(|mut addrs| addrs.next())
                 .ok_or_else(|| format!("`{url}`: cannot resolve `{authority}`"))?,
         };
-        Ok(Self { url: url.to_owned(), scheme, addr })
+        Ok(Self { url: url.to_owned(), scheme, addr, layer })
     }
 }
 
@@ -528,6 +555,16 @@ mod tests {
         let url: ListenUrl = "mqtt-sn://127.0.0.1".parse().unwrap();
         assert_eq!((url.scheme, url.addr.port()), (Scheme::MqttSn, 1884));
         assert_eq!("mqtt://127.0.0.1:1".parse::<ListenUrl>().map(|u| u.scheme), Ok(Scheme::Mqtt));
+        let url: ListenUrl = "mqtt+identity://127.0.0.1:1890".parse().unwrap();
+        assert_eq!((url.scheme, url.layer), (Scheme::Mqtt, Some(ListenLayer::Identity)));
+        let config = FileConfig::parse(
+            "listeners = [\"mqtt://127.0.0.1:1883\", \"mqtt+identity://127.0.0.1:1890\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.mqtt_addrs().len(), 2);
+        let layers = config.listener_layers();
+        assert_eq!(layers.len(), 1);
+        assert_eq!((layers[0].0.port(), layers[0].1.name()), (1890, "identity"));
     }
 
     #[test]

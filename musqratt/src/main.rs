@@ -91,7 +91,8 @@ struct BrokerArgs {
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to listen: mqtt://host:port (MQTT over TCP) or mqtt-sn://host:port (MQTT-SN over
-    /// UDP); repeat for several. Replaces the file's `listeners`.
+    /// UDP); mqtt+identity://host:port is MQTT over TCP through the identity byte-stream layer
+    /// (to measure the layers' cost). Repeat for several. Replaces the file's `listeners`.
     #[arg(long = "listen", short, value_name = "URL")]
     listen: Vec<ListenUrl>,
     /// Shards (threads); default: one per core. Replaces the file's `threads`.
@@ -370,8 +371,7 @@ fn run(config: &FileConfig, runtime: Runtime, auth: Option<&FileAuth>) -> anyhow
                     "the blocking runtime sends no ADVERTISE: mqtt_sn.broadcast ignored"
                 );
             }
-            let broker =
-                musqratt_blocking::start_config(&broker).context("cannot start the broker")?;
+            let broker = musqratt_blocking::start(broker).context("cannot start the broker")?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);
