@@ -269,6 +269,22 @@ fn mosquitto_acl_file_on_every_runtime() {
             let said = String::from_utf8_lossy(&sub.stderr).to_lowercase();
             assert!(said.contains("denied"), "{runtime} {version}: {said}");
         }
+        // The Paho interoperability suite's subscribe-failure case, with paho-mqtt.
+        if Command::new("python3")
+            .args(["-c", "import paho.mqtt"])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let script =
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/real_clients/paho_acl_check.py");
+            let paho = Command::new("python3")
+                .args([script, "127.0.0.1", &p, "alice", "a1", "alice/x"])
+                .output()
+                .unwrap();
+            assert!(paho.status.success(), "{runtime}: {}", String::from_utf8_lossy(&paho.stderr));
+        } else {
+            eprintln!("SKIP (paho part): python3 paho-mqtt not installed");
+        }
         let denied = Command::new("mosquitto_pub")
             .args(base)
             .args(["-V", "mqttv5", "-u", "alice", "-P", "a1", "-t", "bob/x", "-q", "1", "-m", "x"])
