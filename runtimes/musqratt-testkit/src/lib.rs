@@ -142,6 +142,29 @@ impl Drop for Broker {
     }
 }
 
+/// Whether an external program a test needs (Mosquitto's tools, `prlimit`, Python with a
+/// package) can be run: `probe` is a command that succeeds when it is there. When it is not,
+/// the test says so and returns early — except in CI (`CI` set), where the test fails instead:
+/// CI installs every tool, so a test must never pass there without running.
+#[must_use]
+pub fn tool_available(probe: &[&str]) -> bool {
+    let ok = std::process::Command::new(probe[0])
+        .args(&probe[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{}` fails but CI must have it",
+            probe.join(" ")
+        );
+        eprintln!("SKIP: `{}` fails (not installed?)", probe.join(" "));
+    }
+    ok
+}
+
 /// Starts `start` with `config` on a thread of its own (a runtime may build and enter its own
 /// tokio or compio runtimes while starting, which must not happen inside the case's).
 ///
