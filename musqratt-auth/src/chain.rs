@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use musqratt_engine::acl::Acl;
 use musqratt_engine::proto::bytestring::ByteString;
-use musqratt_engine::{AuthRequest, ConnectionId};
 use musqratt_engine::proto::mqtt::ReasonCode;
+use musqratt_engine::{AuthRequest, ConnectionId};
 
 /// What one source says about a client.
 #[derive(Debug, Clone, PartialEq, Eq)]

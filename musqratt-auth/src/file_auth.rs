@@ -307,9 +307,10 @@ impl Authenticator for FileAuth {
             let decision = match verdict {
                 Verdict::Allow(acl) => admit(&files, &request, acl),
                 Verdict::AllowAs { username, data } => {
-                    let acl = files.acl.as_ref().map(|file| {
-                        Arc::new(file.acl_for(Some(&username), &request.client_id))
-                    });
+                    let acl = files
+                        .acl
+                        .as_ref()
+                        .map(|file| Arc::new(file.acl_for(Some(&username), &request.client_id)));
                     match (acl, data) {
                         (acl, Some(data)) => AuthDecision::AcceptWithData { acl, data },
                         (Some(acl), None) => AuthDecision::AcceptWithAcl(acl),

@@ -39,9 +39,10 @@
 //! and is bounded: beyond `max_exchanges` unfinished exchanges new ones are refused with 0x89
 //! Server busy.
 
+use core::time::Duration;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -188,8 +189,7 @@ struct ClientFirst {
 
 fn parse_client_first(text: &str) -> Result<ClientFirst, ReasonCode> {
     let mut parts = text.splitn(3, ',');
-    let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(malformed("no GS2 header"));
     };
     match flag {
@@ -356,7 +356,10 @@ impl ScramSource {
             let timeout = self.timeout;
             exchanges.0.retain(|_, e| e.started.elapsed() < timeout);
             if exchanges.0.len() >= self.max_exchanges {
-                tracing::warn!("SCRAM: {} exchanges unfinished: refusing as busy", exchanges.0.len());
+                tracing::warn!(
+                    "SCRAM: {} exchanges unfinished: refusing as busy",
+                    exchanges.0.len()
+                );
                 return Verdict::Deny(ReasonCode::SERVER_BUSY);
             }
         }
@@ -365,10 +368,11 @@ impl ScramSource {
     }
 
     fn last(&self, conn: ConnectionId, request: &AuthRequest, text: &str) -> Verdict {
-        let exchange = self.exchanges.lock().unwrap_or_else(PoisonError::into_inner).0.remove(&conn);
-        let Some(exchange) = exchange.filter(|e| {
-            e.client_id == request.client_id && e.started.elapsed() < self.timeout
-        }) else {
+        let exchange =
+            self.exchanges.lock().unwrap_or_else(PoisonError::into_inner).0.remove(&conn);
+        let Some(exchange) = exchange
+            .filter(|e| e.client_id == request.client_id && e.started.elapsed() < self.timeout)
+        else {
             return Verdict::Deny(malformed("client-final without a client-first"));
         };
         match check_final(&exchange, text) {

@@ -193,7 +193,10 @@ fn malformed_messages_and_other_methods() {
     let tampered = last.replacen("r=fyko", "r=fykx", 1);
     assert_eq!(ask(&source, 1, SHA512, None, &tampered), not_authorized);
     let _ = continued(ask(&source, 1, SHA512, None, &first));
-    assert_eq!(ask(&source, 1, SHA512, None, &last.replacen("c=biws", "c=eSws", 1)), not_authorized);
+    assert_eq!(
+        ask(&source, 1, SHA512, None, &last.replacen("c=biws", "c=eSws", 1)),
+        not_authorized
+    );
     assert_eq!(source.pending(), 0, "refusals forget the exchange");
     // Methods it does not serve are left to the next source (the chain ends with 0x8C).
     assert_eq!(ask(&source, 1, "SCRAM-SHA-256", None, &first), Verdict::Ignore);

@@ -168,7 +168,17 @@ impl Engine {
                 }
             }
             AuthDecision::Refuse(reason) => match connection.phase {
-                Phase::Connected => self.close(now, conn, reason, true),
+                // §4.12.1: a failed re-authentication ends with DISCONNECT, whose reason codes
+                // (§3.14.2.1) have no 0x86 Bad user name or password nor 0x88 Server
+                // unavailable: the nearest ones it has instead.
+                Phase::Connected => {
+                    let reason = match reason {
+                        ReasonCode::BAD_USERNAME_OR_PASSWORD => ReasonCode::NOT_AUTHORIZED,
+                        ReasonCode::SERVER_UNAVAILABLE => ReasonCode::SERVER_BUSY,
+                        other => other,
+                    };
+                    self.close(now, conn, reason, true);
+                }
                 _ => self.refuse(now, conn, reason),
             },
         }
