@@ -16,7 +16,10 @@
 //! Credentials: a `$7$` entry of the password file is PBKDF2-HMAC-SHA512(password, salt, i), which
 //! is exactly SCRAM-SHA-512's SaltedPassword (RFC 5802 §3): ClientKey, StoredKey and ServerKey
 //! follow from it, and its salt and iteration count are what server-first sends. A file made by
-//! `mosquitto_passwd` serves SCRAM-SHA-512 as it is, with no second store.
+//! `mosquitto_passwd` serves SCRAM-SHA-512 as it is, with no second store. The price: RFC 5802
+//! stores StoredKey and ServerKey so that a stolen store does not let anyone in, while a `$7$`
+//! entry holds the SaltedPassword they come from, enough to pass SCRAM without the password
+//! (docs/SECURITY.md says to guard the file accordingly).
 //!
 //! SCRAM-SHA-256 would need PBKDF2-HMAC-SHA256 of the password, which no `$7$` entry can give
 //! (the hash is one-way): the method is not served (the chain answers 0x8C Bad authentication

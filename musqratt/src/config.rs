@@ -180,7 +180,7 @@ impl TryFrom<String> for ScramMethod {
             Some(musqratt_auth::Mechanism::Sha512) => Ok(Self(musqratt_auth::Mechanism::Sha512)),
             Some(_) => Err(format!(
                 "`{name}` is not served: it needs SHA-256 salted passwords, which the password \
-                 file's $7$ (PBKDF2-HMAC-SHA512) entries cannot give (docs/CONFIG.md, SCRAM)"
+                 file's $7$ (PBKDF2-HMAC-SHA512) entries cannot give (docs/SECURITY.md, SCRAM)"
             )),
             None => Err(format!("unknown SCRAM method `{name}`: \"SCRAM-SHA-512\" is served")),
         }
