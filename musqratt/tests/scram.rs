@@ -14,19 +14,11 @@ use std::time::Instant;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scram_client.py");
 
-/// Whether the tools are here; without them the test is skipped, except in CI (`.ci/run`
-/// installs them), where a skip would hide a missing check.
+/// Whether the tools are here ([`musqratt_testkit::tool_available`]: skipped without them,
+/// except in CI, which installs them). `mosquitto_passwd --help` exits 1, so its probe is `sh`.
 fn tools_or_skip() -> bool {
-    let python = Command::new("python3").args(["-c", "import scramp"]).output();
-    let scramp = python.is_ok_and(|out| out.status.success());
-    let passwd = Command::new("mosquitto_passwd").arg("--help").output().is_ok();
-    if scramp && passwd {
-        return true;
-    }
-    let missing = "python3 with scramp (pip install scramp) and mosquitto_passwd are needed";
-    assert!(std::env::var_os("CI").is_none(), "{missing}");
-    eprintln!("SKIP: {missing}");
-    false
+    musqratt_testkit::tool_available(&["python3", "-c", "import scramp"])
+        && musqratt_testkit::tool_available(&["sh", "-c", "command -v mosquitto_passwd"])
 }
 
 fn scratch() -> PathBuf {
