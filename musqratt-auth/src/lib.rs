@@ -7,6 +7,8 @@
 //! - [`acl_file`]: the ACL file, turned into each client's [`musqratt_engine::acl::Acl`].
 //! - [`chain`]: sources tried in order (password file, HTTP, JWT, SCRAM), each allowing,
 //!   denying or passing.
+//! - [`scram`]: SCRAM-SHA-512 enhanced authentication (MQTT 5.0 §4.12, RFC 5802) from the
+//!   password file's `$7$` entries.
 //! - [`file_auth`]: the runtime kit's [`musqratt_kit::Authenticator`] deciding from both, slow
 //!   hashes checked off the shards.
 
@@ -15,9 +17,11 @@ pub mod chain;
 pub mod file_auth;
 pub mod password;
 pub mod password_file;
+pub mod scram;
 
 pub use acl_file::AclFile;
 pub use chain::{Source, Verdict, VerdictReply};
-pub use file_auth::{FileAuth, FileAuthConfig, Files};
+pub use file_auth::{FileAuth, FileAuthConfig, Files, SharedFiles};
 pub use password::StoredPassword;
 pub use password_file::PasswordFile;
+pub use scram::{Mechanism, ScramSource};

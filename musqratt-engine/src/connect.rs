@@ -137,13 +137,18 @@ impl Engine {
                 auth.properties.authentication_data = Some(data);
                 self.send_packet(now, conn, &Packet::Auth(auth));
             }
-            AuthDecision::Accept | AuthDecision::AcceptWithAcl(_) => {
-                let acl = match decision {
-                    AuthDecision::AcceptWithAcl(acl) => Some(acl),
-                    _ => None,
+            AuthDecision::Accept
+            | AuthDecision::AcceptWithAcl(_)
+            | AuthDecision::AcceptWithData { .. } => {
+                let (acl, data) = match decision {
+                    AuthDecision::AcceptWithAcl(acl) => (Some(acl), None),
+                    AuthDecision::AcceptWithData { acl, data } => (acl, Some(data)),
+                    _ => (None, None),
                 };
                 match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
-                    Phase::Authenticating(connect) => self.accept(now, conn, *connect, acl),
+                    Phase::Authenticating(connect) => {
+                        self.accept_with_data(now, conn, *connect, acl, data);
+                    }
                     phase => {
                         // Re-authentication of a connected client succeeded (§4.12.1): what it
                         // may do from now on is what this decision says.
@@ -157,12 +162,23 @@ impl Engine {
                         let mut auth = Auth::default();
                         auth.properties.authentication_method =
                             connection.auth_method.as_deref().cloned();
+                        auth.properties.authentication_data = data;
                         self.send_packet(now, conn, &Packet::Auth(auth));
                     }
                 }
             }
             AuthDecision::Refuse(reason) => match connection.phase {
-                Phase::Connected => self.close(now, conn, reason, true),
+                // §4.12.1: a failed re-authentication ends with DISCONNECT, whose reason codes
+                // (§3.14.2.1) have no 0x86 Bad user name or password nor 0x88 Server
+                // unavailable: the nearest ones it has instead.
+                Phase::Connected => {
+                    let reason = match reason {
+                        ReasonCode::BAD_USERNAME_OR_PASSWORD => ReasonCode::NOT_AUTHORIZED,
+                        ReasonCode::SERVER_UNAVAILABLE => ReasonCode::SERVER_BUSY,
+                        other => other,
+                    };
+                    self.close(now, conn, reason, true);
+                }
                 _ => self.refuse(now, conn, reason),
             },
         }
@@ -191,6 +207,19 @@ impl Engine {
         conn: ConnectionId,
         connect: Connect,
         acl: Option<Arc<Acl>>,
+    ) {
+        self.accept_with_data(now, conn, connect, acl, None);
+    }
+
+    /// [`Engine::accept`], with the enhanced authentication's last Authentication Data for the
+    /// CONNACK (§3.2.2.3.17, §4.12: SCRAM's server-final message).
+    fn accept_with_data(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        connect: Connect,
+        acl: Option<Arc<Acl>>,
+        auth_data: Option<bytes::Bytes>,
     ) {
         let v5 = connect.protocol.is_v5();
         let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
@@ -330,6 +359,10 @@ impl Engine {
             }
             if let Some(connection) = self.connections.get(&conn) {
                 properties.authentication_method = connection.auth_method.as_deref().cloned();
+                // Authentication Data only with an Authentication Method (§3.2.2.3.17).
+                if properties.authentication_method.is_some() {
+                    properties.authentication_data = auth_data;
+                }
             }
         }
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };

@@ -160,6 +160,30 @@ table! {
         password_file: Option<PathBuf> = None => |_, _| {};
         /// A Mosquitto ACL file: what each client may publish and subscribe to.
         acl_file: Option<PathBuf> = None => |_, _| {};
+        /// MQTT 5.0 enhanced authentication methods served (§4.12): `"SCRAM-SHA-512"`, with
+        /// the password file's `$7$` entries as credentials.
+        scram: Vec<ScramMethod> = Vec::new() => |_, _| {};
+    }
+}
+
+/// A SCRAM method of `auth.scram`: only `SCRAM-SHA-512`, the one a `$7$` entry (a
+/// PBKDF2-HMAC-SHA512 SaltedPassword) gives credentials for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ScramMethod(pub musqratt_auth::Mechanism);
+
+impl TryFrom<String> for ScramMethod {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match musqratt_auth::Mechanism::from_name(&name) {
+            Some(musqratt_auth::Mechanism::Sha512) => Ok(Self(musqratt_auth::Mechanism::Sha512)),
+            Some(_) => Err(format!(
+                "`{name}` is not served: it needs SHA-256 salted passwords, which the password \
+                 file's $7$ (PBKDF2-HMAC-SHA512) entries cannot give (docs/SECURITY.md, SCRAM)"
+            )),
+            None => Err(format!("unknown SCRAM method `{name}`: \"SCRAM-SHA-512\" is served")),
+        }
     }
 }
 
@@ -248,6 +272,14 @@ impl FileConfig {
                 .lines()
                 .position(|l| l.trim_start().starts_with("[mqtt_sn.predefined_topics]"))
                 .map_or(1, |i| i + 1);
+            return Err(ConfigError { line, column: 1, message });
+        }
+        if !config.auth.scram.is_empty() && config.auth.password_file.is_none() {
+            let line =
+                text.lines().position(|l| l.trim_start().starts_with("scram")).map_or(1, |i| i + 1);
+            let message = "`auth.scram` takes its credentials from `auth.password_file`: set it \
+                           too"
+            .into();
             return Err(ConfigError { line, column: 1, message });
         }
         Ok(config)
@@ -701,5 +733,21 @@ mod auth_tests {
         .unwrap();
         assert!(!files.open_access() && files.anonymous_refused_notice().is_none());
         assert!(FileConfig::parse("[auth]\nallow_anonymus = true\n").is_err(), "typos refused");
+    }
+
+    /// `auth.scram`: SCRAM-SHA-512 only, and only with a password file to take credentials from.
+    #[test]
+    fn scram_methods() {
+        let config =
+            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-512\"]\n")
+                .unwrap();
+        assert_eq!(config.auth.scram, [ScramMethod(musqratt_auth::Mechanism::Sha512)]);
+        let error =
+            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-256\"]")
+                .unwrap_err();
+        assert!(error.message.contains("SHA-256 salted passwords"), "{error}");
+        assert!(FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"PLAIN\"]").is_err());
+        let error = FileConfig::parse("[auth]\nscram = [\"SCRAM-SHA-512\"]\n").unwrap_err();
+        assert!(error.line == 2 && error.message.contains("auth.password_file"), "{error}");
     }
 }

@@ -5,12 +5,14 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
-use musqratt_auth::{FileAuth, Files};
+use musqratt_auth::scram::{self, ScramSource};
+use musqratt_auth::{FileAuth, Files, SharedFiles, Source};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
@@ -287,7 +289,17 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
     }
     let files = Files::load(&config.file_auth_config()).map_err(|e| e.to_string())?;
     let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
-    FileAuth::new(files, threads)
+    let files = SharedFiles::new(files);
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    if !config.auth.scram.is_empty() {
+        // SCRAM reads the same (reloaded) password file; an exchange lasts at most as long as a
+        // client has to connect.
+        let methods: Vec<_> = config.auth.scram.iter().map(|m| m.0).collect();
+        let timeout = config.engine_config().connect_timeout;
+        let scram = ScramSource::new(files.clone(), &methods, timeout, scram::MAX_EXCHANGES);
+        sources.push(Arc::new(scram));
+    }
+    FileAuth::with_shared(files, threads, sources)
         .map(Some)
         .map_err(|e| format!("cannot start the password verifier threads: {e}"))
 }

@@ -258,6 +258,7 @@ impl Runner {
                     "refuse" => AuthDecision::Refuse(reason(word(3))?),
                     "continue" => AuthDecision::Continue(bytes(word(3))),
                     "acl" => AuthDecision::AcceptWithAcl(acl(word(3))?),
+                    "final" => AuthDecision::AcceptWithData { acl: None, data: bytes(word(3)) },
                     other => return Err(format!("unknown auth decision {other}")),
                 };
                 let name = word(1).to_owned();
