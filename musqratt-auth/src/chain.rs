@@ -9,9 +9,10 @@
 
 use std::sync::Arc;
 
-use musqratt_engine::AuthRequest;
 use musqratt_engine::acl::Acl;
+use musqratt_engine::proto::bytestring::ByteString;
 use musqratt_engine::proto::mqtt::ReasonCode;
+use musqratt_engine::{AuthRequest, ConnectionId};
 
 /// What one source says about a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,16 @@ pub enum Verdict {
     Deny(ReasonCode),
     /// Enhanced authentication goes on (§4.12): AUTH 0x18 with this data.
     Continue(musqratt_engine::bytes::Bytes),
+    /// Enhanced authentication succeeded for `username` (the name the method proved, which an
+    /// AUTH packet does not carry): let it in with the ACL file's rules for that user, and give
+    /// the client the method's last word, `data` (SCRAM's server-final message, RFC 5802 §3),
+    /// in the CONNACK or the AUTH 0x00 of a re-authentication (§4.12).
+    AllowAs {
+        /// The user name the exchange proved.
+        username: ByteString,
+        /// Final Authentication Data, if the method has some.
+        data: Option<musqratt_engine::bytes::Bytes>,
+    },
     /// No opinion: the next source decides.
     Ignore,
 }
@@ -40,17 +51,34 @@ pub trait Source: Send + Sync + 'static {
 }
 
 /// The way back for one source's verdict. Dropped unanswered, it denies (0x88).
-pub struct VerdictReply(Option<Box<dyn FnOnce(Verdict) + Send>>);
+pub struct VerdictReply {
+    then: Option<Box<dyn FnOnce(Verdict) + Send>>,
+    conn: Option<ConnectionId>,
+}
 
 impl VerdictReply {
     /// A reply that calls `then` with the verdict.
     pub fn new(then: impl FnOnce(Verdict) + Send + 'static) -> Self {
-        Self(Some(Box::new(then)))
+        Self { then: Some(Box::new(then)), conn: None }
+    }
+
+    /// The same reply, for the request of connection `conn`.
+    #[must_use]
+    pub fn for_connection(mut self, conn: Option<ConnectionId>) -> Self {
+        self.conn = conn;
+        self
+    }
+
+    /// The connection that asks, when known: a source whose exchange spans several steps
+    /// (SCRAM, §4.12) keeps its state under it between them.
+    #[must_use]
+    pub fn conn(&self) -> Option<ConnectionId> {
+        self.conn
     }
 
     /// Gives the verdict.
     pub fn answer(mut self, verdict: Verdict) {
-        if let Some(then) = self.0.take() {
+        if let Some(then) = self.then.take() {
             then(verdict);
         }
     }
@@ -58,7 +86,7 @@ impl VerdictReply {
 
 impl Drop for VerdictReply {
     fn drop(&mut self) {
-        if let Some(then) = self.0.take() {
+        if let Some(then) = self.then.take() {
             then(Verdict::Deny(ReasonCode::SERVER_UNAVAILABLE));
         }
     }
@@ -72,14 +100,27 @@ pub fn ask_in_order(
     request: Arc<AuthRequest>,
     done: impl FnOnce(Verdict) + Send + 'static,
 ) {
+    ask_in_order_for(None, sources, first, request, done);
+}
+
+/// [`ask_in_order`] for the request of connection `conn`, which every source's
+/// [`VerdictReply::conn`] gives.
+pub fn ask_in_order_for(
+    conn: Option<ConnectionId>,
+    sources: Arc<[Arc<dyn Source>]>,
+    first: usize,
+    request: Arc<AuthRequest>,
+    done: impl FnOnce(Verdict) + Send + 'static,
+) {
     let Some(source) = sources.get(first).cloned() else { return done(Verdict::Ignore) };
     let asked = Arc::clone(&request);
     source.check(
         &asked,
         VerdictReply::new(move |verdict| match verdict {
-            Verdict::Ignore => ask_in_order(sources, first + 1, request, done),
+            Verdict::Ignore => ask_in_order_for(conn, sources, first + 1, request, done),
             decided => done(decided),
-        }),
+        })
+        .for_connection(conn),
     );
 }
 

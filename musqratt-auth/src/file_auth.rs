@@ -18,7 +18,7 @@ use musqratt_kit::{AuthReply, Authenticator};
 use musqratt_engine::acl::Acl;
 
 use crate::acl_file::{AclFile, AclFileError};
-use crate::chain::{Source, Verdict, VerdictReply, ask_in_order};
+use crate::chain::{Source, Verdict, VerdictReply, ask_in_order_for};
 use crate::password::StoredPassword;
 use crate::password_file::{PasswordFile, PasswordFileError};
 
@@ -95,6 +95,50 @@ impl Files {
     pub fn acl(&self) -> Option<&AclFile> {
         self.acl.as_ref()
     }
+
+    /// Files of a password file alone (no ACL file, anonymous clients refused): for embedding
+    /// and tests.
+    #[must_use]
+    pub fn from_password_file(passwords: PasswordFile) -> Self {
+        Self { allow_anonymous: false, passwords: Some(passwords), acl: None }
+    }
+
+    /// The password file, if one is loaded.
+    #[must_use]
+    pub fn passwords(&self) -> Option<&PasswordFile> {
+        self.passwords.as_ref()
+    }
+}
+
+/// The loaded files, shared by the authenticator and the sources that read them too (SCRAM
+/// takes its credentials from the password file), swapped whole on reload. Cheap to clone;
+/// clones share.
+#[derive(Clone, Default)]
+pub struct SharedFiles(Arc<RwLock<Arc<Files>>>);
+
+impl SharedFiles {
+    /// Shares `files`.
+    #[must_use]
+    pub fn new(files: Files) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(files))))
+    }
+
+    /// The files decisions are made from now.
+    #[must_use]
+    pub fn get(&self) -> Arc<Files> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the files for every holder.
+    pub fn replace(&self, files: Files) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(files);
+    }
+}
+
+impl core::fmt::Debug for SharedFiles {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SharedFiles(..)")
+    }
 }
 
 /// The broker's [`Authenticator`]: the password file first, then the other [`Source`]s in
@@ -108,7 +152,7 @@ pub struct FileAuth {
 
 /// What the password source and the authenticator share.
 struct Shared {
-    files: RwLock<Arc<Files>>,
+    files: SharedFiles,
     verify: SyncSender<Box<dyn FnOnce() + Send>>,
     /// A hash checked for unknown users, so that they take as long to pass on as known ones
     /// take to check (a quick answer would tell an attacker which user names exist).
@@ -117,7 +161,7 @@ struct Shared {
 
 impl Shared {
     fn files(&self) -> Arc<Files> {
-        Arc::clone(&self.files.read().unwrap_or_else(PoisonError::into_inner))
+        self.files.get()
     }
 }
 
@@ -139,11 +183,25 @@ impl FileAuth {
         threads: usize,
         sources: Vec<Arc<dyn Source>>,
     ) -> std::io::Result<Self> {
+        Self::with_shared(SharedFiles::new(files), threads, sources)
+    }
+
+    /// [`FileAuth::with_sources`], deciding from `files`, which sources may share (SCRAM):
+    /// [`FileAuth::reload`] replaces them for all.
+    ///
+    /// # Errors
+    /// A verifier thread could not be started.
+    pub fn with_shared(
+        files: SharedFiles,
+        threads: usize,
+        sources: Vec<Arc<dyn Source>>,
+    ) -> std::io::Result<Self> {
         let (verify, jobs) = sync_channel::<Box<dyn FnOnce() + Send>>(VERIFY_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads.max(1) {
             let jobs = Arc::clone(&jobs);
             std::thread::Builder::new().name(format!("musqratt-verify-{i}")).spawn(move || {
+                lower_priority();
                 loop {
                     let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                     match job {
@@ -155,7 +213,7 @@ impl FileAuth {
         }
         let decoy = StoredPassword::pbkdf2(b"decoy", crate::password::DEFAULT_ITERATIONS)
             .unwrap_or_else(|_| unreachable!("DEFAULT_ITERATIONS is in range"));
-        let shared = Arc::new(Shared { files: RwLock::new(Arc::new(files)), verify, decoy });
+        let shared = Arc::new(Shared { files, verify, decoy });
         let mut chain: Vec<Arc<dyn Source>> = vec![Arc::new(PasswordSource(Arc::clone(&shared)))];
         chain.extend(sources);
         Ok(Self { shared, chain: chain.into() })
@@ -164,13 +222,24 @@ impl FileAuth {
     /// Replaces the files (SIGHUP): connected clients keep what they were given; new ones are
     /// decided by the new files.
     pub fn reload(&self, files: Files) {
-        *self.shared.files.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(files);
+        self.shared.files.replace(files);
     }
 
     /// The files decisions are made from now.
     #[must_use]
     pub fn files(&self) -> Arc<Files> {
         self.shared.files()
+    }
+}
+
+/// Verifier threads yield the CPU to the shards: a login storm of 20,000-iteration hashes at
+/// the shards' priority took the cores from them and raised other clients' p99 latency from
+/// ~0.2 ms to ~200 ms (docs/BENCHMARKS.md, issue 14); at nice 10 a shard that has work gets
+/// ~90 % of a contended core and logins take what is left.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(%error, "verifier thread priority not lowered");
     }
 }
 
@@ -246,10 +315,22 @@ impl Authenticator for FileAuth {
         let checked = files.passwords.is_some() || self.chain.len() > 1;
         let request = Arc::new(request.clone());
         let asked = Arc::clone(&request);
-        ask_in_order(Arc::clone(&self.chain), 0, asked, move |verdict| {
+        let conn = Some(reply.conn());
+        ask_in_order_for(conn, Arc::clone(&self.chain), 0, asked, move |verdict| {
             let decision = match verdict {
                 Verdict::Allow(acl) => admit(&files, &request, acl, None),
                 Verdict::AllowUntil(acl, until) => admit(&files, &request, acl, Some(until)),
+                Verdict::AllowAs { username, data } => {
+                    let acl = files
+                        .acl
+                        .as_ref()
+                        .map(|file| Arc::new(file.acl_for(Some(&username), &request.client_id)));
+                    match (acl, data) {
+                        (acl, Some(data)) => AuthDecision::AcceptWithData { acl, data },
+                        (Some(acl), None) => AuthDecision::AcceptWithAcl(acl),
+                        (None, None) => AuthDecision::Accept,
+                    }
+                }
                 Verdict::Deny(code) => AuthDecision::Refuse(code),
                 Verdict::Continue(data) => AuthDecision::Continue(data),
                 // No source knew the client.

@@ -9,6 +9,8 @@
 //!   denying or passing.
 //! - [`jwt`]: JSON Web Tokens in the password (HMAC or public key, `exp`/`nbf`, required
 //!   claims, an EMQX-style `acl` claim).
+//! - [`scram`]: SCRAM-SHA-512 enhanced authentication (MQTT 5.0 §4.12, RFC 5802) from the
+//!   password file's `$7$` entries.
 //! - [`file_auth`]: the runtime kit's [`musqratt_kit::Authenticator`] deciding from both, slow
 //!   hashes checked off the shards.
 
@@ -18,10 +20,12 @@ pub mod file_auth;
 pub mod jwt;
 pub mod password;
 pub mod password_file;
+pub mod scram;
 
 pub use acl_file::AclFile;
 pub use chain::{Source, Verdict, VerdictReply};
-pub use file_auth::{FileAuth, FileAuthConfig, Files};
+pub use file_auth::{FileAuth, FileAuthConfig, Files, SharedFiles};
 pub use jwt::{JwtConfig, JwtSource};
 pub use password::StoredPassword;
 pub use password_file::PasswordFile;
+pub use scram::{Mechanism, ScramSource};

@@ -151,7 +151,7 @@ pub fn pbkdf2_sha512(password: &[u8], salt: &[u8], iterations: u32) -> [u8; HASH
 
 /// Random bytes from the operating system. A broker that cannot get any cannot make salts,
 /// and carrying on with predictable ones would be worse than stopping.
-fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     if let Err(error) = getrandom::fill(buf) {
         panic!("no random bytes from the operating system: {error}");
     }

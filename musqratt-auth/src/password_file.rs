@@ -121,6 +121,11 @@ impl PasswordFile {
         true
     }
 
+    /// The users and their stored passwords, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &StoredPassword)> {
+        self.entries.iter().map(|(user, stored)| (user.as_str(), stored))
+    }
+
     /// How many users the file has.
     #[must_use]
     pub fn len(&self) -> usize {

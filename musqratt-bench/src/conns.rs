@@ -16,9 +16,13 @@ use crate::wire::{self, AsyncConn};
 #[derive(Debug, Clone)]
 pub(crate) struct ConnsCfg {
     pub(crate) addr: String,
+    /// Who the clients log in as.
+    pub(crate) login: wire::Login,
     pub(crate) connections: usize,
     pub(crate) parallel: usize,
     pub(crate) keep_alive: u16,
+    /// Numbered users the connections log in as (0: the login's one user).
+    pub(crate) users: usize,
     pub(crate) hold: Duration,
     pub(crate) pid: Option<u32>,
 }
@@ -49,10 +53,12 @@ pub(crate) async fn run(cfg: &ConnsCfg, progress: Arc<AtomicU64>) -> anyhow::Res
         let addr = cfg.addr.clone();
         let progress = Arc::clone(&progress);
         let keep_alive = cfg.keep_alive;
+        let login = cfg.login.numbered(i, cfg.users);
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let t0 = Instant::now();
-            let conn = AsyncConn::connect(&addr, &wire::client_id("idle", i), keep_alive).await?;
+            let conn =
+                AsyncConn::connect(&addr, &wire::client_id("idle", i), keep_alive, &login).await?;
             progress.fetch_add(1, Ordering::Relaxed);
             anyhow::Ok((conn, t0.elapsed()))
         }));

@@ -24,6 +24,8 @@ use crate::wire::{self, SyncConn};
 #[derive(Debug, Clone)]
 pub(crate) struct LatencyCfg {
     pub(crate) addr: String,
+    /// Who the clients log in as.
+    pub(crate) login: wire::Login,
     pub(crate) qos: u8,
     pub(crate) rate: u64,
     pub(crate) payload: usize,
@@ -130,9 +132,9 @@ fn timed_out(error: &std::io::Error) -> bool {
 /// messages received.
 pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result<LatencyOut> {
     let topic = format!("mqb/{}/lat", wire::client_id("t", 0));
-    let mut sub = SyncConn::connect(&cfg.addr, &cfg.sub_id, wire::KEEP_ALIVE)?;
+    let mut sub = SyncConn::connect(&cfg.addr, &cfg.sub_id, wire::KEEP_ALIVE, &cfg.login)?;
     sub.subscribe(&topic, cfg.qos)?;
-    let publisher = SyncConn::connect(&cfg.addr, &cfg.pub_id, wire::KEEP_ALIVE)?;
+    let publisher = SyncConn::connect(&cfg.addr, &cfg.pub_id, wire::KEEP_ALIVE, &cfg.login)?;
 
     let total = (cfg.rate as f64 * (cfg.warmup + cfg.duration).as_secs_f64()).round() as u64;
     let warmup_ns = cfg.warmup.as_nanos() as u64;

@@ -197,6 +197,11 @@ pub struct ConnsArgs {
     /// Keep alive of the CONNECT, seconds (0: none, which rumqttd refuses).
     #[arg(long, default_value_t = 600)]
     pub keep_alive: u16,
+    /// Log in as this many numbered users, `USER0` to `USER<N-1>` (the URL's
+    /// `mqtt://USER:PASSWORD@host`, same password for all), connection i as user i mod N;
+    /// 0: every connection as the URL's user.
+    #[arg(long, default_value_t = 0)]
+    pub users: usize,
     /// How long the connections stay open (idle) before RSS is read.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub hold: Duration,
@@ -317,6 +322,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
         Scenario::Throughput(a) => {
             let cfg = pubsub::PubSubCfg {
                 addr: latency::socket_addr(&args.url)?,
+                login: wire::Login::from_url(&args.url),
                 publishers: a.publishers.max(1),
                 subscribers: a.subscribers.max(1),
                 qos: a.qos,
@@ -333,6 +339,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
         Scenario::Fanout(a) => {
             let cfg = pubsub::PubSubCfg {
                 addr: latency::socket_addr(&args.url)?,
+                login: wire::Login::from_url(&args.url),
                 publishers: 1,
                 subscribers: a.subscribers.max(1),
                 qos: a.qos,
@@ -368,6 +375,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
                 FloorMode::Throughput => {
                     let cfg = pubsub::PubSubCfg {
                         addr,
+                        login: wire::Login::default(),
                         publishers: 1,
                         subscribers: 1,
                         qos: 0,
@@ -416,6 +424,7 @@ fn latency_cfg(
 ) -> latency::LatencyCfg {
     latency::LatencyCfg {
         addr,
+        login: wire::Login::from_url(&args.url),
         qos,
         rate: rate.max(1),
         payload,
@@ -553,6 +562,8 @@ async fn conns_report(
     }
     let cfg = conns::ConnsCfg {
         addr: latency::socket_addr(url)?,
+        login: wire::Login::from_url(url),
+        users: a.users,
         connections: a.connections,
         parallel: a.parallel,
         keep_alive: a.keep_alive,

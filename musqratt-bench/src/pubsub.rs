@@ -22,6 +22,8 @@ use crate::wire::{self, AsyncConn};
 #[derive(Debug, Clone)]
 pub(crate) struct PubSubCfg {
     pub(crate) addr: String,
+    /// Who the clients log in as.
+    pub(crate) login: wire::Login,
     pub(crate) publishers: usize,
     pub(crate) subscribers: usize,
     pub(crate) qos: u8,
@@ -87,14 +89,16 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
     let mut subs = Vec::new();
     for i in 0..cfg.subscribers {
         let mut conn =
-            AsyncConn::connect(&cfg.addr, &wire::client_id("sub", i), wire::KEEP_ALIVE).await?;
+            AsyncConn::connect(&cfg.addr, &wire::client_id("sub", i), wire::KEEP_ALIVE, &cfg.login)
+                .await?;
         conn.subscribe(&filter, cfg.qos).await?;
         subs.push(conn);
     }
     let mut pubs = Vec::new();
     for i in 0..cfg.publishers {
         pubs.push(
-            AsyncConn::connect(&cfg.addr, &wire::client_id("pub", i), wire::KEEP_ALIVE).await?,
+            AsyncConn::connect(&cfg.addr, &wire::client_id("pub", i), wire::KEEP_ALIVE, &cfg.login)
+                .await?,
         );
     }
 

@@ -112,7 +112,7 @@ pub(crate) fn run(
     let sub_thread = match path {
         SnPath::SnToMqtt => {
             let id = wire::client_id("snlat-sub", 0);
-            let mut sub = SyncConn::connect(&cfg.addr, &id, wire::KEEP_ALIVE)?;
+            let mut sub = SyncConn::connect(&cfg.addr, &id, wire::KEEP_ALIVE, &cfg.login)?;
             sub.subscribe(&topic, 0)?;
             let mqtt = spawn_subscriber(sub, total, warmup_ns, base, &stop, progress)?;
             Subscriber::Mqtt(mqtt)

@@ -50,15 +50,56 @@ fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_slice(s.as_bytes());
 }
 
-/// CONNECT, MQTT 3.1.1, clean session.
-pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16) {
+/// Who the bench's clients log in as: the broker URL's `user:password@` (none by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Login {
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+impl Login {
+    /// The credentials of `mqtt://user:password@host:port` (percent-decoding is not done:
+    /// bench credentials are plain).
+    pub(crate) fn from_url(url: &str) -> Self {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let Some((userinfo, _)) = authority.rsplit_once('@') else { return Self::default() };
+        let (user, password) = match userinfo.split_once(':') {
+            Some((user, password)) => (user, Some(password.to_owned())),
+            None => (userinfo, None),
+        };
+        Self { user: Some(user.to_owned()), password }
+    }
+
+    /// Client `i` of a run spread over `users` numbered users (`user0`, `user1`, ...), all
+    /// with the same password; `users` 0 keeps the one user.
+    pub(crate) fn numbered(&self, i: usize, users: usize) -> Self {
+        match (&self.user, users) {
+            (Some(user), n) if n > 0 => {
+                Self { user: Some(format!("{user}{}", i % n)), ..self.clone() }
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// CONNECT, MQTT 3.1.1, clean session, with the login's user name and password if any.
+pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, login: &Login) {
+    let user = login.user.as_deref();
+    let password = login.password.as_deref().filter(|_| user.is_some());
+    let extra = user.map_or(0, |u| 2 + u.len()) + password.map_or(0, |p| 2 + p.len());
     buf.put_u8(0x10);
-    put_varint(buf, 10 + 2 + client_id.len());
+    put_varint(buf, 10 + 2 + client_id.len() + extra);
     put_str(buf, "MQTT");
     buf.put_u8(4);
-    buf.put_u8(0x02);
+    buf.put_u8(
+        0x02 | if user.is_some() { 0x80 } else { 0 } | if password.is_some() { 0x40 } else { 0 },
+    );
     buf.put_u16(keep_alive);
     put_str(buf, client_id);
+    for field in [user, password].into_iter().flatten() {
+        put_str(buf, field);
+    }
 }
 
 /// SUBSCRIBE with one filter.
@@ -145,13 +186,18 @@ pub(crate) struct SyncConn {
 
 impl SyncConn {
     /// Connects (TCP_NODELAY), sends CONNECT and waits for a successful CONNACK.
-    pub(crate) fn connect(addr: &str, client_id: &str, keep_alive: u16) -> anyhow::Result<Self> {
+    pub(crate) fn connect(
+        addr: &str,
+        client_id: &str,
+        keep_alive: u16,
+        login: &Login,
+    ) -> anyhow::Result<Self> {
         let stream = StdStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut conn = Self { stream, decoder: decoder(), buf: BytesMut::with_capacity(64 * 1024) };
         let mut out = BytesMut::new();
-        connect(&mut out, client_id, keep_alive);
+        connect(&mut out, client_id, keep_alive, login);
         conn.stream.write_all(&out)?;
         match conn.recv()? {
             Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
@@ -212,13 +258,14 @@ impl AsyncConn {
         addr: &str,
         client_id: &str,
         keep_alive: u16,
+        login: &Login,
     ) -> anyhow::Result<Self> {
         let stream =
             TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let mut conn = Self { stream, decoder: decoder(), buf: BytesMut::with_capacity(4096) };
         let mut out = BytesMut::new();
-        connect(&mut out, client_id, keep_alive);
+        connect(&mut out, client_id, keep_alive, login);
         conn.stream.write_all(&out).await?;
         match conn.recv_timeout().await? {
             Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
@@ -300,6 +347,23 @@ impl AsyncReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_from_the_url_goes_into_connect() {
+        assert_eq!(Login::from_url("mqtt://127.0.0.1:1883"), Login::default());
+        let login = Login::from_url("mqtt://u:p:w@127.0.0.1:1883");
+        assert_eq!((login.user.as_deref(), login.password.as_deref()), (Some("u"), Some("p:w")));
+        let numbered = login.numbered(7, 5);
+        assert_eq!(numbered.user.as_deref(), Some("u2"));
+        let mut buf = BytesMut::new();
+        connect(&mut buf, "c", 30, &numbered);
+        let Some(Packet::Connect(connect)) = decoder().decode(&mut buf).unwrap() else {
+            panic!("not a CONNECT");
+        };
+        assert_eq!(connect.username.as_deref(), Some("u2"));
+        assert_eq!(connect.password.as_deref(), Some(&b"p:w"[..]));
+        assert!(buf.is_empty());
+    }
 
     #[test]
     fn publish_round_trips_through_the_proto_decoder() {

@@ -27,10 +27,11 @@ fn bench(args: &[&str]) -> Value {
 
 #[test]
 fn every_scenario_runs_against_the_blocking_broker() {
-    let any = "127.0.0.1:0".parse().unwrap();
-    let broker =
-        musqratt_blocking::start_with_sn(musqratt_engine::Config::default(), &[any], &[any], 2)
-            .expect("broker starts");
+    let any: core::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = musqratt_blocking::BrokerConfig::default();
+    (config.listeners, config.sn_listeners) = (vec![any], vec![any]);
+    config.threads = 2;
+    let broker = musqratt_blocking::start(config).expect("broker starts");
     let url = format!("mqtt://{}", broker.local_addrs()[0]);
     let url = url.as_str();
     let sn = format!("mqtt-sn://{}", broker.sn_local_addrs()[0]);

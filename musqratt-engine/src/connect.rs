@@ -139,16 +139,18 @@ impl Engine {
             }
             AuthDecision::Accept
             | AuthDecision::AcceptWithAcl(_)
-            | AuthDecision::AcceptFor { .. } => {
-                let (acl, valid_for) = match decision {
-                    AuthDecision::AcceptWithAcl(acl) => (Some(acl), None),
-                    AuthDecision::AcceptFor { acl, valid_for } => (acl, Some(valid_for)),
-                    _ => (None, None),
+            | AuthDecision::AcceptFor { .. }
+            | AuthDecision::AcceptWithData { .. } => {
+                let (acl, valid_for, data) = match decision {
+                    AuthDecision::AcceptWithAcl(acl) => (Some(acl), None, None),
+                    AuthDecision::AcceptFor { acl, valid_for } => (acl, Some(valid_for), None),
+                    AuthDecision::AcceptWithData { acl, data } => (acl, None, Some(data)),
+                    _ => (None, None, None),
                 };
                 let until = valid_for.map(|valid_for| now.saturating_add(valid_for));
                 match core::mem::replace(&mut connection.phase, Phase::AwaitingConnect) {
                     Phase::Authenticating(connect) => {
-                        self.accept(now, conn, *connect, acl);
+                        self.accept_with_data(now, conn, *connect, acl, data);
                         self.limit_credentials(conn, until);
                     }
                     phase => {
@@ -165,12 +167,23 @@ impl Engine {
                         let mut auth = Auth::default();
                         auth.properties.authentication_method =
                             connection.auth_method.as_deref().cloned();
+                        auth.properties.authentication_data = data;
                         self.send_packet(now, conn, &Packet::Auth(auth));
                     }
                 }
             }
             AuthDecision::Refuse(reason) => match connection.phase {
-                Phase::Connected => self.close(now, conn, reason, true),
+                // §4.12.1: a failed re-authentication ends with DISCONNECT, whose reason codes
+                // (§3.14.2.1) have no 0x86 Bad user name or password nor 0x88 Server
+                // unavailable: the nearest ones it has instead.
+                Phase::Connected => {
+                    let reason = match reason {
+                        ReasonCode::BAD_USERNAME_OR_PASSWORD => ReasonCode::NOT_AUTHORIZED,
+                        ReasonCode::SERVER_UNAVAILABLE => ReasonCode::SERVER_BUSY,
+                        other => other,
+                    };
+                    self.close(now, conn, reason, true);
+                }
                 _ => self.refuse(now, conn, reason),
             },
         }
@@ -234,6 +247,19 @@ impl Engine {
         conn: ConnectionId,
         connect: Connect,
         acl: Option<Arc<Acl>>,
+    ) {
+        self.accept_with_data(now, conn, connect, acl, None);
+    }
+
+    /// [`Engine::accept`], with the enhanced authentication's last Authentication Data for the
+    /// CONNACK (§3.2.2.3.17, §4.12: SCRAM's server-final message).
+    fn accept_with_data(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        connect: Connect,
+        acl: Option<Arc<Acl>>,
+        auth_data: Option<bytes::Bytes>,
     ) {
         let v5 = connect.protocol.is_v5();
         let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
@@ -373,6 +399,10 @@ impl Engine {
             }
             if let Some(connection) = self.connections.get(&conn) {
                 properties.authentication_method = connection.auth_method.as_deref().cloned();
+                // Authentication Data only with an Authentication Method (§3.2.2.3.17).
+                if properties.authentication_method.is_some() {
+                    properties.authentication_data = auth_data;
+                }
             }
         }
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };

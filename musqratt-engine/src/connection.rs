@@ -203,6 +203,7 @@ mod tests {
             size_of::<Session>()
         );
         assert!(size_of::<Connection>() <= 160, "Connection: {}", size_of::<Connection>());
-        assert!(size_of::<Session>() <= 208, "Session: {}", size_of::<Session>());
+        // 208 until issue 14: its ACL pointer (8 B) is what authorization costs each session.
+        assert!(size_of::<Session>() <= 216, "Session: {}", size_of::<Session>());
     }
 }

@@ -119,6 +119,16 @@ pub enum AuthDecision {
     /// Enhanced authentication goes on: send AUTH 0x18 with this data and wait for the client's
     /// next AUTH.
     Continue(Bytes),
+    /// Let the client in at the end of an enhanced authentication whose method has a last word
+    /// for the client, such as SCRAM's server-final message carrying the ServerSignature that
+    /// proves the server knew the credentials (RFC 5802 §3). §4.12 puts it in the CONNACK's
+    /// Authentication Data, and §4.12.1 in the AUTH 0x00 that ends a re-authentication.
+    AcceptWithData {
+        /// What the client may do, as with [`AuthDecision::AcceptWithAcl`]; `None`: anything.
+        acl: Option<Arc<Acl>>,
+        /// The Authentication Data of that CONNACK or AUTH.
+        data: Bytes,
+    },
 }
 
 /// What the runtime is asked to check for [`Action::Authenticate`].

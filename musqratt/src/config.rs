@@ -83,7 +83,8 @@ table! {
     /// The configuration file: listeners, threads and the engine's limits.
     pub struct FileConfig from engine {
         /// Where to accept clients: `mqtt://host:port` (MQTT over TCP) and `mqtt-sn://host:port`
-        /// (MQTT-SN 1.2 over UDP) URLs.
+        /// (MQTT-SN 1.2 over UDP) URLs; `mqtt+identity://host:port` is MQTT over TCP through
+        /// the identity byte-stream layer, to measure the layers' seam (docs/adr/0015).
         listeners: Vec<ListenUrl> = vec![ListenUrl::default()] => |_, _| {};
         /// Shards (threads); 0 means one per core.
         threads: usize = 0 => |_, _| {};
@@ -159,6 +160,9 @@ table! {
         password_file: Option<PathBuf> = None => |_, _| {};
         /// A Mosquitto ACL file: what each client may publish and subscribe to.
         acl_file: Option<PathBuf> = None => |_, _| {};
+        /// MQTT 5.0 enhanced authentication methods served (§4.12): `"SCRAM-SHA-512"`, with
+        /// the password file's `$7$` entries as credentials.
+        scram: Vec<ScramMethod> = Vec::new() => |_, _| {};
         /// JSON Web Tokens in the password (`[auth.jwt]`).
         jwt: JwtSection = JwtSection::default() => |v, c| v.apply(c);
     }
@@ -192,6 +196,27 @@ impl JwtSection {
             leeway_s: self.leeway_s,
             verify_claims: self.verify_claims.clone(),
         })
+    }
+}
+
+/// A SCRAM method of `auth.scram`: only `SCRAM-SHA-512`, the one a `$7$` entry (a
+/// PBKDF2-HMAC-SHA512 SaltedPassword) gives credentials for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ScramMethod(pub musqratt_auth::Mechanism);
+
+impl TryFrom<String> for ScramMethod {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match musqratt_auth::Mechanism::from_name(&name) {
+            Some(musqratt_auth::Mechanism::Sha512) => Ok(Self(musqratt_auth::Mechanism::Sha512)),
+            Some(_) => Err(format!(
+                "`{name}` is not served: it needs SHA-256 salted passwords, which the password \
+                 file's $7$ (PBKDF2-HMAC-SHA512) entries cannot give (docs/SECURITY.md, SCRAM)"
+            )),
+            None => Err(format!("unknown SCRAM method `{name}`: \"SCRAM-SHA-512\" is served")),
+        }
     }
 }
 
@@ -282,6 +307,14 @@ impl FileConfig {
                 .map_or(1, |i| i + 1);
             return Err(ConfigError { line, column: 1, message });
         }
+        if !config.auth.scram.is_empty() && config.auth.password_file.is_none() {
+            let line =
+                text.lines().position(|l| l.trim_start().starts_with("scram")).map_or(1, |i| i + 1);
+            let message = "`auth.scram` takes its credentials from `auth.password_file`: set it \
+                           too"
+            .into();
+            return Err(ConfigError { line, column: 1, message });
+        }
         Ok(config)
     }
 
@@ -304,6 +337,17 @@ impl FileConfig {
     #[must_use]
     pub fn sn_addrs(&self) -> Vec<SocketAddr> {
         self.addrs_of(Scheme::MqttSn)
+    }
+
+    /// The byte-stream layers of the MQTT listeners that have some (`mqtt+identity://`).
+    #[must_use]
+    pub fn listener_layers(&self) -> Vec<(SocketAddr, musqratt_kit::Layers)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match l.layer? {
+                ListenLayer::Identity => Some((l.addr, musqratt_kit::Layers::identity())),
+            })
+            .collect()
     }
 
     fn addrs_of(&self, scheme: Scheme) -> Vec<SocketAddr> {
@@ -365,6 +409,7 @@ impl FileConfig {
     pub fn broker_config(&self) -> musqratt_tokio::BrokerConfig {
         let mut config = musqratt_tokio::BrokerConfig::default();
         config.listeners = self.mqtt_addrs();
+        config.listener_layers = self.listener_layers();
         config.sn_listeners = self.sn_addrs();
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
@@ -449,6 +494,17 @@ pub struct ListenUrl {
     pub scheme: Scheme,
     /// The address it resolves to.
     pub addr: SocketAddr,
+    /// The byte-stream layer its connections pass through (`mqtt+identity://`); none: plain.
+    pub layer: Option<ListenLayer>,
+}
+
+/// A byte-stream layer of a listener, named in its URL's scheme (`mqtt+NAME://`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenLayer {
+    /// `mqtt+identity://`: the identity layer, which passes bytes through unchanged; what a
+    /// layer costs a connection compared with `mqtt://` (docs/adr/0015-byte-stream-layers.md).
+    Identity,
 }
 
 /// The protocol of a listener.
@@ -476,6 +532,7 @@ impl Default for ListenUrl {
             url: "mqtt://127.0.0.1:1883".into(),
             scheme: Scheme::Mqtt,
             addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            layer: None,
         }
     }
 }
@@ -487,13 +544,15 @@ impl FromStr for ListenUrl {
         let Some((name, rest)) = url.split_once("://") else {
             return Err(format!("`{url}` is not a URL: write mqtt://host:port"));
         };
-        let scheme = match name {
-            "mqtt" => Scheme::Mqtt,
-            "mqtt-sn" => Scheme::MqttSn,
+        let (scheme, layer) = match name {
+            "mqtt" => (Scheme::Mqtt, None),
+            "mqtt+identity" => (Scheme::Mqtt, Some(ListenLayer::Identity)),
+            "mqtt-sn" => (Scheme::MqttSn, None),
             _ => {
                 return Err(format!(
-                    "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP) and \
-                     mqtt-sn:// (MQTT-SN over UDP) are supported"
+                    "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP), \
+                     mqtt-sn:// (MQTT-SN over UDP) and mqtt+identity:// (MQTT over TCP through \
+                     the identity layer) are supported"
                 ));
             }
         };
@@ -517,7 +576,7 @@ impl FromStr for ListenUrl {
                 .and_then(|mut addrs| addrs.next())
                 .ok_or_else(|| format!("`{url}`: cannot resolve `{authority}`"))?,
         };
-        Ok(Self { url: url.to_owned(), scheme, addr })
+        Ok(Self { url: url.to_owned(), scheme, addr, layer })
     }
 }
 
@@ -565,6 +624,16 @@ mod tests {
         let url: ListenUrl = "mqtt-sn://127.0.0.1".parse().unwrap();
         assert_eq!((url.scheme, url.addr.port()), (Scheme::MqttSn, 1884));
         assert_eq!("mqtt://127.0.0.1:1".parse::<ListenUrl>().map(|u| u.scheme), Ok(Scheme::Mqtt));
+        let url: ListenUrl = "mqtt+identity://127.0.0.1:1890".parse().unwrap();
+        assert_eq!((url.scheme, url.layer), (Scheme::Mqtt, Some(ListenLayer::Identity)));
+        let config = FileConfig::parse(
+            "listeners = [\"mqtt://127.0.0.1:1883\", \"mqtt+identity://127.0.0.1:1890\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.mqtt_addrs().len(), 2);
+        let layers = config.listener_layers();
+        assert_eq!(layers.len(), 1);
+        assert_eq!((layers[0].0.port(), layers[0].1.name()), (1890, "identity"));
     }
 
     #[test]
@@ -717,5 +786,21 @@ mod auth_tests {
         assert_eq!(jwt.verify_claims.get("sub").map(String::as_str), Some("%u"));
         assert!(!on.open_access(), "tokens are checked on loopback too");
         assert!(FileConfig::parse("[auth.jwt]\nsecrt = \"s\"\n").is_err(), "typos refused");
+    }
+
+    /// `auth.scram`: SCRAM-SHA-512 only, and only with a password file to take credentials from.
+    #[test]
+    fn scram_methods() {
+        let config =
+            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-512\"]\n")
+                .unwrap();
+        assert_eq!(config.auth.scram, [ScramMethod(musqratt_auth::Mechanism::Sha512)]);
+        let error =
+            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-256\"]")
+                .unwrap_err();
+        assert!(error.message.contains("SHA-256 salted passwords"), "{error}");
+        assert!(FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"PLAIN\"]").is_err());
+        let error = FileConfig::parse("[auth]\nscram = [\"SCRAM-SHA-512\"]\n").unwrap_err();
+        assert!(error.line == 2 && error.message.contains("auth.password_file"), "{error}");
     }
 }

@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
-use musqratt_auth::{FileAuth, Files, JwtSource, Source};
+use musqratt_auth::scram::{self, ScramSource};
+use musqratt_auth::{FileAuth, Files, JwtSource, SharedFiles, Source};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
@@ -92,7 +93,8 @@ struct BrokerArgs {
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to listen: mqtt://host:port (MQTT over TCP) or mqtt-sn://host:port (MQTT-SN over
-    /// UDP); repeat for several. Replaces the file's `listeners`.
+    /// UDP); mqtt+identity://host:port is MQTT over TCP through the identity byte-stream layer
+    /// (to measure the layers' cost). Repeat for several. Replaces the file's `listeners`.
     #[arg(long = "listen", short, value_name = "URL")]
     listen: Vec<ListenUrl>,
     /// Shards (threads); default: one per core. Replaces the file's `threads`.
@@ -287,8 +289,18 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
     }
     let files = Files::load(&config.file_auth_config()).map_err(|e| e.to_string())?;
     let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
-    let sources = jwt_sources(config)?;
-    FileAuth::with_sources(files, threads, sources)
+    let files = SharedFiles::new(files);
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    if !config.auth.scram.is_empty() {
+        // SCRAM reads the same (reloaded) password file; an exchange lasts at most as long as a
+        // client has to connect.
+        let methods: Vec<_> = config.auth.scram.iter().map(|m| m.0).collect();
+        let timeout = config.engine_config().connect_timeout;
+        let scram = ScramSource::new(files.clone(), &methods, timeout, scram::MAX_EXCHANGES);
+        sources.push(Arc::new(scram));
+    }
+    sources.extend(jwt_sources(config)?);
+    FileAuth::with_shared(files, threads, sources)
         .map(Some)
         .map_err(|e| format!("cannot start the password verifier threads: {e}"))
 }
@@ -380,8 +392,7 @@ fn run(config: &FileConfig, runtime: Runtime, auth: Option<&FileAuth>) -> anyhow
                     "the blocking runtime sends no ADVERTISE: mqtt_sn.broadcast ignored"
                 );
             }
-            let broker =
-                musqratt_blocking::start_config(&broker).context("cannot start the broker")?;
+            let broker = musqratt_blocking::start(broker).context("cannot start the broker")?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);

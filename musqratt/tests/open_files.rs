@@ -23,8 +23,7 @@ fn connect(i: usize) -> Vec<u8> {
 
 #[test]
 fn out_of_descriptors_is_said_once_and_the_broker_recovers() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("SKIP: prlimit (util-linux) is not installed");
+    if !musqratt_testkit::tool_available(&["prlimit", "--version"]) {
         return;
     }
     for runtime in ["tokio", "io-uring"] {

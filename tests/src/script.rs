@@ -262,6 +262,7 @@ impl Runner {
                         acl: if tokens.len() > 4 { Some(acl(word(4))?) } else { None },
                         valid_for: duration(word(3))?,
                     },
+                    "final" => AuthDecision::AcceptWithData { acl: None, data: bytes(word(3)) },
                     other => return Err(format!("unknown auth decision {other}")),
                 };
                 let name = word(1).to_owned();

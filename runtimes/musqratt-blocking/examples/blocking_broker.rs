@@ -39,7 +39,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let broker = match musqratt_blocking::start(Config::default(), &[addr], shards) {
+    let mut config = musqratt_blocking::BrokerConfig::default();
+    config.listeners = vec![addr];
+    config.threads = shards;
+    config.engine = Config::default();
+    let broker = match musqratt_blocking::start(config) {
         Ok(broker) => broker,
         Err(error) => {
             eprintln!("cannot start the broker on {addr}: {error}");

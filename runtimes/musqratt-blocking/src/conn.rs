@@ -9,6 +9,7 @@ use std::thread;
 
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{ConnectionId, Input};
+use musqratt_kit::Stack;
 
 use crate::inbox::{Counters, Inboxes, ShardCell};
 use crate::shard::{ShardInput, Stepper};
@@ -43,6 +44,9 @@ pub(crate) struct Route {
     /// Bytes read and not yet handled by the shard (see [`READ_CREDIT`]).
     unhandled: Mutex<usize>,
     handled: Condvar,
+    /// The connection's bytes pass through byte-stream layers (its `ConnHandle::stack`): its
+    /// reads and writes are marked so, and a plain connection's shard looks for no stack.
+    layered: bool,
 }
 
 impl core::fmt::Debug for Route {
@@ -55,7 +59,28 @@ impl core::fmt::Debug for Route {
 impl Route {
     pub(crate) fn new(shard: usize, shards: Arc<Inboxes>) -> Self {
         let unhandled = Mutex::new(0);
-        Self { shard: Mutex::new(shard), shards, unhandled, handled: Condvar::new() }
+        Self {
+            shard: Mutex::new(shard),
+            shards,
+            unhandled,
+            handled: Condvar::new(),
+            layered: false,
+        }
+    }
+
+    /// The same, for a connection whose bytes pass through byte-stream layers.
+    pub(crate) fn layered(mut self) -> Self {
+        self.layered = true;
+        self
+    }
+
+    /// Tells the shard that the writer thread wrote `bytes` of the connection's queue.
+    fn send_written(&self, conn: ConnectionId, bytes: usize) -> bool {
+        if self.layered {
+            self.submit(ShardInput::LayeredWritten { conn, bytes })
+        } else {
+            self.send(Input::Written { conn, bytes })
+        }
     }
 
     /// Gives `input` to the connection's current shard; false when that shard has stopped.
@@ -91,7 +116,8 @@ impl Route {
         let len = bytes.len();
         *self.unhandled.lock().unwrap_or_else(PoisonError::into_inner) += len;
         let credit = ReadCredit { route: Arc::clone(self), len };
-        if !self.submit(ShardInput::Read { conn, bytes, credit }) {
+        let layered = self.layered;
+        if !self.submit(ShardInput::Read { conn, bytes, credit, layered }) {
             return false;
         }
         let mut unhandled = self.unhandled.lock().unwrap_or_else(PoisonError::into_inner);
@@ -140,6 +166,9 @@ pub(crate) struct ConnHandle {
     /// stepping thread does not write directly (the bytes would overtake them).
     queued: Arc<AtomicUsize>,
     direct: DirectWrite,
+    /// The connection's byte-stream layers, when its listener has some (`None`: plain TCP).
+    /// Sends pass through it before [`ConnHandle::send`], reads before the engine.
+    pub(crate) stack: Option<Box<Stack>>,
 }
 
 impl core::fmt::Debug for ConnHandle {
@@ -156,7 +185,7 @@ impl ConnHandle {
     #[cfg(test)]
     pub(crate) fn queued_only(writer: Sender<WriterMsg>, route: Arc<Route>) -> Self {
         let direct: DirectWrite = Box::new(|_| Err(io::ErrorKind::WouldBlock.into()));
-        Self { writer, route, queued: Arc::default(), direct }
+        Self { writer, route, queued: Arc::default(), direct, stack: None }
     }
 
     /// Writes `bytes` to the socket from the stepping thread as far as it takes them without
@@ -206,6 +235,7 @@ pub(crate) fn spawn<T: Transport>(
     stream: T::Stream,
     route: Arc<Route>,
     writer: (Sender<WriterMsg>, Receiver<WriterMsg>),
+    stack: Option<Box<Stack>>,
     register: impl FnOnce(ConnHandle) -> bool,
 ) -> io::Result<[thread::JoinHandle<()>; 2]> {
     let write_half = T::try_clone(&stream)?;
@@ -213,8 +243,13 @@ pub(crate) fn spawn<T: Transport>(
     let direct: DirectWrite = Box::new(move |bytes| T::try_write(&mut direct_half, bytes));
     let queued = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = writer;
-    let handle =
-        ConnHandle { writer: tx, route: Arc::clone(&route), queued: Arc::clone(&queued), direct };
+    let handle = ConnHandle {
+        writer: tx,
+        route: Arc::clone(&route),
+        queued: Arc::clone(&queued),
+        direct,
+        stack,
+    };
     if !register(handle) {
         T::shutdown(&stream);
         return Err(io::Error::other("broker is shutting down"));
@@ -303,7 +338,7 @@ fn write_loop<T: Transport>(
         if closing {
             break;
         }
-        if written > 0 && !route.send(Input::Written { conn, bytes: written }) {
+        if written > 0 && !route.send_written(conn, written) {
             break;
         }
     }

@@ -3,8 +3,9 @@
 //! buffers), one connection per thread, and no poll, select or epoll.
 //!
 //! ```no_run
-//! let addr = "127.0.0.1:1883".parse().unwrap();
-//! let broker = musqratt_blocking::start(Default::default(), &[addr], 2)?;
+//! let mut config = musqratt_blocking::BrokerConfig::default(); // 127.0.0.1:1883
+//! config.threads = 2;
+//! let broker = musqratt_blocking::start(config)?;
 //! println!("listening on {:?}", broker.local_addrs());
 //! broker.shutdown();
 //! # Ok::<(), std::io::Error>(())
@@ -34,9 +35,10 @@
 //!   engine's next deadline as timeout: the only timed wait anywhere, not a socket timeout) and
 //!   steps the shard for timers, accepted and handed-over connections, and mail no step took;
 //! - one **accept thread** per listener blocks in accept and gives connections to the shards in
-//!   turn.
+//!   turn (with the kit's socket options, and its pause and single log line when descriptors
+//!   run out).
 //!
-//! [`BrokerHandle::stats`] counts which of these paths were taken.
+//! [`Broker::stats`] counts which of these paths were taken.
 //!
 //! A connection handed to another shard after CONNECT (ADR 1) keeps its threads: only the shard
 //! they report to changes, under a lock that keeps its bytes in order (see `Route`).
@@ -44,7 +46,11 @@
 //! The sockets come from a [`Transport`]: [`StdTransport`] over `std::net` here, a netmgr client
 //! on CompositeOS (the trait's documentation maps one onto the other).
 //!
-//! MQTT-SN over UDP with [`start_with_sn`]: one reader thread per UDP socket numbers source
+//! A listener with byte-stream layers (`BrokerConfig::listener_layers`) gives each connection
+//! a stack (the runtime kit's `Stack`), kept with the shard's handle of the connection: the
+//! stepping thread passes reads and sends through it; a plain listener's connections have none.
+//!
+//! MQTT-SN over UDP (`BrokerConfig::sn_listeners`): one reader thread per UDP socket numbers source
 //! addresses as peers and mails each datagram to the shard that took its peer (or the peer's
 //! default shard); the stepping threads answer with `send_to` on the shared socket (`std::net`
 //! directly: netmgr's `udp_bind`/`recvfrom`/`sendto` map onto it one to one).
@@ -65,6 +71,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 
 use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
+use musqratt_kit::{AcceptErrors, Layers};
 
 pub use transport::{CHUNK, StdTransport, Transport};
 
@@ -119,55 +126,34 @@ impl Stats {
     }
 }
 
-/// How long [`BrokerHandle::shutdown`] waits for the broker's threads.
+/// How long [`Broker::shutdown`] waits for the broker's threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Starts a broker on `listen` with `shards` engine threads, over [`StdTransport`].
+/// Starts a broker with `config` (the runtime kit's, the same as every runtime's): its MQTT
+/// listeners (and their byte-stream layers), MQTT-SN addresses (docs/MQTT-SN.md: SN clients
+/// share the topic space, retained messages and sessions with the MQTT clients), `threads`
+/// shards, engine settings and authenticator, over [`StdTransport`]. `hibernate_after` and
+/// `sn_broadcast` do not apply here.
 ///
 /// # Errors
-/// `shards` is 0 or over 65,535, a listener could not be bound, or a thread could not start.
-pub fn start(engine: Config, listen: &[SocketAddr], shards: usize) -> io::Result<BrokerHandle> {
-    start_with::<StdTransport>(engine, listen, shards)
+/// More than 65,535 shards, a listener or UDP socket could not be bound, or a thread could not
+/// start.
+pub fn start(config: BrokerConfig) -> io::Result<Broker> {
+    start_with::<StdTransport>(config)
 }
 
-/// [`start`] over any [`Transport`].
+/// [`start`] over any [`Transport`] (a netmgr client on CompositeOS). MQTT-SN, if configured,
+/// uses `std::net` UDP sockets whatever the transport.
 ///
 /// # Errors
 /// As [`start`].
-pub fn start_with<T: Transport>(
-    engine: Config,
-    listen: &[SocketAddr],
-    shards: usize,
-) -> io::Result<BrokerHandle> {
-    start_full::<T>(engine, listen, &[], shards, &Auth::default())
-}
-
-/// [`start`] with MQTT-SN 1.2 over UDP on `udp` as well (docs/MQTT-SN.md): SN clients share the
-/// topic space, retained messages and sessions with the MQTT clients.
-///
-/// # Errors
-/// As [`start`], and when a UDP socket cannot be bound.
-pub fn start_with_sn(
-    engine: Config,
-    tcp: &[SocketAddr],
-    udp: &[SocketAddr],
-    shards: usize,
-) -> io::Result<BrokerHandle> {
-    start_full::<StdTransport>(engine, tcp, udp, shards, &Auth::default())
-}
-
-/// Starts a broker from the runtime-neutral configuration every runtime takes (the runtime
-/// kit's): its MQTT and MQTT-SN addresses, `threads` shards, engine settings and
-/// authenticator, over [`StdTransport`]. `hibernate_after` and `sn_broadcast` do not apply
-/// here.
-///
-/// # Errors
-/// As [`start`].
-pub fn start_config(config: &BrokerConfig) -> io::Result<BrokerHandle> {
+pub fn start_with<T: Transport>(config: BrokerConfig) -> io::Result<Broker> {
     let shards = config.shard_count();
-    start_full::<StdTransport>(
-        config.engine.clone(),
+    let layers: Vec<_> = config.listeners.iter().map(|addr| config.layers_of(*addr)).collect();
+    start_full::<T>(
+        config.engine,
         &config.listeners,
+        &layers,
         &config.sn_listeners,
         shards,
         &config.auth,
@@ -177,10 +163,11 @@ pub fn start_config(config: &BrokerConfig) -> io::Result<BrokerHandle> {
 fn start_full<T: Transport>(
     engine: Config,
     listen: &[SocketAddr],
+    layers: &[Option<Layers>],
     udp_listen: &[SocketAddr],
     shards: usize,
     auth: &Auth,
-) -> io::Result<BrokerHandle> {
+) -> io::Result<Broker> {
     let shard_count = u16::try_from(shards)
         .ok()
         .filter(|&n| n > 0)
@@ -222,7 +209,7 @@ fn start_full<T: Transport>(
     }
     let senders = Inboxes::new(engines, clock);
     let _ = inboxes.set(Arc::downgrade(&senders));
-    let mut handle = BrokerHandle {
+    let mut handle = Broker {
         local_addrs,
         sn_local_addrs,
         udp_readers: Vec::new(),
@@ -266,12 +253,15 @@ fn start_full<T: Transport>(
         stopping: Arc::clone(&handle.stopping),
         conn_threads: Arc::clone(&handle.conn_threads),
     });
-    for (listener, addr) in listeners.into_iter().zip(handle.local_addrs.clone()) {
+    for (index, (listener, addr)) in
+        listeners.into_iter().zip(handle.local_addrs.clone()).enumerate()
+    {
         let unblock_listener = Arc::clone(&listener);
         handle.unblock.push(Box::new(move || T::unblock_accept(&unblock_listener)));
         let acceptor = Arc::clone(&acceptor);
+        let layers = layers.get(index).cloned().flatten();
         let thread = thread::Builder::new().name(format!("mqtt-accept-{addr}"));
-        match thread.spawn(move || acceptor.run::<T>(&listener)) {
+        match thread.spawn(move || acceptor.run::<T>(&listener, layers.as_ref())) {
             Ok(join) => handle.acceptors.push(join),
             Err(e) => {
                 handle.stop();
@@ -283,8 +273,11 @@ fn start_full<T: Transport>(
     Ok(handle)
 }
 
-/// A running broker. Dropping it shuts it down as [`BrokerHandle::shutdown`] does.
-pub struct BrokerHandle {
+/// The former name of [`Broker`].
+pub type BrokerHandle = Broker;
+
+/// A running broker. Dropping it shuts it down as [`Broker::shutdown`] does.
+pub struct Broker {
     local_addrs: Vec<SocketAddr>,
     sn_local_addrs: Vec<SocketAddr>,
     udp_readers: Vec<JoinHandle<()>>,
@@ -296,15 +289,15 @@ pub struct BrokerHandle {
     conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-impl core::fmt::Debug for BrokerHandle {
+impl core::fmt::Debug for Broker {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BrokerHandle").field("local_addrs", &self.local_addrs).finish()
+        f.debug_struct("Broker").field("local_addrs", &self.local_addrs).finish()
     }
 }
 
-impl BrokerHandle {
-    /// The addresses the broker listens on, in the order given to [`start`], with the real port
-    /// where port 0 was asked for.
+impl Broker {
+    /// The addresses the broker listens on, in the order configured, with the real port where
+    /// port 0 was asked for.
     #[must_use]
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
@@ -354,7 +347,7 @@ impl BrokerHandle {
     }
 }
 
-impl Drop for BrokerHandle {
+impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
@@ -392,8 +385,10 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    /// Accepts until the broker stops, giving connections to the shards round robin.
-    fn run<T: Transport>(&self, listener: &T::Listener) {
+    /// Accepts until the broker stops, giving connections to the shards round robin, each
+    /// with a stack of the listener's `layers` if it has some.
+    fn run<T: Transport>(&self, listener: &T::Listener, layers: Option<&Layers>) {
+        let mut errors = AcceptErrors::default();
         loop {
             let accepted = T::accept(listener);
             if self.stopping.load(Ordering::SeqCst) {
@@ -403,23 +398,25 @@ impl Acceptor {
                 return;
             }
             match accepted {
-                Ok((stream, peer)) => self.admit::<T>(stream, peer),
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    // Out of descriptors and the like: let some connections end first.
-                    thread::sleep(Duration::from_millis(50));
+                Ok((stream, peer)) => {
+                    errors.accepted();
+                    self.admit::<T>(stream, peer, layers);
                 }
+                // Out of descriptors and the like: said once, and some connections may end.
+                Err(error) => thread::sleep(errors.failed(&error)),
             }
         }
     }
 
-    fn admit<T: Transport>(&self, stream: T::Stream, peer: SocketAddr) {
+    fn admit<T: Transport>(&self, stream: T::Stream, peer: SocketAddr, layers: Option<&Layers>) {
         let conn = ConnectionId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         tracing::debug!(%conn, %peer, shard, "accepted");
-        let route = Arc::new(Route::new(shard, Arc::clone(&self.senders)));
+        let route = Route::new(shard, Arc::clone(&self.senders));
+        let route = Arc::new(if layers.is_some() { route.layered() } else { route });
+        let stack = layers.map(|layers| Box::new(layers.stack(peer)));
         let register = |handle| self.senders.mail(shard, ShardInput::Accepted { conn, handle });
-        match conn::spawn::<T>(conn, stream, route, mpsc::channel(), register) {
+        match conn::spawn::<T>(conn, stream, route, mpsc::channel(), stack, register) {
             Ok(threads) => {
                 let mut all = self.conn_threads.lock().unwrap_or_else(PoisonError::into_inner);
                 all.retain(|t| !t.is_finished());

@@ -11,6 +11,7 @@ use musqratt_engine::{Action, ConnectionId, Engine, Input, ShardId};
 
 use crate::conn::{ConnHandle, ReadCredit};
 use crate::inbox::{Counters, ForwardCredit, Inboxes};
+use musqratt_kit::Stack;
 
 /// What a shard is given. The mailbox of a shard is FIFO and taken out before any input handled
 /// in person, so the order in which one thread hands inputs over is the order in which the shard
@@ -19,9 +20,13 @@ use crate::inbox::{Counters, ForwardCredit, Inboxes};
 pub(crate) enum ShardInput {
     /// An input for the engine as it is (`Written`, `Closed`, `Datagram`).
     Engine(Input),
-    /// Bytes a reader read, for `Input::Data`; the credit goes back to the reader when the
-    /// message is dropped, after the engine took the bytes.
-    Read { conn: ConnectionId, bytes: BytesMut, credit: ReadCredit },
+    /// Bytes a reader read, for `Input::Data` (through the connection's layers first when
+    /// `layered`); the credit goes back to the reader when the message is dropped, after the
+    /// engine took the bytes.
+    Read { conn: ConnectionId, bytes: BytesMut, credit: ReadCredit, layered: bool },
+    /// Bytes of a layered connection's queue its writer thread wrote, for `Input::Written`
+    /// once mapped back to the engine's bytes by its stack.
+    LayeredWritten { conn: ConnectionId, bytes: usize },
     /// `Input::FromShard` from another shard; the credit goes back to that shard when the
     /// message is dropped, after the engine took it.
     Forwarded { input: Input, credit: ForwardCredit },
@@ -164,9 +169,21 @@ impl Shard {
                 }
                 self.engine.handle_input(now, input);
             }
-            ShardInput::Read { conn, bytes, credit } => {
+            ShardInput::Read { conn, bytes, credit, layered: false } => {
                 self.engine.handle_input(now, Input::Data { conn, bytes });
                 drop(credit);
+            }
+            ShardInput::Read { conn, bytes, credit, layered: true } => {
+                self.read_layered(shards, conn, bytes);
+                drop(credit);
+            }
+            ShardInput::LayeredWritten { conn, bytes } => {
+                let handle = self.conns.get_mut(&conn);
+                let stack = handle.and_then(|handle| handle.stack.as_mut());
+                let bytes = stack.map_or(0, |stack| stack.written(bytes));
+                if bytes > 0 {
+                    self.engine.handle_input(now, Input::Written { conn, bytes });
+                }
             }
             ShardInput::Forwarded { input, credit } => {
                 self.engine.handle_input(now, input);
@@ -193,13 +210,46 @@ impl Shard {
         }
     }
 
+    /// Bytes read from a layered connection: through its layers, then to the engine; what the
+    /// layers answer at once (a handshake, a pong) is sent first. A layer that fails (or the
+    /// peer closing it) closes the connection; its reader then reports it closed.
+    fn read_layered(&mut self, shards: &Inboxes, conn: ConnectionId, bytes: BytesMut) {
+        let Some(handle) = self.conns.get_mut(&conn) else { return };
+        let Some(mut stack) = handle.stack.take() else { return };
+        let mut socket = 0;
+        let counters = &shards.counters;
+        let decoded = stack.read(bytes, |chunk| socket += handle.send(chunk, counters));
+        let written = stack.written(socket);
+        handle.stack = Some(stack);
+        let now = shards.clock.now();
+        if written > 0 {
+            self.engine.handle_input(now, Input::Written { conn, bytes: written });
+        }
+        match decoded {
+            Ok(Some(bytes)) => self.engine.handle_input(now, Input::Data { conn, bytes }),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(shard = %self.id, %conn, %error, "connection closed");
+                if let Some(handle) = self.conns.remove(&conn) {
+                    handle.close();
+                }
+            }
+        }
+    }
+
     /// Carries out every action the engine has for us.
     fn dispatch(&mut self, shards: &Arc<Inboxes>, by: Stepper) {
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Send { conn, bytes } => self.send(shards, conn, bytes),
                 Action::Close { conn } => {
-                    if let Some(handle) = self.conns.remove(&conn) {
+                    if let Some(mut handle) = self.conns.remove(&conn) {
+                        // The layers' last bytes (close_notify, a close frame) go out last.
+                        if let Some(mut stack) = handle.stack.take() {
+                            stack.close(|chunk| {
+                                handle.send(chunk, &shards.counters);
+                            });
+                        }
                         handle.close();
                     }
                 }
@@ -245,10 +295,42 @@ impl Shard {
     fn send(&mut self, shards: &Inboxes, conn: ConnectionId, bytes: Bytes) {
         let Some(handle) = self.conns.get_mut(&conn) else { return };
         // A writer that is gone has shut the socket: its reader reports Closed.
-        let written = handle.send(bytes, &shards.counters);
+        let written = match handle.stack.take() {
+            None => handle.send(bytes, &shards.counters),
+            Some(stack) => {
+                let Some(written) = Self::send_layered(handle, stack, bytes, &shards.counters)
+                else {
+                    // A layer failed: close; the reader reports it closed.
+                    if let Some(handle) = self.conns.remove(&conn) {
+                        handle.close();
+                    }
+                    return;
+                };
+                written
+            }
+        };
         if written > 0 {
             self.engine.handle_input(shards.clock.now(), Input::Written { conn, bytes: written });
         }
+    }
+
+    /// A send through the connection's layers: returns the engine's bytes written at once
+    /// (`None`: a layer failed). The stack goes back into the handle.
+    fn send_layered(
+        handle: &mut ConnHandle,
+        mut stack: Box<Stack>,
+        bytes: Bytes,
+        counters: &Counters,
+    ) -> Option<usize> {
+        let mut socket = 0;
+        let result = stack.write(bytes, |chunk| socket += handle.send(chunk, counters));
+        let written = stack.written(socket);
+        handle.stack = Some(stack);
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection closed");
+            return None;
+        }
+        Some(written)
     }
 
     /// A message for shard `to`: handled in person when that shard is idle (its lock free),
@@ -277,7 +359,7 @@ impl Shard {
     /// the handoff, so that `to` sees them after `Adopt` and before anything the reader gives it.
     /// (A reader stepping a shard in person holds that shard's lock, which we hold.)
     fn handoff(&mut self, shards: &Inboxes, conn: ConnectionId, to: ShardId, mut bytes: BytesMut) {
-        let Some(handle) = self.conns.remove(&conn) else { return };
+        let Some(mut handle) = self.conns.remove(&conn) else { return };
         let to = usize::from(to.0);
         if to >= shards.len() {
             return;
@@ -288,12 +370,19 @@ impl Shard {
         self.pending.extend(shards[self.index()].mailbox.take());
         let mut closed = false;
         let mut drained = 0;
+        // Bytes of a layered connection, still as read: decoded below, in order.
+        let mut raw = Vec::new();
         self.pending.retain_mut(|input| match input {
-            ShardInput::Read { conn: c, bytes: more, .. } if *c == conn => {
-                bytes.extend_from_slice(more);
+            ShardInput::Read { conn: c, bytes: more, layered, .. } if *c == conn => {
                 drained += more.len();
+                if *layered {
+                    raw.push(core::mem::take(more));
+                } else {
+                    bytes.extend_from_slice(more);
+                }
                 false
             }
+            ShardInput::LayeredWritten { conn: c, .. } => *c != conn,
             ShardInput::Engine(Input::Closed { conn: c }) if *c == conn => {
                 closed = true;
                 false
@@ -301,6 +390,18 @@ impl Shard {
             ShardInput::Engine(Input::Written { conn: c, .. }) => *c != conn,
             _ => true,
         });
+        if let Some(mut stack) = handle.stack.take() {
+            for more in raw {
+                let counters = &shards.counters;
+                match stack.read(more, |chunk| {
+                    handle.send(chunk, counters);
+                }) {
+                    Ok(decoded) => bytes.extend_from_slice(decoded.as_deref().unwrap_or_default()),
+                    Err(_) => closed = true,
+                }
+            }
+            handle.stack = Some(stack);
+        }
         tracing::debug!(shard = %self.id, %conn, drained, closed, "connection moved");
         if shards.mail(to, ShardInput::Adopt { conn, handle, bytes, closed }) {
             *shard = to;

@@ -116,7 +116,8 @@ const DONTWAIT: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
 const DONTWAIT: libc::c_int = libc::MSG_DONTWAIT;
 
-/// [`Transport`] over `std::net`: blocking TCP sockets, `TCP_NODELAY`, no timeouts; on Unix,
+/// [`Transport`] over `std::net`: blocking TCP sockets with the runtime kit's options
+/// (`TCP_NODELAY`, `SO_KEEPALIVE`: `configure_accepted`), no timeouts; on Unix,
 /// [`Transport::try_write`] is a `send` with `MSG_DONTWAIT` (through `socket2`, no `unsafe`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdTransport;
@@ -135,7 +136,7 @@ impl Transport for StdTransport {
 
     fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, peer) = listener.accept()?;
-        stream.set_nodelay(true)?;
+        musqratt_kit::configure_accepted(&stream);
         Ok((stream, peer))
     }
 

@@ -9,7 +9,9 @@ use core::time::Duration;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 
-use musqratt_blocking::{BrokerHandle, CHUNK, StdTransport, Transport, start, start_with};
+use musqratt_blocking::{
+    BrokerConfig, BrokerHandle, CHUNK, StdTransport, Transport, start, start_with,
+};
 use musqratt_engine::Config;
 use musqratt_proto::bytes::Bytes;
 use musqratt_proto::bytestring::ByteString;
@@ -21,6 +23,15 @@ const SHARDS: usize = 2;
 
 fn any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
+}
+
+/// `engine` on 127.0.0.1, any port, [`SHARDS`] shards.
+fn config(engine: Config) -> BrokerConfig {
+    let mut config = BrokerConfig::default();
+    config.listeners = vec![any()];
+    config.threads = SHARDS;
+    config.engine = engine;
+    config
 }
 
 /// [`StdTransport`] without [`Transport::try_write`]: every send goes through a writer thread.
@@ -113,7 +124,7 @@ async fn paced_then_burst(broker: &BrokerHandle, sub_shard: u64, pub_shard: u64)
 #[test]
 fn within_a_shard_the_reader_steps_and_writes_in_order() {
     run(async {
-        let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+        let broker = start(config(Config::default())).unwrap();
         for shard in 0..SHARDS as u64 {
             let before = broker.stats();
             paced_then_burst(&broker, shard, shard).await;
@@ -132,7 +143,7 @@ fn within_a_shard_the_reader_steps_and_writes_in_order() {
 #[test]
 fn between_shards_the_reader_steps_the_other_shard_in_order_both_ways() {
     run(async {
-        let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+        let broker = start(config(Config::default())).unwrap();
         for (sub_shard, pub_shard) in [(0, 1), (1, 0)] {
             let before = broker.stats();
             paced_then_burst(&broker, sub_shard, pub_shard).await;
@@ -151,7 +162,7 @@ fn between_shards_the_reader_steps_the_other_shard_in_order_both_ways() {
 #[test]
 fn a_transport_without_try_write_sends_through_the_writer_threads() {
     run(async {
-        let broker = start_with::<NoTryWrite>(Config::default(), &[any()], SHARDS).unwrap();
+        let broker = start_with::<NoTryWrite>(config(Config::default())).unwrap();
         for (sub_shard, pub_shard) in [(0, 0), (0, 1), (1, 0)] {
             paced_then_burst(&broker, sub_shard, pub_shard).await;
         }
@@ -170,9 +181,9 @@ fn a_transport_without_try_write_sends_through_the_writer_threads() {
 #[test]
 fn direct_writes_are_reported_written() {
     run(async {
-        let mut config = Config::default();
-        config.max_unwritten_bytes = 64 * 1024;
-        let broker = start(config, &[any()], SHARDS).unwrap();
+        let mut engine = Config::default();
+        engine.max_unwritten_bytes = 64 * 1024;
+        let broker = start(config(engine)).unwrap();
         let addr = broker.local_addrs()[0];
         for (sub_shard, pub_shard) in [(0, 0), (0, 1)] {
             let tag = format!("w{sub_shard}{pub_shard}");
@@ -204,7 +215,7 @@ fn direct_writes_are_reported_written() {
 #[test]
 fn a_subscriber_that_does_not_read_does_not_hold_up_the_publisher() {
     run(async {
-        let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+        let broker = start(config(Config::default())).unwrap();
         let addr = broker.local_addrs()[0];
         for (sub_shard, pub_shard) in [(0, 0), (1, 0)] {
             let tag = format!("s{sub_shard}{pub_shard}");
@@ -239,7 +250,7 @@ fn a_subscriber_that_does_not_read_does_not_hold_up_the_publisher() {
 fn concurrent_publishers_on_both_shards_keep_their_order() {
     run(async {
         const COUNT: u32 = 300;
-        let broker = start(Config::default(), &[any()], SHARDS).unwrap();
+        let broker = start(config(Config::default())).unwrap();
         let addr = broker.local_addrs()[0];
         let mut sub = connect(addr, &id_on_shard("csub", 0, 2), ProtocolVersion::V5).await;
         subscribe(&mut sub, "c/#", QoS::AtLeastOnce).await;

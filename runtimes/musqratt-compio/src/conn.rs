@@ -72,14 +72,27 @@ pub(crate) async fn reader(shard: Rc<Shard>, conn: ConnectionId, mut stream: Tcp
                 let bytes = buf.split_to(n);
                 let state = {
                     let mut core = shard.lock();
-                    let before = core.slots.get(&conn).map_or(State::Gone, |slot| slot.state);
+                    let (before, layered) = core
+                        .slots
+                        .get(&conn)
+                        .map_or((State::Gone, false), |slot| (slot.state, slot.stack.is_some()));
                     match before {
+                        State::Open if layered => core.data_layered(conn, bytes),
                         State::Open => core.input(Input::Data { conn, bytes }),
                         State::HandedOff => {
-                            // Not expected (handoffs come from our own Data): keep the bytes.
-                            let slot = core.slots.get_mut(&conn);
-                            if let Some((_, handed)) = slot.and_then(|s| s.handoff.as_mut()) {
-                                handed.extend_from_slice(&bytes);
+                            // Not expected (handoffs come from our own Data): keep the bytes,
+                            // decoded by the connection's layers if it has some (an answer
+                            // they would send now is dropped: the connection is moving).
+                            if let Some(slot) = core.slots.get_mut(&conn) {
+                                let bytes = match slot.stack.as_mut() {
+                                    Some(stack) => stack.read(bytes, drop).ok().flatten(),
+                                    None => Some(bytes),
+                                };
+                                if let (Some((_, handed)), Some(bytes)) =
+                                    (slot.handoff.as_mut(), bytes)
+                                {
+                                    handed.extend_from_slice(&bytes);
+                                }
                             }
                         }
                         State::Closing | State::Gone => {}
@@ -151,19 +164,19 @@ pub(crate) async fn writer(
         returned.clear();
         batch = returned;
         let mut core = shard.lock();
-        let state = match core.slots.get_mut(&conn) {
+        let (state, layered) = match core.slots.get_mut(&conn) {
             Some(slot) => {
                 slot.writing = false;
-                slot.state
+                (slot.state, slot.stack.is_some())
             }
-            None => State::Gone,
+            None => (State::Gone, false),
         };
         match result {
-            Ok(()) => {
-                if state == State::Open {
-                    core.input(Input::Written { conn, bytes: len });
-                }
-            }
+            Ok(()) => match state {
+                State::Open if layered => core.written(conn, len),
+                State::Open => core.input(Input::Written { conn, bytes: len }),
+                _ => {}
+            },
             Err(error) => {
                 tracing::debug!(%conn, %error, "write failed");
                 if let Some(slot) = core.slots.get_mut(&conn) {

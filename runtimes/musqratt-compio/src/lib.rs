@@ -42,7 +42,7 @@
 //! on a duplicate of each socket's descriptor, when that connection's writer has no write in
 //! flight. What the socket does not take is left to the writer task; the owning thread is woken
 //! only for that, for a close, a sooner timer deadline or a full link. So a message between idle
-//! shards wakes one broker thread, as one within a shard does. [`BrokerHandle::stats`] counts
+//! shards wakes one broker thread, as one within a shard does. [`Broker::stats`] counts
 //! these steps and writes.
 //!
 //! A connection accepted on a shard that does not own its client identifier (ADR 1) is moved
@@ -68,7 +68,7 @@ use crate::shard::{Counters, Directory, ShardMsg};
 use musqratt_kit::Clock;
 pub use musqratt_kit::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig};
 
-/// How long [`BrokerHandle::shutdown`] waits for the shard threads.
+/// How long [`Broker::shutdown`] waits for the shard threads.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Capacity of each shard's inbox channel (messages from other shards and adopted
@@ -96,7 +96,7 @@ pub enum Driver {
 /// # Errors
 /// MQTT-SN addresses are given (this runtime serves MQTT over TCP only), a listener could not
 /// be bound, a thread could not start or its compio runtime could not be built.
-pub fn start(config: BrokerConfig) -> io::Result<BrokerHandle> {
+pub fn start(config: BrokerConfig) -> io::Result<Broker> {
     start_with(config, Driver::Auto)
 }
 
@@ -104,7 +104,7 @@ pub fn start(config: BrokerConfig) -> io::Result<BrokerHandle> {
 ///
 /// # Errors
 /// As [`start`]; with [`Driver::IoUring`], also when io_uring is unavailable.
-pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<BrokerHandle> {
+pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
     if !config.sn_listeners.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -131,12 +131,13 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<BrokerHand
         local_addrs.push(bound);
     }
 
+    let layers: Vec<_> = listen.iter().map(|addr| config.layers_of(*addr)).collect();
     let clock = Clock::new();
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..shards).map(|_| async_channel::bounded(SHARD_CHANNEL_CAPACITY)).unzip();
     let directory: Directory = (0..shards).map(|_| OnceLock::new()).collect();
     let counters = Arc::new(Counters::default());
-    let mut handle = BrokerHandle {
+    let mut handle = Broker {
         local_addrs,
         io_uring: true,
         counters: Arc::clone(&counters),
@@ -158,6 +159,7 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<BrokerHand
             directory: Arc::clone(&directory),
             counters: Arc::clone(&counters),
             listeners,
+            layers: layers.clone(),
             driver,
             ready: ready_tx.clone(),
         };
@@ -206,7 +208,7 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Counters of a running broker ([`BrokerHandle::stats`]).
+/// Counters of a running broker ([`Broker::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -221,8 +223,11 @@ pub struct Stats {
     pub owner_wakes: u64,
 }
 
-/// A running broker. Dropping it shuts it down as [`BrokerHandle::shutdown`] does.
-pub struct BrokerHandle {
+/// The former name of [`Broker`].
+pub type BrokerHandle = Broker;
+
+/// A running broker. Dropping it shuts it down as [`Broker::shutdown`] does.
+pub struct Broker {
     local_addrs: Vec<SocketAddr>,
     io_uring: bool,
     counters: Arc<Counters>,
@@ -231,21 +236,28 @@ pub struct BrokerHandle {
     stopped: bool,
 }
 
-impl core::fmt::Debug for BrokerHandle {
+impl core::fmt::Debug for Broker {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BrokerHandle")
+        f.debug_struct("Broker")
             .field("local_addrs", &self.local_addrs)
             .field("io_uring", &self.io_uring)
             .finish_non_exhaustive()
     }
 }
 
-impl BrokerHandle {
-    /// The addresses the broker listens on, in the order given to [`start`], with the real port
-    /// where port 0 was asked for.
+impl Broker {
+    /// The addresses the broker listens on, in the order configured, with the real port where
+    /// port 0 was asked for.
     #[must_use]
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The MQTT-SN addresses: none, this runtime serves MQTT over TCP only (the same accessor
+    /// as the other runtimes').
+    #[must_use]
+    pub fn sn_local_addrs(&self) -> &[SocketAddr] {
+        &[]
     }
 
     /// Whether every shard runs on io_uring (`false`: at least one fell back to epoll).
@@ -287,7 +299,7 @@ impl BrokerHandle {
     }
 }
 
-impl Drop for BrokerHandle {
+impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }

@@ -24,12 +24,15 @@ use futures_util::future::{Either, select};
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, ShardId};
 use socket2::SockRef;
 
-use musqratt_kit::{AcceptErrors, Auth, Clock, Decisions, EventLog, configure_accepted};
+use musqratt_kit::{
+    AcceptErrors, Auth, Clock, Decisions, EventLog, Layers, Stack, configure_accepted,
+};
 
 use crate::conn::{self, MAX_IOVECS, State};
 use crate::notify::Notify;
 use crate::{Driver, shutdown_socket};
 
+mod layered;
 mod mail;
 
 pub(crate) use mail::{Directory, ShardMsg};
@@ -53,6 +56,8 @@ pub(crate) struct ShardSetup {
     pub(crate) directory: Directory,
     pub(crate) counters: Arc<Counters>,
     pub(crate) listeners: Vec<std::net::TcpListener>,
+    /// Each listener's byte-stream layers (`None`: plain TCP), in the order of `listeners`.
+    pub(crate) layers: Vec<Option<Layers>>,
     pub(crate) driver: Driver,
     /// Told `Ok(io_uring?)` once the runtime and listeners are up, or why not.
     pub(crate) ready: mpsc::Sender<io::Result<bool>>,
@@ -90,6 +95,7 @@ pub(crate) fn run(setup: ShardSetup) {
         directory,
         counters,
         listeners,
+        layers,
         driver,
         ready,
     } = setup;
@@ -111,8 +117,9 @@ pub(crate) fn run(setup: ShardSetup) {
                 return;
             }
         };
-        let shard =
-            Rc::new(Shard::new(config, clock, auth, rx, senders, directory, counters, listeners));
+        let shard = Rc::new(Shard::new(
+            config, clock, auth, rx, senders, directory, counters, listeners, layers,
+        ));
         shard.start_tasks();
         let _ = ready.send(Ok(io_uring));
         let deadline = inbox(&shard).await;
@@ -162,6 +169,9 @@ pub(crate) struct Slot {
     direct: Option<std::net::TcpStream>,
     /// Connection tasks (reader, writer) still running: the slot goes when both have ended.
     pub(crate) tasks: u8,
+    /// The connection's byte-stream layers, when its listener has some (`None`: plain TCP,
+    /// whose path tests this and nothing more). `queue` holds their output, socket bytes.
+    pub(crate) stack: Option<Box<Stack>>,
 }
 
 /// Everything a step of the shard's engine touches: `Send`, behind [`ShardLock`].
@@ -249,7 +259,23 @@ impl Core {
                     return;
                 }
                 let was_empty = slot.queue.is_empty();
-                slot.queue.push(bytes);
+                match slot.stack.as_mut() {
+                    None => slot.queue.push(bytes),
+                    Some(stack) => {
+                        let queue = &mut slot.queue;
+                        if let Err(error) = stack.write(bytes, |chunk| queue.push(chunk)) {
+                            tracing::debug!(shard = %self.id, %conn, %error, "connection lost");
+                            slot.state = State::Gone;
+                            self.wake_writer(conn);
+                            let now = self.clock.now();
+                            self.engine.handle_input(now, Input::Closed { conn });
+                            return;
+                        }
+                        if slot.queue.is_empty() {
+                            return; // held by a layer for now
+                        }
+                    }
+                }
                 if was_empty && !slot.writing && slot.direct.is_some() {
                     // Written at the end of the step by the thread running it, with one
                     // non-blocking send: from another shard's thread without waking this
@@ -266,6 +292,11 @@ impl Core {
                 if let Some(slot) = self.slots.get_mut(&conn)
                     && slot.state == State::Open
                 {
+                    // The layers' last bytes (close_notify, a close frame) go out last.
+                    if let Some(stack) = slot.stack.as_mut() {
+                        let queue = &mut slot.queue;
+                        stack.close(|chunk| queue.push(chunk));
+                    }
                     slot.state = State::Closing;
                     self.wake_writer(conn);
                 }
@@ -325,6 +356,10 @@ impl Core {
             }
         };
         consume(&mut slot.queue, written);
+        let written = match slot.stack.as_mut() {
+            Some(stack) => stack.written(written),
+            None => written,
+        };
         if slot.queue.is_empty() {
             self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -407,6 +442,8 @@ pub(crate) struct Shard {
     next_conn: Cell<u64>,
     shard_count: u64,
     listeners: RefCell<Vec<TcpListener>>,
+    /// Each listener's byte-stream layers, in the order of `listeners`.
+    layers: Vec<Option<Layers>>,
     timer: Arc<Notify>,
     errand: Arc<Notify>,
     /// Signalled when the authenticator answered late (see `decisions_loop`).
@@ -427,6 +464,7 @@ impl Shard {
         directory: Directory,
         counters: Arc<Counters>,
         listeners: Vec<TcpListener>,
+        layers: Vec<Option<Layers>>,
     ) -> Self {
         let id = config.shard;
         let shard_count = u64::from(config.shard_count);
@@ -474,6 +512,7 @@ impl Shard {
             next_conn: Cell::new(0),
             shard_count,
             listeners: RefCell::new(listeners),
+            layers,
             timer,
             errand,
             decided,
@@ -487,8 +526,9 @@ impl Shard {
     }
 
     fn start_tasks(self: &Rc<Self>) {
-        for listener in self.listeners.borrow().iter() {
-            compio::runtime::spawn(accept_loop(Rc::clone(self), listener.clone())).detach();
+        for (index, listener) in self.listeners.borrow().iter().enumerate() {
+            let layers = self.layers.get(index).cloned().flatten();
+            compio::runtime::spawn(accept_loop(Rc::clone(self), listener.clone(), layers)).detach();
         }
         compio::runtime::spawn(timer_loop(Rc::clone(self))).detach();
         compio::runtime::spawn(errand_loop(Rc::clone(self))).detach();
@@ -502,15 +542,21 @@ impl Shard {
     }
 
     /// A connection accepted by one of this shard's listeners.
-    fn accepted(self: &Rc<Self>, stream: TcpStream, peer: core::net::SocketAddr) {
+    fn accepted(
+        self: &Rc<Self>,
+        stream: TcpStream,
+        peer: core::net::SocketAddr,
+        layers: Option<&Layers>,
+    ) {
         configure_accepted(&stream);
         let n = self.next_conn.get();
         self.next_conn.set(n + 1);
         let conn = ConnectionId(n * self.shard_count + u64::from(self.id.0));
         tracing::debug!(shard = %self.id, %conn, %peer, "accepted");
         let direct = duplicate(&stream);
+        let stack = layers.map(|layers| Box::new(layers.stack(peer)));
         let mut core = self.lock();
-        self.register(&mut core, conn, stream, direct);
+        self.register(&mut core, conn, stream, direct, stack);
         core.input(Input::Accepted { conn });
     }
 
@@ -522,6 +568,7 @@ impl Shard {
         conn: ConnectionId,
         stream: std::net::TcpStream,
         bytes: BytesMut,
+        stack: Option<Box<Stack>>,
     ) {
         if core.stopping {
             return; // dropping the stream closes it
@@ -535,7 +582,7 @@ impl Shard {
             }
         };
         tracing::debug!(shard = %self.id, %conn, "adopted connection");
-        self.register(core, conn, stream, direct);
+        self.register(core, conn, stream, direct, stack);
         core.input(Input::Adopted { conn, bytes });
     }
 
@@ -545,6 +592,7 @@ impl Shard {
         id: ConnectionId,
         stream: TcpStream,
         direct: Option<std::net::TcpStream>,
+        stack: Option<Box<Stack>>,
     ) {
         let writer = Arc::new(Notify::default());
         let slot = Slot {
@@ -555,6 +603,7 @@ impl Shard {
             writer: Arc::clone(&writer),
             direct,
             tasks: 2,
+            stack,
         };
         core.slots.insert(id, slot);
         self.live_tasks.set(self.live_tasks.get() + 2);
@@ -576,7 +625,11 @@ impl Shard {
     /// the last handle here that matters: the writer's ends with its task.
     pub(crate) fn move_conn(&self, conn: ConnectionId, stream: TcpStream) {
         let mut core = self.lock();
-        let Some((to, bytes)) = core.slots.get_mut(&conn).and_then(|slot| slot.handoff.take())
+        let Some((to, bytes, stack)) = core
+            .slots
+            .get_mut(&conn)
+            .and_then(|slot| Some((slot.handoff.take()?, slot.stack.take())))
+            .map(|((to, bytes), stack)| (to, bytes, stack))
         else {
             return;
         };
@@ -585,7 +638,7 @@ impl Shard {
         let std_stream = duplicate(&stream);
         drop(stream);
         match std_stream {
-            Some(stream) => core.mail(to, ShardMsg::Adopt { conn, stream, bytes }),
+            Some(stream) => core.mail(to, ShardMsg::Adopt { conn, stream, bytes, stack }),
             None => {
                 // The engine has forgotten it: nothing else to tell.
                 tracing::warn!(shard = %self.id, %conn, "handoff failed: no descriptor");
@@ -637,7 +690,7 @@ fn duplicate(stream: &impl std::os::fd::AsFd) -> Option<std::net::TcpStream> {
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, layers: Option<Layers>) {
     let mut errors = AcceptErrors::default();
     loop {
         let accepted = listener.accept().await;
@@ -650,7 +703,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         match accepted {
             Ok((stream, peer)) => {
                 errors.accepted();
-                shard.accepted(stream, peer);
+                shard.accepted(stream, peer, layers.as_ref());
             }
             Err(error) => compio::time::sleep(errors.failed(&error)).await,
         }

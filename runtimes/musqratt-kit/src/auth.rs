@@ -96,6 +96,15 @@ enum Reply {
 }
 
 impl AuthReply {
+    /// The connection this decision is for: what an enhanced authentication that spans several
+    /// steps (SCRAM's nonces and messages, §4.12) keys its state by between them. Unique among
+    /// a running broker's MQTT connections (MQTT-SN ones, which have no enhanced
+    /// authentication, may repeat across shards).
+    #[must_use]
+    pub fn conn(&self) -> ConnectionId {
+        self.conn
+    }
+
     /// Gives the decision. Fails closed: an error refuses with 0x88 Server unavailable (3.1.1:
     /// return code 3, the same meaning), so that the client retries rather than changes its
     /// credentials.

@@ -6,6 +6,7 @@ use core::time::Duration;
 use musqratt_engine::Config;
 
 use crate::auth::Auth;
+use crate::layer::Layers;
 
 /// The default of [`BrokerConfig::hibernate_after`].
 pub const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_secs(5);
@@ -34,6 +35,12 @@ pub struct BrokerConfig {
     pub hibernate_after: Option<Duration>,
     /// Who may connect; asked only when `engine.authenticate` is set. Default: everyone.
     pub auth: Auth,
+    /// The byte-stream layers of the listeners that have some, by the address as written in
+    /// `listeners` (docs/adr/0015-byte-stream-layers.md); a listener not named here is plain
+    /// TCP, with no stack. Default: none. Today's only layer is the identity layer
+    /// ([`Layers::identity`], `mqtt+identity://` in the binary's configuration), which
+    /// measures the seam's cost; TLS and WebSocket come here.
+    pub listener_layers: Vec<(SocketAddr, Layers)>,
 }
 
 impl Default for BrokerConfig {
@@ -46,11 +53,19 @@ impl Default for BrokerConfig {
             engine: Config::default(),
             hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
             auth: Auth::default(),
+            listener_layers: Vec::new(),
         }
     }
 }
 
 impl BrokerConfig {
+    /// The layers of the listener configured at `addr` (as written in `listeners`), `None`
+    /// for plain TCP.
+    #[must_use]
+    pub fn layers_of(&self, addr: SocketAddr) -> Option<Layers> {
+        self.listener_layers.iter().find(|(at, _)| *at == addr).map(|(_, layers)| layers.clone())
+    }
+
     /// Shards this configuration runs: `threads`, or the number of cores when it is 0.
     #[must_use]
     pub fn shard_count(&self) -> usize {

@@ -8,6 +8,9 @@
 //! - [`BrokerConfig`]: what a broker runs with, the same for every runtime;
 //! - [`configure_accepted`] and [`AcceptErrors`]: socket options of an accepted connection,
 //!   and what a failed accept means (said once per shortage of descriptors);
+//! - [`StreamLayer`], [`Stack`] and [`Layers`]: the sans-IO byte-stream layers (TLS,
+//!   WebSocket framing; today the [`Identity`] layer) between a connection's socket and the
+//!   engine, written once for every runtime (docs/adr/0015-byte-stream-layers.md);
 //! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10).
 //!
 //! Nothing here reads, writes or starts a thread: a runtime owns those.
@@ -18,6 +21,7 @@ mod clock;
 mod config;
 mod event;
 mod in_person;
+pub mod layer;
 
 pub use accept::{AcceptErrors, SHORTAGE_LOG_INTERVAL, configure_accepted};
 pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};
@@ -25,4 +29,5 @@ pub use clock::Clock;
 pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER};
 pub use event::{DROP_LOG_INTERVAL, EventLog};
 pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_person_turn};
+pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use musqratt_engine as engine;

@@ -38,6 +38,7 @@
 //! step strictly: the next packet must be the expected one.
 
 pub mod auth;
+pub mod layers;
 pub mod mqtt;
 pub mod sn;
 
@@ -139,6 +140,29 @@ impl Drop for Broker {
             let _ = std::thread::spawn(stop).join();
         }
     }
+}
+
+/// Whether an external program a test needs (Mosquitto's tools, `prlimit`, Python with a
+/// package) can be run: `probe` is a command that succeeds when it is there. When it is not,
+/// the test says so and returns early — except in CI (`CI` set), where the test fails instead:
+/// CI installs every tool, so a test must never pass there without running.
+#[must_use]
+pub fn tool_available(probe: &[&str]) -> bool {
+    let ok = std::process::Command::new(probe[0])
+        .args(&probe[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{}` fails but CI must have it",
+            probe.join(" ")
+        );
+        eprintln!("SKIP: `{}` fails (not installed?)", probe.join(" "));
+    }
+    ok
 }
 
 /// Starts `start` with `config` on a thread of its own (a runtime may build and enter its own
@@ -421,6 +445,47 @@ macro_rules! auth_cases {
     };
 }
 
+/// The byte-stream layer cases (docs/adr/0015) as `#[test]`s on the runtime `$start`: every
+/// MQTT case of [`mqtt`] through a listener with the identity layer, and the cases of
+/// [`layers`] (which set their own layers), in a module `layered`.
+#[macro_export]
+macro_rules! layer_cases {
+    ($start:ident) => {
+        /// The kit's cases through byte-stream layers, on this runtime.
+        mod layered {
+            /// The runtime, every MQTT listener through the identity layer.
+            fn identity(config: $crate::BrokerConfig) -> $crate::Broker {
+                super::$start($crate::layers::identity(config))
+            }
+
+            /// The runtime as the case configures it.
+            fn configured(config: $crate::BrokerConfig) -> $crate::Broker {
+                super::$start(config)
+            }
+
+            $crate::mqtt_cases!(identity);
+            $crate::layers_cases!(configured);
+        }
+    };
+}
+
+/// The cases of [`layers`] as `#[test]`s on `$start` (which they configure themselves), in
+/// a module `layers`; part of [`layer_cases`].
+#[doc(hidden)]
+#[macro_export]
+#[rustfmt::skip] // one case a line, as the other groups' (`every_case_is_expanded_by_its_macro`)
+macro_rules! layers_cases {
+    ($start:ident) => {
+        $crate::cases!(
+            $start,
+            layers,
+            [
+                mqtt_through_layers_that_change_every_byte,
+            ]
+        );
+    };
+}
+
 /// All of [`mqtt_cases`], [`sn_cases`] and [`auth_cases`], for a runtime that serves all.
 #[macro_export]
 macro_rules! all_cases {
@@ -443,6 +508,7 @@ mod tests {
             ("mqtt", include_str!("mqtt.rs")),
             ("sn", include_str!("sn.rs")),
             ("auth", include_str!("auth.rs")),
+            ("layers", include_str!("layers.rs")),
         ] {
             let cases: Vec<&str> = source
                 .split("\npub async fn ")

@@ -129,6 +129,7 @@ impl Connection {
             // reads instead of starving the other tasks of its shard (measured when nothing
             // spent the budget: 0 deliveries in the QoS 0 1→1 throughput bench, every message
             // dropped as `SlowReader`).
+            let layered = slot.layered;
             let Stream::Awake(stream) = &slot.stream else { return Poll::Ready(End::Gone) };
             if !done && !congested {
                 match stream.poll_read_ready(cx) {
@@ -140,7 +141,14 @@ impl Connection {
                             Ok(0) => return Poll::Ready(End::Lost),
                             Ok(n) => {
                                 let bytes = BytesMut::from(&state.read_scratch[..n]);
-                                state.input(Input::Data { conn, bytes });
+                                if layered {
+                                    // Through the connection's layers (a failed one: lost).
+                                    if !state.data_layered(conn, bytes) {
+                                        return Poll::Ready(End::Lost);
+                                    }
+                                } else {
+                                    state.input(Input::Data { conn, bytes });
+                                }
                             }
                             // The readiness was stale and is now cleared: polled again below.
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -192,6 +200,10 @@ impl Connection {
             End::Hibernate | End::Gone => None,
             _ => state.conns.remove(&conn).map(|slot| *slot),
         };
+        let stack = match end {
+            End::Hibernate | End::Gone => None,
+            _ => state.stacks.remove(&conn),
+        };
         match (end, slot) {
             (End::Hibernate, _) => crate::hibernate::hibernate(&mut state, conn),
             (End::Gone, _) => {}
@@ -213,7 +225,7 @@ impl Connection {
                     match stream.into_std() {
                         Ok(stream) => {
                             state.counters.handoffs.fetch_add(1, Ordering::Relaxed);
-                            state.send_mail(to, Mail::Handoff { conn, stream, bytes });
+                            state.send_mail(to, Mail::Handoff { conn, stream, bytes, stack });
                         }
                         Err(error) => {
                             tracing::warn!(%conn, %error, "handoff failed: connection lost");
@@ -273,7 +285,8 @@ fn flush(state: &mut Shard, conn: ConnectionId) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         slot.queue.consume(written);
-        state.input(Input::Written { conn, bytes: written });
+        let layered = slot.layered;
+        state.written(conn, written, layered);
     }
 }
 

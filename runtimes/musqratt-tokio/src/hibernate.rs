@@ -85,6 +85,7 @@ pub(crate) fn hibernate(state: &mut Shard, conn: ConnectionId) {
         Err(error) => {
             tracing::debug!(%conn, %error, "hibernation failed: connection lost");
             state.conns.remove(&conn);
+            state.stacks.remove(&conn);
             state.lost.push(conn);
             state.drain();
         }
@@ -120,11 +121,13 @@ pub(crate) fn wake(state: &mut Shard, conn: ConnectionId) {
         (Err(error), _) => {
             tracing::debug!(%conn, %error, "waking failed: connection lost");
             state.conns.remove(&conn);
+            state.stacks.remove(&conn);
             state.lost.push(conn);
         }
         // The shard is going away: nothing left to serve the connection.
         (Ok(_), None) => {
             state.conns.remove(&conn);
+            state.stacks.remove(&conn);
         }
     }
 }

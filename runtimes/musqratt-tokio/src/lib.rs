@@ -40,6 +40,15 @@ pub use musqratt_kit::{
     DEFAULT_HIBERNATE_AFTER,
 };
 
+/// Starts a broker with `config` (the runtime kit's, the same as every runtime's): the same as
+/// [`Broker::start`], under the name every runtime's crate gives it (docs/RUNTIMES.md).
+///
+/// # Errors
+/// As [`Broker::start`].
+pub fn start(config: BrokerConfig) -> io::Result<Broker> {
+    Broker::start(config)
+}
+
 /// Counters shared by all shards, for tests and metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -129,6 +138,7 @@ impl Broker {
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let links = shard::links(shards);
+        let layers: Vec<_> = config.listeners.iter().map(|addr| config.layers_of(*addr)).collect();
         let per_shard = listeners.into_iter().zip(sn_sockets).zip(links.mailboxes).enumerate();
         for (index, ((listeners, sn_sockets), mailbox)) in per_shard {
             let mut engine = config.engine.clone();
@@ -138,6 +148,7 @@ impl Broker {
                 engine,
                 hibernate_after: config.hibernate_after,
                 listeners,
+                layers: layers.clone(),
                 sn_sockets,
                 sn_shared: sn_shared.clone(),
                 mailbox,

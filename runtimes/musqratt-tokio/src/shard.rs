@@ -8,23 +8,28 @@ use std::io;
 use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, ShardId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 
 use musqratt_kit::{
-    AcceptErrors, Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog, configure_accepted,
+    AcceptErrors, Auth, Clock, DROP_LOG_INTERVAL, Decisions, EventLog, Layers, Stack,
+    configure_accepted,
 };
 
 use crate::Counters;
 use crate::connection;
 use crate::udp::SnSockets;
 
+mod layered;
 mod mail;
+mod queue;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
+use queue::Spare;
+pub(crate) use queue::WriteQueue;
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;
@@ -65,6 +70,8 @@ pub(crate) struct Context {
     /// [`BrokerConfig::hibernate_after`](crate::BrokerConfig::hibernate_after).
     pub(crate) hibernate_after: Option<Duration>,
     pub(crate) listeners: Vec<StdListener>,
+    /// Each listener's byte-stream layers (`None`: plain TCP), in the order of `listeners`.
+    pub(crate) layers: Vec<Option<Layers>>,
     /// This shard's MQTT-SN sockets, one per address, and what all shards share of them.
     pub(crate) sn_sockets: Vec<std::net::UdpSocket>,
     pub(crate) sn_shared: Arc<crate::udp::SnShared>,
@@ -99,6 +106,10 @@ pub(crate) struct Slot {
     /// The last sweep found the connection silent: its task hibernates it unless it has
     /// something to do.
     pub(crate) hibernate: bool,
+    /// The connection's bytes pass through byte-stream layers, its [`Stack`] in
+    /// `Shard::stacks`. A flag here (in the slot's padding) rather than the stack: a plain
+    /// connection's slot does not grow, and its path tests one bool.
+    pub(crate) layered: bool,
 }
 
 /// A connection's socket: served by its task, or hibernating without one (see `hibernate`).
@@ -109,65 +120,6 @@ pub(crate) enum Stream {
     Hibernating(std::net::TcpStream),
     /// Between the two, within one borrow of the shard: never seen by a task.
     Moving,
-}
-
-/// Emptied write queues kept for reuse: a connection that writes takes one and gives it back
-/// when its queue drains, so that idle connections hold none and busy ones do not allocate.
-const SPARE_QUEUES: usize = 1024;
-
-/// A connection's chunks to write: a boxed `VecDeque` while there is something to write, nothing
-/// (8 bytes in the slot instead of a 32-byte `VecDeque` and its buffer) while there is not.
-#[derive(Default)]
-#[allow(clippy::box_collection)]
-pub(crate) struct WriteQueue(Option<Box<VecDeque<Bytes>>>);
-
-/// Emptied queues, see [`SPARE_QUEUES`].
-type Spare = Vec<Box<VecDeque<Bytes>>>;
-
-impl WriteQueue {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|queue| queue.is_empty())
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.0.iter().flat_map(|queue| queue.iter())
-    }
-
-    /// Takes `written` bytes off the front: the chunks written whole, and the start of the
-    /// next.
-    pub(crate) fn consume(&mut self, mut written: usize) {
-        while let Some(front) = self.front_mut() {
-            if front.len() <= written {
-                written -= front.len();
-                self.pop_front();
-            } else {
-                front.advance(written);
-                break;
-            }
-        }
-    }
-
-    fn front_mut(&mut self) -> Option<&mut Bytes> {
-        self.0.as_mut()?.front_mut()
-    }
-
-    fn pop_front(&mut self) -> Option<Bytes> {
-        self.0.as_mut()?.pop_front()
-    }
-
-    fn push_back(&mut self, bytes: Bytes, spare: &mut Spare) {
-        self.0.get_or_insert_with(|| spare.pop().unwrap_or_default()).push_back(bytes);
-    }
-
-    /// Gives an emptied queue back to `spare`.
-    fn recycle(&mut self, spare: &mut Spare) {
-        if self.is_empty()
-            && let Some(queue) = self.0.take()
-            && spare.len() < SPARE_QUEUES
-        {
-            spare.push(queue);
-        }
-    }
 }
 
 /// A shard's state, shared by its tasks (and, a step at a time, by other shards' threads) as
@@ -203,6 +155,9 @@ pub(crate) struct Shard {
     /// ~145 B per connection; an 8-byte box in the bucket and the slot in an exact 80-byte
     /// allocation measured 32 B less per idle connection (docs/BENCHMARKS.md, change 10).
     pub(crate) conns: HashMap<ConnectionId, Box<Slot>>,
+    /// The byte-stream layers of the connections whose listener has some (`Slot::layered`):
+    /// removed with the slot, moved with the socket on a handoff, kept while it hibernates.
+    pub(crate) stacks: HashMap<ConnectionId, Box<Stack>>,
     next_conn: u64,
     links: Vec<Option<Link>>,
     /// Mail held in `pending` over all links.
@@ -367,14 +322,22 @@ impl Shard {
         };
         slot.queue.consume(written);
         slot.active = true;
+        let layered = slot.layered;
         if slot.queue.is_empty() {
             slot.queue.recycle(&mut self.spare_queues);
             self.counters.direct_writes.fetch_add(1, Ordering::Relaxed);
         } else {
             self.wake(conn);
         }
-        let now = self.now();
-        self.engine.handle_input(now, Input::Written { conn, bytes: written });
+        // A plain connection looks for no stack.
+        let written = match layered {
+            true => self.stacks.get_mut(&conn).map_or(0, |stack| stack.written(written)),
+            false => written,
+        };
+        if written > 0 {
+            let now = self.now();
+            self.engine.handle_input(now, Input::Written { conn, bytes: written });
+        }
     }
 
     fn drain_actions(&mut self) {
@@ -390,19 +353,42 @@ impl Shard {
                         // The task looks at its queue before every wait: only an empty queue
                         // becoming non-empty needs a wake-up.
                         let was_empty = slot.queue.is_empty();
-                        slot.queue.push_back(bytes, &mut self.spare_queues);
+                        if slot.layered {
+                            let spare = &mut self.spare_queues;
+                            let stack = self.stacks.get_mut(&conn);
+                            let encoded = stack.map(|stack| {
+                                stack.write(bytes, |chunk| slot.queue.push_back(chunk, spare))
+                            });
+                            if let Some(Err(error)) = encoded {
+                                // The layer cannot go on: close, and tell the engine.
+                                tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
+                                slot.close = true;
+                                self.lost.push(conn);
+                                self.wake(conn);
+                                continue;
+                            }
+                        } else {
+                            slot.queue.push_back(bytes, &mut self.spare_queues);
+                        }
                         // Written at the end of the step rather than by the connection's
                         // task: the delivery goes out before whatever the reading task does
                         // next (its own acknowledgement, another read), and from another
                         // shard's thread without waking this one. The task is woken only
                         // for what the socket does not take.
-                        if was_empty {
+                        if was_empty && !slot.queue.is_empty() {
                             self.direct.push(conn);
                         }
                     }
                 }
                 Action::Close { conn } => {
                     if let Some(slot) = self.conns.get_mut(&conn) {
+                        // The layers' last bytes (close_notify, a close frame) go out last.
+                        if slot.layered
+                            && let Some(stack) = self.stacks.get_mut(&conn)
+                        {
+                            let spare = &mut self.spare_queues;
+                            stack.close(|chunk| slot.queue.push_back(chunk, spare));
+                        }
                         slot.close = true;
                         self.wake(conn);
                     }
@@ -515,6 +501,7 @@ async fn shard_main(context: Context) {
         engine,
         hibernate_after,
         listeners,
+        layers,
         sn_sockets,
         sn_shared,
         mailbox,
@@ -590,6 +577,7 @@ async fn shard_main(context: Context) {
             decisions: Decisions::new(move || decided_signal.notify_one()),
             decided,
             conns: HashMap::new(),
+            stacks: HashMap::new(),
             next_conn: 0,
             links,
             pending: 0,
@@ -631,8 +619,9 @@ async fn shard_main(context: Context) {
     spawn(&shard, late_decisions(shard.clone()));
     spawn(&shard, receive(shard.clone()));
     spawn(&shard, deferred_wakes(shard.clone()));
-    for listener in listeners {
-        spawn(&shard, accept(shard.clone(), listener, shutdown.clone()));
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let layers = layers.get(index).cloned().flatten();
+        spawn(&shard, accept(shard.clone(), listener, layers, shutdown.clone()));
     }
     if let Some(udp) = udp {
         for index in 0..udp.len() {
@@ -666,8 +655,14 @@ async fn shard_main(context: Context) {
     }
 }
 
-/// Accepts connections until shutdown.
-async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections until shutdown; gives each a stack of `layers` when the listener has
+/// some.
+async fn accept(
+    shard: Arc<ShardLock>,
+    listener: TcpListener,
+    layers: Option<Layers>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut errors = AcceptErrors::default();
     loop {
         tokio::select! {
@@ -680,7 +675,8 @@ async fn accept(shard: Arc<ShardLock>, listener: TcpListener, mut shutdown: watc
                     errors.accepted();
                     shard.lock().counters.accepted.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(shard = shard.lock().id.0, %peer, "accepted");
-                    start_connection(&shard, &mut shard.lock(), stream, None);
+                    let stack = layers.as_ref().map(|layers| Box::new(layers.stack(peer)));
+                    start_connection(&shard, &mut shard.lock(), stream, None, stack);
                 }
                 Err(error) => tokio::time::sleep(errors.failed(&error)).await,
             },
@@ -695,6 +691,7 @@ fn start_connection(
     state: &mut Shard,
     stream: TcpStream,
     adopted: Option<(ConnectionId, BytesMut)>,
+    stack: Option<Box<Stack>>,
 ) {
     let conn = match &adopted {
         Some((conn, _)) => *conn,
@@ -709,8 +706,12 @@ fn start_connection(
         parked: false,
         active: true,
         hibernate: false,
+        layered: stack.is_some(),
     };
     state.conns.insert(conn, Box::new(slot));
+    if let Some(stack) = stack {
+        state.stacks.insert(conn, stack);
+    }
     // Not `spawn`: the task's panic guard is `Connection`'s `Drop`, which keeps the future at
     // two words.
     tokio::task::spawn_local(connection::Connection::new(shard.clone(), conn));

@@ -11,7 +11,7 @@ use async_channel::{Sender, TrySendError};
 use bytes::BytesMut;
 use futures_util::Stream;
 use musqratt_engine::{ConnectionId, Input, ShardId, ShardMessage};
-use musqratt_kit::take_in_person_turn;
+use musqratt_kit::{Stack, take_in_person_turn};
 
 use super::{Core, Shard, ShardLock};
 use crate::notify::Notify;
@@ -22,8 +22,14 @@ use crate::notify::Notify;
 pub(crate) enum ShardMsg {
     /// `Action::ToShard` of another shard, for `Input::FromShard`.
     FromShard { from: ShardId, message: ShardMessage },
-    /// A connection another shard handed over (`Action::Handoff`), for `Input::Adopted`.
-    Adopt { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
+    /// A connection another shard handed over (`Action::Handoff`), for `Input::Adopted`, with
+    /// its byte-stream layers if its listener has some.
+    Adopt {
+        conn: ConnectionId,
+        stream: std::net::TcpStream,
+        bytes: BytesMut,
+        stack: Option<Box<Stack>>,
+    },
     /// Shut down: `Input::Shutdown`, flush, close, end the thread by `deadline`.
     Shutdown { deadline: std::time::Instant },
 }
@@ -167,8 +173,8 @@ pub(super) fn inbox_batch(
             Poll::Ready(Some(ShardMsg::FromShard { from, message })) => {
                 core.input(Input::FromShard { from, message });
             }
-            Poll::Ready(Some(ShardMsg::Adopt { conn, stream, bytes })) => {
-                shard.adopt(core, conn, stream, bytes);
+            Poll::Ready(Some(ShardMsg::Adopt { conn, stream, bytes, stack })) => {
+                shard.adopt(core, conn, stream, bytes, stack);
             }
             Poll::Ready(Some(ShardMsg::Shutdown { deadline })) => {
                 // Set under the lock: no step runs in person here from now on.

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use musqratt_engine::{ConnectionId, Input, PeerId, ShardId, ShardMessage};
-use musqratt_kit::{Clock, take_in_person_turn};
+use musqratt_kit::{Clock, Stack, take_in_person_turn};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
@@ -19,8 +19,14 @@ use super::{LINK_CAPACITY, Shard, ShardLock, start_connection};
 pub(crate) enum Mail {
     /// [`Action::ToShard`], delivered as [`Input::FromShard`].
     Message { from: ShardId, message: ShardMessage },
-    /// [`Action::Handoff`]: the socket itself, nonblocking, and what was read from it.
-    Handoff { conn: ConnectionId, stream: std::net::TcpStream, bytes: BytesMut },
+    /// [`Action::Handoff`]: the socket itself, nonblocking, what was read from it, and its
+    /// byte-stream layers if its listener has some (their state goes with the socket).
+    Handoff {
+        conn: ConnectionId,
+        stream: std::net::TcpStream,
+        bytes: BytesMut,
+        stack: Option<Box<Stack>>,
+    },
     /// An MQTT-SN datagram for the shard that took its peer ([`Action::HandoffPeer`]), or read
     /// by another shard's socket.
     Datagram { peer: PeerId, bytes: Bytes },
@@ -154,12 +160,12 @@ pub(super) fn take_mail(shard: &Arc<ShardLock>, state: &mut Shard, mail: Mail) {
     match mail {
         Mail::Message { from, message } => state.input(Input::FromShard { from, message }),
         Mail::Datagram { peer, bytes } => state.input(Input::Datagram { peer, bytes }),
-        Mail::Handoff { conn, stream, bytes } => {
+        Mail::Handoff { conn, stream, bytes, stack } => {
             if state.shutting_down {
                 return; // dropping the socket closes it
             }
             match TcpStream::from_std(stream) {
-                Ok(stream) => start_connection(shard, state, stream, Some((conn, bytes))),
+                Ok(stream) => start_connection(shard, state, stream, Some((conn, bytes)), stack),
                 Err(error) => tracing::warn!(%conn, %error, "handed-over socket lost"),
             }
         }
