@@ -6,7 +6,11 @@
 //! [`VerdictReply`] it is given: the chain goes on from there, on that thread, without ever
 //! blocking a shard. A reply dropped unanswered denies (0x88 Server unavailable): a source that
 //! fails or times out never lets anyone in.
+//!
+//! Where the client connects from is on the reply ([`VerdictReply::peer`]) rather than a
+//! parameter of [`Source::check`], so that sources that do not care keep their one signature.
 
+use core::net::SocketAddr;
 use std::sync::Arc;
 
 use musqratt_engine::acl::Acl;
@@ -25,6 +29,10 @@ pub enum Verdict {
     /// connect time). Wall-clock, since that is what a credential carries; the authenticator
     /// turns it into the engine's time ([`musqratt_engine::AuthDecision::AcceptFor`]).
     AllowUntil(Option<Arc<Acl>>, std::time::SystemTime),
+    /// Let it in with no rules at all, the ACL file not consulted: it may publish and
+    /// subscribe to anything, `$` topics included (an HTTP service's `is_superuser`; no rule
+    /// list can say this, as no filter matches every `$` topic).
+    Superuser,
     /// Refuse it with this reason code (0x86 Bad user name or password, 0x87 Not authorized).
     Deny(ReasonCode),
     /// Enhanced authentication goes on (§4.12): AUTH 0x18 with this data.
@@ -54,12 +62,13 @@ pub trait Source: Send + Sync + 'static {
 pub struct VerdictReply {
     then: Option<Box<dyn FnOnce(Verdict) + Send>>,
     conn: Option<ConnectionId>,
+    peer: Option<SocketAddr>,
 }
 
 impl VerdictReply {
-    /// A reply that calls `then` with the verdict.
+    /// A reply that calls `then` with the verdict (for a client whose address is unknown).
     pub fn new(then: impl FnOnce(Verdict) + Send + 'static) -> Self {
-        Self { then: Some(Box::new(then)), conn: None }
+        Self { then: Some(Box::new(then)), conn: None, peer: None }
     }
 
     /// The same reply, for the request of connection `conn`.
@@ -74,6 +83,19 @@ impl VerdictReply {
     #[must_use]
     pub fn conn(&self) -> Option<ConnectionId> {
         self.conn
+    }
+
+    /// The same reply, for a client connecting from `peer`.
+    #[must_use]
+    pub fn with_peer(mut self, peer: Option<SocketAddr>) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// Where the client connects from, when the runtime knows it (not for MQTT-SN clients).
+    #[must_use]
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// Gives the verdict.
@@ -92,21 +114,23 @@ impl Drop for VerdictReply {
     }
 }
 
-/// Asks `sources` in order from `first` until one has an opinion; `done` gets that verdict, or
-/// [`Verdict::Ignore`] when none has one.
+/// Asks `sources` in order from `first` about a client at `peer` until one has an opinion;
+/// `done` gets that verdict, or [`Verdict::Ignore`] when none has one.
 pub fn ask_in_order(
     sources: Arc<[Arc<dyn Source>]>,
     first: usize,
     request: Arc<AuthRequest>,
+    peer: Option<SocketAddr>,
     done: impl FnOnce(Verdict) + Send + 'static,
 ) {
-    ask_in_order_for(None, sources, first, request, done);
+    ask_in_order_for(None, peer, sources, first, request, done);
 }
 
 /// [`ask_in_order`] for the request of connection `conn`, which every source's
 /// [`VerdictReply::conn`] gives.
 pub fn ask_in_order_for(
     conn: Option<ConnectionId>,
+    peer: Option<SocketAddr>,
     sources: Arc<[Arc<dyn Source>]>,
     first: usize,
     request: Arc<AuthRequest>,
@@ -117,10 +141,11 @@ pub fn ask_in_order_for(
     source.check(
         &asked,
         VerdictReply::new(move |verdict| match verdict {
-            Verdict::Ignore => ask_in_order_for(conn, sources, first + 1, request, done),
+            Verdict::Ignore => ask_in_order_for(conn, peer, sources, first + 1, request, done),
             decided => done(decided),
         })
-        .for_connection(conn),
+        .for_connection(conn)
+        .with_peer(peer),
     );
 }
 
@@ -154,16 +179,40 @@ mod tests {
             password: None,
             method: None,
             data: None,
+            protocol: musqratt_engine::proto::ProtocolVersion::V5,
         })
     }
 
     fn run(sources: Vec<Arc<dyn Source>>) -> Verdict {
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
-        ask_in_order(sources.into(), 0, request(), move |v| {
+        ask_in_order(sources.into(), 0, request(), None, move |v| {
             tx.lock().unwrap().send(v).unwrap();
         });
         rx.recv_timeout(core::time::Duration::from_secs(5)).unwrap()
+    }
+
+    /// Passes, remembering the peer it was told of.
+    struct Peer(Mutex<Vec<Option<SocketAddr>>>);
+    impl Source for Peer {
+        fn check(&self, _: &AuthRequest, reply: VerdictReply) {
+            self.0.lock().unwrap().push(reply.peer());
+            reply.answer(Verdict::Ignore);
+        }
+    }
+
+    #[test]
+    fn every_source_sees_the_peer() {
+        let seen = Arc::new(Peer(Mutex::new(Vec::new())));
+        let peer: Option<SocketAddr> = "127.0.0.2:4000".parse().ok();
+        let sources: Vec<Arc<dyn Source>> = vec![seen.clone(), Arc::new(Later), seen.clone()];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        ask_in_order(sources.into(), 0, request(), peer, move |v| {
+            tx.lock().unwrap().send(v).unwrap();
+        });
+        assert_eq!(rx.recv_timeout(core::time::Duration::from_secs(5)).unwrap(), Verdict::Ignore);
+        assert_eq!(*seen.0.lock().unwrap(), vec![peer, peer]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! meanwhile). A full pool queue refuses (0x88 Server unavailable, the kit's answer to a dropped reply) rather than growing: a login
 //! flood must cost the attacker, not the broker's memory.
 
+use core::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -21,9 +22,17 @@ use crate::acl_file::{AclFile, AclFileError};
 use crate::chain::{Source, Verdict, VerdictReply, ask_in_order_for};
 use crate::password::StoredPassword;
 use crate::password_file::{PasswordFile, PasswordFileError};
+use crate::throttle::{Throttle, ThrottleConfig};
 
 /// Slow checks waiting for a verifier thread before new ones are refused as busy.
 const VERIFY_QUEUE: usize = 1024;
+
+/// Longest user name accepted, in bytes: longer ones are refused (0x86) before any source sees
+/// them. Real user names are short; a long one is an attack on whatever hashes or forwards it.
+pub const MAX_USERNAME_LEN: usize = 256;
+/// Longest password accepted, in bytes (MQTT allows 65,535): room for a JWT with many claims,
+/// not for megabytes sent to a hash function or an HTTP service at every attempt.
+pub const MAX_PASSWORD_LEN: usize = 8 * 1024;
 
 /// Where the files are, and whether clients without a user name may connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,6 +157,9 @@ impl core::fmt::Debug for SharedFiles {
 pub struct FileAuth {
     shared: Arc<Shared>,
     chain: Arc<[Arc<dyn Source>]>,
+    /// Slows down guessing per client address, around the whole chain (it sees the final
+    /// answer); none until [`FileAuth::throttled`].
+    throttle: Option<Arc<Throttle>>,
 }
 
 /// What the password source and the authenticator share.
@@ -216,7 +228,17 @@ impl FileAuth {
         let shared = Arc::new(Shared { files, verify, decoy });
         let mut chain: Vec<Arc<dyn Source>> = vec![Arc::new(PasswordSource(Arc::clone(&shared)))];
         chain.extend(sources);
-        Ok(Self { shared, chain: chain.into() })
+        Ok(Self { shared, chain: chain.into(), throttle: None })
+    }
+
+    /// The same authenticator, slowing down clients whose address keeps failing (see
+    /// [`crate::throttle`]).
+    ///
+    /// # Errors
+    /// The throttle's timer thread could not be started.
+    pub fn throttled(mut self, config: ThrottleConfig) -> std::io::Result<Self> {
+        self.throttle = Some(Throttle::start(config)?);
+        Ok(self)
     }
 
     /// Replaces the files (SIGHUP): connected clients keep what they were given; new ones are
@@ -310,16 +332,45 @@ fn admit(
 
 impl Authenticator for FileAuth {
     fn authenticate(&self, request: &AuthRequest, reply: AuthReply) {
+        let peer = reply.peer();
+        let (auth, request) = (self.clone(), Arc::new(request.clone()));
+        let attempt = move || auth.decide(request, peer, reply);
+        match &self.throttle {
+            Some(throttle) => throttle.admit(peer, attempt),
+            None => attempt(),
+        }
+    }
+}
+
+impl FileAuth {
+    /// Asks the chain about `request` (its turn come, if it had to wait) and answers `reply`.
+    fn decide(self, request: Arc<AuthRequest>, peer: Option<SocketAddr>, reply: AuthReply) {
         let files = self.shared.files();
+        let conn = Some(reply.conn());
+        let throttle = self.throttle.clone();
+        let answer = move |decision: AuthDecision| {
+            if let Some(throttle) = throttle {
+                // 0x88 is the broker's failure, not the client's.
+                let failed = matches!(decision, AuthDecision::Refuse(code)
+                    if code != ReasonCode::SERVER_UNAVAILABLE);
+                throttle.record(peer, failed);
+            }
+            reply.answer(Ok(decision));
+        };
+        let too_long = request.username.as_ref().is_some_and(|u| u.len() > MAX_USERNAME_LEN)
+            || request.password.as_ref().is_some_and(|p| p.len() > MAX_PASSWORD_LEN);
+        if too_long {
+            tracing::debug!(client_id = &*request.client_id, "user name or password too long");
+            return answer(AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
+        }
         // Whether a user name must be proven: some source could have checked it.
         let checked = files.passwords.is_some() || self.chain.len() > 1;
-        let request = Arc::new(request.clone());
         let asked = Arc::clone(&request);
-        let conn = Some(reply.conn());
-        ask_in_order_for(conn, Arc::clone(&self.chain), 0, asked, move |verdict| {
+        ask_in_order_for(conn, peer, Arc::clone(&self.chain), 0, asked, move |verdict| {
             let decision = match verdict {
                 Verdict::Allow(acl) => admit(&files, &request, acl, None),
                 Verdict::AllowUntil(acl, until) => admit(&files, &request, acl, Some(until)),
+                Verdict::Superuser => AuthDecision::Accept,
                 Verdict::AllowAs { username, data } => {
                     let acl = files
                         .acl
@@ -345,7 +396,7 @@ impl Authenticator for FileAuth {
                 // 3.1.1: return code 5, Not authorized.
                 Verdict::Ignore => AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED),
             };
-            reply.answer(Ok(decision));
+            answer(decision);
         });
     }
 }

@@ -48,6 +48,7 @@ fn request(user: Option<&str>, password: Option<&str>) -> AuthRequest {
         password: password.map(|p| p.as_bytes().to_vec().into()),
         method: None,
         data: None,
+        protocol: musqratt_engine::proto::ProtocolVersion::V5,
     }
 }
 
@@ -341,7 +342,8 @@ fn file_auth_turns_exp_into_a_validity() {
     let auth = musqratt_kit::Auth::new(FileAuth::with_sources(files, 1, vec![jwt]).unwrap());
     let decisions = musqratt_kit::Decisions::new(|| {});
     let ask = |password: &str| {
-        auth.ask(ConnectionId(1), &request(Some("alice"), Some(password)), &decisions).unwrap()
+        auth.ask(ConnectionId(1), None, &request(Some("alice"), Some(password)), &decisions)
+            .unwrap()
     };
     let token = hs256(&json!({ "exp": now_s() + 30 }));
     let AuthDecision::AcceptFor { acl: None, valid_for } = ask(&token) else {

@@ -11,21 +11,27 @@
 //!   claims, an EMQX-style `acl` claim).
 //! - [`scram`]: SCRAM-SHA-512 enhanced authentication (MQTT 5.0 §4.12, RFC 5802) from the
 //!   password file's `$7$` entries.
+//! - [`http`]: an HTTP service speaking EMQX's protocol, asked from worker threads.
+//! - [`throttle`]: password guessing slowed down per client address.
 //! - [`file_auth`]: the runtime kit's [`musqratt_kit::Authenticator`] deciding from both, slow
 //!   hashes checked off the shards.
 
 pub mod acl_file;
 pub mod chain;
 pub mod file_auth;
+pub mod http;
 pub mod jwt;
 pub mod password;
 pub mod password_file;
 pub mod scram;
+pub mod throttle;
 
 pub use acl_file::AclFile;
 pub use chain::{Source, Verdict, VerdictReply};
 pub use file_auth::{FileAuth, FileAuthConfig, Files, SharedFiles};
+pub use http::{HttpConfig, HttpSource};
 pub use jwt::{JwtConfig, JwtSource};
 pub use password::StoredPassword;
 pub use password_file::PasswordFile;
 pub use scram::{Mechanism, ScramSource};
+pub use throttle::ThrottleConfig;

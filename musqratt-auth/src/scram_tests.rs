@@ -111,6 +111,7 @@ fn ask(source: &ScramSource, conn: u64, method: &str, user: Option<&str>, data: 
         password: None,
         method: Some(method.into()),
         data: Some(Bytes::copy_from_slice(data.as_bytes())),
+        protocol: musqratt_engine::proto::ProtocolVersion::V5,
     };
     let answer = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&answer);

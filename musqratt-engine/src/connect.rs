@@ -77,6 +77,7 @@ impl Engine {
             password: connect.password.clone(),
             method: method.clone(),
             data: connect.properties.authentication_data.clone(),
+            protocol: connect.protocol,
         };
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.auth_method = method.map(Box::new);
@@ -118,6 +119,8 @@ impl Engine {
             password: None,
             method,
             data: auth.properties.authentication_data,
+            // AUTH exists in MQTT 5.0 only.
+            protocol: ProtocolVersion::V5,
         };
         self.push_action(Action::Authenticate { conn, request });
     }

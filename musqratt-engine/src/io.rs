@@ -3,6 +3,7 @@
 use alloc::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use musqratt_proto::ProtocolVersion;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::ReasonCode;
 
@@ -144,6 +145,9 @@ pub struct AuthRequest {
     pub method: Option<ByteString>,
     /// Authentication Data of this step, if any.
     pub data: Option<Bytes>,
+    /// The MQTT version the client connected with (an HTTP service may answer per version).
+    /// MQTT-SN clients count as 3.1.1, whose session rules they follow.
+    pub protocol: ProtocolVersion,
 }
 
 /// Something the runtime must do, taken from [`crate::Engine::poll_action`].

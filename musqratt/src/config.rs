@@ -165,6 +165,36 @@ table! {
         scram: Vec<ScramMethod> = Vec::new() => |_, _| {};
         /// JSON Web Tokens in the password (`[auth.jwt]`).
         jwt: JwtSection = JwtSection::default() => |v, c| v.apply(c);
+        /// An HTTP authentication service, asked after the password file.
+        http: HttpAuthSection = HttpAuthSection::default() => |v, c| v.apply(c);
+        /// How password guessing is slowed down per client address.
+        throttle: ThrottleSection = ThrottleSection::default() => |v, c| v.apply(c);
+    }
+}
+
+table! {
+    /// The `[auth.http]` table: an HTTP service speaking EMQX's protocol (docs/CONFIG.md).
+    pub struct HttpAuthSection from engine {
+        /// The service's `http://` URL; absent: no HTTP service.
+        url: Option<String> = None => |_, _| {};
+        /// Milliseconds one request may take before the client is refused (0x88).
+        timeout_ms: u64 = 5000 => |_, _| {};
+        /// Seconds an answer is reused for the same credentials and address; 0: never.
+        cache_ttl_s: u64 = 0 => |_, _| {};
+    }
+}
+
+table! {
+    /// The `[auth.throttle]` table: failures per client address before its attempts wait.
+    pub struct ThrottleSection from engine {
+        /// Failures an address may have within `window_s` before its attempts are delayed.
+        failures: u32 = 5 => |_, _| {};
+        /// Seconds failures are remembered.
+        window_s: u64 = 300 => |_, _| {};
+        /// Delay of the first delayed attempt, doubled with each further failure.
+        first_delay_ms: u64 = 250 => |_, _| {};
+        /// Longest delay; 0 turns the throttle off.
+        max_delay_ms: u64 = 10_000 => |_, _| {};
     }
 }
 
@@ -372,8 +402,32 @@ impl FileConfig {
         }
     }
 
+    /// The `[auth.http]` service, if a URL is set.
+    #[must_use]
+    pub fn http_auth_config(&self) -> Option<musqratt_auth::HttpConfig> {
+        let http = &self.auth.http;
+        Some(musqratt_auth::HttpConfig {
+            url: http.url.clone()?,
+            timeout: Duration::from_millis(http.timeout_ms),
+            cache_ttl: Duration::from_secs(http.cache_ttl_s),
+        })
+    }
+
+    /// The `[auth.throttle]` settings.
+    #[must_use]
+    pub fn throttle_config(&self) -> musqratt_auth::ThrottleConfig {
+        let throttle = &self.auth.throttle;
+        musqratt_auth::ThrottleConfig {
+            failures: throttle.failures,
+            window: Duration::from_secs(throttle.window_s),
+            first_delay: Duration::from_millis(throttle.first_delay_ms),
+            max_delay: Duration::from_millis(throttle.max_delay_ms),
+            ..musqratt_auth::ThrottleConfig::default()
+        }
+    }
+
     /// Whether clients are let in without any check: anonymous clients allowed and no file
-    /// configured. Then the engine asks nothing at CONNECT (no cost at all).
+    /// or service configured. Then the engine asks nothing at CONNECT (no cost at all).
     #[must_use]
     pub fn open_access(&self) -> bool {
         let auth = self.file_auth_config();
@@ -381,6 +435,7 @@ impl FileConfig {
             && auth.password_file.is_none()
             && auth.acl_file.is_none()
             && self.auth.jwt.source_config().is_none()
+            && self.auth.http.url.is_none()
     }
 
     /// What to say at start when the broker refuses anonymous clients only because a listener
@@ -390,6 +445,7 @@ impl FileConfig {
         if self.auth.allow_anonymous.is_some()
             || self.auth.password_file.is_some()
             || self.auth.jwt.source_config().is_some()
+            || self.auth.http.url.is_some()
             || self.loopback_only()
         {
             return None;

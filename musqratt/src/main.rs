@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
 use musqratt_auth::scram::{self, ScramSource};
-use musqratt_auth::{FileAuth, Files, JwtSource, SharedFiles, Source};
+use musqratt_auth::{FileAuth, Files, HttpSource, JwtSource, SharedFiles, Source};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
@@ -290,6 +290,7 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
     let files = Files::load(&config.file_auth_config()).map_err(|e| e.to_string())?;
     let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
     let files = SharedFiles::new(files);
+    // Tried in this order after the password file.
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     if !config.auth.scram.is_empty() {
         // SCRAM reads the same (reloaded) password file; an exchange lasts at most as long as a
@@ -300,9 +301,14 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
         sources.push(Arc::new(scram));
     }
     sources.extend(jwt_sources(config)?);
+    // The HTTP service last: it is remote, the others decide locally.
+    if let Some(http) = config.http_auth_config() {
+        sources.push(Arc::new(HttpSource::start(&http).map_err(|e| e.to_string())?));
+    }
     FileAuth::with_shared(files, threads, sources)
+        .and_then(|auth| auth.throttled(config.throttle_config()))
         .map(Some)
-        .map_err(|e| format!("cannot start the password verifier threads: {e}"))
+        .map_err(|e| format!("cannot start the authentication threads: {e}"))
 }
 
 /// The `[auth.jwt]` source, when configured: asked after the password file (a user that file

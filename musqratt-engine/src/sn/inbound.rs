@@ -167,6 +167,7 @@ impl Engine {
                 password: None,
                 method: None,
                 data: None,
+                protocol: ProtocolVersion::V3_1_1,
             };
             if let Some(connection) = self.connections.get_mut(&conn) {
                 connection.phase = Phase::Authenticating(Box::new(mqtt));

@@ -169,6 +169,9 @@ pub(crate) struct ConnHandle {
     /// The connection's byte-stream layers, when its listener has some (`None`: plain TCP).
     /// Sends pass through it before [`ConnHandle::send`], reads before the engine.
     pub(crate) stack: Option<Box<Stack>>,
+    /// Where the client connects from, for authentication (set at accept; the transport's
+    /// stream may not be a socket that could say).
+    pub(crate) peer: Option<core::net::SocketAddr>,
 }
 
 impl core::fmt::Debug for ConnHandle {
@@ -185,7 +188,7 @@ impl ConnHandle {
     #[cfg(test)]
     pub(crate) fn queued_only(writer: Sender<WriterMsg>, route: Arc<Route>) -> Self {
         let direct: DirectWrite = Box::new(|_| Err(io::ErrorKind::WouldBlock.into()));
-        Self { writer, route, queued: Arc::default(), direct, stack: None }
+        Self { writer, route, queued: Arc::default(), direct, stack: None, peer: None }
     }
 
     /// Writes `bytes` to the socket from the stepping thread as far as it takes them without
@@ -249,6 +252,7 @@ pub(crate) fn spawn<T: Transport>(
         queued: Arc::clone(&queued),
         direct,
         stack,
+        peer: None,
     };
     if !register(handle) {
         T::shutdown(&stream);

@@ -415,7 +415,10 @@ impl Acceptor {
         let route = Route::new(shard, Arc::clone(&self.senders));
         let route = Arc::new(if layers.is_some() { route.layered() } else { route });
         let stack = layers.map(|layers| Box::new(layers.stack(peer)));
-        let register = |handle| self.senders.mail(shard, ShardInput::Accepted { conn, handle });
+        let register = |mut handle: conn::ConnHandle| {
+            handle.peer = Some(peer);
+            self.senders.mail(shard, ShardInput::Accepted { conn, handle })
+        };
         match conn::spawn::<T>(conn, stream, route, mpsc::channel(), stack, register) {
             Ok(threads) => {
                 let mut all = self.conn_threads.lock().unwrap_or_else(PoisonError::into_inner);

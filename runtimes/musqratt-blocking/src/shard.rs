@@ -260,7 +260,8 @@ impl Shard {
                 }
                 Action::Authenticate { conn, request } => {
                     // A late answer comes as `ShardInput::Decided`.
-                    if let Some(decision) = self.auth.ask(conn, &request, &self.decisions) {
+                    let peer = self.conns.get(&conn).and_then(|handle| handle.peer);
+                    if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
                         let now = shards.clock.now();
                         self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                     }

@@ -313,7 +313,9 @@ impl Core {
             }
             Action::ToShard { to, message } => self.send_to(to, message),
             Action::Authenticate { conn, request } => {
-                if let Some(decision) = self.auth.ask(conn, &request, &self.decisions) {
+                let peer = self.slots.get(&conn).and_then(|slot| slot.direct.as_ref());
+                let peer = peer.and_then(|stream| stream.peer_addr().ok());
+                if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
                     let now = self.clock.now();
                     self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                 }

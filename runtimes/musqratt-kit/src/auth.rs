@@ -8,6 +8,7 @@
 //! (a password file) or later from another thread (an HTTP service): the [`AuthReply`] it is
 //! given carries the answer back to the shard either way.
 
+use core::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use musqratt_engine::proto::mqtt::ReasonCode;
@@ -81,6 +82,8 @@ impl core::fmt::Debug for Decisions {
 /// it refuses the client.
 pub struct AuthReply {
     conn: ConnectionId,
+    /// Where the client connects from (for an HTTP service, per-address throttling).
+    peer: Option<SocketAddr>,
     client_id: musqratt_engine::proto::bytestring::ByteString,
     state: Arc<Mutex<Reply>>,
     decisions: Decisions,
@@ -103,6 +106,12 @@ impl AuthReply {
     #[must_use]
     pub fn conn(&self) -> ConnectionId {
         self.conn
+    }
+
+    /// The client's address, when the runtime knows it (a TCP client; not an MQTT-SN one).
+    #[must_use]
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// Gives the decision. Fails closed: an error refuses with 0x88 Server unavailable (3.1.1:
@@ -132,6 +141,7 @@ impl Drop for AuthReply {
         if !self.answered {
             let reply = AuthReply {
                 conn: self.conn,
+                peer: self.peer,
                 client_id: self.client_id.clone(),
                 state: self.state.clone(),
                 decisions: self.decisions.clone(),
@@ -152,19 +162,22 @@ impl Auth {
         Self(Arc::new(authenticator))
     }
 
-    /// Asks the authenticator about `Action::Authenticate { conn, request }`. The decision, if
-    /// the authenticator gave it at once; otherwise it comes later through `decisions` (whose
-    /// wake-up is then called).
+    /// Asks the authenticator about `Action::Authenticate { conn, request }` from a client at
+    /// `peer` (`None` when the runtime does not know it). The decision, if the authenticator
+    /// gave it at once; otherwise it comes later through `decisions` (whose wake-up is then
+    /// called).
     #[must_use]
     pub fn ask(
         &self,
         conn: ConnectionId,
+        peer: Option<SocketAddr>,
         request: &AuthRequest,
         decisions: &Decisions,
     ) -> Option<AuthDecision> {
         let state = Arc::new(Mutex::new(Reply::Waiting));
         let reply = AuthReply {
             conn,
+            peer,
             client_id: request.client_id.clone(),
             state: state.clone(),
             decisions: decisions.clone(),
@@ -205,6 +218,7 @@ mod tests {
             password: None,
             method: None,
             data: None,
+            protocol: musqratt_engine::proto::ProtocolVersion::V5,
         }
     }
 
@@ -240,7 +254,7 @@ mod tests {
     #[test]
     fn the_default_lets_anonymous_clients_in_at_once() {
         let (decisions, wakes) = decisions();
-        let decision = Auth::default().ask(ConnectionId(1), &request(), &decisions);
+        let decision = Auth::default().ask(ConnectionId(1), None, &request(), &decisions);
         assert_eq!(decision, Some(AuthDecision::Accept));
         assert_eq!(wakes.load(Ordering::SeqCst), 0, "an answer given at once wakes nothing");
     }
@@ -248,13 +262,16 @@ mod tests {
     #[test]
     fn an_authenticator_error_refuses() {
         let (decisions, _) = decisions();
-        assert_eq!(Auth::new(Broken).ask(ConnectionId(1), &request(), &decisions), Some(REFUSED));
+        assert_eq!(
+            Auth::new(Broken).ask(ConnectionId(1), None, &request(), &decisions),
+            Some(REFUSED)
+        );
     }
 
     #[test]
     fn a_reply_dropped_unanswered_refuses() {
         let (decisions, _) = decisions();
-        let decision = Auth::new(Forgetful).ask(ConnectionId(1), &request(), &decisions);
+        let decision = Auth::new(Forgetful).ask(ConnectionId(1), None, &request(), &decisions);
         assert_eq!(decision, Some(REFUSED));
     }
 
@@ -264,8 +281,8 @@ mod tests {
         let later = Later::default();
         let replies = later.0.clone();
         let auth = Auth::new(later);
-        assert_eq!(auth.ask(ConnectionId(1), &request(), &decisions), None);
-        assert_eq!(auth.ask(ConnectionId(2), &request(), &decisions), None);
+        assert_eq!(auth.ask(ConnectionId(1), None, &request(), &decisions), None);
+        assert_eq!(auth.ask(ConnectionId(2), None, &request(), &decisions), None);
         let mut pending = core::mem::take(&mut *replies.lock().unwrap());
         let second = pending.pop().unwrap();
         let first = pending.pop().unwrap();

@@ -404,7 +404,12 @@ impl Shard {
                 }
                 Action::Authenticate { conn, request } => {
                     // An answer given later comes through `decisions` (`late_decisions`).
-                    if let Some(decision) = self.auth.ask(conn, &request, &self.decisions) {
+                    let peer = self.conns.get(&conn).and_then(|slot| match &slot.stream {
+                        Stream::Awake(stream) => stream.peer_addr().ok(),
+                        Stream::Hibernating(stream) => stream.peer_addr().ok(),
+                        Stream::Moving => None,
+                    });
+                    if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
                         let now = self.now();
                         self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                     }
