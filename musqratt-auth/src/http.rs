@@ -38,11 +38,10 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use crate::emqx_rules::{EmqxRule, emqx_acl};
 use musqratt_engine::AuthRequest;
-use musqratt_engine::acl::{Access, Acl, AclRule, Effect};
 use musqratt_engine::proto::ProtocolVersion;
 use musqratt_engine::proto::mqtt::ReasonCode;
-use musqratt_engine::proto::topic::validate_topic_filter;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -218,18 +217,7 @@ struct Answer {
     #[serde(default)]
     is_superuser: bool,
     #[serde(default)]
-    acl: Option<Vec<Rule>>,
-}
-
-#[derive(Deserialize)]
-struct Rule {
-    permission: String,
-    action: String,
-    topic: String,
-    #[serde(default)]
-    qos: Option<serde_json::Value>,
-    #[serde(default)]
-    retain: Option<serde_json::Value>,
+    acl: Option<Vec<EmqxRule>>,
 }
 
 /// The verdict an answer's body gives, `None` if it is not an answer.
@@ -239,44 +227,12 @@ fn verdict(text: &str) -> Option<Verdict> {
         "allow" if answer.is_superuser => Some(Verdict::Superuser),
         "allow" => match answer.acl {
             None => Some(Verdict::Allow(None)),
-            Some(rules) => {
-                let mut acl = Vec::with_capacity(rules.len());
-                for rule in rules {
-                    acl.extend(acl_rule(rule)?);
-                }
-                Some(Verdict::Allow(Some(Arc::new(Acl::new(acl)))))
-            }
+            Some(rules) => Some(Verdict::Allow(Some(Arc::new(emqx_acl(rules).ok()?)))),
         },
         "deny" => Some(Verdict::Deny(ReasonCode::NOT_AUTHORIZED)),
         "ignore" => Some(Verdict::Ignore),
         _ => None,
     }
-}
-
-/// One rule of the answer: `Err`-like `None` when it is malformed, `Some(None)` when it is left
-/// out because it would allow more than it says (see the module's documentation).
-fn acl_rule(rule: Rule) -> Option<Option<AclRule>> {
-    let effect = match rule.permission.as_str() {
-        "allow" => Effect::Allow,
-        "deny" => Effect::Deny,
-        _ => return None,
-    };
-    let access = match rule.action.as_str() {
-        "publish" => Access::PUBLISH,
-        "subscribe" => Access::SUBSCRIBE,
-        "all" => Access::ALL,
-        _ => return None,
-    };
-    let (exact, filter) = match rule.topic.strip_prefix("eq ") {
-        Some(filter) => (true, filter),
-        None => (false, rule.topic.as_str()),
-    };
-    validate_topic_filter(filter).ok()?;
-    let narrowed = exact || rule.qos.is_some() || rule.retain.is_some();
-    if effect == Effect::Allow && narrowed {
-        return Some(None);
-    }
-    Some(Some(AclRule { effect, access, filter: filter.into() }))
 }
 
 /// What an answer is cached under: a hash of client id, user name, password and IP address

@@ -44,10 +44,7 @@ use std::time::UNIX_EPOCH;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use musqratt_engine::AuthRequest;
-use musqratt_engine::acl::{Access, Acl, AclRule, Effect};
 use musqratt_engine::proto::mqtt::ReasonCode;
-use musqratt_engine::proto::topic::validate_topic_filter;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::chain::{Source, Verdict, VerdictReply};
@@ -212,7 +209,7 @@ impl JwtSource {
                 return Verdict::Deny(ReasonCode::BAD_USERNAME_OR_PASSWORD);
             }
         }
-        let acl = match claims.get("acl").map(acl_claim).transpose() {
+        let acl = match claims.get("acl").map(crate::emqx_rules::emqx_acl_from_value).transpose() {
             Ok(acl) => acl.map(Arc::new),
             Err(error) => {
                 tracing::debug!(client_id = %request.client_id, error, "JWT acl claim refused");
@@ -267,37 +264,5 @@ fn claim_equals(claim: Option<&Value>, wanted: &str) -> bool {
     }
 }
 
-/// One rule of the `acl` claim, in EMQX's format.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimRule {
-    permission: String,
-    action: String,
-    topic: String,
-}
-
-/// The `acl` claim as the client's rules.
-fn acl_claim(value: &Value) -> Result<Acl, String> {
-    let rules: Vec<ClaimRule> = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    let mut acl = Vec::with_capacity(rules.len());
-    for rule in rules {
-        let effect = match rule.permission.as_str() {
-            "allow" => Effect::Allow,
-            "deny" => Effect::Deny,
-            other => return Err(format!("permission `{other}`")),
-        };
-        let access = match rule.action.as_str() {
-            "publish" => Access::PUBLISH,
-            "subscribe" => Access::SUBSCRIBE,
-            "all" => Access::ALL,
-            other => return Err(format!("action `{other}`")),
-        };
-        validate_topic_filter(&rule.topic).map_err(|e| format!("topic `{}`: {e}", rule.topic))?;
-        acl.push(AclRule { effect, access, filter: rule.topic.as_str().into() });
-    }
-    Ok(Acl::new(acl))
-}
-
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

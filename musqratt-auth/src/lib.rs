@@ -18,6 +18,7 @@
 
 pub mod acl_file;
 pub mod chain;
+mod emqx_rules;
 pub mod file_auth;
 pub mod http;
 pub mod jwt;

@@ -462,5 +462,4 @@ impl Source for ScramSource {
 }
 
 #[cfg(test)]
-#[path = "scram_tests.rs"]
 mod tests;

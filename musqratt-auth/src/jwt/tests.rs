@@ -191,14 +191,22 @@ fn the_acl_claim_becomes_the_clients_rules() {
         json!({ "permission": "allow", "action": "read", "topic": "a" }),
         json!({ "permission": "maybe", "action": "all", "topic": "a" }),
         json!({ "permission": "allow", "action": "all", "topic": "a/#/b" }),
-        json!({ "permission": "allow", "action": "publish", "topic": "a", "qos": [0] }),
         json!({ "permission": "allow", "action": "publish" }),
+        json!({ "permission": "allow", "action": "publish", "topic": "a", "clientid": "x" }),
     ] {
         let token = hs256(&json!({ "acl": [bad] }));
         assert_eq!(source.verdict(&request(None, Some(&token))), not_authorized, "{bad}");
     }
     let token = hs256(&json!({ "acl": { "pub": ["a"] } }));
     assert_eq!(source.verdict(&request(None, Some(&token))), not_authorized);
+    // A condition this broker cannot enforce never widens: the allow rule it narrows is left
+    // out (here: nothing is allowed), as for an HTTP service's answer.
+    let narrowed = json!({ "permission": "allow", "action": "publish", "topic": "a", "qos": [0] });
+    let token = hs256(&json!({ "acl": [narrowed] }));
+    assert_eq!(
+        source.verdict(&request(None, Some(&token))),
+        Verdict::Allow(Some(Arc::new(Acl::new(vec![]))))
+    );
 }
 
 /// An ES256 key pair: the private key as PKCS#8 PEM, the public key written to a file.
