@@ -199,9 +199,6 @@ pub struct Stack {
     /// From the socket up.
     layers: Vec<Box<dyn StreamLayer>>,
     peer: Option<SocketAddr>,
-    /// Scratch between layers, kept for reuse: a steady stream allocates nothing here.
-    up: [Vec<BytesMut>; 2],
-    down: [Vec<Bytes>; 2],
     /// Socket bytes queued and not yet reported written, with how many engine bytes each
     /// batch carried (0 for the layers' own: handshakes, pongs), oldest first.
     sent: VecDeque<(usize, usize)>,
@@ -214,15 +211,7 @@ impl Stack {
     /// A stack of `layers`, from the socket up.
     #[must_use]
     pub fn new(layers: Vec<Box<dyn StreamLayer>>, peer: Option<SocketAddr>) -> Self {
-        Self {
-            layers,
-            peer,
-            up: [Vec::new(), Vec::new()],
-            down: [Vec::new(), Vec::new()],
-            sent: VecDeque::new(),
-            written_of_front: 0,
-            closed: false,
-        }
+        Self { layers, peer, sent: VecDeque::new(), written_of_front: 0, closed: false }
     }
 
     /// What the layers know of the peer.
@@ -248,13 +237,14 @@ impl Stack {
         bytes: BytesMut,
         mut to_socket: impl FnMut(Bytes),
     ) -> Result<Option<BytesMut>, StackError> {
-        let [mut input, mut output] = core::mem::take(&mut self.up);
+        let mut scratch = Scratch::take();
+        let [mut input, mut output] = core::mem::take(&mut scratch.up);
         input.clear();
         input.push(bytes);
         let mut result = Ok(());
         for level in 0..self.layers.len() {
             output.clear();
-            let mut answers = core::mem::take(&mut self.down[0]);
+            let mut answers = core::mem::take(&mut scratch.down[0]);
             answers.clear();
             for chunk in input.drain(..) {
                 let layer = &mut self.layers[level];
@@ -265,11 +255,13 @@ impl Stack {
             }
             // What a layer answers goes down through the layers below it.
             for answer in answers.drain(..) {
-                if let Err(error) = self.pass_down(level, answer, 0, &mut to_socket) {
+                if let Err(error) =
+                    self.pass_down(&mut scratch.down, level, answer, 0, &mut to_socket)
+                {
                     result = Err(error);
                 }
             }
-            self.down[0] = answers;
+            scratch.down[0] = answers;
             core::mem::swap(&mut input, &mut output);
             if result.is_err() {
                 break;
@@ -289,7 +281,8 @@ impl Stack {
         };
         input.clear();
         output.clear();
-        self.up = [input, output];
+        scratch.up = [input, output];
+        scratch.put();
         result.map(|()| decoded.filter(|bytes| !bytes.is_empty()))
     }
 
@@ -308,7 +301,10 @@ impl Stack {
         }
         let plain = bytes.len();
         let level = self.layers.len();
-        self.pass_down(level, bytes, plain, &mut to_socket)
+        let mut scratch = Scratch::take();
+        let result = self.pass_down(&mut scratch.down, level, bytes, plain, &mut to_socket);
+        scratch.put();
+        result
     }
 
     /// The connection closes: calls `to_socket` with the layers' last bytes, the top layer's
@@ -317,16 +313,18 @@ impl Stack {
         if core::mem::replace(&mut self.closed, true) {
             return;
         }
+        let mut scratch = Scratch::take();
         for level in (0..self.layers.len()).rev() {
-            let mut last = core::mem::take(&mut self.down[0]);
+            let mut last = core::mem::take(&mut scratch.down[0]);
             last.clear();
             self.layers[level].close(&mut last);
             for chunk in last.drain(..) {
                 // A layer failing to encode a close frame: the connection closes anyway.
-                let _ = self.pass_down(level, chunk, 0, &mut to_socket);
+                let _ = self.pass_down(&mut scratch.down, level, chunk, 0, &mut to_socket);
             }
-            self.down[0] = last;
+            scratch.down[0] = last;
         }
+        scratch.put();
     }
 
     /// `socket` more bytes of the queue were written: returns how many of the engine's bytes
@@ -350,12 +348,13 @@ impl Stack {
     /// stack's height) to `to_socket`, and records the batch: `plain` engine bytes in it.
     fn pass_down(
         &mut self,
+        scratch: &mut [Vec<Bytes>; 2],
         level: usize,
         bytes: Bytes,
         plain: usize,
         to_socket: &mut impl FnMut(Bytes),
     ) -> Result<(), StackError> {
-        let [mut input, mut output] = core::mem::take(&mut self.down);
+        let [mut input, mut output] = core::mem::take(scratch);
         input.clear();
         input.push(bytes);
         let mut result = Ok(());
@@ -383,8 +382,34 @@ impl Stack {
                 to_socket(chunk);
             }
         }
-        self.down = [input, output];
+        *scratch = [input, output];
         result
+    }
+}
+
+/// The vectors a stack passes chunks in between its layers, one set per thread rather than per
+/// connection: kept in every stack they cost ~600 B per idle connection once grown (an identity
+/// layer measured 1,866 B per idle connection against 914 plain); a thread runs one step at a
+/// time, so one set serves all its connections and a steady stream still allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    up: [Vec<BytesMut>; 2],
+    down: [Vec<Bytes>; 2],
+}
+
+std::thread_local! {
+    static SCRATCH: core::cell::Cell<Scratch> = core::cell::Cell::new(Scratch::default());
+}
+
+impl Scratch {
+    /// This thread's set (an empty one if a call up the stack holds it).
+    fn take() -> Self {
+        SCRATCH.with(core::cell::Cell::take)
+    }
+
+    /// Gives the set back for the thread's next call.
+    fn put(self) {
+        SCRATCH.with(|cell| cell.set(self));
     }
 }
 

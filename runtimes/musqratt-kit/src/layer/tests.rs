@@ -143,8 +143,10 @@ fn an_answer_on_read_goes_down_through_the_layers_below() {
     let (mut server, mut client) = (stack(), stack());
     // The client's top layer writes a ping frame: built by hand, passed down its lower layers.
     let mut ping = Vec::new();
+    let mut scratch = [Vec::new(), Vec::new()];
+    let ping_frame = Bytes::from_static(&[1, 0]);
     client
-        .pass_down(3, Bytes::from_static(&[1, 0]), 0, &mut |c: Bytes| ping.extend_from_slice(&c))
+        .pass_down(&mut scratch, 3, ping_frame, 0, &mut |c: Bytes| ping.extend_from_slice(&c))
         .unwrap();
     let (up, pong) = decode(&mut server, &ping, &[]);
     assert!(up.is_empty());
