@@ -71,6 +71,14 @@ fn settings(dir: &Path, ca: &Ca, clients: Option<&Ca>, require: bool) -> TlsSett
 }
 
 fn client(ca: &Ca, identity: Option<(String, String)>) -> ClientConnection {
+    client_with_alpn(ca, identity, &[])
+}
+
+fn client_with_alpn(
+    ca: &Ca,
+    identity: Option<(String, String)>,
+    alpn: &[&str],
+) -> ClientConnection {
     let mut roots = RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap()).unwrap();
     let provider = provider();
@@ -78,7 +86,7 @@ fn client(ca: &Ca, identity: Option<(String, String)>) -> ClientConnection {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
             .with_client_auth_cert(
@@ -87,6 +95,7 @@ fn client(ca: &Ca, identity: Option<(String, String)>) -> ClientConnection {
             )
             .unwrap(),
     };
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
 }
 
@@ -244,9 +253,17 @@ fn alpn_is_offered_when_configured() {
     let mut server = stack(&settings);
     let mut client = client(&ca, None);
     pump(&mut client, &mut server).unwrap();
-    // The client offered nothing: ALPN stays off, the handshake still succeeds.
+    // A client that offers nothing: ALPN stays off, the handshake succeeds.
     assert!(!client.is_handshaking());
     assert_eq!(client.alpn_protocol(), None);
+    let mut server = stack(&settings);
+    let mut client = client_with_alpn(&ca, None, &["x-other", "mqtt"]);
+    pump(&mut client, &mut server).unwrap();
+    assert_eq!(client.alpn_protocol(), Some(&b"mqtt"[..]));
+    // A client that offers only protocols the broker does not speak is refused.
+    let mut server = stack(&settings);
+    let mut client = client_with_alpn(&ca, None, &["http/1.1"]);
+    assert_eq!(pump(&mut client, &mut server).unwrap_err().error, LayerError::Handshake);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
