@@ -19,8 +19,18 @@ use rcgen::{
 
 const RUNTIMES: [&str; 3] = ["tokio", "io-uring", "blocking"];
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--help").output().is_ok()
+/// Whether a client tool is installed; CI installs them all (.ci/run), so there a missing one
+/// fails the test rather than skipping it.
+/// `check` runs it: found when it starts and, for a check that asks something (Python's
+/// `-c import`), exits with success (`--help` of the Mosquitto clients exits 1).
+fn have(tool: &str, check: &[&str]) -> bool {
+    let output = Command::new(tool).args(check).output();
+    let found = output.is_ok_and(|o| check == ["--help"] || o.status.success());
+    assert!(found || std::env::var_os("CI").is_none(), "{tool} not installed");
+    if !found {
+        eprintln!("SKIP: {tool} not installed");
+    }
+    found
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -208,8 +218,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
 
 #[test]
 fn mosquitto_clients_over_tls_on_every_runtime() {
-    if !have("mosquitto_pub") || !have("mosquitto_sub") {
-        eprintln!("SKIP: mosquitto_pub / mosquitto_sub not installed");
+    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
         return;
     }
     let pki = Pki::new("clients");
@@ -277,8 +286,7 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
 
 #[test]
 fn mutual_tls_refuses_strangers_on_every_runtime() {
-    if !have("mosquitto_pub") {
-        eprintln!("SKIP: mosquitto_pub not installed");
+    if !have("mosquitto_pub", &["--help"]) {
         return;
     }
     let pki = Pki::new("mutual");
@@ -339,6 +347,36 @@ fn unusable_tls_files_stop_the_broker_naming_them() {
         let log = stop(broker);
         assert_eq!(status.code(), Some(2), "{what}: {log}");
         assert!(log.contains(named.as_str()), "{what}: {named} not named in {log}");
+    }
+    std::fs::remove_dir_all(&pki.dir).unwrap();
+}
+
+/// paho-mqtt (Python) with `tls_set` as a second client: 3.1.1 and 5.0, server-verified and
+/// mutual TLS, on every runtime.
+#[test]
+fn paho_over_tls_on_every_runtime() {
+    if !have("python3", &["-c", "import paho.mqtt"]) {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/real_clients/paho_tls_check.py");
+    let pki = Pki::new("paho");
+    for runtime in RUNTIMES {
+        let port = free_port();
+        let config = format!("listeners = [\"mqtts://127.0.0.1:{port}\"]\n{}", pki.table(false));
+        let mut broker = musqratt(&pki.dir, runtime, &config);
+        wait_for(port, &mut broker);
+        let ca = pki.file("server-ca.pem");
+        let (cert, key) = (&pki.client.0, &pki.client.1);
+        for args in [vec![], vec![cert.as_os_str(), key.as_os_str()]] {
+            let out = Command::new("python3")
+                .args([script, "localhost", &port.to_string(), &ca])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{runtime} {args:?}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).matches("ok   paho tls").count(), 2);
+        }
+        stop(broker);
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
 }
