@@ -11,7 +11,7 @@
 //! is not the certificate's.
 
 use core::fmt;
-use std::io::{self, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -225,9 +225,6 @@ impl fmt::Debug for Tls {
     }
 }
 
-/// Largest plaintext read out of rustls at once: one record's worth.
-const PLAINTEXT_CHUNK: usize = 16 * 1024;
-
 impl Tls {
     /// What rustls has for the socket (handshake records, alerts, encrypted data), as one chunk.
     fn flush(&mut self, down: &mut Vec<Bytes>) {
@@ -243,26 +240,6 @@ impl Tls {
         }
         if !out.is_empty() {
             down.push(Bytes::from(out));
-        }
-    }
-
-    /// The plaintext rustls decrypted so far, to `up`. `Err(PeerClosed)` after close_notify.
-    fn plaintext(&mut self, up: &mut Vec<BytesMut>) -> Result<(), LayerError> {
-        loop {
-            let mut chunk = BytesMut::zeroed(PLAINTEXT_CHUNK);
-            match self.conn.reader().read(&mut chunk) {
-                Ok(0) => {
-                    self.closed = true;
-                    return Err(LayerError::PeerClosed);
-                }
-                Ok(n) => {
-                    chunk.truncate(n);
-                    up.push(chunk);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // The peer went away without close_notify: a truncation attack or a crash.
-                Err(_) => return Err(LayerError::Protocol),
-            }
         }
     }
 }
@@ -282,22 +259,44 @@ impl StreamLayer for Tls {
             return Err(LayerError::PeerClosed);
         }
         let mut rest = &bytes[..];
-        while !rest.is_empty() {
+        let mut came_up = false;
+        while !rest.is_empty() && !self.closed {
             // rustls takes as much as its buffer holds; what it decrypts is taken out at once,
-            // so that its plaintext buffer never fills.
+            // so that its plaintext buffer never fills. 0 taken: its buffer is full of an
+            // incomplete record larger than TLS allows.
             let taken = self.conn.read_tls(&mut rest).map_err(|_| LayerError::TooLarge)?;
             let handshaking = self.conn.is_handshaking();
-            if let Err(error) = self.conn.process_new_packets() {
-                tracing::debug!(%error, "TLS refused");
-                // rustls queued an alert saying why: the peer gets it before the close.
-                self.flush(down);
-                return Err(if handshaking { LayerError::Handshake } else { LayerError::Protocol });
-            }
+            let state = match self.conn.process_new_packets() {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::debug!(%error, "TLS refused");
+                    // rustls queued an alert saying why: the peer gets it before the close.
+                    self.flush(down);
+                    return Err(if handshaking {
+                        LayerError::Handshake
+                    } else {
+                        LayerError::Protocol
+                    });
+                }
+            };
             self.flush(down);
-            self.plaintext(up)?;
-            if taken == 0 {
-                break;
+            let plaintext = state.plaintext_bytes_to_read();
+            if plaintext > 0 {
+                let mut chunk = BytesMut::zeroed(plaintext);
+                self.conn.reader().read_exact(&mut chunk).map_err(|_| LayerError::Protocol)?;
+                up.push(chunk);
+                came_up = true;
             }
+            self.closed = state.peer_has_closed();
+            if taken == 0 && !self.closed {
+                return Err(LayerError::TooLarge);
+            }
+        }
+        // After close_notify nothing more is read. What came with it (a DISCONNECT, which
+        // must reach the engine so that no will is published) goes up first; the socket's end
+        // follows. A close_notify alone closes the connection now.
+        if self.closed && !came_up {
+            return Err(LayerError::PeerClosed);
         }
         Ok(())
     }

@@ -183,6 +183,21 @@ fn mqtt_bytes_through_a_handshake_both_ways() {
     client.send_close_notify();
     let error = pump(&mut client, &mut server).unwrap_err();
     assert_eq!(error, StackError { layer: "tls", error: LayerError::PeerClosed });
+    // A DISCONNECT and close_notify in one read: the DISCONNECT reaches the engine (no will
+    // is published), and the connection ends at the next read.
+    let mut server = stack(&settings(&dir, &ca, None, false));
+    let mut client = self::client(&ca, None);
+    pump(&mut client, &mut server).unwrap();
+    client.writer().write_all(&[0xe0, 0x00]).unwrap();
+    client.send_close_notify();
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    let up = server.read(BytesMut::from(&wire[..]), |_| {}).unwrap();
+    assert_eq!(up.as_deref(), Some(&[0xe0, 0x00][..]));
+    let error = server.read(BytesMut::from(&b"more"[..]), |_| {}).unwrap_err();
+    assert_eq!(error.error, LayerError::PeerClosed);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
