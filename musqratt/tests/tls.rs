@@ -130,7 +130,8 @@ fn musqratt(dir: &Path, runtime: &str, config: &str) -> Child {
     let path = dir.join("musqratt.toml");
     std::fs::write(&path, config).unwrap();
     Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
+        .args(["broker", "--runtime", runtime])
+        .args(["--log-level", "info,musqratt_tokio::hibernate=trace", "--config"])
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -226,13 +227,14 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
         let (plain, tls) = (free_port(), free_port());
         let config = format!(
             "listeners = [\"mqtt://127.0.0.1:{plain}\", \"mqtts://127.0.0.1:{tls}\"]\n\
-             connect_timeout_ms = 1000\n{}",
+             connect_timeout_ms = 1000\nhibernate_after_ms = 100\n{}",
             pki.table(false)
         );
         let mut broker = musqratt(&pki.dir, runtime, &config);
         wait_for(plain, &mut broker);
         wait_for(tls, &mut broker);
         // A TLS session held open across the misbehaving clients below: they must not harm it.
+        // Silent meanwhile, it hibernates on tokio (after 100 ms) and wakes with its TLS state.
         let mut held = Command::new("mosquitto_sub");
         held.args(["-h", "localhost", "-p", &tls.to_string(), "-t", "tls/held", "-C", "1"]);
         held.args(["--cafile", &pki.file("server-ca.pem"), "-W", "30"]);
@@ -279,7 +281,10 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
         let out = held.wait_with_output().unwrap();
         assert!(out.status.success(), "{runtime}: the held session: {out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here", "{runtime}");
-        stop(broker);
+        let log = stop(broker);
+        if runtime == "tokio" {
+            assert!(log.contains("hibernating"), "no TLS connection hibernated: {log}");
+        }
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
 }
