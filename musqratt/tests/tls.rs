@@ -312,7 +312,9 @@ fn mutual_tls_refuses_strangers_on_every_runtime() {
         }
         let ok = publish(&pki, port, "mqttv311", Some(&pki.client));
         assert!(ok.status.success(), "{runtime}: after the refusals: {ok:?}");
-        stop(broker);
+        // The operator is told why, once per refused client.
+        let log = stop(broker);
+        assert_eq!(log.matches("TLS client certificate refused").count(), 3, "{runtime}: {log}");
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
 }

@@ -11,6 +11,7 @@
 //! is not the certificate's.
 
 use core::fmt;
+use core::net::SocketAddr;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,9 +171,9 @@ impl TlsConfig {
     ///
     /// # Errors
     /// rustls refused to start a connection (it does not with a configuration that loaded).
-    pub fn layer(&self) -> Result<Tls, LayerError> {
+    pub fn layer(&self, peer: Option<SocketAddr>) -> Result<Tls, LayerError> {
         let conn = ServerConnection::new(self.server.clone()).map_err(|_| LayerError::Handshake)?;
-        Ok(Tls { conn, identity_as_username: self.identity_as_username, closed: false })
+        Ok(Tls { conn, peer, identity_as_username: self.identity_as_username, closed: false })
     }
 }
 
@@ -180,7 +181,7 @@ impl Layers {
     /// One [`Tls`] layer per connection (`mqtts://`).
     #[must_use]
     pub fn tls(config: TlsConfig) -> Self {
-        Self::new("tls", move |_| match config.layer() {
+        Self::new("tls", move |peer| match config.layer(Some(peer)) {
             Ok(layer) => vec![Box::new(layer) as Box<dyn StreamLayer>],
             // Not expected; a stack that refuses every byte closes the connection at once.
             Err(error) => vec![Box::new(Refuse(error))],
@@ -214,6 +215,8 @@ impl StreamLayer for Refuse {
 /// One connection's TLS session, server side.
 pub struct Tls {
     conn: ServerConnection,
+    /// For the log line of a refused client certificate.
+    peer: Option<SocketAddr>,
     identity_as_username: bool,
     /// The peer's close_notify came: nothing more is read.
     closed: bool,
@@ -269,7 +272,16 @@ impl StreamLayer for Tls {
             let state = match self.conn.process_new_packets() {
                 Ok(state) => state,
                 Err(error) => {
-                    tracing::debug!(%error, "TLS refused");
+                    let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+                    match error {
+                        // What an operator can act on (a client's certificate expired or is
+                        // from another CA) is said at info; scanners' noise stays at debug.
+                        rustls::Error::InvalidCertificate(_)
+                        | rustls::Error::NoCertificatesPresented => {
+                            tracing::info!(peer, %error, "TLS client certificate refused");
+                        }
+                        _ => tracing::debug!(peer, %error, "TLS refused"),
+                    }
                     // rustls queued an alert saying why: the peer gets it before the close.
                     self.flush(down);
                     return Err(if handshaking {
