@@ -26,6 +26,7 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
 use musqratt_engine::{BacklogConfig, Config};
+use musqratt_kit::layer::tls::{TlsSettings, TlsSettingsError};
 use musqratt_proto::QoS;
 use serde::Deserialize;
 
@@ -145,6 +146,28 @@ table! {
         mqtt_sn: MqttSnSection = MqttSnSection::default() => |v, c| v.apply(c);
         /// Who may connect (docs/SECURITY.md).
         auth: AuthSection = AuthSection::default() => |v, c| v.apply(c);
+        /// The `mqtts://` listeners' certificate and key, and client certificates.
+        tls: TlsSection = TlsSection::default() => |v, c| v.apply(c);
+    }
+}
+
+table! {
+    /// The `[tls]` table, for every `mqtts://` listener: read at start, where a file that
+    /// cannot be used stops the broker naming it.
+    pub struct TlsSection from engine {
+        /// The server's certificate chain (PEM), its own certificate first.
+        cert_file: Option<PathBuf> = None => |_, _| {};
+        /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+        key_file: Option<PathBuf> = None => |_, _| {};
+        /// CA certificates (PEM) that client certificates are verified against; absent: no
+        /// client certificate is asked for.
+        ca_file: Option<PathBuf> = None => |_, _| {};
+        /// Refuse clients without a certificate signed by `ca_file` (mutual TLS).
+        require_client_cert: bool = false => |_, _| {};
+        /// The client certificate's common name is the client's user name.
+        identity_as_username: bool = false => |_, _| {};
+        /// ALPN protocol names offered; empty: no ALPN.
+        alpn: Vec<String> = Vec::new() => |_, _| {};
     }
 }
 
@@ -369,15 +392,31 @@ impl FileConfig {
         self.addrs_of(Scheme::MqttSn)
     }
 
-    /// The byte-stream layers of the MQTT listeners that have some (`mqtt+identity://`).
-    #[must_use]
-    pub fn listener_layers(&self) -> Vec<(SocketAddr, musqratt_kit::Layers)> {
-        self.listeners
-            .iter()
-            .filter_map(|l| match l.layer? {
-                ListenLayer::Identity => Some((l.addr, musqratt_kit::Layers::identity())),
-            })
-            .collect()
+    /// The byte-stream layers of the MQTT listeners that have some (`mqtt+identity://`,
+    /// `mqtts://`). Reads the `[tls]` files when there is a `mqtts://` listener.
+    ///
+    /// # Errors
+    /// A `mqtts://` listener without `tls.cert_file` and `tls.key_file`, or a `[tls]` file
+    /// that cannot be used (the error names it).
+    pub fn listener_layers(
+        &self,
+    ) -> Result<Vec<(SocketAddr, musqratt_kit::Layers)>, TlsSettingsError> {
+        let mut tls = None;
+        let mut layers = Vec::new();
+        for listener in &self.listeners {
+            let layer = match listener.layer {
+                None => continue,
+                Some(ListenLayer::Identity) => musqratt_kit::Layers::identity(),
+                Some(ListenLayer::Tls) => {
+                    if tls.is_none() {
+                        tls = Some(musqratt_kit::Layers::tls(self.tls.settings()?.load()?));
+                    }
+                    tls.clone().unwrap_or_else(musqratt_kit::Layers::identity)
+                }
+            };
+            layers.push((listener.addr, layer));
+        }
+        Ok(layers)
     }
 
     fn addrs_of(&self, scheme: Scheme) -> Vec<SocketAddr> {
@@ -459,20 +498,41 @@ impl FileConfig {
         ))
     }
 
-    /// The runtime configuration: listeners, threads and the engine's settings.
+    /// The runtime configuration: listeners (with their layers), threads and the engine's
+    /// settings.
+    ///
+    /// # Errors
+    /// The `[tls]` files of a `mqtts://` listener cannot be used.
     #[cfg(feature = "tokio")]
-    #[must_use]
-    pub fn broker_config(&self) -> musqratt_tokio::BrokerConfig {
+    pub fn broker_config(&self) -> Result<musqratt_tokio::BrokerConfig, TlsSettingsError> {
         let mut config = musqratt_tokio::BrokerConfig::default();
         config.listeners = self.mqtt_addrs();
-        config.listener_layers = self.listener_layers();
+        config.listener_layers = self.listener_layers()?;
         config.sn_listeners = self.sn_addrs();
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
         config.engine = self.engine_config();
         config.hibernate_after =
             (self.hibernate_after_ms > 0).then(|| Duration::from_millis(self.hibernate_after_ms));
-        config
+        Ok(config)
+    }
+}
+
+impl TlsSection {
+    /// The layer's settings; both files are needed.
+    fn settings(&self) -> Result<TlsSettings, TlsSettingsError> {
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Err(TlsSettingsError {
+                file: PathBuf::from("[tls]"),
+                message: "a mqtts:// listener needs tls.cert_file and tls.key_file".into(),
+            });
+        };
+        let mut settings = TlsSettings::new(cert, key);
+        settings.ca_file.clone_from(&self.ca_file);
+        settings.require_client_cert = self.require_client_cert;
+        settings.identity_as_username = self.identity_as_username;
+        settings.alpn.clone_from(&self.alpn);
+        Ok(settings)
     }
 }
 
@@ -561,6 +621,8 @@ pub enum ListenLayer {
     /// `mqtt+identity://`: the identity layer, which passes bytes through unchanged; what a
     /// layer costs a connection compared with `mqtt://` (docs/adr/0015-byte-stream-layers.md).
     Identity,
+    /// `mqtts://`: MQTT over TLS (the `[tls]` table), port 8883 by default.
+    Tls,
 }
 
 /// The protocol of a listener.
@@ -603,12 +665,13 @@ impl FromStr for ListenUrl {
         let (scheme, layer) = match name {
             "mqtt" => (Scheme::Mqtt, None),
             "mqtt+identity" => (Scheme::Mqtt, Some(ListenLayer::Identity)),
+            "mqtts" => (Scheme::Mqtt, Some(ListenLayer::Tls)),
             "mqtt-sn" => (Scheme::MqttSn, None),
             _ => {
                 return Err(format!(
                     "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP), \
-                     mqtt-sn:// (MQTT-SN over UDP) and mqtt+identity:// (MQTT over TCP through \
-                     the identity layer) are supported"
+                     mqtts:// (MQTT over TLS), mqtt-sn:// (MQTT-SN over UDP) and \
+                     mqtt+identity:// (MQTT over TCP through the identity layer) are supported"
                 ));
             }
         };
@@ -622,7 +685,8 @@ impl FromStr for ListenUrl {
         let with_port = if has_port {
             authority.to_owned()
         } else {
-            format!("{authority}:{}", scheme.default_port())
+            let port = if layer == Some(ListenLayer::Tls) { 8883 } else { scheme.default_port() };
+            format!("{authority}:{port}")
         };
         let addr = match with_port.parse::<SocketAddr>() {
             Ok(addr) => addr,
@@ -659,9 +723,12 @@ mod tests {
     #[test]
     fn hibernation_default_and_off() {
         let runtime = musqratt_tokio::BrokerConfig::default();
-        assert_eq!(FileConfig::default().broker_config().hibernate_after, runtime.hibernate_after);
+        assert_eq!(
+            FileConfig::default().broker_config().unwrap().hibernate_after,
+            runtime.hibernate_after
+        );
         let off = FileConfig::parse("hibernate_after_ms = 0\n").unwrap();
-        assert_eq!(off.broker_config().hibernate_after, None);
+        assert_eq!(off.broker_config().unwrap().hibernate_after, None);
     }
 
     #[test]
@@ -674,8 +741,16 @@ mod tests {
         assert_eq!(url.addr.port(), 1883);
         let url: ListenUrl = "mqtt://0.0.0.0".parse().unwrap();
         assert_eq!(url.addr.port(), 1883);
-        let error = "mqtts://0.0.0.0:8883".parse::<ListenUrl>().unwrap_err();
-        assert!(error.contains("mqtt-sn://"), "{error}");
+        let error = "mqttx://0.0.0.0:8883".parse::<ListenUrl>().unwrap_err();
+        assert!(error.contains("mqtt-sn://") && error.contains("mqtts://"), "{error}");
+        let url: ListenUrl = "mqtts://127.0.0.1".parse().unwrap();
+        assert_eq!((url.addr.port(), url.layer), (8883, Some(ListenLayer::Tls)));
+        let error =
+            FileConfig::parse("listeners = [\"mqtts://127.0.0.1\"]\n[tls]\nca_file = \"a\"\n")
+                .unwrap()
+                .listener_layers()
+                .unwrap_err();
+        assert!(error.to_string().contains("tls.cert_file and tls.key_file"), "{error}");
         assert!("0.0.0.0:1883".parse::<ListenUrl>().is_err());
         let url: ListenUrl = "mqtt-sn://127.0.0.1".parse().unwrap();
         assert_eq!((url.scheme, url.addr.port()), (Scheme::MqttSn, 1884));
@@ -687,7 +762,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.mqtt_addrs().len(), 2);
-        let layers = config.listener_layers();
+        let layers = config.listener_layers().unwrap();
         assert_eq!(layers.len(), 1);
         assert_eq!((layers[0].0.port(), layers[0].1.name()), (1890, "identity"));
     }

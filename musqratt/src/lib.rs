@@ -12,7 +12,7 @@
 //! ```no_run
 //! # #[cfg(feature = "tokio")] {
 //! let config = musqratt::config::FileConfig::parse("listeners = [\"mqtt://127.0.0.1:0\"]")?;
-//! let broker = musqratt::Broker::start(config.broker_config())?;
+//! let broker = musqratt::Broker::start(config.broker_config()?)?;
 //! println!("listening on {}", broker.local_addr());
 //! broker.shutdown()?;
 //! # }

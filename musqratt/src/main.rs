@@ -92,8 +92,8 @@ struct BrokerArgs {
     /// TOML configuration file (keys in docs/CONFIG.md).
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Where to listen: mqtt://host:port (MQTT over TCP) or mqtt-sn://host:port (MQTT-SN over
-    /// UDP); mqtt+identity://host:port is MQTT over TCP through the identity byte-stream layer
+    /// Where to listen: mqtt://host:port (MQTT over TCP), mqtts://host:port (MQTT over TLS, the
+    /// file's [tls] table) or mqtt-sn://host:port (MQTT-SN over UDP); mqtt+identity://host:port is MQTT over TCP through the identity byte-stream layer
     /// (to measure the layers' cost). Repeat for several. Replaces the file's `listeners`.
     #[arg(long = "listen", short, value_name = "URL")]
     listen: Vec<ListenUrl>,
@@ -156,7 +156,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run(&config, args.runtime, auth.as_ref()) {
+    // The [tls] files are read here: one that cannot be used stops the broker, naming it.
+    let broker = match config.broker_config() {
+        Ok(broker) => broker,
+        Err(error) => {
+            eprintln!("musqratt: TLS: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(&config, broker, args.runtime, auth.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("musqratt: {error:#}");
@@ -348,14 +356,18 @@ fn reload_on_hangup(
 }
 
 /// Runs the broker until SIGTERM or SIGINT, then stops it gracefully.
-fn run(config: &FileConfig, runtime: Runtime, auth: Option<&FileAuth>) -> anyhow::Result<()> {
+fn run(
+    config: &FileConfig,
+    mut broker: musqratt::BrokerConfig,
+    runtime: Runtime,
+    auth: Option<&FileAuth>,
+) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
     // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
     let stop = signals.block_on(async { stop_signal() })?;
-    let mut broker = config.broker_config();
     if let Some(auth) = auth {
         broker.auth = musqratt_kit::Auth::new(auth.clone());
         broker.engine.authenticate = true;

@@ -28,7 +28,7 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 fn start(threads: usize, edit: impl FnOnce(&mut FileConfig)) -> Broker {
     let mut file = FileConfig::default();
     edit(&mut file);
-    let mut config: BrokerConfig = file.broker_config();
+    let mut config: BrokerConfig = file.broker_config().unwrap();
     config.listeners = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.threads = threads;
     Broker::start(config).expect("broker starts")

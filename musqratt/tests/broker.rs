@@ -279,14 +279,21 @@ fn invalid_config_exits_with_code_2_naming_key_and_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("max_queued_mesages"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
-    std::fs::write(&path, "listeners = [\"mqtts://127.0.0.1:8883\"]\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported scheme"));
+    for (listener, says) in [
+        ("wss://127.0.0.1:8883", "unsupported scheme"),
+        // TLS without its certificate and key.
+        ("mqtts://127.0.0.1:0", "tls.cert_file and tls.key_file"),
+    ] {
+        std::fs::write(&path, format!("listeners = [\"{listener}\"]\n")).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+            .args(["broker", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{listener}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{listener}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -70,6 +70,10 @@ pub struct PeerIdentity {
     pub certificate_cn: Option<String>,
     /// The client's address as a trusted proxy forwarded it (`X-Forwarded-For`).
     pub forwarded_for: Option<core::net::IpAddr>,
+    /// The user name a layer vouches for: the client certificate's common name on a TLS
+    /// listener with `identity_as_username`. The runtimes do not pass it to the authenticator
+    /// yet (`Auth::ask` sees the CONNECT's user name only).
+    pub username: Option<String>,
 }
 
 /// One sans-IO layer of a connection's byte stream. "Down" is towards the socket, "up"
@@ -455,3 +459,6 @@ impl StreamLayer for Xor {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(feature = "tls")]
+pub mod tls;

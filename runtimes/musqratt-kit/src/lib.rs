@@ -8,9 +8,10 @@
 //! - [`BrokerConfig`]: what a broker runs with, the same for every runtime;
 //! - [`configure_accepted`] and [`AcceptErrors`]: socket options of an accepted connection,
 //!   and what a failed accept means (said once per shortage of descriptors);
-//! - [`StreamLayer`], [`Stack`] and [`Layers`]: the sans-IO byte-stream layers (TLS,
-//!   WebSocket framing; today the [`Identity`] layer) between a connection's socket and the
-//!   engine, written once for every runtime (docs/adr/0015-byte-stream-layers.md);
+//! - [`StreamLayer`], [`Stack`] and [`Layers`]: the sans-IO byte-stream layers (TLS, WebSocket
+//!   framing; today the [`Identity`] layer and, with the `tls` feature, `layer::tls`) between a
+//!   connection's socket and the engine, written once for every runtime
+//!   (docs/adr/0015-byte-stream-layers.md);
 //! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10).
 //!
 //! Nothing here reads, writes or starts a thread: a runtime owns those.
