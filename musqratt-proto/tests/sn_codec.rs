@@ -268,14 +268,15 @@ fn round_trip_any_message() {
     QuickCheck::new().tests(5000).max_tests(5000).quickcheck(prop as fn(AnyMessage) -> TestResult);
 }
 
-/// Every message type, 300 of each, counting that the kinds with a variable-length field did
-/// reach the three-octet Length form.
+/// Every message type, 3,000 of each, counting that the kinds with a variable-length field did
+/// reach the three-octet Length form (with 300 a kind missed it about one run in twenty: a
+/// flaky test, not a codec fault).
 #[test]
 fn round_trip_every_type_and_both_length_forms() {
     let mut g = Gen::new(100);
     let mut long_forms = [0usize; KINDS];
     for (kind, long) in long_forms.iter_mut().enumerate() {
-        for _ in 0..300 {
+        for _ in 0..3000 {
             let m = message(&mut g, kind);
             check_round_trip(&m).unwrap_or_else(|e| panic!("{m:?}: {e}"));
             let buf = encode(&m);
