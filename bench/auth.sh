@@ -13,6 +13,11 @@
 #   tp_acl_long   the same with the bench user's own 1,000 rules, the matching one last
 #
 #   ROUNDS=5 bench/auth.sh
+#   PLACEMENT=different CASES="tp_noacl tp_acl1000 tp_acl_long" bench/auth.sh
+#
+# The throughput cases put musqratt's publisher on the subscriber's shard (PLACEMENT=same,
+# the default) or on the other one (different): the two differ by ~1.5x, more than an ACL
+# costs, so a comparison must hold the placement fixed.
 #
 # Needs: mosquitto (Debian package), python3, jq. Results: bench/results/auth-<time>.jsonl;
 # every run reports the rest of the machine's CPU use (`other_cpu_cores`): keep it near 0.
@@ -24,6 +29,7 @@ DURATION=${DURATION:-4s}
 CONNS=${CONNS:-5000}
 CASES=${CASES:-"login_101 login_20k lat_logins tp_noacl tp_acl1000 tp_acl_long"}
 BROKERS=${BROKERS:-"musqratt mosquitto"}
+PLACEMENT=${PLACEMENT:-same}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 TARGET=$CARGO_TARGET_DIR/release
 PORT=27841
@@ -142,17 +148,20 @@ for round in $(seq "$ROUNDS"); do
                 tp_noacl)
                     start "$broker" "$WORK/pw101"
                     run "$case" "$broker" "$round" throughput --qos 0 --publishers 1 \
-                        --subscribers 1 --duration "$DURATION" --url "$url"
+                        --subscribers 1 --placement "$PLACEMENT" --shards 2 --duration "$DURATION" \
+                        --url "$url"
                     ;;
                 tp_acl1000)
                     start "$broker" "$WORK/pw101" "$WORK/acl1000"
                     run "$case" "$broker" "$round" throughput --qos 0 --publishers 1 \
-                        --subscribers 1 --duration "$DURATION" --url "$url"
+                        --subscribers 1 --placement "$PLACEMENT" --shards 2 --duration "$DURATION" \
+                        --url "$url"
                     ;;
                 tp_acl_long)
                     start "$broker" "$WORK/pw101" "$WORK/acl_long"
                     run "$case" "$broker" "$round" throughput --qos 0 --publishers 1 \
-                        --subscribers 1 --duration "$DURATION" --url "$url"
+                        --subscribers 1 --placement "$PLACEMENT" --shards 2 --duration "$DURATION" \
+                        --url "$url"
                     ;;
             esac
             stop

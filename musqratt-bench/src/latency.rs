@@ -61,22 +61,37 @@ impl ClientIds {
         let shard = |id: &str| musqratt_engine::owner_of(id, shards).0;
         let sub_id = wire::client_id("lat-sub", 0);
         let sub_shard = shard(&sub_id);
-        let base = wire::client_id("lat-pub", 0);
-        let wanted = |pub_shard: u16| match placement {
-            Placement::Any => true,
-            Placement::Same => pub_shard == sub_shard,
-            Placement::Different => pub_shard != sub_shard,
-        };
-        // With a well-mixed hash each try succeeds with probability 1/shards or more.
-        for n in 0..100_000_u32 {
-            let pub_id = if n == 0 { base.clone() } else { format!("{base}-{n}") };
-            let pub_shard = shard(&pub_id);
-            if wanted(pub_shard) {
-                return Ok(Self { pub_id, sub_id, pub_shard, sub_shard });
-            }
-        }
-        anyhow::bail!("no publisher id found for placement {placement:?} over {shards} shards")
+        let pub_id = id_placed(&wire::client_id("lat-pub", 0), sub_shard, placement, shards)?;
+        let pub_shard = shard(&pub_id);
+        Ok(Self { pub_id, sub_id, pub_shard, sub_shard })
     }
+}
+
+/// `base`, or `base-N` for the first N that makes `musqratt_engine::owner_of` put the id on
+/// `shard` (`Same`) or on another one (`Different`) among `shards`; `base` for `Any`.
+pub(crate) fn id_placed(
+    base: &str,
+    shard: u16,
+    placement: Placement,
+    shards: u16,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        placement != Placement::Different || shards > 1,
+        "--placement different needs --shards 2 or more"
+    );
+    let wanted = |id_shard: u16| match placement {
+        Placement::Any => true,
+        Placement::Same => id_shard == shard,
+        Placement::Different => id_shard != shard,
+    };
+    // With a well-mixed hash each try succeeds with probability 1/shards or more.
+    for n in 0..100_000_u32 {
+        let id = if n == 0 { base.to_owned() } else { format!("{base}-{n}") };
+        if wanted(musqratt_engine::owner_of(&id, shards).0) {
+            return Ok(id);
+        }
+    }
+    anyhow::bail!("no client id found for placement {placement:?} over {shards} shards")
 }
 
 /// What one latency run measured.

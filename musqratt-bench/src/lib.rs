@@ -162,6 +162,14 @@ pub struct ThroughputArgs {
     /// Publish to one shared topic and subscribe to it exactly, not through a wildcard.
     #[arg(long)]
     pub single_topic: bool,
+    /// Whether musqratt serves every publisher on the first subscriber's shard (`same`), on
+    /// another one (`different`), or wherever the plain ids land (`any`): throughput 1→1
+    /// differs by ~1.5× between the two, more than most changes measured with it.
+    #[arg(long, value_enum, default_value_t = Placement::Any)]
+    pub placement: Placement,
+    /// The shard count of the musqratt broker under test, with which the placement is computed.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub shards: u16,
 }
 
 /// `fanout` arguments.
@@ -333,8 +341,14 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
                 warmup: args.warmup,
                 drain: args.drain,
                 wildcard: !a.single_topic,
+                placement: (a.placement, a.shards),
             };
-            pubsub_report("throughput", &label, &args.url, &cfg).await?
+            let mut report = pubsub_report("throughput", &label, &args.url, &cfg).await?;
+            if a.placement != Placement::Any {
+                report.param("placement", format!("{:?}", a.placement).to_lowercase());
+                report.param("shards", a.shards);
+            }
+            report
         }
         Scenario::Fanout(a) => {
             let cfg = pubsub::PubSubCfg {
@@ -350,6 +364,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
                 warmup: args.warmup,
                 drain: args.drain,
                 wildcard: false,
+                placement: (Placement::Any, 1),
             };
             pubsub_report("fanout", &label, &args.url, &cfg).await?
         }
@@ -386,6 +401,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
                         warmup: args.warmup,
                         drain: args.drain,
                         wildcard: false,
+                        placement: (Placement::Any, 1),
                     };
                     pubsub_report("floor", &label, &url, &cfg).await?
                 }

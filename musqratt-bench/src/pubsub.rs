@@ -24,6 +24,8 @@ pub(crate) struct PubSubCfg {
     pub(crate) addr: String,
     /// Who the clients log in as.
     pub(crate) login: wire::Login,
+    /// Where musqratt serves the publishers relative to the first subscriber, and its shard count.
+    pub(crate) placement: (crate::Placement, u16),
     pub(crate) publishers: usize,
     pub(crate) subscribers: usize,
     pub(crate) qos: u8,
@@ -95,11 +97,12 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
         subs.push(conn);
     }
     let mut pubs = Vec::new();
+    let (placement, shards) = cfg.placement;
+    let sub_shard = musqratt_engine::owner_of(&wire::client_id("sub", 0), shards).0;
     for i in 0..cfg.publishers {
-        pubs.push(
-            AsyncConn::connect(&cfg.addr, &wire::client_id("pub", i), wire::KEEP_ALIVE, &cfg.login)
-                .await?,
-        );
+        let id =
+            crate::latency::id_placed(&wire::client_id("pub", i), sub_shard, placement, shards)?;
+        pubs.push(AsyncConn::connect(&cfg.addr, &id, wire::KEEP_ALIVE, &cfg.login).await?);
     }
 
     let base = Instant::now();
