@@ -90,6 +90,7 @@ fn stop(mut child: Child) -> String {
 
 #[test]
 fn mosquitto_passwd_file_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_passwd") || !have("mosquitto_pub") {
         return;
     }
@@ -136,6 +137,7 @@ fn mosquitto_passwd_file_on_every_runtime() {
 
 #[test]
 fn musqratt_passwd_file_works_in_mosquitto() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto") || !have("mosquitto_pub") {
         return;
     }
@@ -171,6 +173,7 @@ fn musqratt_passwd_file_works_in_mosquitto() {
 
 #[test]
 fn corrupt_file_stops_the_start_and_sighup_reloads() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_pub") {
         return;
     }
@@ -218,6 +221,7 @@ fn corrupt_file_stops_the_start_and_sighup_reloads() {
 /// authorized", and a wide subscription receives only what the file lets the user read.
 #[test]
 fn mosquitto_acl_file_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_sub") || !have("mosquitto_pub") {
         return;
     }

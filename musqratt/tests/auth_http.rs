@@ -252,6 +252,7 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn http_service_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_pub") {
         return;
     }
@@ -353,6 +354,7 @@ fn http_service_on_every_runtime() {
 
 #[test]
 fn guessing_is_slowed_down_per_address() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     let dir = scratch("throttle");
     let file = dir.join("passwords");
     let made = Command::new(env!("CARGO_BIN_EXE_musqratt"))

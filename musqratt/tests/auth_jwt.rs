@@ -96,6 +96,7 @@ fn refused_with(output: &Output, words: &str, context: &str) {
 
 #[test]
 fn tokens_with_mosquitto_pub_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_pub") {
         eprintln!("SKIP: mosquitto_pub not installed");
         return;
@@ -234,6 +235,7 @@ fn until_expiry(port: u16, v5: bool) -> (Duration, Option<(u8, Vec<u8>)>) {
 
 #[test]
 fn an_expiring_token_ends_the_connection_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     let dir = scratch("expiry");
     for runtime in RUNTIMES {
         let port = free_port();

@@ -75,6 +75,7 @@ fn scram(port: u16, args: &[&str]) -> String {
 
 #[test]
 fn scramp_against_the_broker_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !tools_or_skip() {
         return;
     }

@@ -219,6 +219,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
 
 #[test]
 fn mosquitto_clients_over_tls_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
         return;
     }
@@ -291,6 +292,7 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
 
 #[test]
 fn mutual_tls_refuses_strangers_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("mosquitto_pub", &["--help"]) {
         return;
     }
@@ -323,6 +325,7 @@ fn mutual_tls_refuses_strangers_on_every_runtime() {
 /// certificate's: the broker does not start, exits 2 and names the file.
 #[test]
 fn unusable_tls_files_stop_the_broker_naming_them() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     let pki = Pki::new("files");
     let missing = pki.dir.join("missing.pem").display().to_string();
     let garbage = pki.dir.join("garbage.pem");
@@ -362,6 +365,7 @@ fn unusable_tls_files_stop_the_broker_naming_them() {
 /// mutual TLS, on every runtime.
 #[test]
 fn paho_over_tls_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
     if !have("python3", &["-c", "import paho.mqtt"]) {
         return;
     }

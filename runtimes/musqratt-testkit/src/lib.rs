@@ -142,6 +142,15 @@ impl Drop for Broker {
     }
 }
 
+/// Runs the tests of one test binary that start `musqratt` processes one at a time: hold the
+/// guard for the test's whole body. Each picks a free port by binding port 0 and letting it
+/// go; two tests running at once could be given the same port, and since every shard binds
+/// with `SO_REUSEPORT`, both brokers would then share it and take each other's clients.
+pub fn one_broker_process_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Whether an external program a test needs (Mosquitto's tools, `prlimit`, Python with a
 /// package) can be run: `probe` is a command that succeeds when it is there. When it is not,
 /// the test says so and returns early — except in CI (`CI` set), where the test fails instead:
