@@ -44,6 +44,9 @@ pub enum LayerError {
     /// A record or frame larger than the layer accepts.
     #[error("frame too large")]
     TooLarge,
+    /// Data the layer does not carry: a WebSocket text frame (MQTT is binary, MQTT-6.0.0-1).
+    #[error("unsupported data")]
+    Unsupported,
     /// The peer closed the layer (TLS close_notify, WebSocket close): nothing more will come.
     #[error("closed by the peer")]
     PeerClosed,
@@ -462,3 +465,6 @@ mod tests;
 
 #[cfg(feature = "tls")]
 pub mod tls;
+
+#[cfg(feature = "ws")]
+pub mod ws;
