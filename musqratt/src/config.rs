@@ -19,10 +19,8 @@
 use core::fmt;
 use core::net::SocketAddr;
 use core::num::NonZeroU16;
-use core::str::FromStr;
 use core::time::Duration;
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
 
 use musqratt_engine::{BacklogConfig, Config};
 use musqratt_kit::layer::tls::TlsSettingsError;
@@ -74,9 +72,12 @@ macro_rules! table {
     };
 }
 
+mod listen;
 mod security;
+pub use listen::{ListenLayer, ListenUrl, Scheme};
 pub use security::{
     AuthSection, HttpAuthSection, JwtSection, ScramMethod, ThrottleSection, TlsSection,
+    WebsocketSection,
 };
 
 /// Milliseconds of a duration, saturated: the file writes durations in ms.
@@ -150,8 +151,10 @@ table! {
         mqtt_sn: MqttSnSection = MqttSnSection::default() => |v, c| v.apply(c);
         /// Who may connect (docs/SECURITY.md).
         auth: AuthSection = AuthSection::default() => |v, c| v.apply(c);
-        /// The `mqtts://` listeners' certificate and key, and client certificates.
+        /// The `mqtts://` and `wss://` listeners' certificate and key, and client certificates.
         tls: TlsSection = TlsSection::default() => |v, c| v.apply(c);
+        /// The `ws://` and `wss://` listeners' browser origins and proxy trust.
+        websocket: WebsocketSection = WebsocketSection::default() => |v, c| v.apply(c);
     }
 }
 
@@ -274,27 +277,37 @@ impl FileConfig {
         self.addrs_of(Scheme::MqttSn)
     }
 
-    /// The byte-stream layers of the MQTT listeners that have some (`mqtt+identity://`,
-    /// `mqtts://`). Reads the `[tls]` files when there is a `mqtts://` listener.
+    /// The byte-stream layers of the MQTT listeners that have some (`mqtts://`, `ws://`,
+    /// `wss://`, `mqtt+identity://`). Reads the `[tls]` files when a listener needs them.
     ///
     /// # Errors
-    /// A `mqtts://` listener without `tls.cert_file` and `tls.key_file`, or a `[tls]` file
-    /// that cannot be used (the error names it).
+    /// A `mqtts://` or `wss://` listener without `tls.cert_file` and `tls.key_file`, or a
+    /// `[tls]` file that cannot be used (the error names it).
     pub fn listener_layers(
         &self,
     ) -> Result<Vec<(SocketAddr, musqratt_kit::Layers)>, TlsSettingsError> {
         let mut tls = None;
         let mut layers = Vec::new();
         for listener in &self.listeners {
-            let layer = match listener.layer {
-                None => continue,
-                Some(ListenLayer::Identity) => musqratt_kit::Layers::identity(),
-                Some(ListenLayer::Tls) => {
-                    if tls.is_none() {
-                        tls = Some(musqratt_kit::Layers::tls(self.tls.settings()?.load()?));
-                    }
-                    tls.clone().unwrap_or_else(musqratt_kit::Layers::identity)
+            let Some(kind) = listener.layer else { continue };
+            let below = if kind.is_tls() {
+                if tls.is_none() {
+                    tls = Some(musqratt_kit::Layers::tls(self.tls.settings()?.load()?));
                 }
+                tls.clone()
+            } else {
+                None
+            };
+            let layer = match (kind, below) {
+                (ListenLayer::Identity, _) => musqratt_kit::Layers::identity(),
+                (ListenLayer::Ws, _) => {
+                    musqratt_kit::Layers::ws(self.websocket.settings(listener.path.as_deref()))
+                }
+                (ListenLayer::Wss, Some(tls)) => {
+                    tls.with_ws(self.websocket.settings(listener.path.as_deref()))
+                }
+                (_, Some(tls)) => tls,
+                (_, None) => continue,
             };
             layers.push((listener.addr, layer));
         }
@@ -384,122 +397,6 @@ impl TryFrom<u8> for MaximumQos {
         QoS::from_bits(value)
             .map(Self)
             .ok_or_else(|| format!("maximum_qos must be 0, 1 or 2, not {value}"))
-    }
-}
-
-/// A listener address: `mqtt://host:port` (MQTT over TCP, `:1883` when no port is given) or
-/// `mqtt-sn://host:port` (MQTT-SN 1.2 over UDP, `:1884` by default).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-#[non_exhaustive]
-pub struct ListenUrl {
-    /// The URL as written.
-    pub url: String,
-    /// The protocol served there.
-    pub scheme: Scheme,
-    /// The address it resolves to.
-    pub addr: SocketAddr,
-    /// The byte-stream layer its connections pass through (`mqtt+identity://`); none: plain.
-    pub layer: Option<ListenLayer>,
-}
-
-/// A byte-stream layer of a listener, named in its URL's scheme (`mqtt+NAME://`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ListenLayer {
-    /// `mqtt+identity://`: the identity layer, which passes bytes through unchanged; what a
-    /// layer costs a connection compared with `mqtt://` (docs/adr/0015-byte-stream-layers.md).
-    Identity,
-    /// `mqtts://`: MQTT over TLS (the `[tls]` table), port 8883 by default.
-    Tls,
-}
-
-/// The protocol of a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Scheme {
-    /// `mqtt://`: MQTT 3.1, 3.1.1 and 5.0 over TCP.
-    Mqtt,
-    /// `mqtt-sn://`: MQTT-SN 1.2 over UDP.
-    MqttSn,
-}
-
-impl Scheme {
-    fn default_port(self) -> u16 {
-        match self {
-            Self::Mqtt => 1883,
-            Self::MqttSn => 1884,
-        }
-    }
-}
-
-impl Default for ListenUrl {
-    fn default() -> Self {
-        Self {
-            url: "mqtt://127.0.0.1:1883".into(),
-            scheme: Scheme::Mqtt,
-            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            layer: None,
-        }
-    }
-}
-
-impl FromStr for ListenUrl {
-    type Err = String;
-
-    fn from_str(url: &str) -> Result<Self, String> {
-        let Some((name, rest)) = url.split_once("://") else {
-            return Err(format!("`{url}` is not a URL: write mqtt://host:port"));
-        };
-        let (scheme, layer) = match name {
-            "mqtt" => (Scheme::Mqtt, None),
-            "mqtt+identity" => (Scheme::Mqtt, Some(ListenLayer::Identity)),
-            "mqtts" => (Scheme::Mqtt, Some(ListenLayer::Tls)),
-            "mqtt-sn" => (Scheme::MqttSn, None),
-            _ => {
-                return Err(format!(
-                    "unsupported scheme `{name}://` in `{url}`: mqtt:// (MQTT over TCP), \
-                     mqtts:// (MQTT over TLS), mqtt-sn:// (MQTT-SN over UDP) and \
-                     mqtt+identity:// (MQTT over TCP through the identity layer) are supported"
-                ));
-            }
-        };
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.is_empty() || authority.contains('/') {
-            return Err(format!("`{url}`: expected {name}://host:port"));
-        }
-        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
-            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')
-        }) && !authority.ends_with(']');
-        let with_port = if has_port {
-            authority.to_owned()
-        } else {
-            let port = if layer == Some(ListenLayer::Tls) { 8883 } else { scheme.default_port() };
-            format!("{authority}:{port}")
-        };
-        let addr = match with_port.parse::<SocketAddr>() {
-            Ok(addr) => addr,
-            Err(_) => with_port
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut addrs| addrs.next())
-                .ok_or_else(|| format!("`{url}`: cannot resolve `{authority}`"))?,
-        };
-        Ok(Self { url: url.to_owned(), scheme, addr, layer })
-    }
-}
-
-impl TryFrom<String> for ListenUrl {
-    type Error = String;
-
-    fn try_from(url: String) -> Result<Self, String> {
-        url.parse()
-    }
-}
-
-impl fmt::Display for ListenUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.url)
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use musqratt_engine::Config;
 use musqratt_kit::layer::tls::{TlsSettings, TlsSettingsError};
+use musqratt_kit::layer::ws::WsSettings;
 use serde::Deserialize;
 
 use super::FileConfig;
@@ -29,6 +30,18 @@ table! {
         identity_as_username: bool = false => |_, _| {};
         /// ALPN protocol names offered; empty: no ALPN.
         alpn: Vec<String> = Vec::new() => |_, _| {};
+    }
+}
+
+table! {
+    /// The `[websocket]` table, for every `ws://` and `wss://` listener (MQTT 5.0 §6).
+    pub struct WebsocketSection from engine {
+        /// `Origin`s browser pages may connect from (e.g. `"https://app.example.com"`); empty:
+        /// any. Requests without `Origin` (not from a browser) are not refused for it.
+        allowed_origins: Vec<String> = Vec::new() => |_, _| {};
+        /// The client's address reported to authentication and logs is the first address of
+        /// `X-Forwarded-For`: only behind a reverse proxy that sets it (anyone can send one).
+        trust_forwarded_for: bool = false => |_, _| {};
     }
 }
 
@@ -211,13 +224,24 @@ impl FileConfig {
     }
 }
 
+impl WebsocketSection {
+    /// The layer's settings for a listener at `path` (`/mqtt` if none).
+    pub(super) fn settings(&self, path: Option<&str>) -> WsSettings {
+        let mut settings = WsSettings::with_path(path.unwrap_or("/mqtt"));
+        settings.allowed_origins.clone_from(&self.allowed_origins);
+        settings.trust_forwarded_for = self.trust_forwarded_for;
+        settings
+    }
+}
+
 impl TlsSection {
     /// The layer's settings; both files are needed.
     pub(super) fn settings(&self) -> Result<TlsSettings, TlsSettingsError> {
         let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
             return Err(TlsSettingsError {
                 file: PathBuf::from("[tls]"),
-                message: "a mqtts:// listener needs tls.cert_file and tls.key_file".into(),
+                message: "a mqtts:// or wss:// listener needs tls.cert_file and tls.key_file"
+                    .into(),
             });
         };
         let mut settings = TlsSettings::new(cert, key);

@@ -218,21 +218,21 @@ impl Shard {
         let Some(mut stack) = handle.stack.take() else { return };
         let mut socket = 0;
         let counters = &shards.counters;
-        let decoded = stack.read(bytes, |chunk| socket += handle.send(chunk, counters));
+        let read = stack.read(bytes, |chunk| socket += handle.send(chunk, counters));
         let written = stack.written(socket);
         handle.stack = Some(stack);
         let now = shards.clock.now();
         if written > 0 {
             self.engine.handle_input(now, Input::Written { conn, bytes: written });
         }
-        match decoded {
-            Ok(Some(bytes)) => self.engine.handle_input(now, Input::Data { conn, bytes }),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::debug!(shard = %self.id, %conn, %error, "connection closed");
-                if let Some(handle) = self.conns.remove(&conn) {
-                    handle.close();
-                }
+        // What came before an end (a DISCONNECT before a close frame) is the engine's first.
+        if let Some(bytes) = read.data {
+            self.engine.handle_input(now, Input::Data { conn, bytes });
+        }
+        if let Some(error) = read.end {
+            tracing::debug!(shard = %self.id, %conn, %error, "connection closed");
+            if let Some(handle) = self.conns.remove(&conn) {
+                handle.close();
             }
         }
     }
@@ -394,12 +394,11 @@ impl Shard {
         if let Some(mut stack) = handle.stack.take() {
             for more in raw {
                 let counters = &shards.counters;
-                match stack.read(more, |chunk| {
+                let read = stack.read(more, |chunk| {
                     handle.send(chunk, counters);
-                }) {
-                    Ok(decoded) => bytes.extend_from_slice(decoded.as_deref().unwrap_or_default()),
-                    Err(_) => closed = true,
-                }
+                });
+                bytes.extend_from_slice(read.data.as_deref().unwrap_or_default());
+                closed |= read.end.is_some();
             }
             handle.stack = Some(stack);
         }

@@ -10,3 +10,4 @@ fn start(config: BrokerConfig) -> Broker {
 }
 
 musqratt_testkit::layer_cases!(start);
+musqratt_testkit::ws_cases!(start);

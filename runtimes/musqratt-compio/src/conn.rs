@@ -85,7 +85,7 @@ pub(crate) async fn reader(shard: Rc<Shard>, conn: ConnectionId, mut stream: Tcp
                             // they would send now is dropped: the connection is moving).
                             if let Some(slot) = core.slots.get_mut(&conn) {
                                 let bytes = match slot.stack.as_mut() {
-                                    Some(stack) => stack.read(bytes, drop).ok().flatten(),
+                                    Some(stack) => stack.read(bytes, drop).data,
                                     None => Some(bytes),
                                 };
                                 if let (Some((_, handed)), Some(bytes)) =

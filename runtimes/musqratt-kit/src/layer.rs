@@ -198,6 +198,30 @@ impl Layers {
     }
 }
 
+/// What [`Stack::read`] gave: bytes for the engine, and whether the stream ended.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub struct StackRead {
+    /// What the read decoded to for the engine (`None`: nothing yet).
+    pub data: Option<BytesMut>,
+    /// A layer gave up or the peer closed it: feed `data`, then close the connection.
+    pub end: Option<StackError>,
+}
+
+impl StackRead {
+    /// The data, or the end if there was one (dropping the data before it): for callers that
+    /// stop at the first error, as tests do.
+    ///
+    /// # Errors
+    /// The stream ended.
+    pub fn into_result(self) -> Result<Option<BytesMut>, StackError> {
+        match self.end {
+            Some(end) => Err(end),
+            None => Ok(self.data),
+        }
+    }
+}
+
 /// A connection's layers, composed: what a runtime keeps per layered connection (boxed, so a
 /// plain connection's slot grows by no more than a pointer or a flag), and moves with the
 /// socket when the connection is handed to another shard.
@@ -231,19 +255,18 @@ impl Stack {
         peer
     }
 
-    /// Bytes read from the socket: returns what they decode to for the engine (`None`: nothing
-    /// yet), and calls `to_socket` with each chunk the layers answer with at once (to queue
-    /// before anything the engine then sends). Several chunks for the engine from one read
-    /// are joined into one (a copy, only then), so that the runtime feeds one `Input::Data`
-    /// per read as on a plain connection and a handoff after CONNECT keeps every byte.
+    /// Bytes read from the socket: returns what they decode to for the engine, and calls
+    /// `to_socket` with each chunk the layers answer with at once (to queue before anything the
+    /// engine then sends). Several chunks for the engine from one read are joined into one (a
+    /// copy, only then), so that the runtime feeds one `Input::Data` per read as on a plain
+    /// connection and a handoff after CONNECT keeps every byte.
     ///
-    /// # Errors
-    /// A layer gave up (or the peer closed it): close the connection.
-    pub fn read(
-        &mut self,
-        bytes: BytesMut,
-        mut to_socket: impl FnMut(Bytes),
-    ) -> Result<Option<BytesMut>, StackError> {
+    /// When a layer gives up or the peer closes it, [`StackRead::end`] says so, and the bytes
+    /// decoded before it still come in [`StackRead::data`]: a client's last DISCONNECT before
+    /// its WebSocket close frame must reach the engine (or its will is published). The runtime
+    /// feeds them, then flushes what `to_socket` was given (an HTTP error, a close frame) and
+    /// closes.
+    pub fn read(&mut self, bytes: BytesMut, mut to_socket: impl FnMut(Bytes)) -> StackRead {
         let mut scratch = Scratch::take();
         let [mut input, mut output] = core::mem::take(&mut scratch.up);
         input.clear();
@@ -253,10 +276,13 @@ impl Stack {
             output.clear();
             let mut answers = core::mem::take(&mut scratch.down[0]);
             answers.clear();
+            // A layer that gives up decodes nothing more, but what it decoded before still goes
+            // up through the layers above it (which may end the stream too: the first end is
+            // the one reported).
             for chunk in input.drain(..) {
                 let layer = &mut self.layers[level];
                 if let Err(error) = layer.read(chunk, &mut output, &mut answers) {
-                    result = Err(StackError { layer: layer.name(), error });
+                    result = result.and(Err(StackError { layer: layer.name(), error }));
                     break;
                 }
             }
@@ -265,17 +291,13 @@ impl Stack {
                 if let Err(error) =
                     self.pass_down(&mut scratch.down, level, answer, 0, &mut to_socket)
                 {
-                    result = Err(error);
+                    result = result.and(Err(error));
                 }
             }
             scratch.down[0] = answers;
             core::mem::swap(&mut input, &mut output);
-            if result.is_err() {
-                break;
-            }
         }
         let decoded = match input.len() {
-            _ if result.is_err() => None,
             0 => None,
             1 => input.pop(),
             _ => {
@@ -290,7 +312,7 @@ impl Stack {
         output.clear();
         scratch.up = [input, output];
         scratch.put();
-        result.map(|()| decoded.filter(|bytes| !bytes.is_empty()))
+        StackRead { data: decoded.filter(|bytes| !bytes.is_empty()), end: result.err() }
     }
 
     /// Bytes of an `Action::Send`: calls `to_socket` with what the layers make of them, in

@@ -41,6 +41,7 @@ pub mod auth;
 pub mod layers;
 pub mod mqtt;
 pub mod sn;
+pub mod ws;
 
 use core::future::Future;
 use core::net::SocketAddr;
@@ -495,6 +496,47 @@ macro_rules! layers_cases {
     };
 }
 
+/// The WebSocket cases as `#[test]`s on the runtime `$start`: every MQTT case of [`mqtt`]
+/// through a `ws://` listener (its clients' bytes framed by a [`ws::Bridge`]), and the cases
+/// of [`ws`], in a module `websocket`.
+#[macro_export]
+macro_rules! ws_cases {
+    ($start:ident) => {
+        /// The kit's cases over WebSocket, on this runtime.
+        mod websocket {
+            /// The runtime with WebSocket listeners, reached through a bridge.
+            fn bridged(config: $crate::BrokerConfig) -> $crate::Broker {
+                $crate::ws::through_bridge(super::$start, config)
+            }
+
+            /// The runtime as the case configures it.
+            fn configured(config: $crate::BrokerConfig) -> $crate::Broker {
+                super::$start(config)
+            }
+
+            $crate::mqtt_cases!(bridged);
+            $crate::ws_only_cases!(configured);
+        }
+    };
+}
+
+/// The cases of [`ws`] as `#[test]`s on `$start`; part of [`ws_cases`].
+#[doc(hidden)]
+#[macro_export]
+#[rustfmt::skip] // one case a line, as the other groups' (`every_case_is_expanded_by_its_macro`)
+macro_rules! ws_only_cases {
+    ($start:ident) => {
+        $crate::cases!(
+            $start,
+            ws,
+            [
+                http_requests_that_are_not_an_mqtt_upgrade_are_answered_and_closed,
+                frames_split_pinged_and_a_text_frame_closes,
+            ]
+        );
+    };
+}
+
 /// All of [`mqtt_cases`], [`sn_cases`] and [`auth_cases`], for a runtime that serves all.
 #[macro_export]
 macro_rules! all_cases {
@@ -518,6 +560,7 @@ mod tests {
             ("sn", include_str!("sn.rs")),
             ("auth", include_str!("auth.rs")),
             ("layers", include_str!("layers.rs")),
+            ("ws", include_str!("ws.rs")),
         ] {
             let cases: Vec<&str> = source
                 .split("\npub async fn ")

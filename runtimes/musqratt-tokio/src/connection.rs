@@ -144,6 +144,7 @@ impl Connection {
                                 if layered {
                                     // Through the connection's layers (a failed one: lost).
                                     if !state.data_layered(conn, bytes) {
+                                        let _ = flush(state, conn);
                                         return Poll::Ready(End::Lost);
                                     }
                                 } else {

@@ -19,6 +19,7 @@ fn start(config: BrokerConfig) -> Broker {
 }
 
 musqratt_testkit::layer_cases!(start);
+musqratt_testkit::ws_cases!(start);
 
 /// A layered connection hibernates like a plain one (docs/adr/0009): its stack waits in the
 /// shard while the socket sleeps, and bytes still pass through it when the peer or a delivery

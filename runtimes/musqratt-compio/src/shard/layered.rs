@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use musqratt_engine::{ConnectionId, Input};
 
-use super::Core;
+use super::{Core, State};
 
 impl Core {
     /// Bytes read from a layered connection: through its layers, then to the engine; what the
@@ -15,18 +15,32 @@ impl Core {
         let Some(stack) = slot.stack.as_mut() else { return };
         let queue = &mut slot.queue;
         let was_empty = queue.is_empty();
-        let decoded = stack.read(bytes, |chunk| queue.push(chunk));
+        let read = stack.read(bytes, |chunk| queue.push(chunk));
         if was_empty && !slot.queue.is_empty() {
             self.queued(conn);
         }
-        match decoded {
-            Ok(Some(bytes)) => self.input(Input::Data { conn, bytes }),
-            Ok(None) => self.dispatch(),
-            Err(error) => {
-                tracing::debug!(shard = %self.id, %conn, %error, "connection lost");
-                self.lost(conn);
-            }
+        // What came before an end (a DISCONNECT before a close frame) is the engine's first.
+        match read.data {
+            Some(bytes) => self.input(Input::Data { conn, bytes }),
+            None => self.dispatch(),
         }
+        if let Some(error) = read.end {
+            tracing::debug!(shard = %self.id, %conn, %error, "connection lost");
+            self.layers_ended(conn);
+        }
+    }
+
+    /// A connection's layers ended the stream: the engine forgets it, and the writer sends
+    /// what the layers answered last (an HTTP error, a close frame) before closing the socket,
+    /// as after `Action::Close`.
+    fn layers_ended(&mut self, conn: ConnectionId) {
+        let Some(slot) = self.slots.get_mut(&conn) else { return };
+        if slot.state != State::Open {
+            return;
+        }
+        slot.state = State::Closing;
+        self.wake_writer(conn);
+        self.input(Input::Closed { conn });
     }
 
     /// `socket` bytes of a layered connection's queue were written: tells the engine how many

@@ -101,7 +101,9 @@ fn decode(stack: &mut Stack, wire: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>) 
     let mut from = 0;
     for &to in cuts.iter().chain([&wire.len()]) {
         let piece = BytesMut::from(&wire[from..to]);
-        if let Some(bytes) = stack.read(piece, |chunk| down.extend_from_slice(&chunk)).unwrap() {
+        if let Some(bytes) =
+            stack.read(piece, |chunk| down.extend_from_slice(&chunk)).into_result().unwrap()
+        {
             up.extend_from_slice(&bytes);
         }
         from = to;
@@ -181,8 +183,8 @@ fn close_sends_the_last_bytes_top_down_and_drops_later_writes() {
     // twice, more than 2 bytes), then the lower one's (2 bytes, XORed once).
     let (upper, lower) = wire.split_at(wire.len() - 2);
     assert!(upper.len() > 2);
-    assert_eq!(stack().read(BytesMut::from(upper), |_| {}), closed);
-    assert_eq!(stack().read(BytesMut::from(lower), |_| {}), closed);
+    assert_eq!(stack().read(BytesMut::from(upper), |_| {}).into_result(), closed);
+    assert_eq!(stack().read(BytesMut::from(lower), |_| {}).into_result(), closed);
     assert!(encode(&mut server, b"late").is_empty());
 }
 
@@ -192,7 +194,7 @@ fn a_layer_error_names_the_layer() {
     // Frames say 9 bytes, more than the lower frames layer's 7; XOR first with its key.
     let mut wire = BytesMut::from(&[0u8, 9][..]);
     Xor(0x5a).apply(&mut wire);
-    let error = server.read(wire, |_| {}).unwrap_err();
+    let error = server.read(wire, |_| {}).into_result().unwrap_err();
     assert_eq!(error, StackError { layer: "frames", error: LayerError::TooLarge });
 }
 
@@ -202,7 +204,7 @@ fn identity_moves_chunks_without_copying() {
     let mut stack = Layers::identity().stack("127.0.0.1:1".parse().unwrap());
     let read = BytesMut::from(&packets()[..]);
     let at = read.as_ptr();
-    let up = stack.read(read, |_| panic!("nothing to answer")).unwrap().unwrap();
+    let up = stack.read(read, |_| panic!("nothing to answer")).into_result().unwrap().unwrap();
     assert_eq!(up.as_ptr(), at);
     let payload = Bytes::from(packets());
     let mut out = Vec::new();

@@ -9,7 +9,8 @@ use super::Shard;
 impl Shard {
     /// Bytes read from a layered connection: through its layers, then to the engine; what the
     /// layers answer at once (a handshake, a pong) is queued for the socket first. False when a
-    /// layer failed or the peer closed it: the connection is lost.
+    /// layer failed or the peer closed it: the connection is lost once what the layers
+    /// answered last (an HTTP error, a close frame) is written, if the socket takes it now.
     pub(crate) fn data_layered(&mut self, conn: ConnectionId, bytes: BytesMut) -> bool {
         let (Some(stack), Some(slot)) = (self.stacks.get_mut(&conn), self.conns.get_mut(&conn))
         else {
@@ -17,17 +18,18 @@ impl Shard {
         };
         let was_empty = slot.queue.is_empty();
         let spare = &mut self.spare_queues;
-        let decoded = stack.read(bytes, |chunk| slot.queue.push_back(chunk, spare));
+        let read = stack.read(bytes, |chunk| slot.queue.push_back(chunk, spare));
         if was_empty && !slot.queue.is_empty() {
             self.direct.push(conn);
         }
-        match decoded {
-            Ok(Some(bytes)) => self.input(Input::Data { conn, bytes }),
-            Ok(None) => self.drain(),
-            Err(error) => {
-                tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
-                return false;
-            }
+        // What came before an end (a DISCONNECT before a close frame) is the engine's first.
+        match read.data {
+            Some(bytes) => self.input(Input::Data { conn, bytes }),
+            None => self.drain(),
+        }
+        if let Some(error) = read.end {
+            tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
+            return false;
         }
         true
     }

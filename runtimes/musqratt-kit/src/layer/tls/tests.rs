@@ -113,7 +113,8 @@ fn pump(client: &mut ClientConnection, server: &mut Stack) -> Result<Vec<u8>, St
         let (mut from, mut piece) = (0, 1);
         while from < wire.len() {
             let to = (from + piece).min(wire.len());
-            let read = server.read(BytesMut::from(&wire[from..to]), |c| answers.push(c))?;
+            let read =
+                server.read(BytesMut::from(&wire[from..to]), |c| answers.push(c)).into_result()?;
             up.extend(read.iter().flat_map(|b| b.iter().copied()));
             (from, piece) = (to, piece % 97 + 1);
         }
@@ -205,9 +206,9 @@ fn mqtt_bytes_through_a_handshake_both_ways() {
     while client.wants_write() {
         client.write_tls(&mut wire).unwrap();
     }
-    let up = server.read(BytesMut::from(&wire[..]), |_| {}).unwrap();
+    let up = server.read(BytesMut::from(&wire[..]), |_| {}).into_result().unwrap();
     assert_eq!(up.as_deref(), Some(&[0xe0, 0x00][..]));
-    let error = server.read(BytesMut::from(&b"more"[..]), |_| {}).unwrap_err();
+    let error = server.read(BytesMut::from(&b"more"[..]), |_| {}).into_result().unwrap_err();
     assert_eq!(error.error, LayerError::PeerClosed);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -219,7 +220,8 @@ fn plain_mqtt_at_a_tls_layer_is_refused() {
     let mut server = stack(&settings(&dir, &ca, None, false));
     let connect = [0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'c'];
     let mut answer = Vec::new();
-    let error = server.read(BytesMut::from(&connect[..]), |c| answer.extend_from_slice(&c));
+    let error =
+        server.read(BytesMut::from(&connect[..]), |c| answer.extend_from_slice(&c)).into_result();
     assert_eq!(error.unwrap_err().error, LayerError::Handshake);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -292,27 +292,32 @@ fn a_client_stack_and_a_server_stack_talk_through_every_cut() {
     let mut answer = Vec::new();
     let mut engine = Vec::new();
     for byte in &wire {
-        if let Some(bytes) =
-            server.read(BytesMut::from(&[*byte][..]), |c| answer.extend_from_slice(&c)).unwrap()
+        if let Some(bytes) = server
+            .read(BytesMut::from(&[*byte][..]), |c| answer.extend_from_slice(&c))
+            .into_result()
+            .unwrap()
         {
             engine.extend_from_slice(&bytes);
         }
     }
     assert!(engine.is_empty(), "the CONNECT waits for the 101");
     let mut back = Vec::new();
-    let got = client.read(BytesMut::from(&answer[..]), |c| back.extend_from_slice(&c)).unwrap();
+    let got = client
+        .read(BytesMut::from(&answer[..]), |c| back.extend_from_slice(&c))
+        .into_result()
+        .unwrap();
     assert_eq!(got, None);
     // The 101 released the held CONNECT, masked.
     assert_eq!(back[0], 0x82);
     assert_ne!(back[1] & 0x80, 0);
-    let got = server.read(BytesMut::from(&back[..]), drop).unwrap().unwrap();
+    let got = server.read(BytesMut::from(&back[..]), drop).into_result().unwrap().unwrap();
     assert_eq!(got, connect);
     // The server's answer, framed, through the client.
     let mut framed = Vec::new();
     server
         .write(Bytes::from_static(b"\x20\x03\x00\x00\x00"), |c| framed.extend_from_slice(&c))
         .unwrap();
-    let got = client.read(BytesMut::from(&framed[..]), drop).unwrap().unwrap();
+    let got = client.read(BytesMut::from(&framed[..]), drop).into_result().unwrap().unwrap();
     assert_eq!(&got[..], b"\x20\x03\x00\x00\x00");
     // The engine's bytes are counted back as the engine's, not the frames' (the 101 counts
     // for none).
