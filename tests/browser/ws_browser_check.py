@@ -38,7 +38,6 @@ async ({url, id, sub, pub, count, expect, version}) => {
   });
   client.on('message', (topic, payload) => got.push(topic + '=' + payload.toString()));
   await client.subscribeAsync(sub, {qos: 1});
-  window.browserReady = true;
   for (let i = 0; i < count; i++) {
     await client.publishAsync(pub, 'from-browser-' + i, {qos: 1});
   }
@@ -63,14 +62,20 @@ def spki_hash(cert_pem):
     return base64.b64encode(digest).decode()
 
 
-def paho(name, port, transport="tcp", version=mqtt.MQTTv5):
+def paho(name, port, transport="tcp", version=mqtt.MQTTv5, on_message=None):
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=version,
                     transport=transport)
     if transport == "websockets":
         c.ws_set_options(path="/mqtt")
     received, connected, subscribed = queue.Queue(), queue.Queue(), queue.Queue()
     c.on_connect = lambda _c, _u, _f, reason, _p: connected.put(reason)
-    c.on_message = lambda _c, _u, m: received.put((m.topic, m.payload.decode()))
+
+    def message(client, _u, m):
+        received.put((m.topic, m.payload.decode()))
+        if on_message:
+            on_message(client, m)
+
+    c.on_message = message
     c.on_subscribe = lambda _c, _u, _mid, codes, _p: subscribed.put(codes)
     c.connect("127.0.0.1", port, keepalive=30)
     c.loop_start()
@@ -81,21 +86,23 @@ def paho(name, port, transport="tcp", version=mqtt.MQTTv5):
 
 
 def browser_round(page, url, tag, peer_port, transport):
-    """The page and a paho client (over `transport`) exchange 3 messages each way."""
+    """The page and a paho client (over `transport`) exchange 3 messages each way: the page
+    subscribes, then publishes; the first message paho receives from it (so the page is
+    subscribed by then) makes paho publish to the page."""
     sub, pub = f"browser/{tag}/in", f"browser/{tag}/out"
-    peer, received, subscribed = paho(f"peer-{tag}", peer_port, transport)
+
+    def answer(client, m):
+        if m.payload == b"from-browser-0":
+            for i in range(3):
+                client.publish(sub, f"to-browser-{i}", qos=1)
+
+    peer, received, subscribed = paho(f"peer-{tag}", peer_port, transport, on_message=answer)
     peer.subscribe(pub, qos=1)
     subscribed.get(timeout=TIMEOUT)
-    page.evaluate("window.browserReady = false")
-    result = page.evaluate_handle(PAGE_SCRIPT, {
+    got = page.evaluate(PAGE_SCRIPT, {
         "url": url, "id": f"page-{tag}", "sub": sub, "pub": pub, "count": 3, "expect": 3,
         "version": 5,
     })
-    # Publishes to the page once it subscribed.
-    page.wait_for_function("window.browserReady === true", timeout=TIMEOUT * 1000)
-    for i in range(3):
-        peer.publish(sub, f"to-browser-{i}", qos=1).wait_for_publish(TIMEOUT)
-    got = result.json_value()
     want = [f"{sub}=to-browser-{i}" for i in range(3)]
     if got != want:
         raise RuntimeError(f"{url}: the page received {got}, expected {want}")
