@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 
 use musqratt_engine::{BacklogConfig, Config};
-use musqratt_kit::layer::tls::TlsSettingsError;
+use musqratt_kit::layer::tls::{TlsConfig, TlsSettingsError};
 use musqratt_proto::QoS;
 use serde::Deserialize;
 
@@ -274,16 +274,31 @@ impl FileConfig {
         self.addrs_of(Scheme::MqttSn)
     }
 
+    /// The `[tls]` files, loaded, when a listener needs them (`mqtts://`): what
+    /// [`FileConfig::broker_config_with`] gives the listeners and a SIGHUP reloads
+    /// ([`TlsConfig::reload`]).
+    ///
+    /// # Errors
+    /// As [`FileConfig::listener_layers`].
+    pub fn tls_config(&self) -> Result<Option<TlsConfig>, TlsSettingsError> {
+        if !self.listeners.iter().any(|l| l.layer == Some(ListenLayer::Tls)) {
+            return Ok(None);
+        }
+        self.tls.settings()?.load().map(Some)
+    }
+
     /// The byte-stream layers of the MQTT listeners that have some (`mqtt+identity://`,
-    /// `mqtts://`). Reads the `[tls]` files when there is a `mqtts://` listener.
+    /// `mqtts://`). The `mqtts://` listeners share `tls` when given (so that reloading it
+    /// reaches them all), else the `[tls]` files are read here.
     ///
     /// # Errors
     /// A `mqtts://` listener without `tls.cert_file` and `tls.key_file`, or a `[tls]` file
     /// that cannot be used (the error names it).
     pub fn listener_layers(
         &self,
+        tls: Option<&TlsConfig>,
     ) -> Result<Vec<(SocketAddr, musqratt_kit::Layers)>, TlsSettingsError> {
-        let mut tls = None;
+        let mut tls = tls.cloned();
         let mut layers = Vec::new();
         for listener in &self.listeners {
             let layer = match listener.layer {
@@ -291,9 +306,9 @@ impl FileConfig {
                 Some(ListenLayer::Identity) => musqratt_kit::Layers::identity(),
                 Some(ListenLayer::Tls) => {
                     if tls.is_none() {
-                        tls = Some(musqratt_kit::Layers::tls(self.tls.settings()?.load()?));
+                        tls = Some(self.tls.settings()?.load()?);
                     }
-                    tls.clone().unwrap_or_else(musqratt_kit::Layers::identity)
+                    tls.clone().map_or_else(musqratt_kit::Layers::identity, musqratt_kit::Layers::tls)
                 }
             };
             layers.push((listener.addr, layer));
@@ -312,9 +327,22 @@ impl FileConfig {
     /// The `[tls]` files of a `mqtts://` listener cannot be used.
     #[cfg(feature = "tokio")]
     pub fn broker_config(&self) -> Result<musqratt_tokio::BrokerConfig, TlsSettingsError> {
+        self.broker_config_with(None)
+    }
+
+    /// [`FileConfig::broker_config`] with the `[tls]` files already loaded
+    /// ([`FileConfig::tls_config`]), which the broker keeps to reload them.
+    ///
+    /// # Errors
+    /// As [`FileConfig::broker_config`].
+    #[cfg(feature = "tokio")]
+    pub fn broker_config_with(
+        &self,
+        tls: Option<&TlsConfig>,
+    ) -> Result<musqratt_tokio::BrokerConfig, TlsSettingsError> {
         let mut config = musqratt_tokio::BrokerConfig::default();
         config.listeners = self.mqtt_addrs();
-        config.listener_layers = self.listener_layers()?;
+        config.listener_layers = self.listener_layers(tls)?;
         config.sn_listeners = self.sn_addrs();
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
@@ -537,7 +565,7 @@ mod tests {
         let error =
             FileConfig::parse("listeners = [\"mqtts://127.0.0.1\"]\n[tls]\nca_file = \"a\"\n")
                 .unwrap()
-                .listener_layers()
+                .listener_layers(None)
                 .unwrap_err();
         assert!(error.to_string().contains("tls.cert_file and tls.key_file"), "{error}");
         assert!("0.0.0.0:1883".parse::<ListenUrl>().is_err());
@@ -551,7 +579,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.mqtt_addrs().len(), 2);
-        let layers = config.listener_layers().unwrap();
+        let layers = config.listener_layers(None).unwrap();
         assert_eq!(layers.len(), 1);
         assert_eq!((layers[0].0.port(), layers[0].1.name()), (1890, "identity"));
     }

@@ -201,7 +201,12 @@ impl FileConfig {
         {
             return None;
         }
-        let exposed = self.listeners.iter().find(|l| !l.addr.ip().is_loopback())?;
+        // A `mqtts://` listener with identity_as_username names every client by its
+        // certificate: nobody there is anonymous.
+        let named = |l: &super::ListenUrl| {
+            self.tls.identity_as_username && l.layer == Some(super::ListenLayer::Tls)
+        };
+        let exposed = self.listeners.iter().find(|l| !l.addr.ip().is_loopback() && !named(l))?;
         Some(format!(
             "clients without a user name are refused: listener {} is not a loopback address; \
              set auth.password_file (and auth.acl_file), or auth.allow_anonymous = true to let \

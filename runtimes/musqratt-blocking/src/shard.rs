@@ -258,9 +258,14 @@ impl Shard {
                     let input = Input::FromShard { from: self.id, message };
                     self.deliver(shards, usize::from(to.0), input, by);
                 }
-                Action::Authenticate { conn, request } => {
-                    // A late answer comes as `ShardInput::Decided`.
-                    let peer = self.conns.get(&conn).and_then(|handle| handle.peer);
+                Action::Authenticate { conn, mut request } => {
+                    // A late answer comes as `ShardInput::Decided`. What the layers proved (a
+                    // client certificate) goes with the CONNECT's credentials.
+                    let handle = self.conns.get(&conn);
+                    if let Some(stack) = handle.and_then(|handle| handle.stack.as_ref()) {
+                        stack.identity().fill(&mut request);
+                    }
+                    let peer = handle.and_then(|handle| handle.peer);
                     if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
                         let now = shards.clock.now();
                         self.engine.handle_input(now, Input::AuthDecision { conn, decision });

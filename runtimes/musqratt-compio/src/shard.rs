@@ -312,7 +312,12 @@ impl Core {
                 }
             }
             Action::ToShard { to, message } => self.send_to(to, message),
-            Action::Authenticate { conn, request } => {
+            Action::Authenticate { conn, mut request } => {
+                // What the layers proved (a client certificate) goes with the CONNECT's
+                // credentials.
+                if let Some(stack) = self.slots.get(&conn).and_then(|slot| slot.stack.as_ref()) {
+                    stack.identity().fill(&mut request);
+                }
                 let peer = self.slots.get(&conn).and_then(|slot| slot.direct.as_ref());
                 let peer = peer.and_then(|stream| stream.peer_addr().ok());
                 if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {

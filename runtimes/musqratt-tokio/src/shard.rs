@@ -402,8 +402,13 @@ impl Shard {
                 Action::ToShard { to, message } => {
                     self.send_mail(to, Mail::Message { from: self.id, message });
                 }
-                Action::Authenticate { conn, request } => {
-                    // An answer given later comes through `decisions` (`late_decisions`).
+                Action::Authenticate { conn, mut request } => {
+                    // What the layers proved (a client certificate) goes with the CONNECT's
+                    // credentials. An answer given later comes through `decisions`
+                    // (`late_decisions`).
+                    if let Some(stack) = self.stacks.get(&conn) {
+                        stack.identity().fill(&mut request);
+                    }
                     let peer = self.conns.get(&conn).and_then(|slot| match &slot.stream {
                         Stream::Awake(stream) => stream.peer_addr().ok(),
                         Stream::Hibernating(stream) => stream.peer_addr().ok(),
