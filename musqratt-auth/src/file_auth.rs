@@ -393,9 +393,7 @@ impl FileAuth {
                 }
                 // The certificate the TLS handshake verified is the credential; the ACL file
                 // applies to its name.
-                Verdict::Ignore if request.username_verified => {
-                    admit(&files, &request, None, None)
-                }
+                Verdict::Ignore if request.username_verified => admit(&files, &request, None, None),
                 Verdict::Ignore if request.username.is_some() && checked => {
                     AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
                 }

@@ -430,7 +430,7 @@ mod tests {
         let other = AuthRequest { password: None, ..request.clone() };
         assert_ne!(cache_key(&request, None), cache_key(&other, None));
         let certified = AuthRequest { cert_cn: Some("sensor-7".into()), ..request.clone() };
-        let body: serde_json::Value = serde_json::from_str(&body(&certified, None)).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&super::body(&certified, None)).unwrap();
         assert_eq!(body["cert_cn"], "sensor-7");
         assert_ne!(cache_key(&request, None), cache_key(&certified, None));
         assert_ne!(cache_key(&request, None), cache_key(&request, "127.0.0.2:1".parse().ok()));

@@ -308,7 +308,8 @@ impl FileConfig {
                     if tls.is_none() {
                         tls = Some(self.tls.settings()?.load()?);
                     }
-                    tls.clone().map_or_else(musqratt_kit::Layers::identity, musqratt_kit::Layers::tls)
+                    tls.clone()
+                        .map_or_else(musqratt_kit::Layers::identity, musqratt_kit::Layers::tls)
                 }
             };
             layers.push((listener.addr, layer));
@@ -568,6 +569,9 @@ mod tests {
                 .listener_layers(None)
                 .unwrap_err();
         assert!(error.to_string().contains("tls.cert_file and tls.key_file"), "{error}");
+        // The [tls] files are read only for a mqtts:// listener (a SIGHUP then reloads them).
+        let plain = FileConfig::parse("[tls]\ncert_file = \"/nowhere\"\n").unwrap();
+        assert!(plain.tls_config().unwrap().is_none());
         assert!("0.0.0.0:1883".parse::<ListenUrl>().is_err());
         let url: ListenUrl = "mqtt-sn://127.0.0.1".parse().unwrap();
         assert_eq!((url.scheme, url.addr.port()), (Scheme::MqttSn, 1884));

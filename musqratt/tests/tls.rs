@@ -547,7 +547,7 @@ fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
         assert!(said.contains("denied"), "{runtime}: other/# not refused: {denied:?}");
 
         let log = stop(broker);
-        let bodies = std::mem::take(&mut *bodies.lock().unwrap());
+        let bodies = core::mem::take(&mut *bodies.lock().unwrap());
         let certified: Vec<_> = bodies.iter().filter(|b| b["cert_cn"] == "sensor-7").collect();
         assert!(!certified.is_empty(), "{runtime}: no cert_cn in {bodies:?}\n{log}");
         assert!(

@@ -232,8 +232,8 @@ fn identity_fills_the_auth_request() {
     PeerIdentity::default().fill(&mut request);
     assert_eq!(request, connect);
 
-    let mut named = PeerIdentity::default();
-    named.certificate_cn = Some("sensor-7".into());
+    let mut named =
+        PeerIdentity { certificate_cn: Some("sensor-7".into()), ..PeerIdentity::default() };
     let mut request = connect.clone();
     named.fill(&mut request);
     assert_eq!(request, AuthRequest { cert_cn: Some("sensor-7".into()), ..connect.clone() });

@@ -292,7 +292,10 @@ impl Tls {
             return Ok(());
         }
         let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
-        tracing::info!(peer, "TLS client certificate refused: no common name (identity_as_username)");
+        tracing::info!(
+            peer,
+            "TLS client certificate refused: no common name (identity_as_username)"
+        );
         Err(LayerError::Handshake)
     }
 
