@@ -272,8 +272,10 @@ struct PasswordSource(Arc<Shared>);
 impl Source for PasswordSource {
     fn check(&self, request: &AuthRequest, reply: VerdictReply) {
         let files = self.0.files();
-        let (Some(passwords), Some(user), None) =
-            (&files.passwords, &request.username, &request.method)
+        // A user name from a verified certificate needs no password (Mosquitto's
+        // use_identity_as_username does not read the password file either).
+        let (Some(passwords), Some(user), None, false) =
+            (&files.passwords, &request.username, &request.method, request.username_verified)
         else {
             return reply.answer(Verdict::Ignore);
         };
@@ -389,6 +391,9 @@ impl FileAuth {
                     // No source speaks its enhanced authentication method (§4.12: 0x8C).
                     AuthDecision::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD)
                 }
+                // The certificate the TLS handshake verified is the credential; the ACL file
+                // applies to its name.
+                Verdict::Ignore if request.username_verified => admit(&files, &request, None, None),
                 Verdict::Ignore if request.username.is_some() && checked => {
                     AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
                 }

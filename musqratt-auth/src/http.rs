@@ -2,8 +2,8 @@
 //! that services written for EMQX work unchanged.
 //!
 //! The broker POSTs `{"clientid", "username", "password", "peerhost", "protocol", "cert_cn"}`
-//! (`cert_cn` null until TLS client certificates exist; `protocol` `"3.1"`, `"3.1.1"` or
-//! `"5.0"`) and reads `{"result": "allow" | "deny" | "ignore", "is_superuser": bool, "acl":
+//! (`cert_cn` the common name of the client's verified TLS certificate, else null; `protocol`
+//! `"3.1"`, `"3.1.1"` or `"5.0"`) and reads `{"result": "allow" | "deny" | "ignore", "is_superuser": bool, "acl":
 //! [{"permission": "allow" | "deny", "action": "publish" | "subscribe" | "all", "topic":
 //! filter}]}`:
 //!
@@ -183,7 +183,7 @@ fn body(request: &AuthRequest, peer: Option<SocketAddr>) -> String {
         "password": request.password.as_deref().map(String::from_utf8_lossy),
         "peerhost": peer.map(|peer| peer.ip().to_string()),
         "protocol": protocol_name(request.protocol),
-        "cert_cn": serde_json::Value::Null,
+        "cert_cn": request.cert_cn.as_deref(),
     })
     .to_string()
 }
@@ -249,6 +249,8 @@ fn cache_key(request: &AuthRequest, peer: Option<SocketAddr>) -> [u8; 32] {
     field(request.password.as_deref());
     field(peer.map(|peer| peer.ip().to_string()).as_deref().map(str::as_bytes));
     field(Some(protocol_name(request.protocol).as_bytes()));
+    // The service may decide on the certificate: another one is another question.
+    field(request.cert_cn.as_deref().map(str::as_bytes));
     hash.finalize().into()
 }
 
@@ -297,6 +299,8 @@ mod tests {
             method: None,
             data: None,
             protocol: ProtocolVersion::V3_1_1,
+            cert_cn: None,
+            username_verified: false,
         }
     }
 
@@ -425,6 +429,10 @@ mod tests {
         );
         let other = AuthRequest { password: None, ..request.clone() };
         assert_ne!(cache_key(&request, None), cache_key(&other, None));
+        let certified = AuthRequest { cert_cn: Some("sensor-7".into()), ..request.clone() };
+        let body: serde_json::Value = serde_json::from_str(&super::body(&certified, None)).unwrap();
+        assert_eq!(body["cert_cn"], "sensor-7");
+        assert_ne!(cache_key(&request, None), cache_key(&certified, None));
         assert_ne!(cache_key(&request, None), cache_key(&request, "127.0.0.2:1".parse().ok()));
     }
 }

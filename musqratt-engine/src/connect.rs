@@ -78,6 +78,8 @@ impl Engine {
             method: method.clone(),
             data: connect.properties.authentication_data.clone(),
             protocol: connect.protocol,
+            cert_cn: None,
+            username_verified: false,
         };
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.auth_method = method.map(Box::new);
@@ -121,6 +123,8 @@ impl Engine {
             data: auth.properties.authentication_data,
             // AUTH exists in MQTT 5.0 only.
             protocol: ProtocolVersion::V5,
+            cert_cn: None,
+            username_verified: false,
         };
         self.push_action(Action::Authenticate { conn, request });
     }

@@ -148,6 +148,15 @@ pub struct AuthRequest {
     /// The MQTT version the client connected with (an HTTP service may answer per version).
     /// MQTT-SN clients count as 3.1.1, whose session rules they follow.
     pub protocol: ProtocolVersion,
+    /// The common name of the client's TLS certificate, verified by the handshake. The engine
+    /// has no TLS and always leaves it `None`: the runtime fills it in from its byte-stream
+    /// layers before it asks the authenticator (runtime kit, `PeerIdentity::fill`).
+    pub cert_cn: Option<ByteString>,
+    /// `username` is `cert_cn`, put there by the runtime (the `identity_as_username` of a TLS
+    /// listener, Mosquitto's `use_identity_as_username`): the certificate the handshake
+    /// verified is the client's credential, so no password is checked, and the CONNECT's own
+    /// User Name and Password are not used. Always `false` from the engine.
+    pub username_verified: bool,
 }
 
 /// Something the runtime must do, taken from [`crate::Engine::poll_action`].

@@ -23,7 +23,7 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 
 use musqratt_engine::{BacklogConfig, Config};
-use musqratt_kit::layer::tls::TlsSettingsError;
+use musqratt_kit::layer::tls::{TlsConfig, TlsSettingsError};
 use musqratt_proto::QoS;
 use serde::Deserialize;
 
@@ -277,24 +277,39 @@ impl FileConfig {
         self.addrs_of(Scheme::MqttSn)
     }
 
+    /// The `[tls]` files, loaded, when a listener needs them (`mqtts://`, `wss://`): what
+    /// [`FileConfig::broker_config_with`] gives the listeners and a SIGHUP reloads
+    /// ([`TlsConfig::reload`]).
+    ///
+    /// # Errors
+    /// As [`FileConfig::listener_layers`].
+    pub fn tls_config(&self) -> Result<Option<TlsConfig>, TlsSettingsError> {
+        if !self.listeners.iter().any(|l| l.layer.is_some_and(ListenLayer::is_tls)) {
+            return Ok(None);
+        }
+        self.tls.settings()?.load().map(Some)
+    }
+
     /// The byte-stream layers of the MQTT listeners that have some (`mqtts://`, `ws://`,
-    /// `wss://`, `mqtt+identity://`). Reads the `[tls]` files when a listener needs them.
+    /// `wss://`, `mqtt+identity://`). The TLS listeners share `tls` when given (so that
+    /// reloading it reaches them all), else the `[tls]` files are read here.
     ///
     /// # Errors
     /// A `mqtts://` or `wss://` listener without `tls.cert_file` and `tls.key_file`, or a
     /// `[tls]` file that cannot be used (the error names it).
     pub fn listener_layers(
         &self,
+        tls: Option<&TlsConfig>,
     ) -> Result<Vec<(SocketAddr, musqratt_kit::Layers)>, TlsSettingsError> {
-        let mut tls = None;
+        let mut tls = tls.cloned();
         let mut layers = Vec::new();
         for listener in &self.listeners {
             let Some(kind) = listener.layer else { continue };
             let below = if kind.is_tls() {
                 if tls.is_none() {
-                    tls = Some(musqratt_kit::Layers::tls(self.tls.settings()?.load()?));
+                    tls = Some(self.tls.settings()?.load()?);
                 }
-                tls.clone()
+                tls.clone().map(musqratt_kit::Layers::tls)
             } else {
                 None
             };
@@ -325,9 +340,22 @@ impl FileConfig {
     /// The `[tls]` files of a `mqtts://` listener cannot be used.
     #[cfg(feature = "tokio")]
     pub fn broker_config(&self) -> Result<musqratt_tokio::BrokerConfig, TlsSettingsError> {
+        self.broker_config_with(None)
+    }
+
+    /// [`FileConfig::broker_config`] with the `[tls]` files already loaded
+    /// ([`FileConfig::tls_config`]), which the broker keeps to reload them.
+    ///
+    /// # Errors
+    /// As [`FileConfig::broker_config`].
+    #[cfg(feature = "tokio")]
+    pub fn broker_config_with(
+        &self,
+        tls: Option<&TlsConfig>,
+    ) -> Result<musqratt_tokio::BrokerConfig, TlsSettingsError> {
         let mut config = musqratt_tokio::BrokerConfig::default();
         config.listeners = self.mqtt_addrs();
-        config.listener_layers = self.listener_layers()?;
+        config.listener_layers = self.listener_layers(tls)?;
         config.sn_listeners = self.sn_addrs();
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
@@ -434,9 +462,12 @@ mod tests {
         let error =
             FileConfig::parse("listeners = [\"mqtts://127.0.0.1\"]\n[tls]\nca_file = \"a\"\n")
                 .unwrap()
-                .listener_layers()
+                .listener_layers(None)
                 .unwrap_err();
         assert!(error.to_string().contains("tls.cert_file and tls.key_file"), "{error}");
+        // The [tls] files are read only for a mqtts:// listener (a SIGHUP then reloads them).
+        let plain = FileConfig::parse("[tls]\ncert_file = \"/nowhere\"\n").unwrap();
+        assert!(plain.tls_config().unwrap().is_none());
         assert!("0.0.0.0:1883".parse::<ListenUrl>().is_err());
         let url: ListenUrl = "mqtt-sn://127.0.0.1".parse().unwrap();
         assert_eq!((url.scheme, url.addr.port()), (Scheme::MqttSn, 1884));
@@ -448,7 +479,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.mqtt_addrs().len(), 2);
-        let layers = config.listener_layers().unwrap();
+        let layers = config.listener_layers(None).unwrap();
         assert_eq!(layers.len(), 1);
         assert_eq!((layers[0].0.port(), layers[0].1.name()), (1890, "identity"));
     }

@@ -13,6 +13,7 @@ use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
 use musqratt_auth::scram::{self, ScramSource};
 use musqratt_auth::{FileAuth, Files, HttpSource, JwtSource, SharedFiles, Source};
+use musqratt_kit::layer::tls::TlsConfig;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc (docs/adr/0008-jemalloc.md): size classes without a header
@@ -157,14 +158,16 @@ fn main() -> ExitCode {
         }
     };
     // The [tls] files are read here: one that cannot be used stops the broker, naming it.
-    let broker = match config.broker_config() {
-        Ok(broker) => broker,
+    let tls = config.tls_config();
+    let broker = tls.and_then(|tls| Ok((config.broker_config_with(tls.as_ref())?, tls)));
+    let (broker, tls) = match broker {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("musqratt: TLS: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run(&config, broker, args.runtime, auth.as_ref()) {
+    match run(&config, broker, args.runtime, auth.as_ref(), tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("musqratt: {error:#}");
@@ -327,28 +330,42 @@ fn jwt_sources(config: &FileConfig) -> Result<Vec<Arc<dyn Source>>, String> {
     Ok(vec![Arc::new(source)])
 }
 
-/// Reloads the `[auth]` files on every SIGHUP: new clients are decided by the new files,
-/// connected ones keep their access; a file that no longer loads keeps the old one.
+/// Reloads the `[auth]` files and the `[tls]` certificate, key and client CA on every SIGHUP
+/// (Mosquitto's reload): new clients are decided by the new files and get the new
+/// certificate, connected ones keep their access and their TLS session; a file that no
+/// longer loads keeps the old one, and the log names it.
 #[cfg(unix)]
 fn reload_on_hangup(
     signals: &tokio::runtime::Runtime,
     config: &FileConfig,
-    auth: &FileAuth,
+    auth: Option<&FileAuth>,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let _guard = signals.enter();
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let (files, auth) = (config.file_auth_config(), auth.clone());
+    let (files, auth) = (config.file_auth_config(), auth.cloned());
     signals.spawn(async move {
         while hangup.recv().await.is_some() {
-            match Files::load(&files) {
-                Ok(loaded) => {
-                    auth.reload(loaded);
-                    tracing::info!("SIGHUP: password and ACL files reloaded");
+            if let Some(auth) = &auth {
+                match Files::load(&files) {
+                    Ok(loaded) => {
+                        auth.reload(loaded);
+                        tracing::info!("SIGHUP: password and ACL files reloaded");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay");
+                    }
                 }
-                Err(error) => {
-                    tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay")
-                }
+            }
+            // Read on this thread: a few files, while the shards go on serving.
+            match tls.as_ref().map(TlsConfig::reload) {
+                None => {}
+                Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Some(Err(error)) => tracing::error!(
+                    %error,
+                    "SIGHUP: TLS files not reloaded, new connections keep the old certificate"
+                ),
             }
         }
     });
@@ -361,6 +378,7 @@ fn run(
     mut broker: musqratt::BrokerConfig,
     runtime: Runtime,
     auth: Option<&FileAuth>,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -371,9 +389,13 @@ fn run(
     if let Some(auth) = auth {
         broker.auth = musqratt_kit::Auth::new(auth.clone());
         broker.engine.authenticate = true;
-        #[cfg(unix)]
-        reload_on_hangup(&signals, config, auth)?;
     }
+    #[cfg(unix)]
+    if auth.is_some() || tls.is_some() {
+        reload_on_hangup(&signals, config, auth, tls)?;
+    }
+    #[cfg(not(unix))]
+    drop(tls);
     let shards = broker.shard_count();
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {

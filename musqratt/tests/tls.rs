@@ -271,6 +271,13 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
             took.is_some_and(|t| t >= Duration::from_millis(500)),
             "{runtime}: stalled handshake closed after {took:?}"
         );
+        // So is a TCP connection that never starts one.
+        let mut silent = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+        let took = closed_within(&mut silent, Duration::from_secs(5));
+        assert!(
+            took.is_some_and(|t| t >= Duration::from_millis(500)),
+            "{runtime}: silent connection closed after {took:?}"
+        );
 
         // The session opened before all this still gets what is published now.
         let out = Command::new("mosquitto_pub")
@@ -390,4 +397,260 @@ fn paho_over_tls_on_every_runtime() {
         stop(broker);
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
+}
+
+/// A one-thread HTTP/1.1 authentication service answering `{"result": "ignore"}` (the
+/// decision is left to the ACL file): returns its port and the bodies the broker POSTed.
+fn http_service() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::BufRead as _;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&bodies);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let text = r#"{"result":"ignore"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (port, bodies)
+}
+
+/// `mosquitto_sub` over TLS with a client certificate, printing `topic payload`.
+fn subscriber(port: u16, ca: &str, identity: &(PathBuf, PathBuf), topics: &[&str]) -> Child {
+    let mut sub = Command::new("mosquitto_sub");
+    sub.args(["-h", "localhost", "-p", &port.to_string(), "-V", "mqttv5", "-q", "1", "-v"]);
+    sub.args(["--cafile", ca, "-C", "1", "-W", "20"]);
+    sub.arg("--cert").arg(&identity.0).arg("--key").arg(&identity.1);
+    for topic in topics {
+        sub.args(["-t", topic]);
+    }
+    sub.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Issue 15, `tls.identity_as_username` (Mosquitto's `use_identity_as_username`), on every
+/// runtime: a client whose CONNECT has no user name, with a certificate for `sensor-7`, is let
+/// in as `sensor-7` though anonymous clients are refused and the password file has another
+/// password for that name (the certificate is the credential); the ACL file's `user sensor-7`
+/// section and `%u` pattern apply to it, and nothing else; the HTTP service is told the CN.
+#[test]
+fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
+    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
+        return;
+    }
+    let dir = scratch("identity");
+    let (server_ca, client_ca) = (Ca::new(&dir, "server-ca"), Ca::new(&dir, "client-ca"));
+    let server = server_ca.sign(&dir, "broker", false, false);
+    let sensor = client_ca.sign(&dir, "sensor-7", true, false);
+    let ca = dir.join("server-ca.pem").display().to_string();
+    let passwd = dir.join("passwd");
+    for (options, user, password) in
+        [(&["-c", "-b"][..], "watcher", "watch"), (&["-b"][..], "sensor-7", "not-given")]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+            .arg("passwd")
+            .args(options)
+            .arg(&passwd)
+            .args([user, password])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "user sensor-7\ntopic readwrite sensors/7/#\n\nuser watcher\ntopic read #\n\n\
+         pattern readwrite users/%u/#\n",
+    )
+    .unwrap();
+    let (http, bodies) = http_service();
+    for runtime in RUNTIMES {
+        let (plain, tls) = (free_port(), free_port());
+        let config = format!(
+            "listeners = [\"mqtt://127.0.0.1:{plain}\", \"mqtts://127.0.0.1:{tls}\"]\n\
+             [auth]\nallow_anonymous = false\npassword_file = {:?}\nacl_file = {:?}\n\
+             [auth.http]\nurl = \"http://127.0.0.1:{http}/auth\"\n\
+             [tls]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\
+             require_client_cert = true\nidentity_as_username = true\n",
+            passwd.display().to_string(),
+            acl.display().to_string(),
+            server.0.display().to_string(),
+            server.1.display().to_string(),
+            dir.join("client-ca.pem").display().to_string(),
+        );
+        let mut broker = musqratt(&dir, runtime, &config);
+        wait_for(plain, &mut broker);
+        wait_for(tls, &mut broker);
+        let publish = |topic: &str, message: &str| {
+            let mut command = Command::new("mosquitto_pub");
+            command.args(["-h", "localhost", "-p", &tls.to_string(), "-V", "mqttv311"]);
+            command.args(["--cafile", &ca, "-q", "1", "-t", topic, "-m", message]);
+            command.arg("--cert").arg(&sensor.0).arg("--key").arg(&sensor.1);
+            let out = command.output().unwrap();
+            // 3.1.1: a denied PUBLISH is acknowledged too (and dropped), so this is success.
+            assert!(out.status.success(), "{runtime}: sensor-7 not let in: {out:?}");
+        };
+
+        // Its own topics, through the `user` section and the `%u` pattern.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for topic in ["sensors/7/temp", "users/sensor-7/inbox"] {
+            let mut waiting = subscriber(tls, &ca, &sensor, &["sensors/7/#", "users/sensor-7/#"]);
+            while waiting.try_wait().unwrap().is_none() {
+                publish(topic, "mine");
+                assert!(Instant::now() < deadline, "{runtime}: nothing on {topic}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let out = waiting.wait_with_output().unwrap();
+            assert!(out.status.success(), "{runtime} {topic}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{topic} mine"));
+        }
+
+        // Elsewhere: what it publishes is dropped (a watcher allowed to read everything sees
+        // only the allowed message that follows), and a subscription there is refused.
+        let mut watcher = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &plain.to_string(), "-u", "watcher", "-P", "watch"])
+            .args(["-t", "#", "-v", "-C", "1", "-W", "20"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        while watcher.try_wait().unwrap().is_none() {
+            publish("users/sensor-8/inbox", "not mine");
+            publish("other/topic", "not mine");
+            publish("sensors/7/after", "mine");
+            assert!(Instant::now() < deadline, "{runtime}: the watcher got nothing");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = watcher.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sensors/7/after mine");
+        let denied = subscriber(tls, &ca, &sensor, &["other/#"]).wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&denied.stderr).to_string();
+        assert!(said.contains("denied"), "{runtime}: other/# not refused: {denied:?}");
+
+        let log = stop(broker);
+        let bodies = core::mem::take(&mut *bodies.lock().unwrap());
+        let certified: Vec<_> = bodies.iter().filter(|b| b["cert_cn"] == "sensor-7").collect();
+        assert!(!certified.is_empty(), "{runtime}: no cert_cn in {bodies:?}\n{log}");
+        assert!(
+            certified.iter().all(|b| b["username"] == "sensor-7" && b["password"].is_null()),
+            "{runtime}: {certified:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 15, SIGHUP: the broker reads the certificate and key again for the connections it
+/// accepts afterwards (a certificate from another CA here, so that only the new one can
+/// verify), while one established before keeps its session; files that no longer load leave
+/// the certificate in use as it was, and the log names the file.
+#[test]
+fn sighup_reloads_the_certificate_for_new_connections() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
+    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
+        return;
+    }
+    let dir = scratch("reload");
+    let (ca_a, ca_b) = (Ca::new(&dir, "ca-a"), Ca::new(&dir, "ca-b"));
+    let (cert, key) = ca_a.sign(&dir, "broker", false, false);
+    let (trusts_a, trusts_b) = (dir.join("ca-a.pem"), dir.join("ca-b.pem"));
+    let port = free_port();
+    let config = format!(
+        "listeners = [\"mqtts://127.0.0.1:{port}\"]\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let mut broker = musqratt(&dir, "tokio", &config);
+    wait_for(port, &mut broker);
+    let publish_as = |cafile: &Path, topic: &str, message: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1", "-t", topic])
+            .args(["-m", message, "--cafile"])
+            .arg(cafile)
+            .output()
+            .unwrap()
+    };
+    let publish = |cafile: &Path, topic: &str| publish_as(cafile, topic, "hello");
+    // A subscriber connected with certificate A: a first message shows it is subscribed, the
+    // one published after the reload must reach it over the same connection.
+    let mut held = Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1", "-t", "tls/held"])
+        .args(["-W", "30", "--cafile"])
+        .arg(&trusts_a)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = held.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(publish(&trusts_a, "tls/held").status.success());
+        if let Ok(line) = received.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(line, "hello");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the held subscriber got nothing");
+    }
+
+    // Replace both files (another CA's certificate), then SIGHUP.
+    let (new_cert, new_key) = ca_b.sign(&dir, "broker-b", false, false);
+    std::fs::rename(&new_cert, &cert).unwrap();
+    std::fs::rename(&new_key, &key).unwrap();
+    let pid = broker.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !publish(&trusts_b, "tls/other").status.success() {
+        assert!(Instant::now() < deadline, "the new certificate not served after SIGHUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = publish(&trusts_a, "tls/other");
+    assert!(!out.status.success(), "a new connection still got the old certificate: {out:?}");
+
+    // The connection made before the reload still works: it gets what is published now.
+    assert!(publish_as(&trusts_b, "tls/held", "after the reload").status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.recv_timeout(Duration::from_secs(1)).as_deref() != Ok("after the reload") {
+        assert!(Instant::now() < deadline, "the held session got nothing after the reload");
+    }
+    assert!(held.try_wait().unwrap().is_none(), "the held session ended");
+    let _ = held.kill();
+    let _ = held.wait();
+
+    // A key that no longer loads: the error names it, new connections keep certificate B.
+    std::fs::write(&key, "-----BEGIN NOTHING-----\n").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let out = publish(&trusts_b, "tls/other");
+    assert!(out.status.success(), "the certificate in use was lost: {out:?}");
+    let log = stop(broker);
+    assert!(log.contains("TLS certificate and key reloaded"), "{log}");
+    let failed = log.lines().find(|l| l.contains("TLS files not reloaded"));
+    let failed = failed.unwrap_or_else(|| panic!("no reload error in {log}"));
+    assert!(failed.contains(&key.display().to_string()), "the key not named: {failed}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -49,6 +49,8 @@ fn request(user: Option<&str>, password: Option<&str>) -> AuthRequest {
         method: None,
         data: None,
         protocol: musqratt_engine::proto::ProtocolVersion::V5,
+        cert_cn: None,
+        username_verified: false,
     }
 }
 

@@ -112,6 +112,8 @@ fn ask(source: &ScramSource, conn: u64, method: &str, user: Option<&str>, data: 
         method: Some(method.into()),
         data: Some(Bytes::copy_from_slice(data.as_bytes())),
         protocol: musqratt_engine::proto::ProtocolVersion::V5,
+        cert_cn: None,
+        username_verified: false,
     };
     let answer = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&answer);

@@ -168,6 +168,8 @@ impl Engine {
                 method: None,
                 data: None,
                 protocol: ProtocolVersion::V3_1_1,
+                cert_cn: None,
+                username_verified: false,
             };
             if let Some(connection) = self.connections.get_mut(&conn) {
                 connection.phase = Phase::Authenticating(Box::new(mqtt));

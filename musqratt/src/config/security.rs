@@ -214,7 +214,12 @@ impl FileConfig {
         {
             return None;
         }
-        let exposed = self.listeners.iter().find(|l| !l.addr.ip().is_loopback())?;
+        // A `mqtts://` listener with identity_as_username names every client by its
+        // certificate: nobody there is anonymous.
+        let named = |l: &super::ListenUrl| {
+            self.tls.identity_as_username && l.layer == Some(super::ListenLayer::Tls)
+        };
+        let exposed = self.listeners.iter().find(|l| !l.addr.ip().is_loopback() && !named(l))?;
         Some(format!(
             "clients without a user name are refused: listener {} is not a loopback address; \
              set auth.password_file (and auth.acl_file), or auth.allow_anonymous = true to let \
@@ -288,6 +293,22 @@ mod auth_tests {
         assert!(!files.open_access() && files.anonymous_refused_notice().is_none());
         assert!(FileConfig::parse("[auth]\nallow_anonymus = true\n").is_err(), "typos refused");
     }
+    /// A `mqtts://` listener with `identity_as_username` names every client by its certificate:
+    /// no notice about anonymous clients for it, still one for a plain listener beside it.
+    #[test]
+    fn certificate_names_are_not_anonymous() {
+        let tls = "[tls]\nrequire_client_cert = true\nidentity_as_username = true\n";
+        let named = FileConfig::parse(&format!("listeners = [\"mqtts://0.0.0.0:8883\"]\n{tls}"));
+        assert_eq!(named.unwrap().anonymous_refused_notice(), None);
+        let both = FileConfig::parse(&format!(
+            "listeners = [\"mqtts://0.0.0.0:8883\", \"mqtt://0.0.0.0:1883\"]\n{tls}"
+        ));
+        let notice = both.unwrap().anonymous_refused_notice().unwrap();
+        assert!(notice.contains("0.0.0.0:1883"), "{notice}");
+        let unnamed = FileConfig::parse("listeners = [\"mqtts://0.0.0.0:8883\"]\n");
+        assert!(unnamed.unwrap().anonymous_refused_notice().is_some());
+    }
+
     /// `[auth.jwt]` is on only with a key, and then the engine must ask at every CONNECT even
     /// on loopback (a token is checked whether or not anonymous clients are let in).
     #[test]

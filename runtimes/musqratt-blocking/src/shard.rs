@@ -258,9 +258,16 @@ impl Shard {
                     let input = Input::FromShard { from: self.id, message };
                     self.deliver(shards, usize::from(to.0), input, by);
                 }
-                Action::Authenticate { conn, request } => {
-                    // A late answer comes as `ShardInput::Decided`.
-                    let peer = self.conns.get(&conn).and_then(|handle| handle.peer);
+                Action::Authenticate { conn, mut request } => {
+                    // A late answer comes as `ShardInput::Decided`. What the layers proved (a
+                    // client certificate) goes with the CONNECT's credentials.
+                    let handle = self.conns.get(&conn);
+                    let identity = handle.and_then(|h| h.stack.as_ref()).map(|s| s.identity());
+                    if let Some(identity) = &identity {
+                        identity.fill(&mut request);
+                    }
+                    let peer = handle.and_then(|handle| handle.peer);
+                    let peer = identity.map_or(peer, |identity| identity.client_addr(peer));
                     if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
                         let now = shards.clock.now();
                         self.engine.handle_input(now, Input::AuthDecision { conn, decision });

@@ -312,9 +312,17 @@ impl Core {
                 }
             }
             Action::ToShard { to, message } => self.send_to(to, message),
-            Action::Authenticate { conn, request } => {
-                let peer = self.slots.get(&conn).and_then(|slot| slot.direct.as_ref());
+            Action::Authenticate { conn, mut request } => {
+                // What the layers proved (a client certificate) goes with the CONNECT's
+                // credentials.
+                let slot = self.slots.get(&conn);
+                let identity = slot.and_then(|slot| slot.stack.as_ref()).map(|s| s.identity());
+                if let Some(identity) = &identity {
+                    identity.fill(&mut request);
+                }
+                let peer = slot.and_then(|slot| slot.direct.as_ref());
                 let peer = peer.and_then(|stream| stream.peer_addr().ok());
+                let peer = identity.map_or(peer, |identity| identity.client_addr(peer));
                 if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
                     let now = self.clock.now();
                     self.engine.handle_input(now, Input::AuthDecision { conn, decision });

@@ -219,6 +219,8 @@ mod tests {
             method: None,
             data: None,
             protocol: musqratt_engine::proto::ProtocolVersion::V5,
+            cert_cn: None,
+            username_verified: false,
         }
     }
 

@@ -27,6 +27,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use musqratt_engine::AuthRequest;
+use musqratt_engine::proto::bytestring::ByteString;
 
 /// Why a layer gave up on a connection. Small and `Copy`, like the codec's errors: the runtime
 /// logs it and closes the connection, the engine hears `Input::Closed`.
@@ -74,9 +76,34 @@ pub struct PeerIdentity {
     /// The client's address as a trusted proxy forwarded it (`X-Forwarded-For`).
     pub forwarded_for: Option<core::net::IpAddr>,
     /// The user name a layer vouches for: the client certificate's common name on a TLS
-    /// listener with `identity_as_username`. The runtimes do not pass it to the authenticator
-    /// yet (`Auth::ask` sees the CONNECT's user name only).
+    /// listener with `identity_as_username`. It replaces the CONNECT's ([`PeerIdentity::fill`]).
     pub username: Option<String>,
+}
+
+impl PeerIdentity {
+    /// The client's address as authentication should see it: the one a trusted proxy
+    /// forwarded (`X-Forwarded-For` on a WebSocket listener with `trust_forwarded_for`; port 0,
+    /// the client's port being unknown), else the socket's peer, `socket`.
+    #[must_use]
+    pub fn client_addr(&self, socket: Option<SocketAddr>) -> Option<SocketAddr> {
+        self.forwarded_for.map(|ip| SocketAddr::new(ip, 0)).or(socket)
+    }
+
+    /// Puts what the layers proved into the authenticator's request, which the engine made
+    /// from the CONNECT alone (it has no TLS): every runtime calls this at
+    /// `Action::Authenticate` for a layered connection, so that a client gets the same
+    /// verdict on each. The certificate's CN always goes in `cert_cn` (an HTTP service reads
+    /// it); a user name a layer vouches for replaces the CONNECT's User Name and drops its
+    /// Password (Mosquitto's `use_identity_as_username` ignores both), so the ACL file's
+    /// `user` sections and `%u` patterns apply to the certificate's name.
+    pub fn fill(&self, request: &mut AuthRequest) {
+        request.cert_cn = self.certificate_cn.as_deref().map(ByteString::from);
+        if let Some(username) = &self.username {
+            request.username = Some(ByteString::from(username.as_str()));
+            request.password = None;
+            request.username_verified = true;
+        }
+    }
 }
 
 /// One sans-IO layer of a connection's byte stream. "Down" is towards the socket, "up"

@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use musqratt_kit::Layers;
-use musqratt_kit::Stack;
 use musqratt_kit::layer::ws::{WsClient, WsSettings};
+use musqratt_kit::{Auth, AuthReply, Authenticator, Layers, Stack};
 
 use crate::layers::with_layers;
 use musqratt_proto::ProtocolVersion::V5;
@@ -230,6 +229,54 @@ pub async fn frames_split_pinged_and_a_text_frame_closes(start: Start) {
     .await
     .unwrap();
     broker.shutdown();
+}
+
+/// Records the client address each authentication saw, and lets everyone in.
+struct PeerRecorder(Arc<Mutex<Vec<Option<SocketAddr>>>>);
+
+impl Authenticator for PeerRecorder {
+    fn authenticate(&self, _: &musqratt_engine::AuthRequest, reply: AuthReply) {
+        self.0.lock().unwrap().push(reply.peer());
+        reply.answer(Ok(musqratt_engine::AuthDecision::Accept));
+    }
+}
+
+/// With `trust_forwarded_for`, the authenticator sees the address of `X-Forwarded-For` (a
+/// reverse proxy's word for the client's); without it, the socket's peer whatever the header
+/// claims.
+pub async fn a_trusted_proxys_forwarded_address_reaches_authentication(start: Start) {
+    for trust in [true, false] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let settings = WsSettings { trust_forwarded_for: trust, ..WsSettings::default() };
+        let mut config = with_layers(config(1), &Layers::ws(settings));
+        config.auth = Auth::new(PeerRecorder(seen.clone()));
+        let broker = launch(start, config);
+        let addr = broker.addr();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let request =
+                UPGRADE.replace("\r\n\r\n", "\r\nX-Forwarded-For: 203.0.113.7, 10.1.1.1\r\n\r\n");
+            let mut bytes = request.into_bytes();
+            bytes.extend(client_frame(
+                0x02,
+                true,
+                b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01f",
+            ));
+            stream.write_all(&bytes).unwrap();
+            let answer = read_until(&mut stream, |got| {
+                got.windows(2).any(|w| w == [0x82, 0x05] || w == [0x82, 0x06])
+            });
+            assert!(answer.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&answer));
+        })
+        .await
+        .unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let expected = if trust { "203.0.113.7".parse().ok() } else { Some(addr.ip()) };
+        assert_eq!(seen.len(), 1, "one authentication: {seen:?}");
+        assert_eq!(seen[0].map(|peer| peer.ip()), expected, "trust_forwarded_for = {trust}");
+        broker.shutdown();
+    }
 }
 
 /// A masked client frame (RFC 6455 §5.2).

@@ -214,3 +214,41 @@ fn identity_moves_chunks_without_copying() {
     assert_eq!(stack.written(payload.len()), payload.len());
     assert_eq!(stack.identity().addr, Some("127.0.0.1:1".parse().unwrap()));
 }
+
+/// Issue 15: what the layers proved reaches the authenticator; a vouched-for user name
+/// replaces the CONNECT's and its password, a CN alone (no `identity_as_username`) only adds
+/// `cert_cn`, and a connection the layers know nothing of is asked about as the engine made it.
+#[test]
+fn identity_fills_the_auth_request() {
+    let connect = AuthRequest {
+        client_id: "c".into(),
+        username: Some("claimed".into()),
+        password: Some(Bytes::from_static(b"secret")),
+        method: None,
+        data: None,
+        protocol: musqratt_engine::proto::ProtocolVersion::V5,
+        cert_cn: None,
+        username_verified: false,
+    };
+    let mut request = connect.clone();
+    PeerIdentity::default().fill(&mut request);
+    assert_eq!(request, connect);
+
+    let mut named =
+        PeerIdentity { certificate_cn: Some("sensor-7".into()), ..PeerIdentity::default() };
+    let mut request = connect.clone();
+    named.fill(&mut request);
+    assert_eq!(request, AuthRequest { cert_cn: Some("sensor-7".into()), ..connect.clone() });
+
+    named.username = Some("sensor-7".into());
+    let mut request = connect.clone();
+    named.fill(&mut request);
+    let expected = AuthRequest {
+        username: Some("sensor-7".into()),
+        password: None,
+        cert_cn: Some("sensor-7".into()),
+        username_verified: true,
+        ..connect
+    };
+    assert_eq!(request, expected);
+}

@@ -14,7 +14,7 @@ use core::fmt;
 use core::net::SocketAddr;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use rustls::pki_types::pem::PemObject as _;
@@ -68,12 +68,28 @@ impl TlsSettings {
     }
 
     /// Reads the files and builds the rustls configuration every connection of the listener
-    /// shares (loaded once, at start).
+    /// shares, until [`TlsConfig::reload`] reads them again.
     ///
     /// # Errors
     /// A file cannot be read or holds no PEM item of the kind expected, the key does not
-    /// match the certificate, or a client certificate is required without `ca_file`.
+    /// match the certificate, a client certificate is required without `ca_file`, or
+    /// `identity_as_username` is set without `require_client_cert`.
     pub fn load(&self) -> Result<TlsConfig, TlsSettingsError> {
+        Ok(TlsConfig {
+            server: Arc::new(RwLock::new(self.server_config()?)),
+            settings: Arc::new(self.clone()),
+        })
+    }
+
+    fn server_config(&self) -> Result<Arc<ServerConfig>, TlsSettingsError> {
+        if self.identity_as_username && !self.require_client_cert {
+            // A client without a certificate would have no user name but the one it claims.
+            return Err(TlsSettingsError::new(
+                Path::new("tls.identity_as_username"),
+                "needs tls.require_client_cert: every client must then have a certificate, \
+                 whose common name is its user name",
+            ));
+        }
         let chain = certificates(&self.cert_file)?;
         let key_pem = read(&self.key_file)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
@@ -122,7 +138,7 @@ impl TlsSettings {
             TlsSettingsError::new(&self.key_file, message)
         })?;
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        Ok(TlsConfig { server: Arc::new(config), identity_as_username: self.identity_as_username })
+        Ok(Arc::new(config))
     }
 }
 
@@ -150,30 +166,50 @@ fn certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSettings
     Ok(chain)
 }
 
-/// A listener's loaded TLS configuration, shared by its connections.
+/// The loaded TLS configuration of the listeners, shared by their connections. Clones share
+/// one cell: [`TlsConfig::reload`] on any of them changes what every listener's next
+/// connection gets.
 #[derive(Clone)]
 pub struct TlsConfig {
-    server: Arc<ServerConfig>,
-    identity_as_username: bool,
+    /// Read once per accepted connection (an uncontended read lock, a reference count),
+    /// replaced whole by a reload: a connection keeps the configuration it started with, so
+    /// established sessions are not disturbed by a renewed certificate. A `RwLock` rather
+    /// than a lock-free swap cell: one read per connection does not justify a dependency.
+    server: Arc<RwLock<Arc<ServerConfig>>>,
+    settings: Arc<TlsSettings>,
 }
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
-            .field("alpn", &self.server.alpn_protocols)
-            .field("identity_as_username", &self.identity_as_username)
+            .field("alpn", &self.settings.alpn)
+            .field("identity_as_username", &self.settings.identity_as_username)
             .finish_non_exhaustive()
     }
 }
 
 impl TlsConfig {
-    /// A new connection's layer.
+    /// A new connection's layer, with the configuration loaded last.
     ///
     /// # Errors
     /// rustls refused to start a connection (it does not with a configuration that loaded).
     pub fn layer(&self, peer: Option<SocketAddr>) -> Result<Tls, LayerError> {
-        let conn = ServerConnection::new(self.server.clone()).map_err(|_| LayerError::Handshake)?;
-        Ok(Tls { conn, peer, identity_as_username: self.identity_as_username, closed: false })
+        let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let conn = ServerConnection::new(server).map_err(|_| LayerError::Handshake)?;
+        let identity_as_username = self.settings.identity_as_username;
+        Ok(Tls { conn, peer, identity_as_username, closed: false })
+    }
+
+    /// Reads the files again (a renewed certificate and key, a new client CA), for the
+    /// connections accepted from now on; those established keep theirs (the broker's SIGHUP).
+    /// The files' paths and the other settings are those of [`TlsSettings::load`].
+    ///
+    /// # Errors
+    /// As [`TlsSettings::load`], naming the file; the configuration in use is kept.
+    pub fn reload(&self) -> Result<(), TlsSettingsError> {
+        let fresh = self.settings.server_config()?;
+        *self.server.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
     }
 }
 
@@ -247,6 +283,28 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// The client certificate's common name; a handshake with `identity_as_username` that
+    /// verified a certificate without one is refused, as Mosquitto refuses such a client
+    /// (there would be no user name but the one the client claims).
+    fn named_client(&self) -> Result<(), LayerError> {
+        if self.common_name().is_some() {
+            return Ok(());
+        }
+        let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+        tracing::info!(
+            peer,
+            "TLS client certificate refused: no common name (identity_as_username)"
+        );
+        Err(LayerError::Handshake)
+    }
+
+    fn common_name(&self) -> Option<String> {
+        let chain = self.conn.peer_certificates()?;
+        common_name(chain.first()?)
+    }
+}
+
 impl StreamLayer for Tls {
     fn name(&self) -> &'static str {
         "tls"
@@ -292,6 +350,9 @@ impl StreamLayer for Tls {
                 }
             };
             self.flush(down);
+            if handshaking && !self.conn.is_handshaking() && self.identity_as_username {
+                self.named_client()?;
+            }
             let plaintext = state.plaintext_bytes_to_read();
             if plaintext > 0 {
                 let mut chunk = BytesMut::zeroed(plaintext);
@@ -338,11 +399,7 @@ impl StreamLayer for Tls {
     }
 
     fn identify(&self, peer: &mut PeerIdentity) {
-        let cn = self
-            .conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|cert| common_name(cert));
+        let cn = self.common_name();
         if self.identity_as_username {
             peer.username.clone_from(&cn);
         }

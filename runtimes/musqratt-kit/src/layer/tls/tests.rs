@@ -338,3 +338,83 @@ fn common_names_from_der() {
     assert_eq!(common_name(&der[..der.len() / 2]), None);
     assert_eq!(common_name(b""), None);
 }
+
+/// `identity_as_username` (Mosquitto's `use_identity_as_username`): only with required client
+/// certificates, and a certificate without a common name is refused by the handshake: the
+/// client would otherwise have no user name but the one it claims in CONNECT.
+#[test]
+fn identity_as_username_needs_a_named_certificate() {
+    let dir = scratch("identity");
+    let (ca, clients) = (Ca::new("server CA"), Ca::new("client CA"));
+    let mut settings = settings(&dir, &ca, Some(&clients), false);
+    settings.identity_as_username = true;
+    let error = settings.load().unwrap_err();
+    assert!(error.message.contains("require_client_cert"), "{error}");
+
+    settings.require_client_cert = true;
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::OrganizationName, "no common name");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let nameless = params.signed_by(&key, &clients.cert, &clients.key).unwrap();
+    let mut server = stack(&settings);
+    let mut client = client(&ca, Some((nameless.pem(), key.serialize_pem())));
+    assert_eq!(pump(&mut client, &mut server).unwrap_err().error, LayerError::Handshake);
+
+    let mut server = stack(&settings);
+    let mut named = self::client(&ca, Some(clients.sign("sensor-7", true, false)));
+    pump(&mut named, &mut server).unwrap();
+    assert_eq!(server.identity().username.as_deref(), Some("sensor-7"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// What SIGHUP does (issue 15): a reload serves connections accepted afterwards with the new
+/// certificate (from another CA here), a connection established before keeps its session,
+/// and files that do not load leave the configuration in use as it was, naming the file.
+#[test]
+fn reload_changes_the_certificate_of_new_connections_only() {
+    let dir = scratch("reload");
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    let settings = settings(&dir, &old_ca, None, false);
+    let config = settings.load().unwrap();
+    let layers = Layers::tls(config.clone());
+    let peer = "127.0.0.1:1".parse().unwrap();
+    let mut established = layers.stack(peer);
+    let mut old_client = client(&old_ca, None);
+    pump(&mut old_client, &mut established).unwrap();
+    assert!(!old_client.is_handshaking());
+
+    let (cert, key) = new_ca.sign("broker", false, false);
+    std::fs::write(&settings.cert_file, cert).unwrap();
+    std::fs::write(&settings.key_file, key).unwrap();
+    let mut before_reload = layers.stack(peer);
+    let error = pump(&mut client(&new_ca, None), &mut before_reload);
+    assert!(error.is_err(), "the files are read at load and reload only");
+    config.reload().unwrap();
+    let mut server = layers.stack(peer);
+    let mut new_client = client(&new_ca, None);
+    pump(&mut new_client, &mut server).unwrap();
+    assert!(!new_client.is_handshaking());
+    assert!(pump(&mut client(&old_ca, None), &mut layers.stack(peer)).is_err());
+
+    // The established session still carries data both ways.
+    old_client.writer().write_all(&[0xc0, 0x00]).unwrap();
+    assert_eq!(pump(&mut old_client, &mut established).unwrap(), [0xc0, 0x00]);
+    let mut wire = Vec::new();
+    established.write(Bytes::from_static(&[0xd0, 0x00]), |c| wire.extend_from_slice(&c)).unwrap();
+    old_client.read_tls(&mut &wire[..]).unwrap();
+    old_client.process_new_packets().unwrap();
+    let mut pong = [0; 2];
+    old_client.reader().read_exact(&mut pong).unwrap();
+    assert_eq!(pong, [0xd0, 0x00]);
+
+    // A key that no longer loads: refused naming it, the new certificate stays in use.
+    std::fs::write(&settings.key_file, "-----BEGIN NOTHING-----\n").unwrap();
+    assert_eq!(config.reload().unwrap_err().file, settings.key_file);
+    let mut server = layers.stack(peer);
+    let mut client = client(&new_ca, None);
+    pump(&mut client, &mut server).unwrap();
+    assert!(!client.is_handshaking());
+    std::fs::remove_dir_all(dir).unwrap();
+}
