@@ -74,7 +74,9 @@ macro_rules! table {
     };
 }
 
+mod persistence;
 mod security;
+pub use persistence::{FsyncSetting, PersistenceSection};
 pub use security::{
     AuthSection, HttpAuthSection, JwtSection, ScramMethod, ThrottleSection, TlsSection,
 };
@@ -152,6 +154,8 @@ table! {
         auth: AuthSection = AuthSection::default() => |v, c| v.apply(c);
         /// The `mqtts://` listeners' certificate and key, and client certificates.
         tls: TlsSection = TlsSection::default() => |v, c| v.apply(c);
+        /// Where sessions, queues and retained messages are kept (docs/PERSISTENCE.md).
+        persistence: PersistenceSection = PersistenceSection::default() => |v, c| v.apply(c);
     }
 }
 
@@ -321,6 +325,7 @@ impl FileConfig {
         config.engine = self.engine_config();
         config.hibernate_after =
             (self.hibernate_after_ms > 0).then(|| Duration::from_millis(self.hibernate_after_ms));
+        config.persistence = self.persistence.settings();
         Ok(config)
     }
 }
