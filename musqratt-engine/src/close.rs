@@ -91,6 +91,7 @@ impl Engine {
     /// Removes a session and its subscriptions; a pending will goes out now (§3.1.3.2.2).
     pub(crate) fn end_session(&mut self, now: Instant, id: SessionId) {
         let Some(session) = self.sessions.remove(&id) else { return };
+        self.persist_session_ended(&session);
         if self.client_ids.get(&session.client_id) == Some(&id) {
             self.client_ids.remove(&session.client_id);
         }

@@ -88,6 +88,11 @@ pub struct Config {
     /// MQTT-SN: QoS 1/2 PUBLISH messages in flight to one client. Default 1: MQTT-SN clients
     /// handle one at a time (§6.13 describes one outstanding message).
     pub sn_max_inflight: u16,
+    /// Whether the engine emits [`crate::Action::Store`] records of its durable state
+    /// (retained messages, sessions with an expiry, their QoS 1/2 messages) for the runtime to
+    /// write, and takes them back with [`crate::Engine::restore`]. Off by default: nothing is
+    /// built or allocated for it (docs/PERSISTENCE.md).
+    pub persistence: bool,
 }
 
 /// The topic backlog: messages published to a topic no subscription matches are kept for the
@@ -149,6 +154,7 @@ impl Default for Config {
             sn_advertise_interval: None,
             sn_max_registered_topics: 256,
             sn_max_inflight: 1,
+            persistence: false,
         }
     }
 }

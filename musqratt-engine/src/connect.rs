@@ -412,6 +412,8 @@ impl Engine {
                 }
             }
         }
+        // A durable session is in the store before the CONNACK that tells the client so.
+        self.persist_session(session_id);
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
         self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
         self.emit(Event::Connected { conn, client_id, session_present });
@@ -445,7 +447,7 @@ impl Engine {
                 Inflight::Published(delivery) => {
                     self.send_publish(now, conn, &delivery, Some(packet_id), true);
                 }
-                Inflight::Released => {
+                Inflight::Released(_) => {
                     let rel = musqratt_proto::mqtt::PubResponse::new(packet_id);
                     self.send_packet(now, conn, &Packet::PubRel(rel));
                 }
@@ -467,8 +469,12 @@ impl Engine {
                 return self.close(now, conn, ReasonCode::PROTOCOL_ERROR, true);
             }
             let expiry = expiry.min(self.config.max_session_expiry);
-            if let Some(session) = connection.session.and_then(|id| self.sessions.get_mut(&id)) {
+            let session_id = connection.session;
+            if let Some(session) = session_id.and_then(|id| self.sessions.get_mut(&id)) {
                 session.expiry_interval = expiry;
+            }
+            if let Some(id) = session_id {
+                self.persist_session(id);
             }
         }
         // MQTT-3.14.4-3: a normal DISCONNECT discards the will; 0x04 asks for it (§3.14.2.1).

@@ -60,6 +60,10 @@ pub struct Engine {
     pub(crate) sn: SnFront,
     /// State of the generator of assigned client identifiers (xorshift64*, seeded by the config).
     pub(crate) rng: u64,
+    /// The number the next stored message gets ([`crate::Record::Queued`]): one counter for
+    /// the shard rather than one per session (8 bytes every session would pay for); numbers
+    /// increase within each session, which is all the store needs.
+    pub(crate) store_seq: u64,
 }
 
 impl Engine {
@@ -89,6 +93,7 @@ impl Engine {
             headers: Headers::default(),
             sn,
             rng,
+            store_seq: 1,
         }
     }
 

@@ -10,6 +10,7 @@ use musqratt_proto::mqtt::ReasonCode;
 use crate::acl::Acl;
 use crate::ids::{ConnectionId, PeerId, ShardId};
 pub use crate::shards::ShardMessage;
+use crate::store::Record;
 
 /// Something that happened outside the engine, handed in with the time by
 /// [`crate::Engine::handle_input`].
@@ -241,6 +242,12 @@ pub enum Action {
     },
     /// Something worth logging or counting.
     Event(Event),
+    /// Keep this change of durable state (only with [`crate::Config::persistence`]). Write
+    /// every `Store` of a step, in order, before writing any [`Action::Send`] of that step to
+    /// a socket: an acknowledgement (PUBACK, PUBREC) may come earlier in the same step than
+    /// the record of the message it acknowledges, and must not reach the client before that
+    /// record reached the operating system (docs/adr/0017-persistence-store.md).
+    Store(Record),
 }
 
 /// What happened, for logs and metrics. Nothing here needs an answer.

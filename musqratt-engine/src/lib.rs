@@ -79,6 +79,7 @@ mod deliver;
 mod engine;
 mod ids;
 mod io;
+mod persist;
 mod publish;
 mod retained;
 mod route_sync;
@@ -87,6 +88,7 @@ mod routing;
 mod session;
 mod shards;
 mod sn;
+mod store;
 mod subscribe;
 mod subscribers;
 mod time;
@@ -101,4 +103,7 @@ pub use musqratt_proto as proto;
 pub use shards::owner_of;
 pub use sn::peers::PeerTable;
 pub use sn::wireless_node;
+pub use store::{
+    Record, RestoreError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
+};
 pub use time::Instant;

@@ -161,7 +161,9 @@ impl Engine {
         if let Some((_, Inflight::Published(d))) = session.inflight.get(&ack.packet_id)
             && d.qos == QoS::AtLeastOnce
         {
+            let stored = d.stored;
             session.inflight.remove(&ack.packet_id);
+            self.persist_acknowledged(session_id, stored);
             self.drain_queue(now, session_id);
         }
     }
@@ -173,13 +175,15 @@ impl Engine {
             Some((_, inflight @ Inflight::Published(_))) => {
                 if rec.reason_code.is_error() {
                     // §4.3.3: an error PUBREC ends the exchange; no PUBREL.
+                    let stored = inflight.stored();
                     session.inflight.remove(&rec.packet_id);
+                    self.persist_acknowledged(session_id, stored);
                     return self.drain_queue(now, session_id);
                 }
-                *inflight = Inflight::Released;
+                *inflight = Inflight::Released(inflight.stored());
                 self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
             }
-            Some((_, Inflight::Released)) => {
+            Some((_, Inflight::Released(_))) => {
                 self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
             }
             None => {
@@ -193,8 +197,10 @@ impl Engine {
     pub(crate) fn handle_pubcomp(&mut self, now: Instant, conn: ConnectionId, comp: PubResponse) {
         let Some(session_id) = self.connections.get(&conn).and_then(|c| c.session) else { return };
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
-        if let Some((_, Inflight::Released)) = session.inflight.get(&comp.packet_id) {
+        if let Some((_, Inflight::Released(stored))) = session.inflight.get(&comp.packet_id) {
+            let stored = *stored;
             session.inflight.remove(&comp.packet_id);
+            self.persist_acknowledged(session_id, stored);
             self.drain_queue(now, session_id);
         }
     }

@@ -37,6 +37,7 @@ impl Engine {
         if message.retain {
             let shared = message.share();
             self.retained.store(&shared);
+            self.persist_retained(&shared);
             self.broadcast(&ShardMessageKind::Retain(shared));
         }
         let mut matches = core::mem::take(&mut self.subscribers.scratch);
@@ -257,5 +258,6 @@ fn delivery<'a, 'm>(
         retain: message.retain && retain_as_published,
         subscription_ids,
         message: Lent(message),
+        stored: 0,
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct Delivery<M = Arc<Message>> {
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
     pub(crate) subscription_ids: SubscriptionIds,
+    /// Its number in the store ([`crate::Record::Queued`]); 0 when it is not stored.
+    pub(crate) stored: u64,
 }
 
 /// An outbound QoS 1 or 2 delivery not yet completed (§4.3.2, §4.3.3).
@@ -55,8 +57,19 @@ pub(crate) enum Inflight {
     /// PUBLISH sent, waiting for PUBACK or PUBREC.
     Published(Delivery),
     /// PUBREC received and PUBREL sent, waiting for PUBCOMP. On resume the PUBREL is resent,
-    /// not the PUBLISH (MQTT-4.3.3-?; §4.4).
-    Released,
+    /// not the PUBLISH (MQTT-4.3.3-?; §4.4). Keeps the delivery's number in the store
+    /// ([`Delivery::stored`]), forgotten at PUBCOMP.
+    Released(u64),
+}
+
+impl Inflight {
+    /// The delivery's number in the store; 0 when it is not stored.
+    pub(crate) fn stored(&self) -> u64 {
+        match self {
+            Inflight::Published(delivery) => delivery.stored,
+            Inflight::Released(stored) => *stored,
+        }
+    }
 }
 
 /// A subscription of a session.
@@ -99,6 +112,9 @@ pub(crate) struct Session {
     /// What the client may publish, subscribe to and receive; `None`: everything
     /// (`AuthDecision::Accept`, or no authentication).
     pub(crate) acl: Option<Arc<Acl>>,
+    /// With persistence on: whether the session has a record in the store. A bool, which
+    /// sits in padding: every session pays for what is added here.
+    pub(crate) stored: bool,
 }
 
 impl Session {
@@ -117,6 +133,7 @@ impl Session {
             inbound_qos2: BTreeSet::new(),
             will: None,
             acl: None,
+            stored: false,
         }
     }
 

@@ -79,6 +79,7 @@ impl Engine {
             reason_codes,
             properties: AckProperties::default(),
         };
+        self.persist_session(session_id);
         let mut done = Subscribed::new(session_id, suback);
         done.retained = retained;
         done.new_filters = new_filters;
@@ -119,6 +120,7 @@ impl Engine {
                 ReasonCode::NO_SUBSCRIPTION_EXISTED
             });
         }
+        self.persist_session(session_id);
         if version != ProtocolVersion::V5 {
             reason_codes.clear();
         }

@@ -73,8 +73,10 @@ macro_rules! table {
 }
 
 mod listen;
+mod persistence;
 mod security;
 pub use listen::{ListenLayer, ListenUrl, Scheme};
+pub use persistence::{FsyncSetting, PersistenceSection};
 pub use security::{
     AuthSection, HttpAuthSection, JwtSection, ScramMethod, ThrottleSection, TlsSection,
     WebsocketSection,
@@ -155,6 +157,8 @@ table! {
         tls: TlsSection = TlsSection::default() => |v, c| v.apply(c);
         /// The `ws://` and `wss://` listeners' browser origins and proxy trust.
         websocket: WebsocketSection = WebsocketSection::default() => |v, c| v.apply(c);
+        /// Where sessions, queues and retained messages are kept (docs/PERSISTENCE.md).
+        persistence: PersistenceSection = PersistenceSection::default() => |v, c| v.apply(c);
     }
 }
 
@@ -362,6 +366,7 @@ impl FileConfig {
         config.engine = self.engine_config();
         config.hibernate_after =
             (self.hibernate_after_ms > 0).then(|| Duration::from_millis(self.hibernate_after_ms));
+        config.persistence = self.persistence.settings();
         Ok(config)
     }
 }

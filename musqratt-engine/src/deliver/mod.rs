@@ -74,7 +74,9 @@ impl Engine {
         delivery: Delivery<M>,
     ) -> Option<Delivery<M>> {
         if delivery.message.is_expired(now) {
-            return None; // §3.3.2.3.3: an expired message is not delivered
+            // §3.3.2.3.3: an expired message is not delivered (nor kept in the store).
+            self.persist_acknowledged(session_id, delivery.stored);
+            return None;
         }
         let mut connection = self.connections.get(&conn)?;
         if connection.sn.is_some() {
@@ -104,16 +106,20 @@ impl Engine {
             return Some(delivery);
         }
         let packet_id = session.allocate_packet_id();
-        if self.send_publish(now, conn, &delivery, Some(packet_id), false)
-            && let Some(session) = self.sessions.get_mut(&session_id)
-        {
-            session.add_inflight(packet_id, Inflight::Published(delivery.kept()));
+        if !self.send_publish(now, conn, &delivery, Some(packet_id), false) {
+            self.persist_acknowledged(session_id, delivery.stored); // dropped, too large
+            return None;
+        }
+        let mut delivery = delivery.kept();
+        self.persist_delivery(session_id, &mut delivery);
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.add_inflight(packet_id, Inflight::Published(delivery));
         }
         None
     }
 
     /// Queues a delivery for later, within the session's bounds; a drop is reported.
-    fn enqueue(&mut self, now: Instant, session_id: SessionId, delivery: Delivery) {
+    fn enqueue(&mut self, now: Instant, session_id: SessionId, mut delivery: Delivery) {
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
         let size = delivery.message.payload.len();
         let full = |session: &crate::session::Session| {
@@ -132,7 +138,10 @@ impl Engine {
             return;
         }
         session.queued_bytes += size;
-        session.queue.push_back(delivery);
+        self.persist_delivery(session_id, &mut delivery);
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.queue.push_back(delivery);
+        }
     }
 
     /// Encodes a PUBLISH for one connection and hands header and payload to the runtime as two

@@ -83,8 +83,8 @@ impl Keep for Lent<'_> {
 impl<M: Keep> Delivery<M> {
     /// The delivery as a queue or inflight window keeps it.
     pub(crate) fn kept(self) -> Delivery {
-        let Delivery { message, qos, retain, subscription_ids } = self;
-        Delivery { message: message.keep(), qos, retain, subscription_ids }
+        let Delivery { message, qos, retain, subscription_ids, stored } = self;
+        Delivery { message: message.keep(), qos, retain, subscription_ids, stored }
     }
 }
 

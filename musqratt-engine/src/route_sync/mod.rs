@@ -89,6 +89,7 @@ impl Engine {
                     retain: true, // MQTT-3.3.1-8: sent because of a new subscription
                     subscription_ids: subscription.id.into_iter().collect(),
                     message,
+                    stored: 0,
                 };
                 self.deliver(now, done.session, delivery);
             }

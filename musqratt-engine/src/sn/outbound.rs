@@ -186,8 +186,8 @@ impl Engine {
         let mut requeue = Vec::new();
         for (_, id) in pending {
             match session.inflight.remove(&id) {
-                Some((seq, Inflight::Released)) => {
-                    session.inflight.insert(id, (seq, Inflight::Released));
+                Some((seq, Inflight::Released(stored))) => {
+                    session.inflight.insert(id, (seq, Inflight::Released(stored)));
                     released.push(id);
                 }
                 Some((_, Inflight::Published(delivery))) => requeue.push(delivery),
@@ -247,7 +247,7 @@ impl Engine {
                 Inflight::Published(delivery) => {
                     self.sn_send_publish(now, conn, &delivery, Some(id), true);
                 }
-                Inflight::Released => {
+                Inflight::Released(_) => {
                     self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(id)));
                 }
             }

@@ -41,6 +41,40 @@ pub struct BrokerConfig {
     /// ([`Layers::identity`], `mqtt+identity://` in the binary's configuration), which
     /// measures the seam's cost; TLS and WebSocket come here.
     pub listener_layers: Vec<(SocketAddr, Layers)>,
+    /// Where durable state is kept (docs/PERSISTENCE.md); `None` (the default): in memory only,
+    /// lost at a restart, and the engine emits nothing for it.
+    pub persistence: Option<Persistence>,
+}
+
+/// The `[persistence]` settings: a store path and when writes are synced to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Persistence {
+    /// The store's file.
+    pub path: std::path::PathBuf,
+    /// When writes reach the disk (every write reaches the OS before the acknowledgements
+    /// that depend on it, whatever this says).
+    pub fsync: FsyncPolicy,
+}
+
+impl Persistence {
+    /// A store at `path` synced as `fsync` says.
+    #[must_use]
+    pub fn new(path: std::path::PathBuf, fsync: FsyncPolicy) -> Self {
+        Self { path, fsync }
+    }
+}
+
+/// `fsync = "never" | "interval" | "always"` (docs/PERSISTENCE.md has the guarantee of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsyncPolicy {
+    /// Survives `kill -9`, not a power loss.
+    Never,
+    /// Synced this often.
+    Interval(Duration),
+    /// Synced before every acknowledgement that depends on the write.
+    Always,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +88,7 @@ impl Default for BrokerConfig {
             hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
             auth: Auth::default(),
             listener_layers: Vec::new(),
+            persistence: None,
         }
     }
 }

@@ -27,7 +27,7 @@ pub mod layer;
 pub use accept::{AcceptErrors, SHORTAGE_LOG_INTERVAL, configure_accepted};
 pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};
 pub use clock::Clock;
-pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER};
+pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER, FsyncPolicy, Persistence};
 pub use event::{DROP_LOG_INTERVAL, EventLog};
 pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_person_turn};
 pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};

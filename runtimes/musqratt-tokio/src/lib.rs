@@ -138,10 +138,15 @@ impl Broker {
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let links = shard::links(shards);
+        let durable = match &config.persistence {
+            Some(settings) => Some(shard::open_store(settings, links.clock.now())?),
+            None => None,
+        };
         let layers: Vec<_> = config.listeners.iter().map(|addr| config.layers_of(*addr)).collect();
         let per_shard = listeners.into_iter().zip(sn_sockets).zip(links.mailboxes).enumerate();
         for (index, ((listeners, sn_sockets), mailbox)) in per_shard {
             let mut engine = config.engine.clone();
+            engine.persistence = durable.is_some();
             engine.shard = musqratt_engine::ShardId(index as u16);
             engine.shard_count = shards as u16;
             let context = shard::Context {
@@ -158,6 +163,7 @@ impl Broker {
                 counters: broker.counters.clone(),
                 clock: links.clock,
                 auth: config.auth.clone(),
+                durable: durable.clone(),
                 ready: ready_tx.clone(),
             };
             let thread = std::thread::Builder::new()

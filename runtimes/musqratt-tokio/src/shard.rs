@@ -24,10 +24,12 @@ use crate::udp::SnSockets;
 
 mod layered;
 mod mail;
+mod persist;
 mod queue;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
+pub(crate) use persist::{Durable, open as open_store};
 use queue::Spare;
 pub(crate) use queue::WriteQueue;
 
@@ -82,6 +84,8 @@ pub(crate) struct Context {
     pub(crate) counters: Arc<Counters>,
     pub(crate) clock: Clock,
     pub(crate) auth: Auth,
+    /// The store and what to restore from it, with `[persistence]`.
+    pub(crate) durable: Option<Durable>,
     pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
 }
 
@@ -189,6 +193,9 @@ pub(crate) struct Shard {
     pub(crate) lost: Vec<ConnectionId>,
     /// The shard itself, for the tasks of connections woken from hibernation.
     pub(crate) me: Weak<ShardLock>,
+    /// Where `Action::Store` records go, with `[persistence]`; the step's records meanwhile.
+    store: Option<musqratt_store::Store>,
+    records: Vec<musqratt_engine::Record>,
 }
 
 impl Shard {
@@ -443,8 +450,12 @@ impl Shard {
                     }
                 }
                 Action::Event(event) => self.events.log(&event),
+                Action::Store(record) => self.records.push(record),
                 _ => {}
             }
+        }
+        if !self.records.is_empty() {
+            self.write_store();
         }
     }
 }
@@ -523,6 +534,7 @@ async fn shard_main(context: Context) {
         counters,
         clock,
         auth,
+        durable,
         ready,
     } = context;
     let mut shutdown = stop.0.subscribe();
@@ -558,7 +570,10 @@ async fn shard_main(context: Context) {
             })
         })
         .collect();
-    let engine = Engine::new(engine);
+    let mut engine = Engine::new(engine);
+    if let Some(durable) = &durable {
+        persist::restore(&mut engine, durable, clock.now());
+    }
     // A new engine may have a deadline already (MQTT-SN's first ADVERTISE is due at once): the
     // timer task starts armed with it instead of waiting for the first input.
     let armed = engine.poll_timeout();
@@ -608,8 +623,12 @@ async fn shard_main(context: Context) {
             hibernation,
             lost: Vec::new(),
             me: me.clone(),
+            store: durable.map(|durable| durable.store),
+            records: Vec::new(),
         }))
     });
+    // Restored subscriptions are announced to the other shards like new ones.
+    shard.lock().drain();
     if let Some(entry) = directory.get(usize::from(id.0)) {
         let _ = entry.set(Arc::downgrade(&shard));
     }

@@ -1,0 +1,170 @@
+//! `[persistence]` over real sockets (docs/PERSISTENCE.md): the `musqratt` binary on the tokio
+//! runtime is killed with SIGKILL and started again on the same store; nothing it acknowledged
+//! is lost.
+
+use core::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use bytes::Bytes;
+use musqratt::proto::bytestring::ByteString;
+use musqratt::proto::mqtt::{Connect, Packet, Publish, ReasonCode};
+use musqratt::proto::{ProtocolVersion, QoS};
+use musqratt_testkit::{Client, open};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+/// QoS 1 messages published while the subscriber is away.
+const MESSAGES: usize = 500;
+
+/// Starts the binary on `config`, returning it and the address it listens on (from its log).
+fn start(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--log-level", "info", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr: SocketAddr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "broker exited before listening");
+        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, addr)
+}
+
+fn kill_9(mut child: Child) {
+    let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    assert!(status.unwrap().success());
+    let _ = child.wait();
+}
+
+/// Connects with Clean Start 0 and a Session Expiry Interval of an hour; returns whether the
+/// broker had the session (Session Present, §3.2.2.1.1).
+async fn connect_durable(addr: SocketAddr, client_id: &str) -> (Client, bool) {
+    let mut client = open(addr, V5).await;
+    let mut connect = Connect::new(V5, client_id);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    client.send(&Packet::Connect(Box::new(connect)));
+    match client.recv().await {
+        Packet::ConnAck(ack) => {
+            assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+            (client, ack.session_present)
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+fn config(dir: &Path, fsync: &str) -> PathBuf {
+    let path = dir.join("musqratt.toml");
+    let store = dir.join("store.db");
+    std::fs::write(
+        &path,
+        format!(
+            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = 1\n\n[persistence]\n\
+             path = \"{}\"\nfsync = \"{fsync}\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Issue 16: a persistent subscriber subscribes at QoS 1 and leaves; a publisher sends
+/// [`MESSAGES`] QoS 1 messages, each PUBACKed, and one retained message; the broker is killed
+/// with SIGKILL (no shutdown, no flush) right after the last PUBACK. Started again, it still
+/// has the session (Session Present), delivers every acknowledged message to the subscriber,
+/// and the retained message to a new subscriber.
+#[test]
+fn acknowledged_messages_and_retained_survive_kill_9() {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir().join(format!("musqratt-persist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // "never": the acknowledgement rule (written to the OS before the PUBACK) is all that
+    // SIGKILL needs; no fsync is involved.
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    let (broker, addr) = start(&config);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        assert!(!present);
+        sub.subscribe("k/#", QoS::AtLeastOnce).await;
+        sub.disconnect().await;
+        let mut publisher = musqratt_testkit::connect(addr, "publisher", V5).await;
+        for i in 0..MESSAGES {
+            let mut publish = Publish::new(
+                ByteString::from(format!("k/{}", i % 7)),
+                Bytes::from(format!("m{i}")),
+            );
+            publish.qos = QoS::AtLeastOnce;
+            let ack = publisher.publish(publish).await.expect("PUBACK");
+            assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "message {i}");
+        }
+        let mut retained = Publish::new("r/kept".into(), Bytes::from_static(b"retained"));
+        retained.qos = QoS::AtLeastOnce;
+        retained.retain = true;
+        publisher.publish(retained).await.expect("PUBACK");
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        assert!(present, "the session survived");
+        let mut got = BTreeSet::new();
+        while got.len() < MESSAGES {
+            let publish = sub.recv_publish().await;
+            sub.ack(&publish).await;
+            got.insert(String::from_utf8(publish.payload.to_vec()).unwrap());
+        }
+        let want: BTreeSet<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
+        assert_eq!(got, want);
+        let mut late = musqratt_testkit::connect(addr, "late", V5).await;
+        late.subscribe("r/#", QoS::AtLeastOnce).await;
+        let publish = late.recv_publish().await;
+        assert_eq!((&*publish.topic, &publish.payload[..]), ("r/kept", &b"retained"[..]));
+        assert!(publish.retain);
+    });
+    kill_9(broker);
+
+    // Acknowledged by the subscriber: gone from the store, not delivered a third time.
+    let (broker, addr) = start(&config);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        assert!(present);
+        sub.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two brokers on one store: the second refuses to start, naming the file (exit status 1).
+#[test]
+fn a_second_broker_on_the_same_store_refuses_to_start() {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir().join(format!("musqratt-persist2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "interval");
+    let (first, _) = start(&config);
+    let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
+        .args(["broker", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another broker is using this store"), "{stderr}");
+    assert!(stderr.contains("store.db"), "{stderr}");
+    kill_9(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}

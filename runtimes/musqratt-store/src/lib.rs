@@ -1,0 +1,336 @@
+//! MusQraTT's persistence store: writes the engine's [`Record`]s ([`musqratt_engine::Action::Store`])
+//! to one SQLite database in WAL mode and reads them back at start (docs/PERSISTENCE.md; the
+//! choice and its measurements: docs/adr/0017-persistence-store.md).
+//!
+//! Runtime-neutral (std threads only), for every runtime: a runtime collects the records of
+//! one step, calls [`Store::write`] once, then writes the step's packets. A write is handed to
+//! the operating system when it returns (a `kill -9` loses nothing written); what reaches the
+//! disk and when is [`Fsync`]'s choice.
+//!
+//! One broker per store: the database is opened with an exclusive lock, and a second broker on
+//! the same path is refused with [`StoreError::Locked`].
+
+mod codec;
+
+use core::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use musqratt_engine::{Instant, Record, StoredDelivery, StoredSession};
+use rusqlite::{Connection, ErrorCode, params};
+
+pub use codec::Corrupt;
+use codec::TimeBase;
+
+/// The on-disk format this crate writes and reads (docs/PERSISTENCE.md, "Format").
+pub const FORMAT_VERSION: i64 = 1;
+
+/// When writes reach the disk, beyond the operating system (`[persistence] fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fsync {
+    /// Never synced by the broker: survives a crash of the broker (`kill -9`), not of the
+    /// machine (power loss may lose or corrupt the store).
+    Never,
+    /// Synced this often: a power loss loses at most about this much.
+    Interval(Duration),
+    /// Every write is synced before [`Store::write`] returns (and so before the
+    /// acknowledgements it holds go out).
+    Always,
+}
+
+/// Why the store could not be opened, written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (a second broker) holds the store.
+    #[error("{0}: another broker is using this store")]
+    Locked(PathBuf),
+    /// The store was written by another version of the format.
+    #[error("{path}: store format version {found}, this broker reads version {FORMAT_VERSION}")]
+    Version {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+    },
+    /// SQLite refused (not a database, corrupt, disk full...).
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+}
+
+/// What [`Store::load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The state to restore, in the order [`musqratt_engine::Engine::restore`] takes it:
+    /// retained messages, sessions, then each session's messages in order.
+    pub records: Vec<Record>,
+    /// Records that did not decode, with what was wrong: skipped (and left in the store).
+    pub corrupt: Vec<(&'static str, Corrupt)>,
+}
+
+struct Inner {
+    conn: Connection,
+    path: PathBuf,
+    buf: BytesMut,
+}
+
+/// An open store; cheap to clone (shared by every shard).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Mutex<Inner>>,
+    time: TimeBase,
+    /// Dropped with the last clone: stops the sync thread.
+    _stop: Option<Arc<mpsc::Sender<()>>>,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS retained (topic BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (client_id BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue (client_id BLOB NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
+";
+
+impl Store {
+    /// Opens (or creates) the store at `path`. `epoch` is the wall-clock time of the engine's
+    /// `Instant::ZERO` (the runtime's clock start), to keep message expiry in wall-clock time.
+    ///
+    /// # Errors
+    /// [`StoreError`]: locked by another broker, another format version, not a database.
+    pub fn open(path: &Path, fsync: Fsync, epoch: SystemTime) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Sqlite { path: path.to_owned(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        // The exclusive lock is taken by the first write below and kept.
+        let pragmas = format!(
+            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA busy_timeout = 0; \
+             PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA wal_autocheckpoint = {};",
+            if fsync == Fsync::Always { "FULL" } else { "OFF" },
+            if matches!(fsync, Fsync::Interval(_)) { 0 } else { 1000 },
+        );
+        let locked = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Locked(path.to_owned())
+            }
+            _ => err(e),
+        };
+        conn.execute_batch(&pragmas).map_err(locked)?;
+        conn.execute_batch(SCHEMA).map_err(locked)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |row| row.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(err(e)),
+            })?;
+        match found {
+            None => {
+                conn.execute("INSERT INTO meta VALUES ('format', ?1)", [FORMAT_VERSION])
+                    .map_err(locked)?;
+            }
+            Some(FORMAT_VERSION) => {
+                conn.execute("UPDATE meta SET value = value WHERE key = 'format'", [])
+                    .map_err(locked)?;
+            }
+            Some(found) => return Err(StoreError::Version { path: path.to_owned(), found }),
+        }
+        let epoch = epoch.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
+        let time = TimeBase { epoch_unix_micros: u64::try_from(epoch).unwrap_or(u64::MAX) };
+        let inner =
+            Arc::new(Mutex::new(Inner { conn, path: path.to_owned(), buf: BytesMut::new() }));
+        let stop = match fsync {
+            Fsync::Interval(every) => Some(Arc::new(spawn_sync(inner.clone(), path, every))),
+            _ => None,
+        };
+        Ok(Self { inner, time, _stop: stop })
+    }
+
+    /// Writes one step's records in one transaction, in order. When it returns they are with
+    /// the operating system (and on disk with [`Fsync::Always`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`]: the write failed (disk full, I/O error); nothing of it is kept.
+    pub fn write(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Inner { conn, path, buf } = &mut *inner;
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = conn.transaction().map_err(err)?;
+        for record in records {
+            buf.clear();
+            write_record(&tx, self.time, record, buf).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Reads the state to restore at `now` (the engine's time). Records that do not decode are
+    /// reported in [`Loaded::corrupt`] and skipped, never a panic.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`]: the database cannot be read.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let err = |source| StoreError::Sqlite { path: inner.path.clone(), source };
+        let mut loaded = Loaded::default();
+        let conn = &inner.conn;
+        let mut retained =
+            conn.prepare("SELECT topic, value FROM retained ORDER BY topic").map_err(err)?;
+        let mut rows = retained.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let value: Vec<u8> = row.get(1).map_err(err)?;
+            match codec::decode_message(self.time, &value) {
+                Ok(message) => {
+                    let topic = message.topic().clone();
+                    loaded.records.push(Record::Retained { topic, message: Some(message) });
+                }
+                Err(corrupt) => loaded.corrupt.push(("retained", corrupt)),
+            }
+        }
+        let mut sessions = conn
+            .prepare("SELECT client_id, value FROM sessions ORDER BY client_id")
+            .map_err(err)?;
+        let mut rows = sessions.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let (id, value): (Vec<u8>, Vec<u8>) =
+                (row.get(0).map_err(err)?, row.get(1).map_err(err)?);
+            let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
+            match client_id.and_then(|c| codec::decode_session(&value).map(|s| (c, s))) {
+                Ok((client_id, (expiry, subs))) => loaded
+                    .records
+                    .push(Record::Session(StoredSession::new(client_id.into(), expiry, subs))),
+                Err(corrupt) => loaded.corrupt.push(("session", corrupt)),
+            }
+        }
+        let mut queue = conn
+            .prepare("SELECT client_id, seq, value FROM queue ORDER BY client_id, seq")
+            .map_err(err)?;
+        let mut rows = queue.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let id: Vec<u8> = row.get(0).map_err(err)?;
+            let seq: i64 = row.get(1).map_err(err)?;
+            let value: Vec<u8> = row.get(2).map_err(err)?;
+            let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
+            let seq = u64::try_from(seq).map_err(|_| Corrupt("seq"));
+            let decoded =
+                client_id.and_then(|c| Ok((c, seq?, codec::decode_delivery(self.time, &value)?)));
+            match decoded {
+                Ok((client_id, seq, (qos, retain, ids, message))) => {
+                    let delivery =
+                        StoredDelivery::new(client_id.into(), seq, qos, retain, ids, message);
+                    loaded.records.push(Record::Queued(delivery));
+                }
+                Err(corrupt) => loaded.corrupt.push(("queued message", corrupt)),
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// The engine's time now, for a runtime's `Clock`: `Instant::ZERO` is `epoch`.
+#[must_use]
+pub fn epoch_of(now: Instant) -> SystemTime {
+    SystemTime::now() - Duration::from_micros(now.as_micros())
+}
+
+/// A topic or client identifier as a key: its UTF-8 bytes.
+fn key(s: &musqratt_engine::proto::bytestring::ByteString) -> &[u8] {
+    let s: &str = s;
+    s.as_bytes()
+}
+
+fn write_record(
+    tx: &rusqlite::Transaction<'_>,
+    time: TimeBase,
+    record: &Record,
+    buf: &mut BytesMut,
+) -> rusqlite::Result<()> {
+    match record {
+        Record::Retained { topic, message: Some(message) } => {
+            codec::encode_message(time, message, buf);
+            tx.prepare_cached("INSERT OR REPLACE INTO retained VALUES (?1, ?2)")?
+                .execute(params![key(topic), &buf[..]])?;
+        }
+        Record::Retained { topic, message: None } => {
+            tx.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([key(topic)])?;
+        }
+        Record::Session(session) => {
+            codec::encode_session(session.expiry_interval, &session.subscriptions, buf);
+            tx.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2)")?
+                .execute(params![key(&session.client_id), &buf[..]])?;
+        }
+        Record::SessionEnded { client_id } => {
+            tx.prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?
+                .execute([key(client_id)])?;
+            tx.prepare_cached("DELETE FROM queue WHERE client_id = ?1")?
+                .execute([key(client_id)])?;
+        }
+        Record::Queued(d) => {
+            codec::encode_delivery(time, d.qos, d.retain, &d.subscription_ids, &d.message, buf);
+            let seq = i64::try_from(d.seq).unwrap_or(i64::MAX);
+            tx.prepare_cached("INSERT OR REPLACE INTO queue VALUES (?1, ?2, ?3)")?
+                .execute(params![key(&d.client_id), seq, &buf[..]])?;
+        }
+        Record::Acknowledged { client_id, seq } => {
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+            tx.prepare_cached("DELETE FROM queue WHERE client_id = ?1 AND seq = ?2")?
+                .execute(params![key(client_id), seq])?;
+        }
+        // A record kind this version does not know is not stored (the engine and the store
+        // are built together; a new kind comes with its table).
+        _ => tracing::warn!("unknown store record ignored"),
+    }
+    Ok(())
+}
+
+/// [`Fsync::Interval`]: a thread that, every `every`, syncs the WAL (every committed write is
+/// then on disk), copies it into the database (a checkpoint) and syncs that, so that the WAL
+/// may be reused without losing what was synced. Holds the store's lock meanwhile: the shards'
+/// writes wait for two fsyncs once per interval.
+fn spawn_sync(inner: Arc<Mutex<Inner>>, path: &Path, every: Duration) -> mpsc::Sender<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let db = path.to_owned();
+    let spawned = std::thread::Builder::new().name("musqratt-store-sync".into()).spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+            let inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let synced = sync_file(&wal)
+                .and_then(|()| {
+                    inner
+                        .conn
+                        .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
+                        .map_err(std::io::Error::other)
+                })
+                .and_then(|()| sync_file(&db));
+            if let Err(error) = synced {
+                tracing::error!(%error, "persistence: periodic sync failed");
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "persistence: cannot start the sync thread");
+    }
+    stop
+}
+
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(file) => file.sync_data(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests;
