@@ -39,7 +39,8 @@ pub struct Args {
     #[command(subcommand)]
     pub scenario: Scenario,
     /// Broker URL: `mqtt://host:port`, `mqtts://host:port` (TLS, needs `--cafile`),
-    /// `ws://host:port/path` or `wss://host:port/path` (WebSocket, path `/mqtt` by default),
+    /// `ws://host:port/path` or `wss://host:port/path` (WebSocket, path `/mqtt` by default;
+    /// default ports 1883, 8883, 8083, 8084),
     /// with `user:password@` before the host to log in; ignored by `floor`.
     #[arg(long, short = 'u', global = true, default_value = "mqtt://127.0.0.1:1883")]
     pub url: String,

@@ -56,15 +56,15 @@ pub(crate) struct Target {
 
 impl Target {
     /// `mqtt://`, `mqtts://`, `ws://` or `wss://` `[user:password@]host[:port][/path]` (ports
-    /// 1883, 8883, 80, 443 by default). `cafile` is the CA (PEM) the broker's certificate is
+    /// 1883, 8883, 8083, 8084 by default, as the broker's listeners). `cafile` is the CA (PEM) the broker's certificate is
     /// checked against, needed by `mqtts` and `wss`.
     pub(crate) fn parse(url: &str, cafile: Option<&Path>) -> anyhow::Result<Self> {
         let (scheme, rest) = url.split_once("://").unwrap_or(("mqtt", url));
         let (scheme, port) = match scheme {
             "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
             "mqtts" => (Scheme::Mqtts, 8883),
-            "ws" => (Scheme::Ws, 80),
-            "wss" => (Scheme::Wss, 443),
+            "ws" => (Scheme::Ws, 8083),
+            "wss" => (Scheme::Wss, 8084),
             _ => bail!("unsupported URL {url}: use mqtt://, mqtts://, ws:// or wss://host:port"),
         };
         let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
@@ -490,7 +490,7 @@ mod tests {
         let t = Target::parse("ws://u@[::1]/x/y", None).unwrap();
         assert_eq!(
             (t.addr.as_str(), t.host.as_str(), t.path.as_str()),
-            ("[::1]:80", "::1", "/x/y")
+            ("[::1]:8083", "::1", "/x/y")
         );
         let error = Target::parse("mqtts://127.0.0.1", None).unwrap_err();
         assert!(format!("{error:#}").contains("--cafile"), "{error:#}");
