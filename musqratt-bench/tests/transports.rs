@@ -2,6 +2,7 @@
 //! `ws://` and a `wss://` listener (the kit's server layers), and a short `latency` scenario
 //! through the bench's library API over each, every message arriving. Nothing is timed.
 
+use core::time::Duration;
 use std::path::Path;
 
 use musqratt_bench::{Args, ConnsArgs, LatencyArgs, Placement, Scenario, ThroughputArgs};
@@ -61,9 +62,9 @@ fn args(url: String, cafile: &Path, scenario: Scenario) -> Args {
         scenario,
         url,
         cafile: Some(cafile.to_owned()),
-        duration: std::time::Duration::from_millis(100),
-        warmup: std::time::Duration::ZERO,
-        drain: std::time::Duration::from_secs(2),
+        duration: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        drain: Duration::from_secs(2),
         json: true,
         label: None,
         pid: None,
@@ -125,7 +126,7 @@ async fn scenarios_over_mqtts_ws_and_wss() {
             parallel: 8,
             keep_alive: 60,
             users: 0,
-            hold: std::time::Duration::ZERO,
+            hold: Duration::ZERO,
         });
         let reports = musqratt_bench::run_reports(&args(url.clone(), &cafile, conns))
             .await
