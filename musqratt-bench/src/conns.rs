@@ -10,12 +10,13 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::report::histogram;
-use crate::wire::{self, AsyncConn};
+use crate::transport::{AsyncConn, Target};
+use crate::wire;
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnsCfg {
-    pub(crate) addr: String,
+    pub(crate) target: Target,
     /// Who the clients log in as.
     pub(crate) login: wire::Login,
     pub(crate) connections: usize,
@@ -50,15 +51,15 @@ pub(crate) async fn run(cfg: &ConnsCfg, progress: Arc<AtomicU64>) -> anyhow::Res
     let mut tasks = Vec::with_capacity(cfg.connections);
     for i in 0..cfg.connections {
         let gate = Arc::clone(&gate);
-        let addr = cfg.addr.clone();
+        let target = cfg.target.clone();
         let progress = Arc::clone(&progress);
         let keep_alive = cfg.keep_alive;
         let login = cfg.login.numbered(i, cfg.users);
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let t0 = Instant::now();
-            let conn =
-                AsyncConn::connect(&addr, &wire::client_id("idle", i), keep_alive, &login).await?;
+            let conn = AsyncConn::connect(&target, &wire::client_id("idle", i), keep_alive, &login)
+                .await?;
             progress.fetch_add(1, Ordering::Relaxed);
             anyhow::Ok((conn, t0.elapsed()))
         }));
@@ -86,8 +87,7 @@ pub(crate) async fn run(cfg: &ConnsCfg, progress: Arc<AtomicU64>) -> anyhow::Res
     let threads_after = status("Threads");
     let connected = conns.len();
     for conn in &mut conns {
-        use tokio::io::AsyncWriteExt;
-        let _ = conn.stream.write_all(&[0xE0, 0]).await;
+        let _ = conn.write_all(&[0xE0, 0]).await;
     }
     drop(conns);
     Ok(ConnsOut {

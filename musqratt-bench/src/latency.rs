@@ -5,12 +5,11 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::Context;
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use musqratt_proto::mqtt::Packet;
@@ -18,12 +17,13 @@ use musqratt_proto::mqtt::Packet;
 use crate::Placement;
 use crate::report::histogram;
 use crate::sys::{precise_timer_slack, spin_sleep_until};
-use crate::wire::{self, SyncConn};
+use crate::transport::{SyncConn, Target};
+use crate::wire;
 
 /// Parameters of one latency run.
 #[derive(Debug, Clone)]
 pub(crate) struct LatencyCfg {
-    pub(crate) addr: String,
+    pub(crate) target: Target,
     /// Who the clients log in as.
     pub(crate) login: wire::Login,
     pub(crate) qos: u8,
@@ -147,9 +147,9 @@ fn timed_out(error: &std::io::Error) -> bool {
 /// messages received.
 pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result<LatencyOut> {
     let topic = format!("mqb/{}/lat", wire::client_id("t", 0));
-    let mut sub = SyncConn::connect(&cfg.addr, &cfg.sub_id, wire::KEEP_ALIVE, &cfg.login)?;
+    let mut sub = SyncConn::connect(&cfg.target, &cfg.sub_id, wire::KEEP_ALIVE, &cfg.login)?;
     sub.subscribe(&topic, cfg.qos)?;
-    let publisher = SyncConn::connect(&cfg.addr, &cfg.pub_id, wire::KEEP_ALIVE, &cfg.login)?;
+    let publisher = SyncConn::connect(&cfg.target, &cfg.pub_id, wire::KEEP_ALIVE, &cfg.login)?;
 
     let total = (cfg.rate as f64 * (cfg.warmup + cfg.duration).as_secs_f64()).round() as u64;
     let warmup_ns = cfg.warmup.as_nanos() as u64;
@@ -157,14 +157,14 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
     let stop = Arc::new(AtomicBool::new(false));
     let inflight = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
-    let pub_writer = Arc::new(Mutex::new(publisher.stream.try_clone()?));
+    let pub_writer = Arc::new(Mutex::new(publisher.writer()?));
     let base = Instant::now() + Duration::from_millis(5);
 
     let sub_thread = spawn_subscriber(sub, total, warmup_ns, base, &stop, progress)?;
 
     // Publisher acknowledgements (QoS 1 and 2).
     let mut pub_reader = publisher;
-    pub_reader.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+    pub_reader.set_read_timeout(Duration::from_millis(50))?;
     let ack_thread = (qos > 0).then(|| {
         let stop = Arc::clone(&stop);
         let inflight = Arc::clone(&inflight);
@@ -263,7 +263,7 @@ pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result
     if let Some(thread) = ack_thread {
         thread.join().map_err(|_| anyhow::anyhow!("ack thread panicked"))??;
     }
-    let _ = sub.stream.write_all(&[0xE0, 0]);
+    let _ = sub.write_all(&[0xE0, 0]);
     let _ = pub_writer.lock().unwrap_or_else(PoisonError::into_inner).write_all(&[0xE0, 0]);
     let send_rate = sent as f64 / (elapsed - 0.005).max(1e-6);
     Ok(LatencyOut {
@@ -291,14 +291,14 @@ pub(crate) fn spawn_subscriber(
     stop: &Arc<AtomicBool>,
     progress: &Arc<AtomicU64>,
 ) -> anyhow::Result<thread::JoinHandle<anyhow::Result<Subscribed>>> {
-    sub.stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+    sub.set_read_timeout(Duration::from_millis(50))?;
     let stop = Arc::clone(stop);
     let progress = Arc::clone(progress);
     Ok(thread::Builder::new().name("lat-sub".into()).spawn(move || -> anyhow::Result<_> {
         let mut hist = histogram();
         let mut seen = Seen::default();
         let mut out = BytesMut::with_capacity(4096);
-        let mut writer = sub.stream.try_clone()?;
+        let mut writer = sub.writer()?;
         while seen.distinct < total && !stop.load(Ordering::Relaxed) {
             match sub.fill() {
                 Ok(true) => {}
@@ -365,31 +365,6 @@ pub(crate) fn pace(
         send(seq, slot_ns)?;
     }
     Ok(())
-}
-
-/// The address part of a broker URL, `host:port`.
-pub(crate) fn socket_addr(url: &str) -> anyhow::Result<String> {
-    let rest = url
-        .split_once("://")
-        .map_or(url, |(scheme, rest)| if scheme == "mqtt" || scheme == "tcp" { rest } else { "" });
-    anyhow::ensure!(!rest.is_empty(), "unsupported URL {url}: use mqtt://host:port");
-    let authority = rest.split('/').next().unwrap_or_default();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let with_port = if hostport.starts_with('[') {
-        if hostport.contains("]:") { hostport.to_owned() } else { format!("{hostport}:1883") }
-    } else if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:1883")
-    };
-    // Resolve once so every connection goes to the same address.
-    use std::net::ToSocketAddrs;
-    let resolved = with_port
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {with_port}"))?
-        .next()
-        .with_context(|| format!("no address for {with_port}"))?;
-    Ok(resolved.to_string())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod relay;
 mod report;
 mod sn;
 mod sys;
+mod transport;
 mod wire;
 
 use core::sync::atomic::AtomicU64;
@@ -37,9 +38,16 @@ pub struct Args {
     /// The scenario to run.
     #[command(subcommand)]
     pub scenario: Scenario,
-    /// Broker URL (`mqtt://host:port`); ignored by `floor`.
+    /// Broker URL: `mqtt://host:port`, `mqtts://host:port` (TLS, needs `--cafile`),
+    /// `ws://host:port/path` or `wss://host:port/path` (WebSocket, path `/mqtt` by default;
+    /// default ports 1883, 8883, 8083, 8084),
+    /// with `user:password@` before the host to log in; ignored by `floor`.
     #[arg(long, short = 'u', global = true, default_value = "mqtt://127.0.0.1:1883")]
     pub url: String,
+    /// The CA certificate (PEM) that signed the broker's certificate, for `mqtts://` and
+    /// `wss://` (the bench trusts nothing else; the server name checked is the URL's host).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cafile: Option<std::path::PathBuf>,
     /// Measured time (`5s`, `500ms`, `2m`); the warm-up comes before it.
     #[arg(long, short = 'd', global = true, default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -297,8 +305,8 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
     };
     let mut report = match &args.scenario {
         Scenario::Latency(a) => {
-            let addr = latency::socket_addr(&args.url)?;
-            let mut cfg = latency_cfg(args, addr, a.qos, a.rate, a.payload, a.window, a.spin_us);
+            let target = transport::Target::parse(&args.url, args.cafile.as_deref())?;
+            let mut cfg = latency_cfg(args, target, a.qos, a.rate, a.payload, a.window, a.spin_us);
             let sn = match &a.sn {
                 Some(url) => {
                     let path = if a.sn_sub { sn::SnPath::SnToSn } else { sn::SnPath::SnToMqtt };
@@ -329,7 +337,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
         }
         Scenario::Throughput(a) => {
             let cfg = pubsub::PubSubCfg {
-                addr: latency::socket_addr(&args.url)?,
+                target: transport::Target::parse(&args.url, args.cafile.as_deref())?,
                 login: wire::Login::from_url(&args.url),
                 publishers: a.publishers.max(1),
                 subscribers: a.subscribers.max(1),
@@ -352,7 +360,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
         }
         Scenario::Fanout(a) => {
             let cfg = pubsub::PubSubCfg {
-                addr: latency::socket_addr(&args.url)?,
+                target: transport::Target::parse(&args.url, args.cafile.as_deref())?,
                 login: wire::Login::from_url(&args.url),
                 publishers: 1,
                 subscribers: a.subscribers.max(1),
@@ -368,7 +376,10 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             };
             pubsub_report("fanout", &label, &args.url, &cfg).await?
         }
-        Scenario::Conns(a) => conns_report(&label, &args.url, a, args.pid).await?,
+        Scenario::Conns(a) => {
+            let target = transport::Target::parse(&args.url, args.cafile.as_deref())?;
+            conns_report(&label, &args.url, target, a, args.pid).await?
+        }
         Scenario::Relay(a) => {
             let relay = relay::Relay::start(a.listen).context("starting the relay")?;
             eprintln!("relay listening on {}", relay.addr());
@@ -381,15 +392,16 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             let relay = relay::Relay::start(any).context("starting the relay")?;
             let addr = relay.addr().to_string();
             let url = format!("mqtt://{addr}");
+            let target = transport::Target::plain(addr);
             let label = args.label.clone().unwrap_or_else(|| "relay".into());
             let mut report = match a.mode {
                 FloorMode::Latency => {
-                    let cfg = latency_cfg(args, addr, 0, a.rate, a.payload, 1000, a.spin_us);
+                    let cfg = latency_cfg(args, target, 0, a.rate, a.payload, 1000, a.spin_us);
                     latency_report("floor", &label, &url, &cfg, None).await?
                 }
                 FloorMode::Throughput => {
                     let cfg = pubsub::PubSubCfg {
-                        addr,
+                        target,
                         login: wire::Login::default(),
                         publishers: 1,
                         subscribers: 1,
@@ -431,7 +443,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
 
 fn latency_cfg(
     args: &Args,
-    addr: String,
+    target: transport::Target,
     qos: u8,
     rate: u64,
     payload: usize,
@@ -439,7 +451,7 @@ fn latency_cfg(
     spin_us: u64,
 ) -> latency::LatencyCfg {
     latency::LatencyCfg {
-        addr,
+        target,
         login: wire::Login::from_url(&args.url),
         qos,
         rate: rate.max(1),
@@ -565,6 +577,7 @@ fn warn_loss(qos: u8, lost: u64, label: &str) {
 async fn conns_report(
     label: &str,
     url: &str,
+    target: transport::Target,
     a: &ConnsArgs,
     pid: Option<u32>,
 ) -> anyhow::Result<Report> {
@@ -577,7 +590,7 @@ async fn conns_report(
         );
     }
     let cfg = conns::ConnsCfg {
-        addr: latency::socket_addr(url)?,
+        target,
         login: wire::Login::from_url(url),
         users: a.users,
         connections: a.connections,

@@ -10,18 +10,18 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use musqratt_proto::mqtt::Packet;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::latency::Seen;
 use crate::report::histogram;
-use crate::wire::{self, AsyncConn};
+use crate::transport::{AsyncConn, AsyncWriter, Target};
+use crate::wire;
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
 pub(crate) struct PubSubCfg {
-    pub(crate) addr: String,
+    pub(crate) target: Target,
     /// Who the clients log in as.
     pub(crate) login: wire::Login,
     /// Where musqratt serves the publishers relative to the first subscriber, and its shard count.
@@ -90,9 +90,13 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
 
     let mut subs = Vec::new();
     for i in 0..cfg.subscribers {
-        let mut conn =
-            AsyncConn::connect(&cfg.addr, &wire::client_id("sub", i), wire::KEEP_ALIVE, &cfg.login)
-                .await?;
+        let mut conn = AsyncConn::connect(
+            &cfg.target,
+            &wire::client_id("sub", i),
+            wire::KEEP_ALIVE,
+            &cfg.login,
+        )
+        .await?;
         conn.subscribe(&filter, cfg.qos).await?;
         subs.push(conn);
     }
@@ -102,7 +106,7 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
     for i in 0..cfg.publishers {
         let id =
             crate::latency::id_placed(&wire::client_id("pub", i), sub_shard, placement, shards)?;
-        pubs.push(AsyncConn::connect(&cfg.addr, &id, wire::KEEP_ALIVE, &cfg.login).await?);
+        pubs.push(AsyncConn::connect(&cfg.target, &id, wire::KEEP_ALIVE, &cfg.login).await?);
     }
 
     let base = Instant::now();
@@ -253,11 +257,11 @@ async fn subscriber(
         in_window.fetch_add(counted, Ordering::Relaxed);
         distinct.store(stats.seen.iter().map(|s| s.distinct).sum(), Ordering::Relaxed);
         if !out.is_empty() {
-            conn.stream.write_all(&out).await?;
+            conn.write_all(&out).await?;
             out.clear();
         }
     }
-    let _ = conn.stream.write_all(&[0xE0, 0]).await;
+    let _ = conn.write_all(&[0xE0, 0]).await;
     Ok(stats)
 }
 
@@ -265,7 +269,7 @@ struct PubStats {
     sent: u64,
     acked: u64,
     in_window: u64,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: AsyncWriter,
 }
 
 /// Messages encoded per write when nothing limits them.

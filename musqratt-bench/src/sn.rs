@@ -20,7 +20,8 @@ use musqratt_proto::sn::{self, Message, MsgId, PublishTopic, ReturnCode, SnQoS, 
 use crate::latency::{LatencyCfg, LatencyOut, Seen, Subscribed, pace, record, spawn_subscriber};
 use crate::report::histogram;
 use crate::sys::precise_timer_slack;
-use crate::wire::{self, SyncConn};
+use crate::transport::SyncConn;
+use crate::wire;
 
 /// How long a setup step (CONNACK, REGACK, SUBACK) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,7 +113,7 @@ pub(crate) fn run(
     let sub_thread = match path {
         SnPath::SnToMqtt => {
             let id = wire::client_id("snlat-sub", 0);
-            let mut sub = SyncConn::connect(&cfg.addr, &id, wire::KEEP_ALIVE, &cfg.login)?;
+            let mut sub = SyncConn::connect(&cfg.target, &id, wire::KEEP_ALIVE, &cfg.login)?;
             sub.subscribe(&topic, 0)?;
             let mqtt = spawn_subscriber(sub, total, warmup_ns, base, &stop, progress)?;
             Subscriber::Mqtt(mqtt)
@@ -193,7 +194,7 @@ impl Subscriber {
         match self {
             Self::Mqtt(thread) => {
                 let (latency, seen, mut sub) = thread.join().map_err(|_| panicked())??;
-                let _ = std::io::Write::write_all(&mut sub.stream, &[0xE0, 0]);
+                let _ = sub.write_all(&[0xE0, 0]);
                 Ok((latency, seen))
             }
             Self::Sn(thread) => thread.join().map_err(|_| panicked())?,

@@ -1,17 +1,11 @@
 //! The few MQTT 3.1.1 packets the load generator sends, encoded by hand into reused buffers (no
 //! allocation per message), and the payload layout every scenario shares. Incoming packets are
-//! decoded with `musqratt-proto`'s [`Decoder`].
+//! decoded with `musqratt-proto`'s [`Decoder`]. The connections that carry them, over every
+//! transport, are in `transport.rs`.
 
-use core::time::Duration;
-use std::io::{Read, Write};
-use std::net::TcpStream as StdStream;
-
-use anyhow::{Context, bail};
 use bytes::{BufMut, BytesMut};
 use musqratt_proto::ProtocolVersion;
-use musqratt_proto::mqtt::{Decoder, Packet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use musqratt_proto::mqtt::Decoder;
 
 /// Bytes at the start of every payload: sequence number (u64 LE), send time in nanoseconds since
 /// the run's start (u64 LE), publisher index (u32 LE). The rest is padding.
@@ -175,178 +169,10 @@ pub(crate) fn client_id(role: &str, index: usize) -> String {
     format!("mqb-{}-{run}-{role}{index}", std::process::id())
 }
 
-// ---- blocking sockets (latency and floor) ----
-
-/// A blocking connection with its decoder state.
-pub(crate) struct SyncConn {
-    pub(crate) stream: StdStream,
-    decoder: Decoder,
-    pub(crate) buf: BytesMut,
-}
-
-impl SyncConn {
-    /// Connects (TCP_NODELAY), sends CONNECT and waits for a successful CONNACK.
-    pub(crate) fn connect(
-        addr: &str,
-        client_id: &str,
-        keep_alive: u16,
-        login: &Login,
-    ) -> anyhow::Result<Self> {
-        let stream = StdStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut conn = Self { stream, decoder: decoder(), buf: BytesMut::with_capacity(64 * 1024) };
-        let mut out = BytesMut::new();
-        connect(&mut out, client_id, keep_alive, login);
-        conn.stream.write_all(&out)?;
-        match conn.recv()? {
-            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
-            other => bail!("expected a successful CONNACK, got {other:?}"),
-        }
-    }
-
-    /// Subscribes to one filter and waits for SUBACK.
-    pub(crate) fn subscribe(&mut self, filter: &str, qos: u8) -> anyhow::Result<()> {
-        let mut out = BytesMut::new();
-        subscribe(&mut out, 1, filter, qos);
-        self.stream.write_all(&out)?;
-        match self.recv()? {
-            Packet::SubAck(ack) if ack.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
-            other => bail!("expected a successful SUBACK, got {other:?}"),
-        }
-    }
-
-    /// The next packet (blocking, within the read timeout).
-    pub(crate) fn recv(&mut self) -> anyhow::Result<Packet> {
-        loop {
-            if let Some(packet) = self.decoder.decode(&mut self.buf)? {
-                return Ok(packet);
-            }
-            if !self.fill()? {
-                bail!("connection closed by the broker");
-            }
-        }
-    }
-
-    /// Decodes one packet already buffered.
-    pub(crate) fn try_decode(&mut self) -> anyhow::Result<Option<Packet>> {
-        Ok(self.decoder.decode(&mut self.buf)?)
-    }
-
-    /// Reads what is available into the buffer: `false` on end of stream. A read timeout is
-    /// returned as an error of kind `WouldBlock`/`TimedOut`.
-    pub(crate) fn fill(&mut self) -> std::io::Result<bool> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n > 0)
-    }
-}
-
-// ---- tokio sockets (throughput, fan-out, conns) ----
-
-/// An async connection with its decoder state.
-pub(crate) struct AsyncConn {
-    pub(crate) stream: TcpStream,
-    decoder: Decoder,
-    pub(crate) buf: BytesMut,
-}
-
-impl AsyncConn {
-    /// Connects (TCP_NODELAY), sends CONNECT and waits for a successful CONNACK.
-    pub(crate) async fn connect(
-        addr: &str,
-        client_id: &str,
-        keep_alive: u16,
-        login: &Login,
-    ) -> anyhow::Result<Self> {
-        let stream =
-            TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let mut conn = Self { stream, decoder: decoder(), buf: BytesMut::with_capacity(4096) };
-        let mut out = BytesMut::new();
-        connect(&mut out, client_id, keep_alive, login);
-        conn.stream.write_all(&out).await?;
-        match conn.recv_timeout().await? {
-            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
-            other => bail!("expected a successful CONNACK, got {other:?}"),
-        }
-    }
-
-    /// Subscribes to one filter and waits for SUBACK.
-    pub(crate) async fn subscribe(&mut self, filter: &str, qos: u8) -> anyhow::Result<()> {
-        let mut out = BytesMut::new();
-        subscribe(&mut out, 1, filter, qos);
-        self.stream.write_all(&out).await?;
-        match self.recv_timeout().await? {
-            Packet::SubAck(ack) if ack.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
-            other => bail!("expected a successful SUBACK, got {other:?}"),
-        }
-    }
-
-    async fn recv_timeout(&mut self) -> anyhow::Result<Packet> {
-        tokio::time::timeout(Duration::from_secs(10), self.recv())
-            .await
-            .context("no answer from the broker within 10 s")?
-    }
-
-    /// The next packet.
-    pub(crate) async fn recv(&mut self) -> anyhow::Result<Packet> {
-        loop {
-            if let Some(packet) = self.decoder.decode(&mut self.buf)? {
-                return Ok(packet);
-            }
-            if !self.fill().await? {
-                bail!("connection closed by the broker");
-            }
-        }
-    }
-
-    /// Decodes one packet already buffered.
-    pub(crate) fn try_decode(&mut self) -> anyhow::Result<Option<Packet>> {
-        Ok(self.decoder.decode(&mut self.buf)?)
-    }
-
-    /// Reads what is available: `false` on end of stream. Cancel-safe.
-    pub(crate) async fn fill(&mut self) -> std::io::Result<bool> {
-        if self.buf.capacity() - self.buf.len() < 8 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
-    }
-
-    /// Splits into the decoder half (with the socket's read half) and the write half.
-    pub(crate) fn into_split(self) -> (AsyncReader, tokio::net::tcp::OwnedWriteHalf) {
-        let (read, write) = self.stream.into_split();
-        (AsyncReader { read, decoder: self.decoder, buf: self.buf }, write)
-    }
-}
-
-/// The read half of an [`AsyncConn`].
-pub(crate) struct AsyncReader {
-    read: tokio::net::tcp::OwnedReadHalf,
-    decoder: Decoder,
-    buf: BytesMut,
-}
-
-impl AsyncReader {
-    /// Decodes one packet already buffered.
-    pub(crate) fn try_decode(&mut self) -> anyhow::Result<Option<Packet>> {
-        Ok(self.decoder.decode(&mut self.buf)?)
-    }
-
-    /// Reads what is available: `false` on end of stream. Cancel-safe.
-    pub(crate) async fn fill(&mut self) -> std::io::Result<bool> {
-        if self.buf.capacity() - self.buf.len() < 8 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        Ok(self.read.read_buf(&mut self.buf).await? > 0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use musqratt_proto::mqtt::Packet;
 
     #[test]
     fn login_from_the_url_goes_into_connect() {

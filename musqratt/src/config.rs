@@ -582,8 +582,8 @@ mod tests {
         assert!(error.message.contains("receive_maximum"), "{error}");
         let error = FileConfig::parse("[backlog]\nmax_messages = 1\n").unwrap_err();
         assert_eq!(error.line, 2);
-        let error = FileConfig::parse("listeners = [\"ws://a:1\"]").unwrap_err();
-        assert!(error.message.contains("unsupported scheme `ws://`"), "{error}");
+        let error = FileConfig::parse("listeners = [\"http://a:1\"]").unwrap_err();
+        assert!(error.message.contains("unsupported scheme `http://`"), "{error}");
         let error = FileConfig::parse("\nlisteners = []").unwrap_err();
         assert_eq!(error.line, 2);
     }

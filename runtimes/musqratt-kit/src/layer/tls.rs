@@ -265,21 +265,27 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// What rustls has for the socket (handshake records, alerts, encrypted data), as one chunk.
+    /// What rustls has for the socket, as one chunk.
     fn flush(&mut self, down: &mut Vec<Bytes>) {
-        if !self.conn.wants_write() {
-            return;
+        flush(&mut *self.conn, down);
+    }
+}
+
+/// What a rustls connection (server or client) has for the socket (handshake records, alerts,
+/// encrypted data), as one chunk.
+fn flush<D>(conn: &mut rustls::ConnectionCommon<D>, down: &mut Vec<Bytes>) {
+    if !conn.wants_write() {
+        return;
+    }
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        // Writing to a Vec does not fail.
+        if conn.write_tls(&mut out).is_err() {
+            break;
         }
-        let mut out = Vec::new();
-        while self.conn.wants_write() {
-            // Writing to a Vec does not fail.
-            if self.conn.write_tls(&mut out).is_err() {
-                break;
-            }
-        }
-        if !out.is_empty() {
-            down.push(Bytes::from(out));
-        }
+    }
+    if !out.is_empty() {
+        down.push(Bytes::from(out));
     }
 }
 
@@ -466,5 +472,8 @@ fn common_name(cert: &[u8]) -> Option<String> {
     None
 }
 
+mod client;
 #[cfg(test)]
 mod tests;
+
+pub use client::{TlsClient, TlsClientConfig};

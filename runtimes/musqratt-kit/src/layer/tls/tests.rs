@@ -418,3 +418,82 @@ fn reload_changes_the_certificate_of_new_connections_only() {
     assert!(!client.is_handshaking());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Moves each side's socket bytes to the other, cut in pieces of 1, 2, 3, ... bytes, until
+/// neither says anything more. Returns what came up to each side's engine.
+fn exchange(
+    client: &mut Stack,
+    mut to_server: Vec<u8>,
+    server: &mut Stack,
+) -> Result<(Vec<u8>, Vec<u8>), StackError> {
+    let (mut client_got, mut server_got) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let mut to_client = Vec::new();
+        let (mut from, mut piece) = (0, 1);
+        while from < to_server.len() {
+            let to = (from + piece).min(to_server.len());
+            let bytes = BytesMut::from(&to_server[from..to]);
+            let read = server.read(bytes, |c| to_client.extend_from_slice(&c)).into_result()?;
+            server_got.extend(read.iter().flat_map(|b| b.iter().copied()));
+            (from, piece) = (to, piece % 89 + 1);
+        }
+        to_server.clear();
+        if to_client.is_empty() {
+            break;
+        }
+        let read = client
+            .read(BytesMut::from(&to_client[..]), |c| to_server.extend_from_slice(&c))
+            .into_result()?;
+        client_got.extend(read.iter().flat_map(|b| b.iter().copied()));
+    }
+    Ok((client_got, server_got))
+}
+
+#[test]
+fn the_client_layer_talks_to_the_server_layer() {
+    let dir = scratch("client");
+    let ca = Ca::new("test CA");
+    std::fs::write(dir.join("trust.pem"), &ca.pem).unwrap();
+    let trust = TlsClientConfig::from_ca_file(&dir.join("trust.pem")).unwrap();
+    for name in ["localhost", "127.0.0.1"] {
+        let mut server = stack(&settings(&dir, &ca, None, false));
+        let layer: Box<dyn StreamLayer> = Box::new(trust.layer(name).unwrap());
+        let mut client = Stack::new(vec![layer], None);
+        // The first write starts the handshake: a ClientHello, the CONNECT held until it ends.
+        let connect = [0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'c'];
+        let mut wire = Vec::new();
+        client.write(Bytes::copy_from_slice(&connect), |c| wire.extend_from_slice(&c)).unwrap();
+        assert_eq!(wire[0], 0x16, "a handshake record");
+        assert!(!wire.windows(4).any(|w| w == b"MQTT"), "the CONNECT waits for the handshake");
+        let (got, at_server) = exchange(&mut client, wire, &mut server).unwrap();
+        assert_eq!((got.as_slice(), at_server.as_slice()), (&b""[..], &connect[..]), "{name}");
+        // Both ways after the handshake, a 40 KiB PUBLISH over several records.
+        let mut publish = vec![0x30, 0x85, 0xc0, 0x02, 0, 1, b't'];
+        publish.extend((0..40_960u32).map(|i| (i % 251) as u8));
+        let mut wire = Vec::new();
+        server.write(Bytes::from(publish.clone()), |c| wire.extend_from_slice(&c)).unwrap();
+        let read = client.read(BytesMut::from(&wire[..]), |_| {}).into_result().unwrap();
+        assert_eq!(read.as_deref(), Some(&publish[..]));
+        let mut wire = Vec::new();
+        client.write(Bytes::from(publish.clone()), |c| wire.extend_from_slice(&c)).unwrap();
+        let (_, at_server) = exchange(&mut client, wire, &mut server).unwrap();
+        assert_eq!(at_server, publish);
+        // The client's close_notify ends the server's side.
+        let mut last = Vec::new();
+        client.close(|c| last.extend_from_slice(&c));
+        let end = server.read(BytesMut::from(&last[..]), |_| {}).end;
+        assert_eq!(end, Some(StackError { layer: "tls", error: LayerError::PeerClosed }));
+    }
+    // A server whose certificate is from another CA, or for another name, is refused.
+    let other = Ca::new("other CA");
+    for (server_ca, name) in [(&other, "localhost"), (&ca, "example.com")] {
+        let mut server = stack(&settings(&dir, server_ca, None, false));
+        let mut client = Stack::new(vec![Box::new(trust.layer(name).unwrap())], None);
+        let mut wire = Vec::new();
+        client.write(Bytes::from_static(b"\x10"), |c| wire.extend_from_slice(&c)).unwrap();
+        let error = exchange(&mut client, wire, &mut server).unwrap_err();
+        assert_eq!(error, StackError { layer: "tls-client", error: LayerError::Handshake });
+    }
+    assert!(trust.layer("not a name!").is_err());
+    assert!(TlsClientConfig::from_ca_file(&dir.join("missing.pem")).is_err());
+}
