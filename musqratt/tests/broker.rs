@@ -280,9 +280,10 @@ fn invalid_config_exits_with_code_2_naming_key_and_line() {
     assert!(stderr.contains("max_queued_mesages"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
     for (listener, says) in [
-        ("wss://127.0.0.1:8883", "unsupported scheme"),
+        ("http://127.0.0.1:8883", "unsupported scheme"),
         // TLS without its certificate and key.
         ("mqtts://127.0.0.1:0", "tls.cert_file and tls.key_file"),
+        ("wss://127.0.0.1:0/mqtt", "tls.cert_file and tls.key_file"),
     ] {
         std::fs::write(&path, format!("listeners = [\"{listener}\"]\n")).unwrap();
         let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
