@@ -1,6 +1,8 @@
-//! `[persistence]` over real sockets (docs/PERSISTENCE.md): the `musqratt` binary on the tokio
-//! runtime is killed with SIGKILL and started again on the same store; nothing it acknowledged
-//! is lost.
+//! `[persistence]` over real sockets (docs/PERSISTENCE.md): the `musqratt` binary is killed
+//! with SIGKILL and started again on the same store; nothing it acknowledged is lost. Two
+//! shards, the publisher and the subscriber on different ones: the subscriber's shard stores
+//! each message a mail after the publisher's shard handled it, and the PUBACK waits for it
+//! (ADR 17, the acknowledgement rule across shards).
 
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
@@ -17,6 +19,8 @@ use musqratt_testkit::{Client, open};
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// QoS 1 messages published while the subscriber is away.
 const MESSAGES: usize = 500;
+/// Shards of the broker (`threads`).
+const SHARDS: u64 = 2;
 
 /// Starts the binary on `config`, returning it and the address it listens on (from its log).
 fn start(config: &Path) -> (Child, SocketAddr) {
@@ -68,7 +72,7 @@ fn config(dir: &Path, fsync: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = 1\n\n[persistence]\n\
+            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = {SHARDS}\n\n[persistence]\n\
              path = \"{}\"\nfsync = \"{fsync}\"\n",
             store.display()
         ),
@@ -93,13 +97,16 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     let config = config(&dir, "never");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
+    // On different shards: every message crosses from shard 1 to shard 0.
+    let sub_id = musqratt_testkit::id_on_shard("durable-sub", 0, SHARDS);
+    let pub_id = musqratt_testkit::id_on_shard("publisher", 1, SHARDS);
     let (broker, addr) = start(&config);
     runtime.block_on(async {
-        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(!present);
         sub.subscribe("k/#", QoS::AtLeastOnce).await;
         sub.disconnect().await;
-        let mut publisher = musqratt_testkit::connect(addr, "publisher", V5).await;
+        let mut publisher = musqratt_testkit::connect(addr, &pub_id, V5).await;
         for i in 0..MESSAGES {
             let mut publish = Publish::new(
                 ByteString::from(format!("k/{}", i % 7)),
@@ -118,7 +125,7 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
 
     let (broker, addr) = start(&config);
     runtime.block_on(async {
-        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present, "the session survived");
         let mut got = BTreeSet::new();
         while got.len() < MESSAGES {
@@ -139,7 +146,7 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     // Acknowledged by the subscriber: gone from the store, not delivered a third time.
     let (broker, addr) = start(&config);
     runtime.block_on(async {
-        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present);
         sub.expect_silence().await;
     });
