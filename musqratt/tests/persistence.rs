@@ -22,10 +22,11 @@ const MESSAGES: usize = 500;
 /// Shards of the broker (`threads`).
 const SHARDS: u64 = 2;
 
-/// Starts the binary on `config`, returning it and the address it listens on (from its log).
-fn start(config: &Path) -> (Child, SocketAddr) {
+/// Starts the binary on `config` and `runtime`, returning it and the address it listens on
+/// (from its log).
+fn start(config: &Path, runtime: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--log-level", "info", "--config"])
+        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
         .arg(config)
         .stderr(Stdio::piped())
         .spawn()
@@ -87,9 +88,26 @@ fn config(dir: &Path, fsync: &str) -> PathBuf {
 /// has the session (Session Present), delivers every acknowledged message to the subscriber,
 /// and the retained message to a new subscriber.
 #[test]
-fn acknowledged_messages_and_retained_survive_kill_9() {
+fn acknowledged_messages_and_retained_survive_kill_9_tokio() {
+    acknowledged_messages_and_retained_survive_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn acknowledged_messages_and_retained_survive_kill_9_io_uring() {
+    acknowledged_messages_and_retained_survive_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn acknowledged_messages_and_retained_survive_kill_9_blocking() {
+    acknowledged_messages_and_retained_survive_kill_9("blocking");
+}
+
+fn acknowledged_messages_and_retained_survive_kill_9(runtime_name: &str) {
     let _one = musqratt_testkit::one_broker_process_at_a_time();
-    let dir = std::env::temp_dir().join(format!("musqratt-persist-{}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-{runtime_name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     // "never": the acknowledgement rule (written to the OS before the PUBACK) is all that
@@ -100,7 +118,7 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     // On different shards: every message crosses from shard 1 to shard 0.
     let sub_id = musqratt_testkit::id_on_shard("durable-sub", 0, SHARDS);
     let pub_id = musqratt_testkit::id_on_shard("publisher", 1, SHARDS);
-    let (broker, addr) = start(&config);
+    let (broker, addr) = start(&config, runtime_name);
     runtime.block_on(async {
         let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(!present);
@@ -123,7 +141,7 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     });
     kill_9(broker);
 
-    let (broker, addr) = start(&config);
+    let (broker, addr) = start(&config, runtime_name);
     runtime.block_on(async {
         let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present, "the session survived");
@@ -144,7 +162,7 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     kill_9(broker);
 
     // Acknowledged by the subscriber: gone from the store, not delivered a third time.
-    let (broker, addr) = start(&config);
+    let (broker, addr) = start(&config, runtime_name);
     runtime.block_on(async {
         let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present);
@@ -162,7 +180,7 @@ fn a_second_broker_on_the_same_store_refuses_to_start() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = config(&dir, "interval");
-    let (first, _) = start(&config);
+    let (first, _) = start(&config, "tokio");
     let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
         .args(["broker", "--config"])
         .arg(&config)

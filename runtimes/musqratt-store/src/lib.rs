@@ -11,6 +11,7 @@
 //! the same path is refused with [`StoreError::Locked`].
 
 mod codec;
+mod runtime;
 
 use core::time::Duration;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use rusqlite::{Connection, ErrorCode, params};
 
 pub use codec::Corrupt;
 use codec::TimeBase;
+pub use runtime::{Durable, Steps};
 
 /// The on-disk format this crate writes and reads (docs/PERSISTENCE.md, "Format").
 pub const FORMAT_VERSION: i64 = 1;

@@ -25,12 +25,10 @@ use crate::udp::SnSockets;
 mod actions;
 mod layered;
 mod mail;
-mod persist;
 mod queue;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
-pub(crate) use persist::{Durable, open as open_store};
 use queue::Spare;
 pub(crate) use queue::WriteQueue;
 
@@ -86,7 +84,7 @@ pub(crate) struct Context {
     pub(crate) clock: Clock,
     pub(crate) auth: Auth,
     /// The store and what to restore from it, with `[persistence]`.
-    pub(crate) durable: Option<Durable>,
+    pub(crate) durable: Option<musqratt_store::Durable>,
     pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
 }
 
@@ -194,11 +192,9 @@ pub(crate) struct Shard {
     pub(crate) lost: Vec<ConnectionId>,
     /// The shard itself, for the tasks of connections woken from hibernation.
     pub(crate) me: Weak<ShardLock>,
-    /// Where `Action::Store` records go, with `[persistence]`; the step's records meanwhile.
-    store: Option<musqratt_store::Store>,
-    records: Vec<musqratt_engine::Record>,
-    /// With a store, the step's mail to other shards, sent once its records are written.
-    outbox: Vec<(ShardId, Mail)>,
+    /// The engine's actions, a batch's `Action::Store` records written (with `[persistence]`)
+    /// before any other action of the batch is carried out (ADR 17).
+    steps: musqratt_store::Steps,
 }
 
 impl Shard {
@@ -463,7 +459,7 @@ async fn shard_main(context: Context) {
         .collect();
     let mut engine = Engine::new(engine);
     if let Some(durable) = &durable {
-        persist::restore(&mut engine, durable, clock.now());
+        durable.restore(&mut engine, clock.now());
     }
     // A new engine may have a deadline already (MQTT-SN's first ADVERTISE is due at once): the
     // timer task starts armed with it instead of waiting for the first input.
@@ -514,9 +510,7 @@ async fn shard_main(context: Context) {
             hibernation,
             lost: Vec::new(),
             me: me.clone(),
-            store: durable.map(|durable| durable.store),
-            records: Vec::new(),
-            outbox: Vec::new(),
+            steps: durable.map_or_else(musqratt_store::Steps::default, |d| d.steps()),
         }))
     });
     // Restored subscriptions are announced to the other shards like new ones.

@@ -1,13 +1,13 @@
 //! Carrying out the engine's actions at the end of a step: packets to the connections' write
-//! queues, records to the store, mail to the other shards.
+//! queues, mail to the other shards (after the batch's records are written: `Steps`).
 
-use musqratt_engine::{Action, Input, ShardId};
+use musqratt_engine::{Action, Input};
 
 use super::{Mail, Shard, Stream};
 
 impl Shard {
     pub(super) fn drain_actions(&mut self) {
-        while let Some(action) = self.engine.poll_action() {
+        while let Some(action) = self.steps.poll_action(&mut self.engine) {
             match action {
                 Action::Send { conn, bytes } => {
                     // An empty payload comes as an empty chunk: nothing to write (and a write
@@ -66,7 +66,7 @@ impl Shard {
                     }
                 }
                 Action::ToShard { to, message } => {
-                    self.mail(to, Mail::Message { from: self.id, message });
+                    self.send_mail(to, Mail::Message { from: self.id, message });
                 }
                 Action::Authenticate { conn, mut request } => {
                     // What the layers proved (a client certificate) goes with the CONNECT's
@@ -96,7 +96,7 @@ impl Shard {
                     if let Some(udp) = &self.udp {
                         udp.route(peer, musqratt_engine::wireless_node(&bytes), to);
                     }
-                    self.mail(to, Mail::Datagram { peer, bytes });
+                    self.send_mail(to, Mail::Datagram { peer, bytes });
                 }
                 Action::ReleasePeer { peer, node } => {
                     if let Some(udp) = &self.udp {
@@ -109,27 +109,8 @@ impl Shard {
                     }
                 }
                 Action::Event(event) => self.events.log(&event),
-                Action::Store(record) => self.records.push(record),
                 _ => {}
             }
-        }
-        if !self.records.is_empty() {
-            self.write_store();
-        }
-        for (to, mail) in core::mem::take(&mut self.outbox) {
-            self.send_mail(to, mail);
-        }
-    }
-
-    /// Sends mail to another shard now, or, with a store, once the step's records are written:
-    /// a shard's answer to a `StoreSync` releases a PUBACK on the publisher's shard, so it
-    /// must not leave before the records of the messages it confirms (ADR 17). The order per
-    /// link is kept.
-    fn mail(&mut self, to: ShardId, mail: Mail) {
-        if self.store.is_some() {
-            self.outbox.push((to, mail));
-        } else {
-            self.send_mail(to, mail);
         }
     }
 }
