@@ -86,6 +86,8 @@ impl Engine {
                 session.expires_at = Some(at);
             }
             self.timers.arm(at, Timer::SessionExpiry(session_id));
+            // Stored again with its expiry: a restart counts the time the broker was down.
+            self.persist_session(session_id);
         }
     }
 

@@ -53,10 +53,15 @@ fn kill_9(mut child: Child) {
 /// Connects with Clean Start 0 and a Session Expiry Interval of an hour; returns whether the
 /// broker had the session (Session Present, §3.2.2.1.1).
 async fn connect_durable(addr: SocketAddr, client_id: &str) -> (Client, bool) {
+    connect_expiring(addr, client_id, 3600).await
+}
+
+/// As [`connect_durable`], with this Session Expiry Interval in seconds.
+async fn connect_expiring(addr: SocketAddr, client_id: &str, expiry: u32) -> (Client, bool) {
     let mut client = open(addr, V5).await;
     let mut connect = Connect::new(V5, client_id);
     connect.clean_start = false;
-    connect.properties.session_expiry_interval = Some(3600);
+    connect.properties.session_expiry_interval = Some(expiry);
     client.send(&Packet::Connect(Box::new(connect)));
     match client.recv().await {
         Packet::ConnAck(ack) => {
@@ -167,6 +172,43 @@ fn acknowledged_messages_and_retained_survive_kill_9(runtime_name: &str) {
         let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present);
         sub.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// §3.1.2.11.2: a session expires its Session Expiry Interval after its client disconnected,
+/// and the time the broker was down counts. A session of 2 s whose client left just before a
+/// kill -9 is gone when the broker comes back 3 s later (Session Present 0); one of an hour is
+/// still there.
+#[test]
+fn session_expiry_counts_the_time_the_broker_was_down() {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir().join(format!("musqratt-persist3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (broker, addr) = start(&config, "tokio");
+    runtime.block_on(async {
+        for (id, expiry) in [("short", 2), ("long", 3600)] {
+            let (mut client, present) = connect_expiring(addr, id, expiry).await;
+            assert!(!present);
+            client.subscribe("x/#", QoS::AtLeastOnce).await;
+            // The broker closes the connection in the step that handled the DISCONNECT, after
+            // writing that step's records: the session's, with its expiry.
+            client.send(&Packet::Disconnect(Default::default()));
+            client.expect_closed().await;
+        }
+    });
+    kill_9(broker);
+    std::thread::sleep(core::time::Duration::from_secs(3));
+    let (broker, addr) = start(&config, "tokio");
+    runtime.block_on(async {
+        let (_short, present) = connect_expiring(addr, "short", 2).await;
+        assert!(!present, "expired while the broker was down");
+        let (_long, present) = connect_expiring(addr, "long", 3600).await;
+        assert!(present, "an hour has not passed");
     });
     kill_9(broker);
     let _ = std::fs::remove_dir_all(&dir);

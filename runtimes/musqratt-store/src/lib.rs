@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use musqratt_engine::{Instant, Record, StoredDelivery, StoredSession};
+use musqratt_engine::{Instant, Record, StoredDelivery};
 use rusqlite::{Connection, ErrorCode, params};
 
 pub use codec::Corrupt;
@@ -208,10 +208,8 @@ impl Store {
             let (id, value): (Vec<u8>, Vec<u8>) =
                 (row.get(0).map_err(err)?, row.get(1).map_err(err)?);
             let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
-            match client_id.and_then(|c| codec::decode_session(&value).map(|s| (c, s))) {
-                Ok((client_id, (expiry, subs))) => loaded
-                    .records
-                    .push(Record::Session(StoredSession::new(client_id.into(), expiry, subs))),
+            match client_id.and_then(|c| codec::decode_session(self.time, c.into(), &value)) {
+                Ok(session) => loaded.records.push(Record::Session(session)),
                 Err(corrupt) => loaded.corrupt.push(("session", corrupt)),
             }
         }
@@ -268,7 +266,7 @@ fn write_record(
             tx.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([key(topic)])?;
         }
         Record::Session(session) => {
-            codec::encode_session(session.expiry_interval, &session.subscriptions, buf);
+            codec::encode_session(time, session, buf);
             tx.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2)")?
                 .execute(params![key(&session.client_id), &buf[..]])?;
         }
