@@ -50,6 +50,7 @@ impl Engine {
     pub(crate) fn connection_lost(&mut self, now: Instant, conn: ConnectionId, reason: ReasonCode) {
         let Some(connection) = self.connections.remove(&conn) else { return };
         self.route_sync.forget(conn);
+        self.store_sync.forget(conn);
         if let Some(sn) = &connection.sn {
             self.sn_forget(conn, sn);
         }
@@ -85,6 +86,8 @@ impl Engine {
                 session.expires_at = Some(at);
             }
             self.timers.arm(at, Timer::SessionExpiry(session_id));
+            // Stored again with its expiry: a restart counts the time the broker was down.
+            self.persist_session(session_id);
         }
     }
 

@@ -27,6 +27,7 @@ use crate::route_sync::state::RouteSync;
 use crate::session::Session;
 use crate::shards::{Routes, SharedGroups};
 use crate::sn::state::SnFront;
+use crate::store_sync::state::StoreSync;
 use crate::subscribers::Subscribers;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
@@ -53,6 +54,8 @@ pub struct Engine {
     pub(crate) shared_groups: SharedGroups,
     /// SUBACKs waiting until every shard routes their subscriptions.
     pub(crate) route_sync: RouteSync,
+    /// With persistence, acknowledgements waiting until other shards stored their message.
+    pub(crate) store_sync: StoreSync,
     pub(crate) actions: VecDeque<Action>,
     /// Where PUBLISH headers are encoded, and those that can be sent again.
     pub(crate) headers: Headers,
@@ -89,6 +92,7 @@ impl Engine {
             routes: Routes::default(),
             shared_groups: SharedGroups::default(),
             route_sync: RouteSync::default(),
+            store_sync: StoreSync::default(),
             actions: VecDeque::new(),
             headers: Headers::default(),
             sn,
@@ -105,6 +109,13 @@ impl Engine {
 
     /// Feeds one input at time `now`. Then take actions with [`Engine::poll_action`].
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.dispatch_input(now, input);
+        if self.config.persistence {
+            self.send_store_syncs();
+        }
+    }
+
+    fn dispatch_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Accepted { conn } => {
                 let mut connection = Box::new(Connection::new(self.config.max_packet_size));
@@ -117,7 +128,7 @@ impl Engine {
             Input::Data { conn, bytes } => self.handle_data(now, conn, bytes),
             Input::Datagram { peer, bytes } => self.handle_datagram(now, peer, bytes),
             Input::Adopted { conn, bytes } => {
-                self.handle_input(now, Input::Accepted { conn });
+                self.dispatch_input(now, Input::Accepted { conn });
                 self.handle_data(now, conn, bytes);
             }
             Input::FromShard { from, message } => self.handle_shard_message(now, from, message.0),
@@ -180,6 +191,9 @@ impl Engine {
                 Timer::SnRetry(conn) => self.sn_retry(now, conn),
                 Timer::SnAdvertise => self.sn_advertise(now),
             }
+        }
+        if self.config.persistence {
+            self.send_store_syncs();
         }
     }
 

@@ -89,6 +89,7 @@ mod session;
 mod shards;
 mod sn;
 mod store;
+mod store_sync;
 mod subscribe;
 mod subscribers;
 mod time;

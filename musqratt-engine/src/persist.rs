@@ -83,10 +83,13 @@ impl Engine {
             let subscription = Subscription { options: sub.options, id: sub.id };
             self.subscription_changed(&sub.filter, id, &stored.client_id, Some(subscription));
         }
-        // Disconnected since the restart: it expires `expiry_interval` from now, as after a
-        // network close (§3.1.2.11.2). u32::MAX never expires (§3.1.2.11.2).
+        // §3.1.2.11.2: the expiry runs from the disconnection. A session stored disconnected
+        // expires when it said, the time the broker was down included (one already past
+        // ends at the first `handle_timeout`, its records removed then); one stored while
+        // connected lost its connection with the broker, at a time the store does not know:
+        // `expiry_interval` from now. u32::MAX never expires.
         if stored.expiry_interval != u32::MAX {
-            let at = now.plus_secs(stored.expiry_interval);
+            let at = stored.expires_at.unwrap_or_else(|| now.plus_secs(stored.expiry_interval));
             if let Some(session) = self.sessions.get_mut(&id) {
                 session.expires_at = Some(at);
             }
@@ -161,8 +164,11 @@ impl Engine {
             .iter()
             .map(|(filter, sub)| StoredSubscription::new(filter.clone(), sub.options, sub.id))
             .collect();
+        // While connected, `expires_at` holds the credentials' limit, not the session's expiry.
+        let expires_at = session.expires_at.filter(|_| session.conn.is_none());
         let record =
-            StoredSession::new(session.client_id.clone(), session.expiry_interval, subscriptions);
+            StoredSession::new(session.client_id.clone(), session.expiry_interval, subscriptions)
+                .expiring_at(expires_at);
         self.push_action(Action::Store(Record::Session(record)));
     }
 

@@ -10,6 +10,7 @@ use crate::deliver::state::Routed;
 use crate::engine::Engine;
 use crate::ids::{ConnectionId, SessionId};
 use crate::session::{Inflight, Message};
+use crate::store_sync::state::Needs;
 use crate::time::Instant;
 
 impl Engine {
@@ -65,8 +66,15 @@ impl Engine {
             let Some(id) = packet_id else { return };
             if session.inbound_qos2.contains(&id) {
                 // A resent PUBLISH (DUP) of a message already delivered onward: acknowledge
-                // again, deliver nothing (Method B of §4.3.3, exactly once).
-                return self.send_packet(now, conn, &Packet::PubRec(PubResponse::new(id)));
+                // again, deliver nothing (Method B of §4.3.3, exactly once). With persistence,
+                // not before the first copy is stored wherever it went: it may still be on its
+                // way if the connection that sent it closed before its PUBREC (`store_sync`).
+                let needs = match self.config.persistence {
+                    true => self.store_sync.outstanding(),
+                    false => Needs::new(),
+                };
+                let (mark, rec) = (self.action_mark(), Packet::PubRec(PubResponse::new(id)));
+                return self.send_ack(now, mark, conn, rec, needs);
             }
             // MQTT-3.3.4-9: more unacknowledged QoS 2 publications than our Receive Maximum.
             if session.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
@@ -93,19 +101,26 @@ impl Engine {
         // another shard cannot come before it, so neither may a local one (sharding stays
         // invisible to clients), and the publisher learns of it soonest.
         let mark = self.action_mark();
+        let collect = self.config.persistence && qos != QoS::AtMostOnce;
+        if collect {
+            self.store_sync.begin();
+        }
         let matched = self.route(now, Routed::Owned(message));
+        // With persistence, the shards it was forwarded to store it before it is acknowledged
+        // (`store_sync`).
+        let needs = if collect { self.store_sync.end() } else { Needs::new() };
         let Some(id) = packet_id else { return };
         let mut response = PubResponse::new(id);
         if !matched && version == ProtocolVersion::V5 {
             response.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
         }
         if qos == QoS::AtLeastOnce {
-            self.send_packet_at(now, mark, conn, &Packet::PubAck(response));
+            self.send_ack(now, mark, conn, Packet::PubAck(response), needs);
         } else {
             if let Some(session) = self.sessions.get_mut(&session_id) {
                 session.inbound_qos2.insert(id);
             }
-            self.send_packet_at(now, mark, conn, &Packet::PubRec(response));
+            self.send_ack(now, mark, conn, Packet::PubRec(response), needs);
         }
     }
 
@@ -127,9 +142,12 @@ impl Engine {
         if version == ProtocolVersion::V5 {
             response.reason_code = ReasonCode::NOT_AUTHORIZED;
         }
+        let mark = self.action_mark();
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send_packet(now, conn, &Packet::PubAck(response)),
+            QoS::AtLeastOnce => {
+                self.send_ack(now, mark, conn, Packet::PubAck(response), Needs::new());
+            }
             QoS::ExactlyOnce => {
                 if version != ProtocolVersion::V5
                     && let Some(session) = self.sessions.get_mut(&session_id)
@@ -137,7 +155,7 @@ impl Engine {
                     // The client goes on with PUBREL, which must find the id (§4.3.3).
                     session.inbound_qos2.insert(id);
                 }
-                self.send_packet(now, conn, &Packet::PubRec(response));
+                self.send_ack(now, mark, conn, Packet::PubRec(response), Needs::new());
             }
         }
     }

@@ -17,6 +17,7 @@ use crate::ids::{SessionId, ShardId};
 use crate::io::{Action, DropReason, Event};
 use crate::session::{Delivery, Message, Subscription};
 use crate::shards::{GroupKey, Member, ShardMessage, ShardMessageKind, group_owner};
+use crate::store_sync::state::Kind;
 use crate::time::Instant;
 
 /// Shared group members of this shard picked for one message.
@@ -76,6 +77,8 @@ impl Engine {
             let mut remote = Message::clone(&message);
             remote.publisher = None;
             let remote = Arc::new(remote);
+            let shards = forwards.keys().chain(owners.keys()).copied();
+            self.note_forwards(&remote, shards, Kind::Store);
             self.send_forwards(&remote, forwards);
             for (to, keys) in owners {
                 let kind = ShardMessageKind::SharedPublish { message: Arc::clone(&remote), keys };
@@ -101,6 +104,21 @@ impl Engine {
             picks.extend(self.subscribers.member(&key, &client_id));
         } else {
             forwards.entry(shard).or_default().members.push((key, client_id));
+        }
+    }
+
+    /// With persistence, a QoS 1 or 2 message sent to other shards: their answers to the
+    /// syncs that follow it release its acknowledgement (`store_sync`).
+    fn note_forwards(
+        &mut self,
+        message: &Message,
+        shards: impl Iterator<Item = ShardId>,
+        kind: Kind,
+    ) {
+        if self.config.persistence && message.qos != QoS::AtMostOnce {
+            for shard in shards {
+                self.store_sync.forwarded(shard, kind);
+            }
         }
     }
 
@@ -156,6 +174,14 @@ impl Engine {
             ShardMessageKind::Retain(message) => self.retained.store(&message),
             ShardMessageKind::Sync(seq) => self.handle_sync(from, seq),
             ShardMessageKind::SyncAck(seq) => self.handle_sync_ack(now, from, seq),
+            ShardMessageKind::StoreSync(seq) => self.handle_store_sync(from, Kind::Store, seq),
+            ShardMessageKind::RelaySync(seq) => self.handle_store_sync(from, Kind::Relay, seq),
+            ShardMessageKind::StoreSynced(seq) => {
+                self.handle_store_synced(now, from, Kind::Store, seq);
+            }
+            ShardMessageKind::RelaySynced(seq) => {
+                self.handle_store_synced(now, from, Kind::Relay, seq);
+            }
             ShardMessageKind::SharedMember { key, client_id, add } => {
                 self.shared_groups.update(key, client_id, from, add);
             }
@@ -167,6 +193,7 @@ impl Engine {
                 }
                 let mut routed = Routed::Shared(Arc::clone(&message));
                 self.deliver_matches(now, &mut routed, &mut Vec::new(), &picks);
+                self.note_forwards(&message, forwards.keys().copied(), Kind::Relay);
                 self.send_forwards(&message, forwards);
             }
             ShardMessageKind::Publish { message, plain, members } => {

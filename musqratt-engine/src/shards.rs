@@ -50,6 +50,15 @@ pub(crate) enum ShardMessageKind {
     Sync(u64),
     /// The answer to `Sync`.
     SyncAck(u64),
+    /// With persistence: answer with `StoreSynced` once everything sent before is stored here,
+    /// and what this shard relayed before is stored where it went (`store_sync`).
+    StoreSync(u64),
+    /// The answer to `StoreSync`.
+    StoreSynced(u64),
+    /// With persistence, from a shared group's owner: answer with `RelaySynced` at once.
+    RelaySync(u64),
+    /// The answer to `RelaySync`.
+    RelaySynced(u64),
 }
 
 /// A member of a shared group: the group and the member's client identifier.

@@ -157,6 +157,11 @@ pub struct StoredSession {
     pub expiry_interval: u32,
     /// Its subscriptions, in filter order.
     pub subscriptions: Vec<StoredSubscription>,
+    /// When it expires, in the engine's time, if it was disconnected when this record was
+    /// made; `None` while connected (or never expiring, `u32::MAX`). The expiry runs from the
+    /// disconnection (§3.1.2.11.2), so the time the broker was down counts: the store keeps
+    /// it in wall-clock time, like a message's expiry.
+    pub expires_at: Option<Instant>,
 }
 
 impl StoredSession {
@@ -167,7 +172,14 @@ impl StoredSession {
         expiry_interval: u32,
         subscriptions: Vec<StoredSubscription>,
     ) -> Self {
-        Self { client_id, expiry_interval, subscriptions }
+        Self { client_id, expiry_interval, subscriptions, expires_at: None }
+    }
+
+    /// The same session, disconnected and expiring at `expires_at` (engine time).
+    #[must_use]
+    pub fn expiring_at(mut self, expires_at: Option<Instant>) -> Self {
+        self.expires_at = expires_at;
+        self
     }
 }
 

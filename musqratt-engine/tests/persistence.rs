@@ -69,6 +69,9 @@ fn show(record: &Record) -> String {
         ),
         Record::Session(s) => {
             let mut line = format!("store session {} expiry={}", s.client_id, s.expiry_interval);
+            if let Some(at) = s.expires_at {
+                let _ = write!(line, " expires_at={}", at.as_micros());
+            }
             for sub in &s.subscriptions {
                 let o = sub.options;
                 let _ = write!(
@@ -429,4 +432,51 @@ fn restore_from_the_records_gives_the_same_state() {
         before == after && (!subscribed || after.2)
     }
     QuickCheck::new().tests(300).quickcheck(property as fn(Vec<Op>) -> bool);
+}
+
+/// §3.1.2.11.2: a session's expiry runs from its disconnection, and the time the broker was
+/// down counts. The record made at the network close says when it expires; restored with
+/// that instant, the session is gone at its first deadline, not `expiry` after the restart.
+/// One stored while connected (the broker died with it) expires `expiry` after the restart.
+#[test]
+fn session_expiry_counts_the_time_the_broker_was_down() {
+    let mut run = Run::new(engine());
+    run.open("sub", connect("sub", false, 60));
+    run.data("sub", subscribe("t/#", QoS::AtLeastOnce, None));
+    run.now = Instant::from_micros(5_000_000);
+    run.close("sub");
+    let stored = run.records.iter().rev().find_map(|r| match r {
+        Record::Session(s) => Some(s.clone()),
+        _ => None,
+    });
+    let stored = stored.expect("a session record at the network close");
+    assert_eq!(stored.expires_at, Some(Instant::from_micros(65_000_000)));
+
+    // Restarted 30 s after the close (in the new engine's time, the store having converted
+    // the wall-clock instant): it expires 30 s later, at the instant stored.
+    let mut restored = engine();
+    let now = Instant::ZERO;
+    let at = Instant::from_micros(30_000_000);
+    let session = stored.clone().expiring_at(Some(at));
+    restored.restore(now, Record::Session(session)).unwrap();
+    while restored.poll_action().is_some() {}
+    assert_eq!(restored.poll_timeout(), Some(at));
+    restored.handle_timeout(at);
+    assert_eq!(restored.session_count(), 0);
+    let ended = core::iter::from_fn(|| restored.poll_action())
+        .any(|a| matches!(a, Action::Store(Record::SessionEnded { .. })));
+    assert!(ended, "its records leave the store");
+
+    // Down longer than the expiry: the instant has passed; the session ends at the first
+    // `handle_timeout`, and a client finds no session (Session Present 0).
+    let mut late = engine();
+    let past = stored.clone().expiring_at(Some(Instant::ZERO));
+    late.restore(Instant::from_micros(1), Record::Session(past)).unwrap();
+    late.handle_timeout(Instant::from_micros(1));
+    assert_eq!(late.session_count(), 0);
+
+    // Stored while connected (no instant): `expiry` after the restart.
+    let mut connected = engine();
+    connected.restore(now, Record::Session(stored.expiring_at(None))).unwrap();
+    assert_eq!(connected.poll_timeout(), Some(Instant::from_micros(60_000_000)));
 }

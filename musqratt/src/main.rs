@@ -413,12 +413,6 @@ fn run(
             tracing::info!(reason, "shutting down");
             broker.shutdown().context("broker failed")?;
         }
-        Runtime::IoUring | Runtime::Blocking if broker.persistence.is_some() => {
-            // Issue 16: the store is wired into the tokio runtime first.
-            anyhow::bail!(
-                "[persistence] is supported by --runtime tokio only so far (docs/PERSISTENCE.md)"
-            );
-        }
         Runtime::IoUring => {
             if !sn_listeners.is_empty() {
                 anyhow::bail!(

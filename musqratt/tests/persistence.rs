@@ -1,6 +1,8 @@
-//! `[persistence]` over real sockets (docs/PERSISTENCE.md): the `musqratt` binary on the tokio
-//! runtime is killed with SIGKILL and started again on the same store; nothing it acknowledged
-//! is lost.
+//! `[persistence]` over real sockets (docs/PERSISTENCE.md): the `musqratt` binary is killed
+//! with SIGKILL and started again on the same store; nothing it acknowledged is lost. Two
+//! shards, the publisher and the subscriber on different ones: the subscriber's shard stores
+//! each message a mail after the publisher's shard handled it, and the PUBACK waits for it
+//! (ADR 17, the acknowledgement rule across shards).
 
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
@@ -17,11 +19,14 @@ use musqratt_testkit::{Client, open};
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// QoS 1 messages published while the subscriber is away.
 const MESSAGES: usize = 500;
+/// Shards of the broker (`threads`).
+const SHARDS: u64 = 2;
 
-/// Starts the binary on `config`, returning it and the address it listens on (from its log).
-fn start(config: &Path) -> (Child, SocketAddr) {
+/// Starts the binary on `config` and `runtime`, returning it and the address it listens on
+/// (from its log).
+fn start(config: &Path, runtime: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--log-level", "info", "--config"])
+        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
         .arg(config)
         .stderr(Stdio::piped())
         .spawn()
@@ -48,10 +53,15 @@ fn kill_9(mut child: Child) {
 /// Connects with Clean Start 0 and a Session Expiry Interval of an hour; returns whether the
 /// broker had the session (Session Present, §3.2.2.1.1).
 async fn connect_durable(addr: SocketAddr, client_id: &str) -> (Client, bool) {
+    connect_expiring(addr, client_id, 3600).await
+}
+
+/// As [`connect_durable`], with this Session Expiry Interval in seconds.
+async fn connect_expiring(addr: SocketAddr, client_id: &str, expiry: u32) -> (Client, bool) {
     let mut client = open(addr, V5).await;
     let mut connect = Connect::new(V5, client_id);
     connect.clean_start = false;
-    connect.properties.session_expiry_interval = Some(3600);
+    connect.properties.session_expiry_interval = Some(expiry);
     client.send(&Packet::Connect(Box::new(connect)));
     match client.recv().await {
         Packet::ConnAck(ack) => {
@@ -68,7 +78,7 @@ fn config(dir: &Path, fsync: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = 1\n\n[persistence]\n\
+            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = {SHARDS}\n\n[persistence]\n\
              path = \"{}\"\nfsync = \"{fsync}\"\n",
             store.display()
         ),
@@ -83,9 +93,26 @@ fn config(dir: &Path, fsync: &str) -> PathBuf {
 /// has the session (Session Present), delivers every acknowledged message to the subscriber,
 /// and the retained message to a new subscriber.
 #[test]
-fn acknowledged_messages_and_retained_survive_kill_9() {
+fn acknowledged_messages_and_retained_survive_kill_9_tokio() {
+    acknowledged_messages_and_retained_survive_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn acknowledged_messages_and_retained_survive_kill_9_io_uring() {
+    acknowledged_messages_and_retained_survive_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn acknowledged_messages_and_retained_survive_kill_9_blocking() {
+    acknowledged_messages_and_retained_survive_kill_9("blocking");
+}
+
+fn acknowledged_messages_and_retained_survive_kill_9(runtime_name: &str) {
     let _one = musqratt_testkit::one_broker_process_at_a_time();
-    let dir = std::env::temp_dir().join(format!("musqratt-persist-{}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-{runtime_name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     // "never": the acknowledgement rule (written to the OS before the PUBACK) is all that
@@ -93,13 +120,16 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     let config = config(&dir, "never");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
-    let (broker, addr) = start(&config);
+    // On different shards: every message crosses from shard 1 to shard 0.
+    let sub_id = musqratt_testkit::id_on_shard("durable-sub", 0, SHARDS);
+    let pub_id = musqratt_testkit::id_on_shard("publisher", 1, SHARDS);
+    let (broker, addr) = start(&config, runtime_name);
     runtime.block_on(async {
-        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(!present);
         sub.subscribe("k/#", QoS::AtLeastOnce).await;
         sub.disconnect().await;
-        let mut publisher = musqratt_testkit::connect(addr, "publisher", V5).await;
+        let mut publisher = musqratt_testkit::connect(addr, &pub_id, V5).await;
         for i in 0..MESSAGES {
             let mut publish = Publish::new(
                 ByteString::from(format!("k/{}", i % 7)),
@@ -116,9 +146,9 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     });
     kill_9(broker);
 
-    let (broker, addr) = start(&config);
+    let (broker, addr) = start(&config, runtime_name);
     runtime.block_on(async {
-        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present, "the session survived");
         let mut got = BTreeSet::new();
         while got.len() < MESSAGES {
@@ -137,11 +167,48 @@ fn acknowledged_messages_and_retained_survive_kill_9() {
     kill_9(broker);
 
     // Acknowledged by the subscriber: gone from the store, not delivered a third time.
-    let (broker, addr) = start(&config);
+    let (broker, addr) = start(&config, runtime_name);
     runtime.block_on(async {
-        let (mut sub, present) = connect_durable(addr, "durable-sub").await;
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
         assert!(present);
         sub.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// §3.1.2.11.2: a session expires its Session Expiry Interval after its client disconnected,
+/// and the time the broker was down counts. A session of 2 s whose client left just before a
+/// kill -9 is gone when the broker comes back 3 s later (Session Present 0); one of an hour is
+/// still there.
+#[test]
+fn session_expiry_counts_the_time_the_broker_was_down() {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir().join(format!("musqratt-persist3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (broker, addr) = start(&config, "tokio");
+    runtime.block_on(async {
+        for (id, expiry) in [("short", 2), ("long", 3600)] {
+            let (mut client, present) = connect_expiring(addr, id, expiry).await;
+            assert!(!present);
+            client.subscribe("x/#", QoS::AtLeastOnce).await;
+            // The broker closes the connection in the step that handled the DISCONNECT, after
+            // writing that step's records: the session's, with its expiry.
+            client.send(&Packet::Disconnect(Default::default()));
+            client.expect_closed().await;
+        }
+    });
+    kill_9(broker);
+    std::thread::sleep(core::time::Duration::from_secs(3));
+    let (broker, addr) = start(&config, "tokio");
+    runtime.block_on(async {
+        let (_short, present) = connect_expiring(addr, "short", 2).await;
+        assert!(!present, "expired while the broker was down");
+        let (_long, present) = connect_expiring(addr, "long", 3600).await;
+        assert!(present, "an hour has not passed");
     });
     kill_9(broker);
     let _ = std::fs::remove_dir_all(&dir);
@@ -155,7 +222,7 @@ fn a_second_broker_on_the_same_store_refuses_to_start() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = config(&dir, "interval");
-    let (first, _) = start(&config);
+    let (first, _) = start(&config, "tokio");
     let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
         .args(["broker", "--config"])
         .arg(&config)

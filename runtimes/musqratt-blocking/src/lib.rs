@@ -58,6 +58,7 @@
 mod conn;
 mod inbox;
 mod shard;
+mod store;
 mod transport;
 mod udp;
 
@@ -157,6 +158,7 @@ pub fn start_with<T: Transport>(config: BrokerConfig) -> io::Result<Broker> {
         &config.sn_listeners,
         shards,
         &config.auth,
+        config.persistence.as_ref(),
     )
 }
 
@@ -167,6 +169,7 @@ fn start_full<T: Transport>(
     udp_listen: &[SocketAddr],
     shards: usize,
     auth: &Auth,
+    persistence: Option<&musqratt_kit::Persistence>,
 ) -> io::Result<Broker> {
     let shard_count = u16::try_from(shards)
         .ok()
@@ -191,6 +194,7 @@ fn start_full<T: Transport>(
         }
     }
     let clock = Clock::new();
+    let durable = persistence.map(|p| store::Durable::open(p, clock.now())).transpose()?;
     let mut engines = Vec::with_capacity(shards);
     // Where a late authentication answer finds its shard (set once the shards exist).
     let inboxes: Arc<OnceLock<Weak<Inboxes>>> = Arc::new(OnceLock::new());
@@ -198,17 +202,33 @@ fn start_full<T: Transport>(
         let mut config = engine.clone();
         config.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
         config.shard_count = shard_count;
+        config.persistence = durable.is_some();
         let found = Arc::clone(&inboxes);
         let decisions = Decisions::new(move || {
             if let Some(inboxes) = found.get().and_then(Weak::upgrade) {
                 inboxes.mail(index, ShardInput::Decided);
             }
         });
-        let shard = Shard::new(Engine::new(config)).with_udp(udp.clone());
+        let mut engine = Engine::new(config);
+        let mut shard = match &durable {
+            Some(durable) => {
+                durable.restore(&mut engine, clock.now());
+                Shard::new(engine).with_steps(durable.steps())
+            }
+            None => Shard::new(engine),
+        };
+        shard = shard.with_udp(udp.clone());
         engines.push(shard.with_auth(auth.clone(), decisions));
     }
     let senders = Inboxes::new(engines, clock);
     let _ = inboxes.set(Arc::downgrade(&senders));
+    if durable.is_some() {
+        // Before any thread runs: every shard routes the restored subscriptions before a
+        // client can publish.
+        for index in 0..shards {
+            senders[index].lock().announce(&senders);
+        }
+    }
     let mut handle = Broker {
         local_addrs,
         sn_local_addrs,

@@ -75,6 +75,9 @@ pub(crate) struct Shard {
     decisions: Decisions,
     /// Engine events to the log.
     events: EventLog,
+    /// The engine's actions, a batch's `Action::Store` records written (with `[persistence]`)
+    /// before any other action of the batch is carried out (ADR 17).
+    steps: crate::store::Steps,
 }
 
 impl core::fmt::Debug for Shard {
@@ -97,7 +100,20 @@ impl Shard {
             auth: Auth::default(),
             decisions: Decisions::new(|| {}),
             events: EventLog::new(id),
+            steps: crate::store::Steps::default(),
         }
+    }
+
+    /// Writes the engine's records to a store (`[persistence]`).
+    pub(crate) fn with_steps(mut self, steps: crate::store::Steps) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// Carries out what the engine asked before the first input: a restored session's
+    /// subscriptions announced to the other shards, before any client can publish.
+    pub(crate) fn announce(&mut self, shards: &Arc<Inboxes>) {
+        self.dispatch(shards, Stepper::EngineThread);
     }
 
     /// Asks `auth` about connections; `decisions` must wake the shard with
@@ -239,7 +255,7 @@ impl Shard {
 
     /// Carries out every action the engine has for us.
     fn dispatch(&mut self, shards: &Arc<Inboxes>, by: Stepper) {
-        while let Some(action) = self.engine.poll_action() {
+        while let Some(action) = self.steps.poll_action(&mut self.engine) {
             match action {
                 Action::Send { conn, bytes } => self.send(shards, conn, bytes),
                 Action::Close { conn } => {

@@ -133,6 +133,10 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
 
     let layers: Vec<_> = listen.iter().map(|addr| config.layers_of(*addr)).collect();
     let clock = Clock::new();
+    let durable = match &config.persistence {
+        Some(settings) => Some(musqratt_store::Durable::open(settings, clock.now())?),
+        None => None,
+    };
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..shards).map(|_| async_channel::bounded(SHARD_CHANNEL_CAPACITY)).unzip();
     let directory: Directory = (0..shards).map(|_| OnceLock::new()).collect();
@@ -150,6 +154,7 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
         let mut engine = engine.clone();
         engine.shard = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
         engine.shard_count = shard_count;
+        engine.persistence = durable.is_some();
         let setup = shard::ShardSetup {
             config: engine,
             clock,
@@ -160,6 +165,7 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
             counters: Arc::clone(&counters),
             listeners,
             layers: layers.clone(),
+            durable: durable.clone(),
             driver,
             ready: ready_tx.clone(),
         };

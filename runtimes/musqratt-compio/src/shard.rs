@@ -34,6 +34,7 @@ use crate::{Driver, shutdown_socket};
 
 mod layered;
 mod mail;
+mod persist;
 
 pub(crate) use mail::{Directory, ShardMsg};
 use mail::{Link, forward_loop, inbox};
@@ -58,6 +59,8 @@ pub(crate) struct ShardSetup {
     pub(crate) listeners: Vec<std::net::TcpListener>,
     /// Each listener's byte-stream layers (`None`: plain TCP), in the order of `listeners`.
     pub(crate) layers: Vec<Option<Layers>>,
+    /// The store and what to restore from it, with `[persistence]`.
+    pub(crate) durable: Option<musqratt_store::Durable>,
     pub(crate) driver: Driver,
     /// Told `Ok(io_uring?)` once the runtime and listeners are up, or why not.
     pub(crate) ready: mpsc::Sender<io::Result<bool>>,
@@ -96,6 +99,7 @@ pub(crate) fn run(setup: ShardSetup) {
         counters,
         listeners,
         layers,
+        durable,
         driver,
         ready,
     } = setup;
@@ -120,6 +124,9 @@ pub(crate) fn run(setup: ShardSetup) {
         let shard = Rc::new(Shard::new(
             config, clock, auth, rx, senders, directory, counters, listeners, layers,
         ));
+        if let Some(durable) = &durable {
+            shard.lock().restore(durable);
+        }
         shard.start_tasks();
         let _ = ready.send(Ok(io_uring));
         let deadline = inbox(&shard).await;
@@ -204,6 +211,8 @@ pub(crate) struct Core {
     /// Writers to wake on the shard's own thread, for such steps, by the errand task.
     deferred: Vec<ConnectionId>,
     errand: Arc<Notify>,
+    /// The engine's actions, a batch's records written first with `[persistence]` (ADR 17).
+    steps: musqratt_store::Steps,
 }
 
 impl Core {
@@ -219,7 +228,7 @@ impl Core {
     /// deadline.
     fn dispatch(&mut self) {
         loop {
-            while let Some(action) = self.engine.poll_action() {
+            while let Some(action) = self.steps.poll_action(&mut self.engine) {
                 self.act(action);
             }
             // A write reports `Input::Written`, which may bring more actions.
@@ -511,6 +520,7 @@ impl Shard {
             batching: false,
             deferred: Vec::new(),
             errand: Arc::clone(&errand),
+            steps: musqratt_store::Steps::default(),
         })));
         if let Some(entry) = directory.get(usize::from(id.0)) {
             let _ = entry.set(Arc::downgrade(&core));

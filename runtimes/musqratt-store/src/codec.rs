@@ -3,10 +3,11 @@
 //! its expiry as wall-clock microseconds. Decoding never panics: bad bytes are a [`Corrupt`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use musqratt_engine::proto::bytestring::ByteString;
 use musqratt_engine::proto::mqtt::RetainHandling;
 use musqratt_engine::proto::mqtt::{Packet, Publish, SubscriptionIds, SubscriptionOptions};
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
-use musqratt_engine::{Instant, StoredMessage, StoredSubscription};
+use musqratt_engine::{Instant, StoredMessage, StoredSession, StoredSubscription};
 
 /// A stored value that does not decode: which part, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +99,10 @@ fn options_from(byte: u8) -> Result<SubscriptionOptions, Corrupt> {
     Ok(options)
 }
 
-pub(crate) fn encode_session(expiry: u32, subs: &[StoredSubscription], out: &mut BytesMut) {
+/// A session: its expiry interval, its subscriptions, then when it expires (wall-clock
+/// microseconds; 0: connected when stored, or never expiring).
+pub(crate) fn encode_session(time: TimeBase, session: &StoredSession, out: &mut BytesMut) {
+    let (expiry, subs) = (session.expiry_interval, &session.subscriptions);
     out.put_u32(expiry);
     out.put_u32(u32::try_from(subs.len()).unwrap_or(u32::MAX));
     for sub in subs {
@@ -107,9 +111,16 @@ pub(crate) fn encode_session(expiry: u32, subs: &[StoredSubscription], out: &mut
         out.put_u8(options_byte(sub.options));
         out.put_u32(sub.id.unwrap_or(0));
     }
+    out.put_u64(session.expires_at.map_or(0, |at| time.to_wall(at)));
 }
 
-pub(crate) fn decode_session(mut value: &[u8]) -> Result<(u32, Vec<StoredSubscription>), Corrupt> {
+/// The session record of `client_id`. One written before the expiry was stored (no last 8
+/// bytes) is taken as connected when stored.
+pub(crate) fn decode_session(
+    time: TimeBase,
+    client_id: ByteString,
+    mut value: &[u8],
+) -> Result<StoredSession, Corrupt> {
     let short = Corrupt("session");
     if value.len() < 8 {
         return Err(short);
@@ -132,10 +143,15 @@ pub(crate) fn decode_session(mut value: &[u8]) -> Result<(u32, Vec<StoredSubscri
         let id = Some(value.get_u32()).filter(|id| *id != 0);
         subs.push(StoredSubscription::new(filter, options, id));
     }
-    if !value.is_empty() {
-        return Err(short);
+    let expires_at = match value.len() {
+        0 => None,
+        8 => Some(value.get_u64()).filter(|wall| *wall != 0).map(|wall| time.to_engine(wall)),
+        _ => return Err(short),
+    };
+    if expiry == 0 {
+        return Err(Corrupt("session expiry interval 0"));
     }
-    Ok((expiry, subs))
+    Ok(StoredSession::new(client_id, expiry, subs).expiring_at(expires_at))
 }
 
 /// A queued delivery: QoS, RETAIN, Subscription Identifiers, then the message.
@@ -200,17 +216,37 @@ mod tests {
         assert_eq!(back.expires_at(), Some(Instant::from_micros(4_000_000)));
     }
 
+    /// §3.1.2.11.2: a disconnected session's expiry is an instant on the wall clock, so after
+    /// a restart (another epoch) it is as near as the time passed says.
+    #[test]
+    fn a_session_round_trips_with_its_expiry() {
+        let sub = StoredSubscription::new("a/+".into(), SubscriptionOptions::default(), None);
+        let session = StoredSession::new("client".into(), 3600, vec![sub])
+            .expiring_at(Some(Instant::from_micros(10_000_000)));
+        let mut out = BytesMut::new();
+        encode_session(TIME, &session, &mut out);
+        assert_eq!(decode_session(TIME, "client".into(), &out), Ok(session.clone()));
+        let later = TimeBase { epoch_unix_micros: TIME.epoch_unix_micros + 4_000_000 };
+        let back = decode_session(later, "client".into(), &out).unwrap();
+        assert_eq!(back.expires_at, Some(Instant::from_micros(6_000_000)));
+        // Connected when stored: no expiry instant.
+        let mut out = BytesMut::new();
+        encode_session(TIME, &session.clone().expiring_at(None), &mut out);
+        assert_eq!(decode_session(later, "client".into(), &out).unwrap().expires_at, None);
+    }
+
     #[test]
     fn bad_bytes_are_corrupt_not_a_panic() {
         let mut out = BytesMut::new();
-        encode_session(
-            60,
-            &[StoredSubscription::new("x/#".into(), SubscriptionOptions::default(), Some(3))],
-            &mut out,
-        );
-        assert!(decode_session(&out).is_ok());
+        let sub = StoredSubscription::new("x/#".into(), SubscriptionOptions::default(), Some(3));
+        let session = StoredSession::new("c".into(), 60, vec![sub])
+            .expiring_at(Some(Instant::from_micros(1)));
+        encode_session(TIME, &session, &mut out);
+        assert!(decode_session(TIME, "c".into(), &out).is_ok());
         for cut in 0..out.len() {
-            assert!(decode_session(&out[..cut]).is_err(), "cut at {cut}");
+            // Without its last 8 bytes it is a record written before expiries were stored.
+            let decoded = decode_session(TIME, "c".into(), &out[..cut]);
+            assert_eq!(decoded.is_ok(), cut == out.len() - 8, "cut at {cut}");
         }
         let message = StoredMessage::new(
             "t".into(),

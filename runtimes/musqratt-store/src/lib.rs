@@ -11,6 +11,7 @@
 //! the same path is refused with [`StoreError::Locked`].
 
 mod codec;
+mod runtime;
 
 use core::time::Duration;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use musqratt_engine::{Instant, Record, StoredDelivery, StoredSession};
+use musqratt_engine::{Instant, Record, StoredDelivery};
 use rusqlite::{Connection, ErrorCode, params};
 
 pub use codec::Corrupt;
 use codec::TimeBase;
+pub use runtime::{Durable, Steps};
 
 /// The on-disk format this crate writes and reads (docs/PERSISTENCE.md, "Format").
 pub const FORMAT_VERSION: i64 = 1;
@@ -206,10 +208,8 @@ impl Store {
             let (id, value): (Vec<u8>, Vec<u8>) =
                 (row.get(0).map_err(err)?, row.get(1).map_err(err)?);
             let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
-            match client_id.and_then(|c| codec::decode_session(&value).map(|s| (c, s))) {
-                Ok((client_id, (expiry, subs))) => loaded
-                    .records
-                    .push(Record::Session(StoredSession::new(client_id.into(), expiry, subs))),
+            match client_id.and_then(|c| codec::decode_session(self.time, c.into(), &value)) {
+                Ok(session) => loaded.records.push(Record::Session(session)),
                 Err(corrupt) => loaded.corrupt.push(("session", corrupt)),
             }
         }
@@ -266,7 +266,7 @@ fn write_record(
             tx.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([key(topic)])?;
         }
         Record::Session(session) => {
-            codec::encode_session(session.expiry_interval, &session.subscriptions, buf);
+            codec::encode_session(time, session, buf);
             tx.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2)")?
                 .execute(params![key(&session.client_id), &buf[..]])?;
         }

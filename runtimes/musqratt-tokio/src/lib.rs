@@ -139,7 +139,7 @@ impl Broker {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let links = shard::links(shards);
         let durable = match &config.persistence {
-            Some(settings) => Some(shard::open_store(settings, links.clock.now())?),
+            Some(settings) => Some(musqratt_store::Durable::open(settings, links.clock.now())?),
             None => None,
         };
         let layers: Vec<_> = config.listeners.iter().map(|addr| config.layers_of(*addr)).collect();

@@ -9,7 +9,7 @@ use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 
 use bytes::BytesMut;
-use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant, ShardId};
+use musqratt_engine::{Config, ConnectionId, Engine, Input, Instant, ShardId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -22,14 +22,13 @@ use crate::Counters;
 use crate::connection;
 use crate::udp::SnSockets;
 
+mod actions;
 mod layered;
 mod mail;
-mod persist;
 mod queue;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
-pub(crate) use persist::{Durable, open as open_store};
 use queue::Spare;
 pub(crate) use queue::WriteQueue;
 
@@ -85,7 +84,7 @@ pub(crate) struct Context {
     pub(crate) clock: Clock,
     pub(crate) auth: Auth,
     /// The store and what to restore from it, with `[persistence]`.
-    pub(crate) durable: Option<Durable>,
+    pub(crate) durable: Option<musqratt_store::Durable>,
     pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
 }
 
@@ -193,9 +192,9 @@ pub(crate) struct Shard {
     pub(crate) lost: Vec<ConnectionId>,
     /// The shard itself, for the tasks of connections woken from hibernation.
     pub(crate) me: Weak<ShardLock>,
-    /// Where `Action::Store` records go, with `[persistence]`; the step's records meanwhile.
-    store: Option<musqratt_store::Store>,
-    records: Vec<musqratt_engine::Record>,
+    /// The engine's actions, a batch's `Action::Store` records written (with `[persistence]`)
+    /// before any other action of the batch is carried out (ADR 17).
+    steps: musqratt_store::Steps,
 }
 
 impl Shard {
@@ -346,118 +345,6 @@ impl Shard {
             self.engine.handle_input(now, Input::Written { conn, bytes: written });
         }
     }
-
-    fn drain_actions(&mut self) {
-        while let Some(action) = self.engine.poll_action() {
-            match action {
-                Action::Send { conn, bytes } => {
-                    // An empty payload comes as an empty chunk: nothing to write (and a write
-                    // of nothing would look like a closed socket).
-                    if bytes.is_empty() {
-                        continue;
-                    }
-                    if let Some(slot) = self.conns.get_mut(&conn) {
-                        // The task looks at its queue before every wait: only an empty queue
-                        // becoming non-empty needs a wake-up.
-                        let was_empty = slot.queue.is_empty();
-                        if slot.layered {
-                            let spare = &mut self.spare_queues;
-                            let stack = self.stacks.get_mut(&conn);
-                            let encoded = stack.map(|stack| {
-                                stack.write(bytes, |chunk| slot.queue.push_back(chunk, spare))
-                            });
-                            if let Some(Err(error)) = encoded {
-                                // The layer cannot go on: close, and tell the engine.
-                                tracing::debug!(shard = self.id.0, %conn, %error, "connection lost");
-                                slot.close = true;
-                                self.lost.push(conn);
-                                self.wake(conn);
-                                continue;
-                            }
-                        } else {
-                            slot.queue.push_back(bytes, &mut self.spare_queues);
-                        }
-                        // Written at the end of the step rather than by the connection's
-                        // task: the delivery goes out before whatever the reading task does
-                        // next (its own acknowledgement, another read), and from another
-                        // shard's thread without waking this one. The task is woken only
-                        // for what the socket does not take.
-                        if was_empty && !slot.queue.is_empty() {
-                            self.direct.push(conn);
-                        }
-                    }
-                }
-                Action::Close { conn } => {
-                    if let Some(slot) = self.conns.get_mut(&conn) {
-                        // The layers' last bytes (close_notify, a close frame) go out last.
-                        if slot.layered
-                            && let Some(stack) = self.stacks.get_mut(&conn)
-                        {
-                            let spare = &mut self.spare_queues;
-                            stack.close(|chunk| slot.queue.push_back(chunk, spare));
-                        }
-                        slot.close = true;
-                        self.wake(conn);
-                    }
-                }
-                Action::Handoff { conn, to, bytes } => {
-                    if let Some(slot) = self.conns.get_mut(&conn) {
-                        slot.handoff = Some(Box::new((to, bytes)));
-                        self.wake(conn);
-                    }
-                }
-                Action::ToShard { to, message } => {
-                    self.send_mail(to, Mail::Message { from: self.id, message });
-                }
-                Action::Authenticate { conn, mut request } => {
-                    // What the layers proved (a client certificate) goes with the CONNECT's
-                    // credentials. An answer given later comes through `decisions`
-                    // (`late_decisions`).
-                    let identity = self.stacks.get(&conn).map(|stack| stack.identity());
-                    if let Some(identity) = &identity {
-                        identity.fill(&mut request);
-                    }
-                    let peer = self.conns.get(&conn).and_then(|slot| match &slot.stream {
-                        Stream::Awake(stream) => stream.peer_addr().ok(),
-                        Stream::Hibernating(stream) => stream.peer_addr().ok(),
-                        Stream::Moving => None,
-                    });
-                    let peer = identity.map_or(peer, |identity| identity.client_addr(peer));
-                    if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
-                        let now = self.now();
-                        self.engine.handle_input(now, Input::AuthDecision { conn, decision });
-                    }
-                }
-                Action::SendDatagram { peer, bytes } => {
-                    if let Some(udp) = &self.udp {
-                        udp.send(peer, &bytes);
-                    }
-                }
-                Action::HandoffPeer { peer, to, bytes } => {
-                    if let Some(udp) = &self.udp {
-                        udp.route(peer, musqratt_engine::wireless_node(&bytes), to);
-                    }
-                    self.send_mail(to, Mail::Datagram { peer, bytes });
-                }
-                Action::ReleasePeer { peer, node } => {
-                    if let Some(udp) = &self.udp {
-                        udp.release(peer, &node, self.id);
-                    }
-                }
-                Action::SnBroadcast { bytes } => {
-                    if let Some(udp) = &self.udp {
-                        udp.broadcast(&bytes);
-                    }
-                }
-                Action::Event(event) => self.events.log(&event),
-                Action::Store(record) => self.records.push(record),
-                _ => {}
-            }
-        }
-        if !self.records.is_empty() {
-            self.write_store();
-        }
-    }
 }
 
 /// Held by every task of a shard: a task that panics leaves the engine in an unknown state, so
@@ -572,7 +459,7 @@ async fn shard_main(context: Context) {
         .collect();
     let mut engine = Engine::new(engine);
     if let Some(durable) = &durable {
-        persist::restore(&mut engine, durable, clock.now());
+        durable.restore(&mut engine, clock.now());
     }
     // A new engine may have a deadline already (MQTT-SN's first ADVERTISE is due at once): the
     // timer task starts armed with it instead of waiting for the first input.
@@ -623,8 +510,7 @@ async fn shard_main(context: Context) {
             hibernation,
             lost: Vec::new(),
             me: me.clone(),
-            store: durable.map(|durable| durable.store),
-            records: Vec::new(),
+            steps: durable.map_or_else(musqratt_store::Steps::default, |d| d.steps()),
         }))
     });
     // Restored subscriptions are announced to the other shards like new ones.

@@ -1,0 +1,110 @@
+//! What every runtime does with a store, the same way (tokio, io-uring, blocking): open it from
+//! `[persistence]` and read it once at start, restore each shard's engine from what it read,
+//! and carry out a step's actions only after the step's records are written.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use musqratt_engine::{Action, Engine, Instant, Record};
+use musqratt_kit::{FsyncPolicy, Persistence};
+
+use crate::{Fsync, Store, epoch_of};
+
+/// The open store and the state read from it, shared by the shards while they start.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    store: Store,
+    restore: Arc<Vec<Record>>,
+    path: PathBuf,
+}
+
+impl Durable {
+    /// Opens the store of `[persistence]` and reads it; `now` is the runtime clock's time (its
+    /// epoch is the engine's `Instant::ZERO`). What does not decode is logged and skipped.
+    ///
+    /// # Errors
+    /// The store cannot be used (another broker holds it, another format version, not a
+    /// database): the message names the file.
+    pub fn open(settings: &Persistence, now: Instant) -> io::Result<Self> {
+        let fsync = match settings.fsync {
+            FsyncPolicy::Never => Fsync::Never,
+            FsyncPolicy::Interval(every) => Fsync::Interval(every),
+            _ => Fsync::Always,
+        };
+        let path = settings.path.clone();
+        let store = Store::open(&path, fsync, epoch_of(now)).map_err(io::Error::other)?;
+        let loaded = store.load().map_err(io::Error::other)?;
+        for (what, corrupt) in &loaded.corrupt {
+            tracing::warn!(path = %path.display(), what, %corrupt, "persistence: record skipped");
+        }
+        tracing::info!(path = %path.display(), records = loaded.records.len(), "persistence: store read");
+        Ok(Self { store, restore: Arc::new(loaded.records), path })
+    }
+
+    /// Restores a shard's engine before its first connection (each shard takes what it owns,
+    /// [`Engine::restore`]). A record the engine refuses is logged and skipped. Then carry out
+    /// the engine's actions: restored subscriptions are announced to the other shards.
+    pub fn restore(&self, engine: &mut Engine, now: Instant) {
+        for record in self.restore.iter() {
+            if let Err(error) = engine.restore(now, record.clone()) {
+                let shard = engine.config().shard.0;
+                tracing::warn!(shard, %error, path = %self.path.display(), "persistence: record not restored");
+            }
+        }
+    }
+
+    /// A shard's writer of its steps' records.
+    #[must_use]
+    pub fn steps(&self) -> Steps {
+        Steps::new(Some(self.store.clone()))
+    }
+}
+
+/// Takes a shard's actions from its engine, writing the records of each batch in one
+/// transaction before handing out any other action of the batch: the acknowledgement rule
+/// (docs/adr/0017-persistence-store.md). A PUBACK is queued ahead of the records of the
+/// message it acknowledges; a shard message answering a `StoreSync` releases a PUBACK on
+/// another shard; neither may leave before those records are written. A batch is everything
+/// the engine had queued when the previous batch was done; what carrying it out adds (a
+/// write reported, an authentication answered at once) is the next batch.
+///
+/// Without a store, [`Steps::poll_action`] is the engine's own: nothing is held or copied.
+#[derive(Debug, Default)]
+pub struct Steps {
+    store: Option<Store>,
+    batch: VecDeque<Action>,
+    records: Vec<Record>,
+}
+
+impl Steps {
+    /// Writes to `store`, or, with `None`, passes actions through.
+    #[must_use]
+    pub fn new(store: Option<Store>) -> Self {
+        Self { store, batch: VecDeque::new(), records: Vec::new() }
+    }
+
+    /// The next action to carry out, until `None` (then the engine has nothing queued).
+    pub fn poll_action(&mut self, engine: &mut Engine) -> Option<Action> {
+        let Some(store) = &self.store else { return engine.poll_action() };
+        if self.batch.is_empty() {
+            while let Some(action) = engine.poll_action() {
+                match action {
+                    Action::Store(record) => self.records.push(record),
+                    other => self.batch.push_back(other),
+                }
+            }
+            if !self.records.is_empty() {
+                if let Err(error) = store.write(&self.records) {
+                    // Issue 16 item 6 (refusing new QoS >= 1 messages while the disk is full)
+                    // is not done yet: the failure is logged and the step goes on.
+                    let shard = engine.config().shard.0;
+                    tracing::error!(shard, %error, "persistence: write failed");
+                }
+                self.records.clear();
+            }
+        }
+        self.batch.pop_front()
+    }
+}
