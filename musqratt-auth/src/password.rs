@@ -132,7 +132,11 @@ impl StoredPassword {
     ///
     /// # Errors
     /// `HashError::Iterations` when `iterations` is 0 or above [`MAX_ITERATIONS`].
-    pub fn scram(mechanism: Mechanism, password: &[u8], iterations: u32) -> Result<Self, HashError> {
+    pub fn scram(
+        mechanism: Mechanism,
+        password: &[u8],
+        iterations: u32,
+    ) -> Result<Self, HashError> {
         if iterations == 0 || iterations > MAX_ITERATIONS {
             return Err(HashError::Iterations);
         }
@@ -290,7 +294,8 @@ impl FromStr for StoredPassword {
             });
         }
         for mechanism in [Mechanism::Sha256, Mechanism::Sha512] {
-            if let Some(rest) = text.strip_prefix(mechanism.name()).and_then(|r| r.strip_prefix('$'))
+            if let Some(rest) =
+                text.strip_prefix(mechanism.name()).and_then(|r| r.strip_prefix('$'))
             {
                 return Ok(Self::Scram(parse_scram(mechanism, rest)?));
             }

@@ -73,11 +73,14 @@ fn password_file(dir: &Path) -> std::path::PathBuf {
     passwd(&[], &passwords, "bob", "b0b-pass");
     passwd(&["-H", "scram-sha-256", "-I", "4096"], &passwords, "carol", "c4rol");
     let line = Command::new("python3")
-        .args(["-c", "import base64, scramp\n\
+        .args([
+            "-c",
+            "import base64, scramp\n\
                       b = lambda v: base64.b64encode(v).decode()\n\
                       s, st, sv, i = scramp.ScramMechanism('SCRAM-SHA-256')\
                       .make_auth_info('d4ve', iteration_count=8192)\n\
-                      print(f'dave:SCRAM-SHA-256${i}:{b(s)}${b(st)}:{b(sv)}')"])
+                      print(f'dave:SCRAM-SHA-256${i}:{b(s)}${b(st)}:{b(sv)}')",
+        ])
         .output()
         .unwrap();
     assert!(line.status.success(), "{line:?}");

@@ -7,10 +7,12 @@
 
 use core::time::Duration;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
+
+use musqratt_testkit::{BrokerProcess, Launch, free_port, have_program, scratch_dir};
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -18,30 +20,6 @@ use rcgen::{
 };
 
 const RUNTIMES: [&str; 3] = ["tokio", "io-uring", "blocking"];
-
-/// Whether a client tool is installed; CI installs them all (.ci/run), so there a missing one
-/// fails the test rather than skipping it.
-/// `check` runs it: found when it starts and, for a check that asks something (Python's
-/// `-c import`), exits with success (`--help` of the Mosquitto clients exits 1).
-fn have(tool: &str, check: &[&str]) -> bool {
-    let output = Command::new(tool).args(check).output();
-    let found = output.is_ok_and(|o| check == ["--help"] || o.status.success());
-    assert!(found || std::env::var_os("CI").is_none(), "{tool} not installed");
-    if !found {
-        eprintln!("SKIP: {tool} not installed");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("musqratt-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A CA; `sign` makes certificates it signs, written as `NAME.pem` and `NAME.key` in a dir.
 struct Ca {
@@ -95,7 +73,7 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
-        let dir = scratch(name);
+        let dir = scratch_dir(name);
         let server_ca = Ca::new(&dir, "server-ca");
         let client_ca = Ca::new(&dir, "client-ca");
         let other_ca = Ca::new(&dir, "other-ca");
@@ -125,37 +103,10 @@ impl Pki {
     }
 }
 
-/// Starts the binary with `config` (written to `dir/musqratt.toml`).
-fn musqratt(dir: &Path, runtime: &str, config: &str) -> Child {
-    let path = dir.join("musqratt.toml");
-    std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime])
-        .args(["--log-level", "info,musqratt_tokio::hibernate=trace", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the broker exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "the broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(mut child: Child) -> String {
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    log
+/// The binary with `config` (written to `dir/musqratt.toml`), not started yet.
+fn musqratt(dir: &Path, runtime: &str, config: &str) -> Launch {
+    BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), dir, runtime, config)
+        .log_level("info,musqratt_tokio::hibernate=trace")
 }
 
 /// `mosquitto_pub` once at QoS 1 over TLS (success means the broker acknowledged), verifying
@@ -220,7 +171,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
 #[test]
 fn mosquitto_clients_over_tls_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
+    if !have_program("mosquitto_pub") || !have_program("mosquitto_sub") {
         return;
     }
     let pki = Pki::new("clients");
@@ -231,9 +182,7 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
              connect_timeout_ms = 1000\nhibernate_after_ms = 100\n{}",
             pki.table(false)
         );
-        let mut broker = musqratt(&pki.dir, runtime, &config);
-        wait_for(plain, &mut broker);
-        wait_for(tls, &mut broker);
+        let broker = musqratt(&pki.dir, runtime, &config).port(plain).port(tls).start();
         // A TLS session held open across the misbehaving clients below: they must not harm it.
         // Silent meanwhile, it hibernates on tokio (after 100 ms) and wakes with its TLS state.
         let mut held = Command::new("mosquitto_sub");
@@ -282,7 +231,7 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
         let out = held.wait_with_output().unwrap();
         assert!(out.status.success(), "{runtime}: the held session: {out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here", "{runtime}");
-        let log = stop(broker);
+        let log = broker.stop();
         if runtime == "tokio" {
             assert!(log.contains("hibernating"), "no TLS connection hibernated: {log}");
         }
@@ -293,15 +242,14 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
 #[test]
 fn mutual_tls_refuses_strangers_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("mosquitto_pub", &["--help"]) {
+    if !have_program("mosquitto_pub") {
         return;
     }
     let pki = Pki::new("mutual");
     for runtime in RUNTIMES {
         let port = free_port();
         let config = format!("listeners = [\"mqtts://127.0.0.1:{port}\"]\n{}", pki.table(true));
-        let mut broker = musqratt(&pki.dir, runtime, &config);
-        wait_for(port, &mut broker);
+        let broker = musqratt(&pki.dir, runtime, &config).port(port).start();
         let ok = publish(&pki, port, "mqttv5", Some(&pki.client));
         assert!(ok.status.success(), "{runtime}: {ok:?}");
         for (what, identity) in [
@@ -315,7 +263,7 @@ fn mutual_tls_refuses_strangers_on_every_runtime() {
         let ok = publish(&pki, port, "mqttv311", Some(&pki.client));
         assert!(ok.status.success(), "{runtime}: after the refusals: {ok:?}");
         // The operator is told why, once per refused client.
-        let log = stop(broker);
+        let log = broker.stop();
         assert_eq!(log.matches("TLS client certificate refused").count(), 3, "{runtime}: {log}");
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
@@ -345,16 +293,10 @@ fn unusable_tls_files_stop_the_broker_naming_them() {
              key_file = {key_file:?}\n",
             free_port()
         );
-        let mut broker = musqratt(&pki.dir, "tokio", &config);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = broker.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{what}: the broker started");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let log = stop(broker);
+        let mut broker = musqratt(&pki.dir, "tokio", &config).spawn();
+        let status = broker.wait_exit(Duration::from_secs(10));
+        let status = status.unwrap_or_else(|| panic!("{what}: the broker started"));
+        let log = broker.stop();
         assert_eq!(status.code(), Some(2), "{what}: {log}");
         assert!(log.contains(named.as_str()), "{what}: {named} not named in {log}");
     }
@@ -366,7 +308,7 @@ fn unusable_tls_files_stop_the_broker_naming_them() {
 #[test]
 fn paho_over_tls_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("python3", &["-c", "import paho.mqtt"]) {
+    if !musqratt_testkit::tool_available(&["python3", "-c", "import paho.mqtt"]) {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/real_clients/paho_tls_check.py");
@@ -374,8 +316,7 @@ fn paho_over_tls_on_every_runtime() {
     for runtime in RUNTIMES {
         let port = free_port();
         let config = format!("listeners = [\"mqtts://127.0.0.1:{port}\"]\n{}", pki.table(false));
-        let mut broker = musqratt(&pki.dir, runtime, &config);
-        wait_for(port, &mut broker);
+        let broker = musqratt(&pki.dir, runtime, &config).port(port).start();
         let ca = pki.file("server-ca.pem");
         let (cert, key) = (&pki.client.0, &pki.client.1);
         for args in [vec![], vec![cert.as_os_str(), key.as_os_str()]] {
@@ -387,7 +328,7 @@ fn paho_over_tls_on_every_runtime() {
             assert!(out.status.success(), "{runtime} {args:?}: {out:?}");
             assert_eq!(String::from_utf8_lossy(&out.stdout).matches("ok   paho tls").count(), 2);
         }
-        stop(broker);
+        drop(broker);
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
 }
