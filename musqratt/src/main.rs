@@ -286,9 +286,16 @@ fn load(path: &PathBuf) -> Result<FileConfig, String> {
     FileConfig::parse(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
 }
 
+/// The authenticator, and what SIGHUP reloads besides its files: the JWT source, whose
+/// `public_key_file` is re-read.
+struct Authentication {
+    auth: FileAuth,
+    jwt: Option<Arc<JwtSource>>,
+}
+
 /// The `[auth]` files, loaded; `None` when everyone is let in unchecked (no file, anonymous
 /// clients allowed), which costs nothing per CONNECT.
-fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
+fn authentication(config: &FileConfig) -> Result<Option<Authentication>, String> {
     if let Some(notice) = config.anonymous_refused_notice() {
         tracing::warn!("{notice}");
     }
@@ -308,37 +315,42 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
         let scram = ScramSource::new(files.clone(), &methods, timeout, scram::MAX_EXCHANGES);
         sources.push(Arc::new(scram));
     }
-    sources.extend(jwt_sources(config)?);
+    let jwt = jwt_source(config)?;
+    if let Some(jwt) = &jwt {
+        sources.push(Arc::clone(jwt) as Arc<dyn Source>);
+    }
     // The HTTP service last: it is remote, the others decide locally.
     if let Some(http) = config.http_auth_config() {
         sources.push(Arc::new(HttpSource::start(&http).map_err(|e| e.to_string())?));
     }
     FileAuth::with_shared(files, threads, sources)
         .and_then(|auth| auth.throttled(config.throttle_config()))
-        .map(Some)
+        .map(|auth| Some(Authentication { auth, jwt }))
         .map_err(|e| format!("cannot start the authentication threads: {e}"))
 }
 
 /// The `[auth.jwt]` source, when configured: asked after the password file (a user that file
-/// has is decided there), before the anonymous rule. Its key is read once, at start.
-fn jwt_sources(config: &FileConfig) -> Result<Vec<Arc<dyn Source>>, String> {
-    let Some(jwt) = config.auth.jwt.source_config() else { return Ok(Vec::new()) };
+/// has is decided there), before the anonymous rule. Its key is read at start and on SIGHUP.
+fn jwt_source(config: &FileConfig) -> Result<Option<Arc<JwtSource>>, String> {
+    let Some(jwt) = config.auth.jwt.source_config() else { return Ok(None) };
     let source = JwtSource::new(&jwt).map_err(|e| e.to_string())?;
-    Ok(vec![Arc::new(source)])
+    Ok(Some(Arc::new(source)))
 }
 
-/// Reloads the `[auth]` files on every SIGHUP: new clients are decided by the new files,
-/// connected ones keep their access; a file that no longer loads keeps the old one.
+/// Reloads the `[auth]` files and the JWT public key on every SIGHUP: new clients are decided
+/// by the new files and key, connected ones keep their access; a file that no longer loads
+/// keeps the old one. Each reload stands alone: a broken ACL file does not hold back a new key.
 #[cfg(unix)]
 fn reload_on_hangup(
     signals: &tokio::runtime::Runtime,
     config: &FileConfig,
-    auth: &FileAuth,
+    authentication: &Authentication,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let _guard = signals.enter();
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let (files, auth) = (config.file_auth_config(), auth.clone());
+    let (files, auth) = (config.file_auth_config(), authentication.auth.clone());
+    let jwt = authentication.jwt.clone();
     signals.spawn(async move {
         while hangup.recv().await.is_some() {
             match Files::load(&files) {
@@ -350,6 +362,13 @@ fn reload_on_hangup(
                     tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay")
                 }
             }
+            match jwt.as_deref().map(JwtSource::reload) {
+                Some(Ok(true)) => tracing::info!("SIGHUP: JWT public key reloaded"),
+                Some(Err(error)) => {
+                    tracing::error!(%error, "SIGHUP: JWT key not reloaded, the old one stays")
+                }
+                None | Some(Ok(false)) => {}
+            }
         }
     });
     Ok(())
@@ -360,7 +379,7 @@ fn run(
     config: &FileConfig,
     mut broker: musqratt::BrokerConfig,
     runtime: Runtime,
-    auth: Option<&FileAuth>,
+    auth: Option<&Authentication>,
 ) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -369,7 +388,7 @@ fn run(
     // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
     let stop = signals.block_on(async { stop_signal() })?;
     if let Some(auth) = auth {
-        broker.auth = musqratt_kit::Auth::new(auth.clone());
+        broker.auth = musqratt_kit::Auth::new(auth.auth.clone());
         broker.engine.authenticate = true;
         #[cfg(unix)]
         reload_on_hangup(&signals, config, auth)?;

@@ -212,3 +212,61 @@ fn an_expiring_token_ends_the_connection_on_every_runtime() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `public_key_file` is re-read on SIGHUP (an identity service rotating its signing key): a
+/// token signed by the new key is let in once the file holds it and the broker got SIGHUP,
+/// the old key's tokens no longer are; a file holding no key afterwards keeps the key in use.
+/// ES256 key pairs made here with rcgen.
+#[test]
+fn public_key_file_reloads_on_sighup() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
+    if !have("mosquitto_pub") {
+        return;
+    }
+    let dir = scratch_dir("jwt-reload");
+    let public = dir.join("jwt-public.pem");
+    let pair = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        (signing, key.public_key_pem())
+    };
+    let ((old_key, old_public), (new_key, new_public)) = (pair(), pair());
+    std::fs::write(&public, &old_public).unwrap();
+    let port = free_port();
+    let config = format!(
+        "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[auth]\nallow_anonymous = false\n\
+         [auth.jwt]\npublic_key_file = {:?}\n",
+        public.display().to_string()
+    );
+    let broker = BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), &dir, "tokio", &config)
+        .port(port)
+        .start();
+    let es256 = Header::new(jsonwebtoken::Algorithm::ES256);
+    let claims = json!({ "sub": "alice", "exp": now_s() + 600 });
+    let by_old = encode(&es256, &claims, &old_key).unwrap();
+    let by_new = encode(&es256, &claims, &new_key).unwrap();
+    let accepted = |token: &str| publish(port, "mqttv5", "alice", token, "jwt/k").status.success();
+    assert!(accepted(&by_old), "the key of the file at start");
+    refused_with(&publish(port, "mqttv5", "alice", &by_new, "jwt/k"), "bad user name", "new");
+
+    std::fs::write(&public, &new_public).unwrap();
+    broker.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !accepted(&by_new) {
+        assert!(Instant::now() < deadline, "the new key not taken after SIGHUP: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    refused_with(&publish(port, "mqttv5", "alice", &by_old, "jwt/k"), "bad user name", "old");
+
+    std::fs::write(&public, "not a key\n").unwrap();
+    broker.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !broker.log().contains("JWT key not reloaded") {
+        assert!(Instant::now() < deadline, "no word of the broken key: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(accepted(&by_new), "the key in use stays");
+    let log = broker.stop();
+    assert!(log.contains("JWT public key reloaded"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
