@@ -437,7 +437,7 @@ mod tests {
             (format!("SCRAM-SHA-512$4096:c2FsdA==${key32}:{key32}"), HashError::Scram),
             (format!("SCRAM-SHA-256$4096c2FsdA==${key32}:{key32}"), HashError::Scram),
             (format!("SCRAM-SHA-256$4096:c2FsdA==${key32}{key32}"), HashError::Scram),
-            (format!("SCRAM-SHA-256$4096:c2FsdA=="), HashError::Scram),
+            ("SCRAM-SHA-256$4096:c2FsdA==".to_owned(), HashError::Scram),
             (format!("SCRAM-SHA-256$0:c2FsdA==${key32}:{key32}"), HashError::Iterations),
             (format!("SCRAM-SHA-256$4096:${key32}:{key32}"), HashError::Salt),
             (format!("SCRAM-SHA-256$4096:%%${key32}:{key32}"), HashError::Base64),
