@@ -283,22 +283,37 @@ impl FileConfig {
     pub fn listener_layers(
         &self,
     ) -> Result<Vec<(SocketAddr, musqratt_kit::Layers)>, TlsSettingsError> {
-        let mut tls = None;
+        self.listener_layers_and_tls().map(|(layers, _)| layers)
+    }
+
+    /// [`Self::listener_layers`], and the `[tls]` configuration the `mqtts://` listeners share
+    /// (none without one), to reload on SIGHUP.
+    ///
+    /// # Errors
+    /// As [`Self::listener_layers`].
+    pub fn listener_layers_and_tls(&self) -> Result<ListenerLayers, TlsSettingsError> {
+        let mut tls: Option<TlsReload> = None;
         let mut layers = Vec::new();
         for listener in &self.listeners {
             let layer = match listener.layer {
                 None => continue,
                 Some(ListenLayer::Identity) => musqratt_kit::Layers::identity(),
                 Some(ListenLayer::Tls) => {
-                    if tls.is_none() {
-                        tls = Some(musqratt_kit::Layers::tls(self.tls.settings()?.load()?));
-                    }
-                    tls.clone().unwrap_or_else(musqratt_kit::Layers::identity)
+                    let shared = match &tls {
+                        Some(tls) => tls.shared.clone(),
+                        None => {
+                            let settings = self.tls.settings()?;
+                            let shared = settings.load()?;
+                            tls = Some(TlsReload { shared: shared.clone(), settings });
+                            shared
+                        }
+                    };
+                    musqratt_kit::Layers::tls(shared)
                 }
             };
             layers.push((listener.addr, layer));
         }
-        Ok(layers)
+        Ok((layers, tls))
     }
 
     fn addrs_of(&self, scheme: Scheme) -> Vec<SocketAddr> {
@@ -312,16 +327,51 @@ impl FileConfig {
     /// The `[tls]` files of a `mqtts://` listener cannot be used.
     #[cfg(feature = "tokio")]
     pub fn broker_config(&self) -> Result<musqratt_tokio::BrokerConfig, TlsSettingsError> {
+        self.broker_config_and_tls().map(|(config, _)| config)
+    }
+
+    /// [`Self::broker_config`], and the `[tls]` configuration of its `mqtts://` listeners, to
+    /// reload on SIGHUP.
+    ///
+    /// # Errors
+    /// As [`Self::broker_config`].
+    #[cfg(feature = "tokio")]
+    pub fn broker_config_and_tls(
+        &self,
+    ) -> Result<(musqratt_tokio::BrokerConfig, Option<TlsReload>), TlsSettingsError> {
         let mut config = musqratt_tokio::BrokerConfig::default();
         config.listeners = self.mqtt_addrs();
-        config.listener_layers = self.listener_layers()?;
+        let (layers, tls) = self.listener_layers_and_tls()?;
+        config.listener_layers = layers;
         config.sn_listeners = self.sn_addrs();
         config.sn_broadcast = self.mqtt_sn.broadcast;
         config.threads = self.threads;
         config.engine = self.engine_config();
         config.hibernate_after =
             (self.hibernate_after_ms > 0).then(|| Duration::from_millis(self.hibernate_after_ms));
-        Ok(config)
+        Ok((config, tls))
+    }
+}
+
+/// The byte-stream layers of the MQTT listeners, and their shared `[tls]` configuration.
+pub type ListenerLayers = (Vec<(SocketAddr, musqratt_kit::Layers)>, Option<TlsReload>);
+
+/// The `[tls]` configuration every `mqtts://` listener shares, and the settings to re-read its
+/// files with.
+#[derive(Debug, Clone)]
+pub struct TlsReload {
+    shared: musqratt_kit::layer::tls::TlsConfig,
+    settings: musqratt_kit::layer::tls::TlsSettings,
+}
+
+impl TlsReload {
+    /// Re-reads the certificate, key and CA files (SIGHUP): new connections are served with
+    /// them, connected clients keep their sessions.
+    ///
+    /// # Errors
+    /// A file cannot be used (the error names it): the configuration in use stays.
+    pub fn reload(&self) -> Result<(), TlsSettingsError> {
+        self.shared.reload(&self.settings)
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
-use musqratt::config::{FileConfig, ListenUrl};
+use musqratt::config::{FileConfig, ListenUrl, TlsReload};
 use musqratt_auth::scram::{self, ScramSource};
 use musqratt_auth::{FileAuth, Files, HttpSource, JwtSource, SharedFiles, Source};
 use tracing_subscriber::EnvFilter;
@@ -157,14 +157,14 @@ fn main() -> ExitCode {
         }
     };
     // The [tls] files are read here: one that cannot be used stops the broker, naming it.
-    let broker = match config.broker_config() {
+    let (broker, tls) = match config.broker_config_and_tls() {
         Ok(broker) => broker,
         Err(error) => {
             eprintln!("musqratt: TLS: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run(&config, broker, args.runtime, auth.as_ref()) {
+    match run(&config, broker, args.runtime, auth.as_ref(), tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("musqratt: {error:#}");
@@ -337,30 +337,38 @@ fn jwt_source(config: &FileConfig) -> Result<Option<Arc<JwtSource>>, String> {
     Ok(Some(Arc::new(source)))
 }
 
-/// Reloads the `[auth]` files and the JWT public key on every SIGHUP: new clients are decided
-/// by the new files and key, connected ones keep their access; a file that no longer loads
-/// keeps the old one. Each reload stands alone: a broken ACL file does not hold back a new key.
+/// Reloads the `[auth]` files, the JWT public key and the `[tls]` files on every SIGHUP: new
+/// clients are decided by the new files and key and get the new certificate, connected ones
+/// keep their access and session; a file that no longer loads keeps the old one. Each reload
+/// stands alone: a broken ACL file does not hold back a renewed certificate.
 #[cfg(unix)]
 fn reload_on_hangup(
     signals: &tokio::runtime::Runtime,
     config: &FileConfig,
-    authentication: &Authentication,
+    authentication: Option<&Authentication>,
+    tls: Option<TlsReload>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let _guard = signals.enter();
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let (files, auth) = (config.file_auth_config(), authentication.auth.clone());
-    let jwt = authentication.jwt.clone();
+    let files = config.file_auth_config();
+    let auth = authentication.map(|a| a.auth.clone());
+    let jwt = authentication.and_then(|a| a.jwt.clone());
     signals.spawn(async move {
         while hangup.recv().await.is_some() {
-            match Files::load(&files) {
-                Ok(loaded) => {
-                    auth.reload(loaded);
-                    tracing::info!("SIGHUP: password and ACL files reloaded");
-                }
-                Err(error) => {
+            match auth.as_ref().map(|auth| Files::load(&files).map(|loaded| auth.reload(loaded))) {
+                Some(Ok(())) => tracing::info!("SIGHUP: password and ACL files reloaded"),
+                Some(Err(error)) => {
                     tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay")
                 }
+                None => {}
+            }
+            match tls.as_ref().map(TlsReload::reload) {
+                Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Some(Err(error)) => {
+                    tracing::error!(%error, "SIGHUP: TLS files not reloaded, the old ones stay")
+                }
+                None => {}
             }
             match jwt.as_deref().map(JwtSource::reload) {
                 Some(Ok(true)) => tracing::info!("SIGHUP: JWT public key reloaded"),
@@ -380,6 +388,7 @@ fn run(
     mut broker: musqratt::BrokerConfig,
     runtime: Runtime,
     auth: Option<&Authentication>,
+    tls: Option<TlsReload>,
 ) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -390,8 +399,10 @@ fn run(
     if let Some(auth) = auth {
         broker.auth = musqratt_kit::Auth::new(auth.auth.clone());
         broker.engine.authenticate = true;
-        #[cfg(unix)]
-        reload_on_hangup(&signals, config, auth)?;
+    }
+    #[cfg(unix)]
+    if auth.is_some() || tls.is_some() {
+        reload_on_hangup(&signals, config, auth, tls)?;
     }
     let shards = broker.shard_count();
     let sn_listeners = broker.sn_listeners.clone();

@@ -9,12 +9,16 @@
 //! What a deployment gets wrong is refused at start, naming the file ([`TlsSettings::load`]):
 //! an unreadable certificate or key, a file with no PEM item of the kind expected, a key that
 //! is not the certificate's.
+//!
+//! Certificates expire and are renewed (Let's Encrypt every 60 to 90 days): [`TlsConfig::reload`]
+//! re-reads the files while the broker runs (SIGHUP), so that a renewal needs no restart and
+//! drops no client. Connections made before keep the session they negotiated.
 
 use core::fmt;
 use core::net::SocketAddr;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use rustls::pki_types::pem::PemObject as _;
@@ -122,7 +126,10 @@ impl TlsSettings {
             TlsSettingsError::new(&self.key_file, message)
         })?;
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        Ok(TlsConfig { server: Arc::new(config), identity_as_username: self.identity_as_username })
+        Ok(TlsConfig {
+            server: Arc::new(RwLock::new(Arc::new(config))),
+            identity_as_username: self.identity_as_username,
+        })
     }
 }
 
@@ -150,29 +157,47 @@ fn certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSettings
     Ok(chain)
 }
 
-/// A listener's loaded TLS configuration, shared by its connections.
+/// A listener's loaded TLS configuration, shared by its connections. Clones share it, a
+/// [`TlsConfig::reload`] included.
 #[derive(Clone)]
 pub struct TlsConfig {
-    server: Arc<ServerConfig>,
+    /// Swapped whole by a reload; a new connection clones the `Arc` it finds.
+    server: Arc<RwLock<Arc<ServerConfig>>>,
     identity_as_username: bool,
 }
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
-            .field("alpn", &self.server.alpn_protocols)
+            .field("alpn", &self.current().alpn_protocols)
             .field("identity_as_username", &self.identity_as_username)
             .finish_non_exhaustive()
     }
 }
 
 impl TlsConfig {
+    /// Re-reads the files of `settings` (SIGHUP) and serves every new connection of every
+    /// listener sharing this configuration with them; connections already made keep their
+    /// session. `identity_as_username` stays as it was at start.
+    ///
+    /// # Errors
+    /// As [`TlsSettings::load`]: the configuration in use stays.
+    pub fn reload(&self, settings: &TlsSettings) -> Result<(), TlsSettingsError> {
+        let fresh = settings.load()?.current();
+        *self.server.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.server.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// A new connection's layer.
     ///
     /// # Errors
     /// rustls refused to start a connection (it does not with a configuration that loaded).
     pub fn layer(&self, peer: Option<SocketAddr>) -> Result<Tls, LayerError> {
-        let conn = ServerConnection::new(self.server.clone()).map_err(|_| LayerError::Handshake)?;
+        let conn = ServerConnection::new(self.current()).map_err(|_| LayerError::Handshake)?;
         Ok(Tls { conn, peer, identity_as_username: self.identity_as_username, closed: false })
     }
 }

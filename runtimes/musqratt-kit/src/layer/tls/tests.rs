@@ -212,6 +212,43 @@ fn mqtt_bytes_through_a_handshake_both_ways() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A reload (SIGHUP) serves new connections with the files' new certificate; a connection
+/// made before keeps its session; files that no longer load keep the configuration in use.
+#[test]
+fn reload_serves_new_connections_with_the_new_files() {
+    let dir = scratch("reload");
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    let settings = settings(&dir, &old_ca, None, false);
+    let config = settings.load().unwrap();
+    let layers = Layers::tls(config.clone());
+    let peer = "127.0.0.1:1".parse().unwrap();
+    let mut before = layers.stack(peer);
+    let mut old_client = client(&old_ca, None);
+    pump(&mut old_client, &mut before).unwrap();
+    assert!(!old_client.is_handshaking());
+
+    let renewed = self::settings(&dir, &new_ca, None, false);
+    assert_eq!(renewed, settings, "the same files, new contents");
+    config.reload(&settings).unwrap();
+    let mut new_client = client(&new_ca, None);
+    pump(&mut new_client, &mut layers.stack(peer)).unwrap();
+    assert!(!new_client.is_handshaking(), "the new certificate is served");
+    let mut stale = client(&old_ca, None);
+    let _ = pump(&mut stale, &mut layers.stack(peer));
+    assert!(stale.is_handshaking(), "the old CA no longer verifies the server");
+    // The session made before the reload still carries data.
+    old_client.writer().write_all(&[0xc0, 0x00]).unwrap();
+    assert_eq!(pump(&mut old_client, &mut before).unwrap(), [0xc0, 0x00]);
+
+    std::fs::write(dir.join("server.pem"), "-----BEGIN NOTHING-----\n").unwrap();
+    let error = config.reload(&settings).unwrap_err();
+    assert_eq!(error.file, dir.join("server.pem"));
+    let mut still = client(&new_ca, None);
+    pump(&mut still, &mut layers.stack(peer)).unwrap();
+    assert!(!still.is_handshaking(), "the configuration in use stays");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn plain_mqtt_at_a_tls_layer_is_refused() {
     let dir = scratch("plain");
