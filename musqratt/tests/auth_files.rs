@@ -101,6 +101,8 @@ fn musqratt_passwd_file_works_in_mosquitto() {
     let dir = scratch_dir("auth-mosquitto");
     let file = dir.join("passwords");
     passwd(&["-c", "-b"], &file, "bob", "hunter2");
+    // An RFC 5803 line (SCRAM-SHA-256) beside it: Mosquitto drops that user, keeps the rest.
+    passwd(&["-b", "-H", "scram-sha-256"], &file, "carol", "c4rol");
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
@@ -119,7 +121,9 @@ fn musqratt_passwd_file_works_in_mosquitto() {
     assert!(ok.status.success(), "{ok:?}");
     // Mosquitto 2.0 answers a wrong password with return code 5 (not authorised).
     refused_with(&publish(port, "mqttv311", Some(("bob", "hunter3"))), "refused");
-    drop(mosquitto);
+    refused_with(&publish(port, "mqttv311", Some(("carol", "c4rol"))), "refused");
+    let log = mosquitto.stop();
+    assert!(log.contains("Invalid password hash type for user carol"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
