@@ -216,12 +216,28 @@ pattern read users/%u/inbox
         assert!(carol.may_publish("devices/c1/status") && !carol.may_publish("alice/x"));
     }
 
+    /// `+`/`#` in a user name or client id (issue 14 item 5): substituted into `pattern`
+    /// rules they would reach other clients' topics (`devices/+/status` is every device's), so
+    /// such a client gets nothing, its own `topic` rules included, as Mosquitto 2.0 does.
     #[test]
     fn wildcards_in_identities_get_nothing() {
         let file = AclFile::parse(FILE).unwrap();
-        assert!(!file.acl_for(None, "#").may_publish("devices/#/status"));
-        assert!(!file.acl_for(Some("+"), "x").may_receive("users/+/inbox"));
-        assert!(!file.acl_for(Some("a+"), "x").may_receive("public/x"));
+        // What the patterns give well-named clients, for contrast.
+        assert!(file.acl_for(None, "dev2").may_publish("devices/dev2/status"));
+        assert!(file.acl_for(Some("bob"), "x").may_receive("users/bob/inbox"));
+        for (user, client_id) in [(None, "+"), (None, "#"), (None, "dev+"), (Some("alice"), "+")] {
+            let acl = file.acl_for(user, client_id);
+            assert!(!acl.may_publish("devices/dev2/status"), "{user:?} {client_id}");
+            assert!(!acl.may_publish("devices/+/status"), "{user:?} {client_id}");
+            assert!(!acl.may_receive("public/news"), "{user:?} {client_id}: own rules too");
+        }
+        for user in ["+", "#", "a+", "bo#"] {
+            let acl = file.acl_for(Some(user), "x");
+            assert!(!acl.may_receive("users/bob/inbox"), "{user}");
+            assert!(!acl.may_subscribe("users/+/inbox"), "{user}");
+            assert!(!acl.may_publish("devices/x/status"), "{user}");
+        }
+        assert!(!file.acl_for(Some("alice"), "+").may_publish("alice/x"), "alice's own rules");
     }
 
     #[test]

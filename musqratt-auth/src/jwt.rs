@@ -32,6 +32,12 @@
 //! closes the connection (5.0: DISCONNECT 0xA0 Maximum connect time; see
 //! [`musqratt_engine::AuthDecision::AcceptFor`]).
 //!
+//! SIGHUP re-reads `public_key_file` ([`JwtSource::reload`]): an identity service rotating its
+//! signing key is followed without a restart. New tokens are checked against the new key at
+//! once; connected clients keep their connection until their token's `exp`, as after a
+//! password-file reload. A file that no longer holds a usable key keeps the old key, and the
+//! error is logged. A `secret` lives in the configuration file, which SIGHUP does not re-read.
+//!
 //! Verification runs on the shard's thread that asks: an HMAC takes microseconds, an RSA or
 //! ECDSA verification tens to hundreds of microseconds in release builds, far below a
 //! `$7$` password hash, which is why those, not these, go to the verifier threads.
@@ -39,7 +45,7 @@
 use core::time::Duration;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::UNIX_EPOCH;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -113,10 +119,18 @@ enum Expected {
     Literal(String),
 }
 
-/// The JWT [`Source`].
-pub struct JwtSource {
+/// A key and the validation of its algorithms: what a reload replaces, whole.
+struct Key {
     key: DecodingKey,
     validation: Validation,
+}
+
+/// The JWT [`Source`].
+pub struct JwtSource {
+    /// Swapped whole by [`JwtSource::reload`]; a verification clones the `Arc` and never holds
+    /// the lock while it verifies.
+    key: RwLock<Arc<Key>>,
+    public_key_file: Option<PathBuf>,
     leeway: Duration,
     verify_claims: Vec<(String, Expected)>,
 }
@@ -125,7 +139,7 @@ impl core::fmt::Debug for JwtSource {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never the key: a secret must not reach a log.
         f.debug_struct("JwtSource")
-            .field("algorithms", &self.validation.algorithms)
+            .field("algorithms", &self.key().validation.algorithms)
             .field("leeway", &self.leeway)
             .field("verify_claims", &self.verify_claims)
             .finish_non_exhaustive()
@@ -150,15 +164,7 @@ impl JwtSource {
             (None, Some(path)) => public_key(path)?,
             _ => return Err(JwtError::Key),
         };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.leeway = config.leeway_s;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        // `exp` is checked when present, not required: the issuer decides whether its tokens
-        // expire. No audience is configured, so none is checked.
-        validation.required_spec_claims = HashSet::new();
-        validation.validate_aud = false;
+        let key = Key::new(key, algorithms, config.leeway_s);
         let verify_claims = config
             .verify_claims
             .iter()
@@ -171,7 +177,30 @@ impl JwtSource {
                 (claim.clone(), expected)
             })
             .collect();
-        Ok(Self { key, validation, leeway: Duration::from_secs(config.leeway_s), verify_claims })
+        Ok(Self {
+            key: RwLock::new(Arc::new(key)),
+            public_key_file: config.public_key_file.clone(),
+            leeway: Duration::from_secs(config.leeway_s),
+            verify_claims,
+        })
+    }
+
+    /// Re-reads `public_key_file` (SIGHUP): tokens are checked against the key it holds now.
+    /// `Ok(false)` for a `secret`, which has no file to re-read.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no usable public key: the key in use stays.
+    pub fn reload(&self) -> Result<bool, JwtError> {
+        let Some(path) = &self.public_key_file else { return Ok(false) };
+        let (key, algorithms) = public_key(path)?;
+        let leeway = self.leeway.as_secs();
+        *self.key.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Key::new(key, algorithms, leeway));
+        Ok(true)
+    }
+
+    fn key(&self) -> Arc<Key> {
+        Arc::clone(&self.key.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The verdict on `password` presented by `request`'s client: [`Verdict::Ignore`] when it
@@ -187,8 +216,9 @@ impl JwtSource {
         else {
             return Verdict::Ignore;
         };
+        let key = self.key();
         let claims =
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation) {
                 Ok(data) => data.claims,
                 Err(error) => {
                     tracing::debug!(client_id = %request.client_id, %error, "JWT refused");
@@ -235,6 +265,21 @@ impl JwtSource {
 impl Source for JwtSource {
     fn check(&self, request: &AuthRequest, reply: VerdictReply) {
         reply.answer(self.verdict(request));
+    }
+}
+
+impl Key {
+    fn new(key: DecodingKey, algorithms: Vec<Algorithm>, leeway_s: u64) -> Self {
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms;
+        validation.leeway = leeway_s;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        // `exp` is checked when present, not required: the issuer decides whether its tokens
+        // expire. No audience is configured, so none is checked.
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_aud = false;
+        Self { key, validation }
     }
 }
 

@@ -9,8 +9,8 @@
 //!   denying or passing.
 //! - [`jwt`]: JSON Web Tokens in the password (HMAC or public key, `exp`/`nbf`, required
 //!   claims, an EMQX-style `acl` claim).
-//! - [`scram`]: SCRAM-SHA-512 enhanced authentication (MQTT 5.0 §4.12, RFC 5802) from the
-//!   password file's `$7$` entries.
+//! - [`scram`]: SCRAM-SHA-512 and SCRAM-SHA-256 enhanced authentication (MQTT 5.0 §4.12, RFC
+//!   5802, RFC 7677) from the password file's `$7$` and RFC 5803 entries.
 //! - [`http`]: an HTTP service speaking EMQX's protocol, asked from worker threads.
 //! - [`throttle`]: password guessing slowed down per client address.
 //! - [`file_auth`]: the runtime kit's [`musqratt_kit::Authenticator`] deciding from both, slow

@@ -8,6 +8,12 @@
 //!   so the same entry can serve enhanced authentication without a second store.
 //! - `$argon2id$v=19$m=..,t=..,p=..$<salt>$<hash>`: Argon2id in the PHC string format
 //!   (Mosquitto 2.1).
+//! - `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (and `SCRAM-SHA-512$...`):
+//!   RFC 5803's form of what a SCRAM server keeps (PostgreSQL's `pg_authid` uses it too). Not a
+//!   Mosquitto form: it exists for SCRAM-SHA-256, which needs PBKDF2-HMAC-SHA256 of the
+//!   password, something no `$7$` entry can give (docs/SECURITY.md). It serves plain CONNECT
+//!   passwords as well (the password's StoredKey is recomputed and compared), and, unlike a
+//!   `$7$` entry, a stolen one does not let anyone pass SCRAM (RFC 5802 §9).
 
 use core::fmt;
 use core::str::FromStr;
@@ -17,6 +23,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
+
+use crate::scram::Mechanism;
 
 /// Salt bytes of a new `$6$`/`$7$` entry: Mosquitto's length.
 const SALT_LEN: usize = 12;
@@ -34,9 +42,9 @@ pub const DEFAULT_ITERATIONS: u32 = 20_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HashError {
-    /// Not `$6$`, `$7$` or `$argon2id$` (a clear-text password, which Mosquitto 2.0 refuses
+    /// Not `$6$`, `$7$`, `$argon2id$` or RFC 5803 (a clear-text password, which Mosquitto 2.0 refuses
     /// too, or another scheme).
-    #[error("not a $6$, $7$ or $argon2id$ password hash")]
+    #[error("not a $6$, $7$, $argon2id$ or SCRAM-SHA-256$ password hash")]
     UnknownForm,
     /// The salt or hash is not standard base64.
     #[error("salt or hash is not base64")]
@@ -53,6 +61,29 @@ pub enum HashError {
     /// The Argon2id string does not parse (PHC format).
     #[error("malformed $argon2id$ string")]
     Argon2,
+    /// An RFC 5803 entry that is not `SCRAM-SHA-<n>$<iterations>:<salt>$<StoredKey>:<ServerKey>`
+    /// with keys the length of the hash.
+    #[error("malformed SCRAM entry (RFC 5803: SCRAM-SHA-256$<i>:<salt>$<StoredKey>:<ServerKey>)")]
+    Scram,
+}
+
+/// What a SCRAM server keeps of a user (RFC 5802 §3, written as RFC 5803 §3 says): enough to
+/// check a proof or a password and to prove itself, not enough to log in as the user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramEntry {
+    pub(crate) mechanism: Mechanism,
+    pub(crate) iterations: u32,
+    pub(crate) salt: Vec<u8>,
+    pub(crate) stored_key: Vec<u8>,
+    pub(crate) server_key: Vec<u8>,
+}
+
+impl ScramEntry {
+    /// The mechanism the entry serves.
+    #[must_use]
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
 }
 
 /// A stored password: how to check one offered by a client.
@@ -77,6 +108,8 @@ pub enum StoredPassword {
     },
     /// `$argon2id$...`: kept as its PHC string, which holds its parameters.
     Argon2id(String),
+    /// `SCRAM-SHA-256$...` / `SCRAM-SHA-512$...` (RFC 5803).
+    Scram(ScramEntry),
 }
 
 impl StoredPassword {
@@ -92,6 +125,31 @@ impl StoredPassword {
         fill_random(&mut salt);
         let hash = pbkdf2_sha512(password, &salt, iterations);
         Ok(Self::Pbkdf2Sha512 { iterations, salt, hash })
+    }
+
+    /// A new RFC 5803 entry of `mechanism` for `password`, with a random 16-byte salt (the
+    /// length scramp and PostgreSQL use).
+    ///
+    /// # Errors
+    /// `HashError::Iterations` when `iterations` is 0 or above [`MAX_ITERATIONS`].
+    pub fn scram(
+        mechanism: Mechanism,
+        password: &[u8],
+        iterations: u32,
+    ) -> Result<Self, HashError> {
+        if iterations == 0 || iterations > MAX_ITERATIONS {
+            return Err(HashError::Iterations);
+        }
+        let mut salt = vec![0; 16];
+        fill_random(&mut salt);
+        let salted = mechanism.salted_password(password, &salt, iterations);
+        Ok(Self::Scram(ScramEntry {
+            mechanism,
+            iterations,
+            salt,
+            stored_key: mechanism.stored_key(&salted),
+            server_key: mechanism.server_key(&salted),
+        }))
     }
 
     /// A new `$argon2id$` entry for `password` (the argon2 crate's default parameters, which
@@ -126,6 +184,12 @@ impl StoredPassword {
             Self::Argon2id(phc) => argon2::PasswordHash::new(phc).is_ok_and(|parsed| {
                 argon2::Argon2::default().verify_password(password, &parsed).is_ok()
             }),
+            // The password's StoredKey, recomputed (RFC 5802 §3): the entry keeps no more.
+            Self::Scram(entry) => {
+                let m = entry.mechanism;
+                let salted = m.salted_password(password, &entry.salt, entry.iterations);
+                bool::from(m.stored_key(&salted).ct_eq(&entry.stored_key))
+            }
         }
     }
 
@@ -136,6 +200,7 @@ impl StoredPassword {
         match self {
             Self::Sha512 { .. } => false,
             Self::Pbkdf2Sha512 { iterations, .. } => *iterations > 500,
+            Self::Scram(entry) => entry.iterations > 500,
             Self::Argon2id(_) => true,
         }
     }
@@ -170,6 +235,33 @@ fn decode_salt(text: &str) -> Result<Vec<u8>, HashError> {
     if salt.is_empty() { Err(HashError::Salt) } else { Ok(salt) }
 }
 
+fn parse_iterations(text: &str) -> Result<u32, HashError> {
+    let iterations: u32 = text.parse().map_err(|_| HashError::Iterations)?;
+    if iterations == 0 || iterations > MAX_ITERATIONS {
+        return Err(HashError::Iterations);
+    }
+    Ok(iterations)
+}
+
+/// RFC 5803 §3: `<iteration count>:<salt>$<StoredKey>:<ServerKey>` after the mechanism's name
+/// and `$`.
+fn parse_scram(mechanism: Mechanism, rest: &str) -> Result<ScramEntry, HashError> {
+    let (parameters, keys) = rest.split_once('$').ok_or(HashError::Scram)?;
+    let (iterations, salt) = parameters.split_once(':').ok_or(HashError::Scram)?;
+    let (stored_key, server_key) = keys.split_once(':').ok_or(HashError::Scram)?;
+    let key = |text: &str| {
+        let key = decode(text)?;
+        if key.len() == mechanism.output_len() { Ok(key) } else { Err(HashError::Scram) }
+    };
+    Ok(ScramEntry {
+        mechanism,
+        iterations: parse_iterations(iterations)?,
+        salt: decode_salt(salt)?,
+        stored_key: key(stored_key)?,
+        server_key: key(server_key)?,
+    })
+}
+
 impl FromStr for StoredPassword {
     type Err = HashError;
 
@@ -195,15 +287,18 @@ impl FromStr for StoredPassword {
             else {
                 return Err(HashError::UnknownForm);
             };
-            let iterations: u32 = iterations.parse().map_err(|_| HashError::Iterations)?;
-            if iterations == 0 || iterations > MAX_ITERATIONS {
-                return Err(HashError::Iterations);
-            }
             return Ok(Self::Pbkdf2Sha512 {
-                iterations,
+                iterations: parse_iterations(iterations)?,
                 salt: decode_salt(salt)?,
                 hash: decode_hash(hash)?,
             });
+        }
+        for mechanism in [Mechanism::Sha256, Mechanism::Sha512] {
+            if let Some(rest) =
+                text.strip_prefix(mechanism.name()).and_then(|r| r.strip_prefix('$'))
+            {
+                return Ok(Self::Scram(parse_scram(mechanism, rest)?));
+            }
         }
         Err(HashError::UnknownForm)
     }
@@ -219,6 +314,15 @@ impl fmt::Display for StoredPassword {
                 write!(f, "$7${iterations}${}${}", BASE64.encode(salt), BASE64.encode(hash))
             }
             Self::Argon2id(phc) => f.write_str(phc),
+            Self::Scram(entry) => write!(
+                f,
+                "{}${}:{}${}:{}",
+                entry.mechanism.name(),
+                entry.iterations,
+                BASE64.encode(&entry.salt),
+                BASE64.encode(&entry.stored_key),
+                BASE64.encode(&entry.server_key)
+            ),
         }
     }
 }
@@ -230,6 +334,7 @@ impl fmt::Debug for StoredPassword {
             Self::Sha512 { .. } => "$6$",
             Self::Pbkdf2Sha512 { .. } => "$7$",
             Self::Argon2id(_) => "$argon2id$",
+            Self::Scram(entry) => entry.mechanism.name(),
         };
         write!(f, "StoredPassword({form}..)")
     }
@@ -289,6 +394,58 @@ mod tests {
         );
         assert_eq!("$argon2id$garbage".parse::<StoredPassword>(), Err(HashError::Argon2));
         assert_eq!(StoredPassword::pbkdf2(b"x", 0), Err(HashError::Iterations));
+    }
+
+    /// RFC 5803 entries made by Python's `scramp` (`make_auth_info("pencil",
+    /// iteration_count=4096)`), independently of this code: they parse, print back unchanged,
+    /// and check plain passwords by their StoredKey.
+    #[test]
+    fn scram_entries_made_elsewhere_verify() {
+        let sha256 = "SCRAM-SHA-256$4096:onBawntGZ7vHAHpD9Pqon1hOZOi6D77KAgd1Xk4kxz0=$\
+                      QEpL/tscDEmQNMrEP9NarY2fFS18aRYez18DatrQe64=:\
+                      NO3ML6uX6b9cnW+cqpxxdNUSu2GgcT1nkA+5f2b5eug=";
+        let sha512 = "SCRAM-SHA-512$4096:lFIi9y0xvVo2nHdE6haY2u/yl89uRLtYxDZhw7eYuF8=$\
+                      ubSF91SFzEdV5TUaOoeLw0PAmbt6M/ahPamowa33SdBGZ9AwfYE2XW6WSICsjmeGCy+LOB9j4I\
+                      ovNRf3wjGbUA==:2sLmW71np9x5bXdJeyhnKWo6LWRkmen1f5d7qiHRv20SCngUZ06UzE+FBSDvzh\
+                      QyFM+GxLKziQizmju22OWp/w==";
+        for (line, mechanism) in [(sha256, Mechanism::Sha256), (sha512, Mechanism::Sha512)] {
+            let stored: StoredPassword = line.parse().unwrap();
+            assert!(matches!(&stored, StoredPassword::Scram(e) if e.mechanism() == mechanism));
+            assert!(stored.verify(b"pencil"), "{line}");
+            assert!(!stored.verify(b"pencil2") && !stored.verify(b""));
+            assert_eq!(stored.to_string(), line);
+            assert!(stored.is_slow());
+            assert_eq!(format!("{stored:?}"), format!("StoredPassword({}..)", mechanism.name()));
+        }
+        let made = StoredPassword::scram(Mechanism::Sha256, b"pw", 4096).unwrap();
+        let text = made.to_string();
+        assert!(text.starts_with("SCRAM-SHA-256$4096:"), "{text}");
+        let parsed: StoredPassword = text.parse().unwrap();
+        assert!(parsed.verify(b"pw") && !parsed.verify(b"pW"));
+        assert_eq!(parsed, made);
+    }
+
+    #[test]
+    fn malformed_scram_entries_are_refused() {
+        let key32 = BASE64.encode([1; 32]);
+        let key64 = BASE64.encode([1; 64]);
+        let good = format!("SCRAM-SHA-256$4096:c2FsdA==${key32}:{key32}");
+        assert!(good.parse::<StoredPassword>().is_ok());
+        for (bad, error) in [
+            // A SHA-512-sized key under SHA-256, and the other way round.
+            (format!("SCRAM-SHA-256$4096:c2FsdA==${key64}:{key32}"), HashError::Scram),
+            (format!("SCRAM-SHA-512$4096:c2FsdA==${key32}:{key32}"), HashError::Scram),
+            (format!("SCRAM-SHA-256$4096c2FsdA==${key32}:{key32}"), HashError::Scram),
+            (format!("SCRAM-SHA-256$4096:c2FsdA==${key32}{key32}"), HashError::Scram),
+            ("SCRAM-SHA-256$4096:c2FsdA==".to_owned(), HashError::Scram),
+            (format!("SCRAM-SHA-256$0:c2FsdA==${key32}:{key32}"), HashError::Iterations),
+            (format!("SCRAM-SHA-256$4096:${key32}:{key32}"), HashError::Salt),
+            (format!("SCRAM-SHA-256$4096:%%${key32}:{key32}"), HashError::Base64),
+            (format!("SCRAM-SHA-1$4096:c2FsdA==${key32}:{key32}"), HashError::UnknownForm),
+        ] {
+            assert_eq!(bad.parse::<StoredPassword>(), Err(error), "{bad}");
+        }
+        assert_eq!(StoredPassword::scram(Mechanism::Sha256, b"x", 0), Err(HashError::Iterations));
     }
 
     #[test]

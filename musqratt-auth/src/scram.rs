@@ -1,7 +1,8 @@
 //! SCRAM (RFC 5802, RFC 7677) as MQTT 5.0 enhanced authentication (§4.12): the client proves it
 //! knows the password without sending it, and the server proves it knows the stored key.
 //!
-//! The exchange, method `SCRAM-SHA-512`:
+//! The exchange, method `SCRAM-SHA-512` or `SCRAM-SHA-256` (one implementation for both:
+//! [`Mechanism`] picks the hash, RFC 7677 §3):
 //!
 //! 1. CONNECT, Authentication Data = client-first (`n,,n=user,r=<client nonce>`);
 //! 2. AUTH 0x18 Continue authentication = server-first (`r=<nonce>,s=<salt>,i=<iterations>`):
@@ -21,15 +22,19 @@
 //! entry holds the SaltedPassword they come from, enough to pass SCRAM without the password
 //! (docs/SECURITY.md says to guard the file accordingly).
 //!
-//! SCRAM-SHA-256 would need PBKDF2-HMAC-SHA256 of the password, which no `$7$` entry can give
-//! (the hash is one-way): the method is not served (the chain answers 0x8C Bad authentication
-//! method) until a store of SHA-256 salted passwords exists. The exchange itself is written for
-//! both hashes and checked against RFC 7677's SHA-256 example.
+//! SCRAM-SHA-256 needs PBKDF2-HMAC-SHA256 of the password, which no `$7$` entry can give (the
+//! hash is one-way). Its credentials are password-file entries in RFC 5803's form,
+//! `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (`musqratt passwd -H
+//! scram-sha-256`, or PostgreSQL's and scramp's output as it is): the same file, reloaded with
+//! it, no second store to keep in step. Such an entry holds only StoredKey and ServerKey, as RFC
+//! 5802 §3 intends, and also checks plain CONNECT passwords. Each entry serves its own mechanism
+//! only: a `$7$` user asking SCRAM-SHA-256 fails like an unknown user.
 //!
-//! Unknown users (and users whose entry is not `$7$`) go through the same exchange with a salt
-//! derived from their name under a secret of this process, and the iteration count most entries
-//! of the file have, and fail at the proof (0x86): RFC 5802 §9 recommends not telling an attacker
-//! which user names exist, and the same name gets the same salt every time it is tried.
+//! Unknown users (and users whose entry does not serve the mechanism asked) go through the same
+//! exchange with a salt derived from their name under a secret of this process, and the
+//! iteration count and salt length most entries serving that mechanism have, and fail at the
+//! proof (0x86): RFC 5802 §9 recommends not telling an attacker which user names exist, and the
+//! same name gets the same salt every time it is tried.
 //!
 //! Malformed messages (not the RFC 5802 §7 grammar, a channel binding this server does not
 //! offer, a nonce or GS2 header that does not match, an authorization identity other than the
@@ -72,10 +77,9 @@ const NONCE_BYTES: usize = 18;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mechanism {
-    /// `SCRAM-SHA-256` (RFC 7677): the exchange is implemented, but no password store gives it
-    /// credentials yet (see the module documentation).
+    /// `SCRAM-SHA-256` (RFC 7677): credentials from `SCRAM-SHA-256$` (RFC 5803) entries.
     Sha256,
-    /// `SCRAM-SHA-512`: credentials from `$7$` entries.
+    /// `SCRAM-SHA-512`: credentials from `$7$` entries (and `SCRAM-SHA-512$` ones).
     Sha512,
 }
 
@@ -95,32 +99,64 @@ impl Mechanism {
         [Self::Sha256, Self::Sha512].into_iter().find(|m| m.name() == name)
     }
 
-    /// HMAC(key, data) (RFC 2104), with this mechanism's hash.
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    /// Bytes of this mechanism's hash, which are also those of its SaltedPassword, StoredKey
+    /// and ServerKey (RFC 5802 §2.2: `Hi` gives one block of the HMAC's output).
+    #[must_use]
+    pub fn output_len(self) -> usize {
         match self {
-            Self::Sha256 => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(key)
-                    .unwrap_or_else(|_| unreachable!("HMAC keys of any length"));
-                mac.update(data);
-                mac.finalize().into_bytes().to_vec()
-            }
-            Self::Sha512 => {
-                let mut mac = Hmac::<Sha512>::new_from_slice(key)
-                    .unwrap_or_else(|_| unreachable!("HMAC keys of any length"));
-                mac.update(data);
-                mac.finalize().into_bytes().to_vec()
-            }
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+
+    /// HMAC(key, data) (RFC 2104), with this mechanism's hash.
+    pub(crate) fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha256 => hmac_with::<Hmac<Sha256>>(key, data),
+            Self::Sha512 => hmac_with::<Hmac<Sha512>>(key, data),
         }
     }
 
     /// H(data).
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha256 => Sha256::digest(data).to_vec(),
             Self::Sha512 => Sha512::digest(data).to_vec(),
         }
     }
+
+    /// SaltedPassword = Hi(password, salt, i), PBKDF2 with this mechanism's HMAC (RFC 5802 §3).
+    #[must_use]
+    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        let mut out = vec![0; self.output_len()];
+        match self {
+            Self::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out),
+            Self::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out),
+        }
+        out
+    }
+
+    /// StoredKey = H(HMAC(SaltedPassword, "Client Key")) (RFC 5802 §3).
+    #[must_use]
+    pub fn stored_key(self, salted: &[u8]) -> Vec<u8> {
+        self.hash(&self.hmac(salted, b"Client Key"))
+    }
+
+    /// ServerKey = HMAC(SaltedPassword, "Server Key") (RFC 5802 §3).
+    #[must_use]
+    pub fn server_key(self, salted: &[u8]) -> Vec<u8> {
+        self.hmac(salted, b"Server Key")
+    }
+}
+
+/// HMAC with any hash: the one body both mechanisms' HMACs run (`M` is `Hmac<Sha256>` or
+/// `Hmac<Sha512>`).
+fn hmac_with<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC keys of any length"));
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// What the server keeps of a user (RFC 5802 §3): enough to check a proof and to prove itself,
@@ -137,25 +173,47 @@ impl ServerKeys {
     /// The keys derived from a SaltedPassword made with `salt` and `iterations`.
     #[must_use]
     pub fn from_salted(mechanism: Mechanism, salted: &[u8], salt: &[u8], iterations: u32) -> Self {
-        let client_key = mechanism.hmac(salted, b"Client Key");
         Self {
             salt: salt.to_vec(),
             iterations,
-            stored_key: mechanism.hash(&client_key),
-            server_key: mechanism.hmac(salted, b"Server Key"),
+            stored_key: mechanism.stored_key(salted),
+            server_key: mechanism.server_key(salted),
         }
     }
 
-    /// The keys of a `$7$` entry for SCRAM-SHA-512; none for other forms, which do not hold a
-    /// SaltedPassword.
+    /// The keys `stored` gives for `mechanism`, if it serves it: a `$7$` entry (a
+    /// PBKDF2-HMAC-SHA512 SaltedPassword) serves SCRAM-SHA-512, an RFC 5803 entry
+    /// (`SCRAM-SHA-256$...`) the mechanism it names; other forms hold no SCRAM credentials.
     #[must_use]
-    pub fn from_stored(stored: &StoredPassword) -> Option<Self> {
+    pub fn from_stored(stored: &StoredPassword, mechanism: Mechanism) -> Option<Self> {
         match stored {
-            StoredPassword::Pbkdf2Sha512 { iterations, salt, hash } => {
-                Some(Self::from_salted(Mechanism::Sha512, hash, salt, *iterations))
+            StoredPassword::Pbkdf2Sha512 { iterations, salt, hash }
+                if mechanism == Mechanism::Sha512 =>
+            {
+                Some(Self::from_salted(mechanism, hash, salt, *iterations))
             }
+            StoredPassword::Scram(entry) if entry.mechanism == mechanism => Some(Self {
+                salt: entry.salt.clone(),
+                iterations: entry.iterations,
+                stored_key: entry.stored_key.clone(),
+                server_key: entry.server_key.clone(),
+            }),
             _ => None,
         }
+    }
+}
+
+/// The iteration count and salt length of `stored` if it serves `mechanism` (without deriving
+/// its keys): what an unknown user's server-first must look like.
+fn shape_for(stored: &StoredPassword, mechanism: Mechanism) -> Option<(u32, usize)> {
+    match stored {
+        StoredPassword::Pbkdf2Sha512 { iterations, salt, .. } if mechanism == Mechanism::Sha512 => {
+            Some((*iterations, salt.len()))
+        }
+        StoredPassword::Scram(entry) if entry.mechanism == mechanism => {
+            Some((entry.iterations, entry.salt.len()))
+        }
+        _ => None,
     }
 }
 
@@ -298,24 +356,24 @@ impl ScramSource {
         let files = self.files.get();
         let passwords = files.passwords();
         let stored = passwords.and_then(|p| p.get(username));
-        let keys = match mechanism {
-            Mechanism::Sha512 => stored.and_then(ServerKeys::from_stored),
-            // No SHA-256 store (module documentation).
-            Mechanism::Sha256 => None,
-        };
+        let keys = stored.and_then(|stored| ServerKeys::from_stored(stored, mechanism));
         let derived = mechanism.hmac(&self.secret, format!("salt\0{username}").as_bytes());
-        let iterations = passwords.map_or(DEFAULT_ITERATIONS, |p| {
-            let mut counts: HashMap<u32, usize> = HashMap::new();
+        // The decoy's iteration count and salt length: those most entries serving this
+        // mechanism have (Mosquitto's salts are 12 bytes, scramp's and PostgreSQL's 16), so
+        // that an unknown user's server-first looks like a known one's.
+        let default = (DEFAULT_ITERATIONS, FAKE_SALT_LEN);
+        let (iterations, salt_len) = passwords.map_or(default, |p| {
+            let mut counts: HashMap<(u32, usize), usize> = HashMap::new();
             for (_, stored) in p.iter() {
-                if let StoredPassword::Pbkdf2Sha512 { iterations, .. } = stored {
-                    *counts.entry(*iterations).or_default() += 1;
+                if let Some(shape) = shape_for(stored, mechanism) {
+                    *counts.entry(shape).or_default() += 1;
                 }
             }
-            counts.into_iter().max_by_key(|&(i, n)| (n, i)).map_or(DEFAULT_ITERATIONS, |(i, _)| i)
+            counts.into_iter().max_by_key(|&(shape, n)| (n, shape)).map_or(default, |(s, _)| s)
         });
         let salted = mechanism.hmac(&self.secret, format!("key\0{username}").as_bytes());
-        let decoy =
-            ServerKeys::from_salted(mechanism, &salted, &derived[..FAKE_SALT_LEN], iterations);
+        let salt = &derived[..salt_len.min(derived.len())];
+        let decoy = ServerKeys::from_salted(mechanism, &salted, salt, iterations);
         (keys, decoy)
     }
 

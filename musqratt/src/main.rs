@@ -289,9 +289,16 @@ fn load(path: &PathBuf) -> Result<FileConfig, String> {
     FileConfig::parse(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
 }
 
+/// The authenticator, and what SIGHUP reloads besides its files: the JWT source, whose
+/// `public_key_file` is re-read.
+struct Authentication {
+    auth: FileAuth,
+    jwt: Option<Arc<JwtSource>>,
+}
+
 /// The `[auth]` files, loaded; `None` when everyone is let in unchecked (no file, anonymous
 /// clients allowed), which costs nothing per CONNECT.
-fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
+fn authentication(config: &FileConfig) -> Result<Option<Authentication>, String> {
     if let Some(notice) = config.anonymous_refused_notice() {
         tracing::warn!("{notice}");
     }
@@ -311,61 +318,68 @@ fn authentication(config: &FileConfig) -> Result<Option<FileAuth>, String> {
         let scram = ScramSource::new(files.clone(), &methods, timeout, scram::MAX_EXCHANGES);
         sources.push(Arc::new(scram));
     }
-    sources.extend(jwt_sources(config)?);
+    let jwt = jwt_source(config)?;
+    if let Some(jwt) = &jwt {
+        sources.push(Arc::clone(jwt) as Arc<dyn Source>);
+    }
     // The HTTP service last: it is remote, the others decide locally.
     if let Some(http) = config.http_auth_config() {
         sources.push(Arc::new(HttpSource::start(&http).map_err(|e| e.to_string())?));
     }
     FileAuth::with_shared(files, threads, sources)
         .and_then(|auth| auth.throttled(config.throttle_config()))
-        .map(Some)
+        .map(|auth| Some(Authentication { auth, jwt }))
         .map_err(|e| format!("cannot start the authentication threads: {e}"))
 }
 
 /// The `[auth.jwt]` source, when configured: asked after the password file (a user that file
-/// has is decided there), before the anonymous rule. Its key is read once, at start.
-fn jwt_sources(config: &FileConfig) -> Result<Vec<Arc<dyn Source>>, String> {
-    let Some(jwt) = config.auth.jwt.source_config() else { return Ok(Vec::new()) };
+/// has is decided there), before the anonymous rule. Its key is read at start and on SIGHUP.
+fn jwt_source(config: &FileConfig) -> Result<Option<Arc<JwtSource>>, String> {
+    let Some(jwt) = config.auth.jwt.source_config() else { return Ok(None) };
     let source = JwtSource::new(&jwt).map_err(|e| e.to_string())?;
-    Ok(vec![Arc::new(source)])
+    Ok(Some(Arc::new(source)))
 }
 
-/// Reloads the `[auth]` files and the `[tls]` certificate, key and client CA on every SIGHUP
-/// (Mosquitto's reload): new clients are decided by the new files and get the new
-/// certificate, connected ones keep their access and their TLS session; a file that no
-/// longer loads keeps the old one, and the log names it.
+/// Reloads the `[auth]` files, the JWT public key and the `[tls]` files on every SIGHUP: new
+/// clients are decided by the new files and key and get the new certificate, connected ones
+/// keep their access and session; a file that no longer loads keeps the old one. Each reload
+/// stands alone: a broken ACL file does not hold back a renewed certificate.
 #[cfg(unix)]
 fn reload_on_hangup(
     signals: &tokio::runtime::Runtime,
     config: &FileConfig,
-    auth: Option<&FileAuth>,
+    authentication: Option<&Authentication>,
     tls: Option<TlsConfig>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let _guard = signals.enter();
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let (files, auth) = (config.file_auth_config(), auth.cloned());
+    let files = config.file_auth_config();
+    let auth = authentication.map(|a| a.auth.clone());
+    let jwt = authentication.and_then(|a| a.jwt.clone());
     signals.spawn(async move {
         while hangup.recv().await.is_some() {
-            if let Some(auth) = &auth {
-                match Files::load(&files) {
-                    Ok(loaded) => {
-                        auth.reload(loaded);
-                        tracing::info!("SIGHUP: password and ACL files reloaded");
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay");
-                    }
+            match auth.as_ref().map(|auth| Files::load(&files).map(|loaded| auth.reload(loaded))) {
+                Some(Ok(())) => tracing::info!("SIGHUP: password and ACL files reloaded"),
+                Some(Err(error)) => {
+                    tracing::error!(%error, "SIGHUP: files not reloaded, the old ones stay")
                 }
+                None => {}
             }
             // Read on this thread: a few files, while the shards go on serving.
             match tls.as_ref().map(TlsConfig::reload) {
-                None => {}
                 Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                Some(Err(error)) => tracing::error!(
-                    %error,
-                    "SIGHUP: TLS files not reloaded, new connections keep the old certificate"
-                ),
+                Some(Err(error)) => {
+                    tracing::error!(%error, "SIGHUP: TLS files not reloaded, the old ones stay")
+                }
+                None => {}
+            }
+            match jwt.as_deref().map(JwtSource::reload) {
+                Some(Ok(true)) => tracing::info!("SIGHUP: JWT public key reloaded"),
+                Some(Err(error)) => {
+                    tracing::error!(%error, "SIGHUP: JWT key not reloaded, the old one stays")
+                }
+                None | Some(Ok(false)) => {}
             }
         }
     });
@@ -377,7 +391,7 @@ fn run(
     config: &FileConfig,
     mut broker: musqratt::BrokerConfig,
     runtime: Runtime,
-    auth: Option<&FileAuth>,
+    auth: Option<&Authentication>,
     tls: Option<TlsConfig>,
 ) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
@@ -387,15 +401,13 @@ fn run(
     // Handlers first: a signal arriving while the broker starts must already stop it gracefully.
     let stop = signals.block_on(async { stop_signal() })?;
     if let Some(auth) = auth {
-        broker.auth = musqratt_kit::Auth::new(auth.clone());
+        broker.auth = musqratt_kit::Auth::new(auth.auth.clone());
         broker.engine.authenticate = true;
     }
     #[cfg(unix)]
     if auth.is_some() || tls.is_some() {
         reload_on_hangup(&signals, config, auth, tls)?;
     }
-    #[cfg(not(unix))]
-    drop(tls);
     let shards = broker.shard_count();
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {

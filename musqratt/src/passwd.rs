@@ -18,6 +18,10 @@ pub enum HashKind {
     /// `$argon2id$` (Mosquitto 2.1 reads it).
     #[cfg_attr(feature = "tokio", value(name = "argon2id"))]
     Argon2id,
+    /// `SCRAM-SHA-256$` (RFC 5803): serves SCRAM-SHA-256 and plain passwords; Mosquitto does
+    /// not read it (docs/SECURITY.md, SCRAM).
+    #[cfg_attr(feature = "tokio", value(name = "scram-sha-256"))]
+    ScramSha256,
 }
 
 /// What `musqratt passwd` was asked to do.
@@ -90,6 +94,11 @@ impl PasswdAction {
                 let stored = match hash {
                     HashKind::Pbkdf2 => StoredPassword::pbkdf2(password.as_bytes(), *iterations)?,
                     HashKind::Argon2id => StoredPassword::argon2id(password.as_bytes()),
+                    HashKind::ScramSha256 => StoredPassword::scram(
+                        musqratt_auth::Mechanism::Sha256,
+                        password.as_bytes(),
+                        *iterations,
+                    )?,
                 };
                 file.set(user, stored);
             }
@@ -165,6 +174,18 @@ mod tests {
             Err(PasswdError::NoSuchUser(_))
         ));
         assert!(matches!(set("x:y", "1", false).apply(&path), Err(PasswdError::BadUser)));
+        // `-H scram-sha-256`: an RFC 5803 line next to the $7$ one, checking plain passwords.
+        let scram = PasswdAction::Set {
+            user: "s".into(),
+            password: "4".into(),
+            create: false,
+            hash: HashKind::ScramSha256,
+            iterations: 10,
+        };
+        scram.apply(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("b:$7$10$") && text.contains("s:SCRAM-SHA-256$10:"), "{text}");
+        assert!(PasswordFile::load(&path).unwrap().get("s").unwrap().verify(b"4"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -7,55 +7,16 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Whether `tool` can be run (whatever `--help` exits with: Mosquitto's tools exit 1 on it);
-/// a missing one is reported, and fails the test in CI.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--help").output().is_ok();
-    found || musqratt_testkit::tool_available(&[tool, "--help"])
-}
+use musqratt_testkit::{BrokerProcess, Launch, free_port, have_program as have, scratch_dir};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("musqratt-http-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the broker exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "the broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Starts the musqratt binary with `config` (written to `dir/musqratt.toml`).
-fn musqratt(dir: &Path, runtime: &str, config: &str) -> Child {
-    let path = dir.join("musqratt.toml");
-    std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime, "--log-level", "warn", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// The musqratt binary with `config` (written to `dir/musqratt.toml`), logging warnings only.
+fn musqratt(dir: &Path, runtime: &str, config: &str) -> Launch {
+    BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), dir, runtime, config).log_level("warn")
 }
 
 /// What the test service answers.
@@ -256,12 +217,12 @@ fn http_service_on_every_runtime() {
     if !have("mosquitto_pub") {
         return;
     }
-    let dir = scratch("service");
+    let dir = scratch_dir("http-service");
     let (service_port, bodies) = service();
     for runtime in ["tokio", "io-uring", "blocking"] {
         let port = free_port();
         // One shard: the client waiting for the hanging service shares it with the others.
-        let mut broker = musqratt(
+        let broker = musqratt(
             &dir,
             runtime,
             &format!(
@@ -269,8 +230,9 @@ fn http_service_on_every_runtime() {
                  allow_anonymous = false\n[auth.http]\n\
                  url = \"http://127.0.0.1:{service_port}/mqtt/auth\"\ntimeout_ms = 1000\n"
             ),
-        );
-        wait_for(port, &mut broker);
+        )
+        .port(port)
+        .start();
 
         // The service sees who asks, from where, with which protocol.
         let (_, code) =
@@ -347,7 +309,7 @@ fn http_service_on_every_runtime() {
             echoes > 10 && slowest < Duration::from_millis(500),
             "{runtime}: {echoes} echoes, slowest {slowest:?}"
         );
-        stop(broker);
+        drop(broker);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -355,7 +317,7 @@ fn http_service_on_every_runtime() {
 #[test]
 fn guessing_is_slowed_down_per_address() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    let dir = scratch("throttle");
+    let dir = scratch_dir("http-throttle");
     let file = dir.join("passwords");
     let made = Command::new(env!("CARGO_BIN_EXE_musqratt"))
         // Few iterations: a check costs nothing, so the time measured is the throttle's.
@@ -366,7 +328,7 @@ fn guessing_is_slowed_down_per_address() {
         .unwrap();
     assert!(made.status.success(), "{made:?}");
     let port = free_port();
-    let mut broker = musqratt(
+    let broker = musqratt(
         &dir,
         "tokio",
         &format!(
@@ -374,8 +336,9 @@ fn guessing_is_slowed_down_per_address() {
              [auth.throttle]\nfailures = 3\nfirst_delay_ms = 100\nmax_delay_ms = 400\n",
             file.display().to_string()
         ),
-    );
-    wait_for(port, &mut broker);
+    )
+    .port(port)
+    .start();
     let attempt = |source: u8, password: &[u8]| {
         let started = Instant::now();
         let (_, code) =
@@ -403,6 +366,6 @@ fn guessing_is_slowed_down_per_address() {
     let (code, took) = attempt(2, b"right");
     assert_eq!(code, 0);
     assert!(took >= Duration::from_millis(350), "the guessing address waited {took:?}");
-    stop(broker);
+    drop(broker);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,33 +7,17 @@
 
 use core::time::Duration;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header, encode};
+use musqratt_testkit::{BrokerProcess, free_port, have_program as have, scratch_dir};
 use serde_json::{Value, json};
 
 const SECRET: &str = "jwt-test-secret-0123456789";
 const RUNTIMES: [&str; 3] = ["tokio", "io-uring", "blocking"];
-
-/// Whether `tool` can be run (whatever `--help` exits with: Mosquitto's tools exit 1 on it);
-/// a missing one is reported, and fails the test in CI.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--help").output().is_ok();
-    found || musqratt_testkit::tool_available(&[tool, "--help"])
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("musqratt-jwt-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -45,38 +29,15 @@ fn token(secret: &str, claims: &Value) -> String {
 
 /// Starts the musqratt binary with `[auth.jwt]` (HS256 secret, no leeway, `sub` must be the
 /// user name) and waits until it accepts connections.
-fn broker(dir: &Path, runtime: &str, port: u16) -> Child {
-    let path = dir.join(format!("musqratt-{runtime}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[auth]\nallow_anonymous = false\n\
-             [auth.jwt]\nsecret = \"{SECRET}\"\nleeway_s = 0\n\
-             [auth.jwt.verify_claims]\nsub = \"%u\"\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the broker exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "the broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn broker(dir: &Path, runtime: &str, port: u16) -> BrokerProcess {
+    let config = format!(
+        "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[auth]\nallow_anonymous = false\n\
+         [auth.jwt]\nsecret = \"{SECRET}\"\nleeway_s = 0\n\
+         [auth.jwt.verify_claims]\nsub = \"%u\"\n"
+    );
+    BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), dir, runtime, &config)
+        .port(port)
+        .start()
 }
 
 /// `mosquitto_pub` once, QoS 1: success means the broker accepted and acknowledged it.
@@ -101,7 +62,7 @@ fn tokens_with_mosquitto_pub_on_every_runtime() {
         eprintln!("SKIP: mosquitto_pub not installed");
         return;
     }
-    let dir = scratch("pub");
+    let dir = scratch_dir("jwt-pub");
     let exp = now_s() + 600;
     let valid = token(SECRET, &json!({ "sub": "alice", "exp": exp }));
     let expired = token(SECRET, &json!({ "sub": "alice", "exp": now_s() - 10 }));
@@ -139,7 +100,7 @@ fn tokens_with_mosquitto_pub_on_every_runtime() {
         let denied = publish(port, "mqttv5", "alice", &limited, "jwt/secret/x");
         let said = String::from_utf8_lossy(&denied.stderr).to_lowercase();
         assert!(said.contains("publish 1 failed: not authorized"), "{runtime}: {said}");
-        stop(child);
+        drop(child);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -236,7 +197,7 @@ fn until_expiry(port: u16, v5: bool) -> (Duration, Option<(u8, Vec<u8>)>) {
 #[test]
 fn an_expiring_token_ends_the_connection_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    let dir = scratch("expiry");
+    let dir = scratch_dir("jwt-expiry");
     for runtime in RUNTIMES {
         let port = free_port();
         let child = broker(&dir, runtime, port);
@@ -247,7 +208,65 @@ fn an_expiring_token_ends_the_connection_on_every_runtime() {
         // 3.1.1 has no DISCONNECT from the server: the connection is just closed.
         let (after, packet) = until_expiry(port, false);
         assert!(packet.is_none(), "{runtime}: 3.1.1 got {packet:?} after {after:?}");
-        stop(child);
+        drop(child);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `public_key_file` is re-read on SIGHUP (an identity service rotating its signing key): a
+/// token signed by the new key is let in once the file holds it and the broker got SIGHUP,
+/// the old key's tokens no longer are; a file holding no key afterwards keeps the key in use.
+/// ES256 key pairs made here with rcgen.
+#[test]
+fn public_key_file_reloads_on_sighup() {
+    let _serial = musqratt_testkit::one_broker_process_at_a_time();
+    if !have("mosquitto_pub") {
+        return;
+    }
+    let dir = scratch_dir("jwt-reload");
+    let public = dir.join("jwt-public.pem");
+    let pair = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        (signing, key.public_key_pem())
+    };
+    let ((old_key, old_public), (new_key, new_public)) = (pair(), pair());
+    std::fs::write(&public, &old_public).unwrap();
+    let port = free_port();
+    let config = format!(
+        "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[auth]\nallow_anonymous = false\n\
+         [auth.jwt]\npublic_key_file = {:?}\n",
+        public.display().to_string()
+    );
+    let broker = BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), &dir, "tokio", &config)
+        .port(port)
+        .start();
+    let es256 = Header::new(jsonwebtoken::Algorithm::ES256);
+    let claims = json!({ "sub": "alice", "exp": now_s() + 600 });
+    let by_old = encode(&es256, &claims, &old_key).unwrap();
+    let by_new = encode(&es256, &claims, &new_key).unwrap();
+    let accepted = |token: &str| publish(port, "mqttv5", "alice", token, "jwt/k").status.success();
+    assert!(accepted(&by_old), "the key of the file at start");
+    refused_with(&publish(port, "mqttv5", "alice", &by_new, "jwt/k"), "bad user name", "new");
+
+    std::fs::write(&public, &new_public).unwrap();
+    broker.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !accepted(&by_new) {
+        assert!(Instant::now() < deadline, "the new key not taken after SIGHUP: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    refused_with(&publish(port, "mqttv5", "alice", &by_old, "jwt/k"), "bad user name", "old");
+
+    std::fs::write(&public, "not a key\n").unwrap();
+    broker.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !broker.log().contains("JWT key not reloaded") {
+        assert!(Instant::now() < deadline, "no word of the broken key: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(accepted(&by_new), "the key in use stays");
+    let log = broker.stop();
+    assert!(log.contains("JWT public key reloaded"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

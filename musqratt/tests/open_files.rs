@@ -5,9 +5,11 @@
 
 use core::time::Duration;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::Instant;
+
+use musqratt_testkit::{BrokerProcess, free_port};
 
 const LIMIT: usize = 40;
 
@@ -32,22 +34,15 @@ fn out_of_descriptors_is_said_once_and_the_broker_recovers() {
 }
 
 fn on_runtime(runtime: &str) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut broker = Command::new("prlimit")
+    let port = free_port();
+    let mut command = Command::new("prlimit");
+    command
         .arg(format!("--nofile={LIMIT}:{LIMIT}"))
         .arg(env!("CARGO_BIN_EXE_musqratt"))
         .args(["broker", "--runtime", runtime, "--threads", "1", "--log-level", "info"])
         .arg("--listen")
-        .arg(format!("mqtt://127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .arg(format!("mqtt://127.0.0.1:{port}"));
+    let broker = BrokerProcess::command(command).port(port).start();
 
     // Twice as many clients as descriptors: the later ones wait in the listen queue.
     let clients: Vec<TcpStream> = (0..2 * LIMIT)
@@ -74,10 +69,7 @@ fn on_runtime(runtime: &str) {
         assert!(Instant::now() < deadline, "no CONNACK once descriptors were free");
     }
 
-    let _ = broker.kill();
-    let mut log = String::new();
-    broker.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    let _ = broker.wait();
+    let log = broker.stop();
     let warnings = log.matches("out of file descriptors").count();
     assert_eq!(warnings, 1, "{runtime}: said once, not per attempt:\n{log}");
     assert!(log.contains(&format!("limit={LIMIT}")), "{runtime}: the limit is given:\n{log}");

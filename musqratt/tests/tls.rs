@@ -12,36 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
+use musqratt_testkit::{BrokerProcess, Launch, free_port, have_program, scratch_dir};
+
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
 
 const RUNTIMES: [&str; 3] = ["tokio", "io-uring", "blocking"];
-
-/// Whether a client tool is installed; CI installs them all (.ci/run), so there a missing one
-/// fails the test rather than skipping it.
-/// `check` runs it: found when it starts and, for a check that asks something (Python's
-/// `-c import`), exits with success (`--help` of the Mosquitto clients exits 1).
-fn have(tool: &str, check: &[&str]) -> bool {
-    let output = Command::new(tool).args(check).output();
-    let found = output.is_ok_and(|o| check == ["--help"] || o.status.success());
-    assert!(found || std::env::var_os("CI").is_none(), "{tool} not installed");
-    if !found {
-        eprintln!("SKIP: {tool} not installed");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("musqratt-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A CA; `sign` makes certificates it signs, written as `NAME.pem` and `NAME.key` in a dir.
 struct Ca {
@@ -95,7 +73,7 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
-        let dir = scratch(name);
+        let dir = scratch_dir(name);
         let server_ca = Ca::new(&dir, "server-ca");
         let client_ca = Ca::new(&dir, "client-ca");
         let other_ca = Ca::new(&dir, "other-ca");
@@ -125,37 +103,10 @@ impl Pki {
     }
 }
 
-/// Starts the binary with `config` (written to `dir/musqratt.toml`).
-fn musqratt(dir: &Path, runtime: &str, config: &str) -> Child {
-    let path = dir.join("musqratt.toml");
-    std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime])
-        .args(["--log-level", "info,musqratt_tokio::hibernate=trace", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the broker exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "the broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(mut child: Child) -> String {
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    log
+/// The binary with `config` (written to `dir/musqratt.toml`), not started yet.
+fn musqratt(dir: &Path, runtime: &str, config: &str) -> Launch {
+    BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), dir, runtime, config)
+        .log_level("info,musqratt_tokio::hibernate=trace")
 }
 
 /// `mosquitto_pub` once at QoS 1 over TLS (success means the broker acknowledged), verifying
@@ -220,7 +171,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
 #[test]
 fn mosquitto_clients_over_tls_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
+    if !have_program("mosquitto_pub") || !have_program("mosquitto_sub") {
         return;
     }
     let pki = Pki::new("clients");
@@ -231,9 +182,7 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
              connect_timeout_ms = 1000\nhibernate_after_ms = 100\n{}",
             pki.table(false)
         );
-        let mut broker = musqratt(&pki.dir, runtime, &config);
-        wait_for(plain, &mut broker);
-        wait_for(tls, &mut broker);
+        let broker = musqratt(&pki.dir, runtime, &config).port(plain).port(tls).start();
         // A TLS session held open across the misbehaving clients below: they must not harm it.
         // Silent meanwhile, it hibernates on tokio (after 100 ms) and wakes with its TLS state.
         let mut held = Command::new("mosquitto_sub");
@@ -289,7 +238,7 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
         let out = held.wait_with_output().unwrap();
         assert!(out.status.success(), "{runtime}: the held session: {out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here", "{runtime}");
-        let log = stop(broker);
+        let log = broker.stop();
         if runtime == "tokio" {
             assert!(log.contains("hibernating"), "no TLS connection hibernated: {log}");
         }
@@ -300,15 +249,14 @@ fn mosquitto_clients_over_tls_on_every_runtime() {
 #[test]
 fn mutual_tls_refuses_strangers_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("mosquitto_pub", &["--help"]) {
+    if !have_program("mosquitto_pub") {
         return;
     }
     let pki = Pki::new("mutual");
     for runtime in RUNTIMES {
         let port = free_port();
         let config = format!("listeners = [\"mqtts://127.0.0.1:{port}\"]\n{}", pki.table(true));
-        let mut broker = musqratt(&pki.dir, runtime, &config);
-        wait_for(port, &mut broker);
+        let broker = musqratt(&pki.dir, runtime, &config).port(port).start();
         let ok = publish(&pki, port, "mqttv5", Some(&pki.client));
         assert!(ok.status.success(), "{runtime}: {ok:?}");
         for (what, identity) in [
@@ -322,7 +270,7 @@ fn mutual_tls_refuses_strangers_on_every_runtime() {
         let ok = publish(&pki, port, "mqttv311", Some(&pki.client));
         assert!(ok.status.success(), "{runtime}: after the refusals: {ok:?}");
         // The operator is told why, once per refused client.
-        let log = stop(broker);
+        let log = broker.stop();
         assert_eq!(log.matches("TLS client certificate refused").count(), 3, "{runtime}: {log}");
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
@@ -352,16 +300,10 @@ fn unusable_tls_files_stop_the_broker_naming_them() {
              key_file = {key_file:?}\n",
             free_port()
         );
-        let mut broker = musqratt(&pki.dir, "tokio", &config);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = broker.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{what}: the broker started");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let log = stop(broker);
+        let mut broker = musqratt(&pki.dir, "tokio", &config).spawn();
+        let status = broker.wait_exit(Duration::from_secs(10));
+        let status = status.unwrap_or_else(|| panic!("{what}: the broker started"));
+        let log = broker.stop();
         assert_eq!(status.code(), Some(2), "{what}: {log}");
         assert!(log.contains(named.as_str()), "{what}: {named} not named in {log}");
     }
@@ -373,7 +315,7 @@ fn unusable_tls_files_stop_the_broker_naming_them() {
 #[test]
 fn paho_over_tls_on_every_runtime() {
     let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("python3", &["-c", "import paho.mqtt"]) {
+    if !musqratt_testkit::tool_available(&["python3", "-c", "import paho.mqtt"]) {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/real_clients/paho_tls_check.py");
@@ -381,8 +323,7 @@ fn paho_over_tls_on_every_runtime() {
     for runtime in RUNTIMES {
         let port = free_port();
         let config = format!("listeners = [\"mqtts://127.0.0.1:{port}\"]\n{}", pki.table(false));
-        let mut broker = musqratt(&pki.dir, runtime, &config);
-        wait_for(port, &mut broker);
+        let broker = musqratt(&pki.dir, runtime, &config).port(port).start();
         let ca = pki.file("server-ca.pem");
         let (cert, key) = (&pki.client.0, &pki.client.1);
         for args in [vec![], vec![cert.as_os_str(), key.as_os_str()]] {
@@ -394,7 +335,7 @@ fn paho_over_tls_on_every_runtime() {
             assert!(out.status.success(), "{runtime} {args:?}: {out:?}");
             assert_eq!(String::from_utf8_lossy(&out.stdout).matches("ok   paho tls").count(), 2);
         }
-        stop(broker);
+        drop(broker);
     }
     std::fs::remove_dir_all(&pki.dir).unwrap();
 }
@@ -453,11 +394,10 @@ fn subscriber(port: u16, ca: &str, identity: &(PathBuf, PathBuf), topics: &[&str
 /// section and `%u` pattern apply to it, and nothing else; the HTTP service is told the CN.
 #[test]
 fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
-    let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
+    if !have_program("mosquitto_pub") || !have_program("mosquitto_sub") {
         return;
     }
-    let dir = scratch("identity");
+    let dir = scratch_dir("tls-identity");
     let (server_ca, client_ca) = (Ca::new(&dir, "server-ca"), Ca::new(&dir, "client-ca"));
     let server = server_ca.sign(&dir, "broker", false, false);
     let sensor = client_ca.sign(&dir, "sensor-7", true, false);
@@ -497,9 +437,7 @@ fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
             server.1.display().to_string(),
             dir.join("client-ca.pem").display().to_string(),
         );
-        let mut broker = musqratt(&dir, runtime, &config);
-        wait_for(plain, &mut broker);
-        wait_for(tls, &mut broker);
+        let broker = musqratt(&dir, runtime, &config).port(plain).port(tls).start();
         let publish = |topic: &str, message: &str| {
             let mut command = Command::new("mosquitto_pub");
             command.args(["-h", "localhost", "-p", &tls.to_string(), "-V", "mqttv311"]);
@@ -546,7 +484,7 @@ fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
         let said = String::from_utf8_lossy(&denied.stderr).to_string();
         assert!(said.contains("denied"), "{runtime}: other/# not refused: {denied:?}");
 
-        let log = stop(broker);
+        let log = broker.stop();
         let bodies = core::mem::take(&mut *bodies.lock().unwrap());
         let certified: Vec<_> = bodies.iter().filter(|b| b["cert_cn"] == "sensor-7").collect();
         assert!(!certified.is_empty(), "{runtime}: no cert_cn in {bodies:?}\n{log}");
@@ -555,102 +493,5 @@ fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
             "{runtime}: {certified:?}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Issue 15, SIGHUP: the broker reads the certificate and key again for the connections it
-/// accepts afterwards (a certificate from another CA here, so that only the new one can
-/// verify), while one established before keeps its session; files that no longer load leave
-/// the certificate in use as it was, and the log names the file.
-#[test]
-fn sighup_reloads_the_certificate_for_new_connections() {
-    let _serial = musqratt_testkit::one_broker_process_at_a_time();
-    if !have("mosquitto_pub", &["--help"]) || !have("mosquitto_sub", &["--help"]) {
-        return;
-    }
-    let dir = scratch("reload");
-    let (ca_a, ca_b) = (Ca::new(&dir, "ca-a"), Ca::new(&dir, "ca-b"));
-    let (cert, key) = ca_a.sign(&dir, "broker", false, false);
-    let (trusts_a, trusts_b) = (dir.join("ca-a.pem"), dir.join("ca-b.pem"));
-    let port = free_port();
-    let config = format!(
-        "listeners = [\"mqtts://127.0.0.1:{port}\"]\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
-        cert.display().to_string(),
-        key.display().to_string(),
-    );
-    let mut broker = musqratt(&dir, "tokio", &config);
-    wait_for(port, &mut broker);
-    let publish_as = |cafile: &Path, topic: &str, message: &str| {
-        Command::new("mosquitto_pub")
-            .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1", "-t", topic])
-            .args(["-m", message, "--cafile"])
-            .arg(cafile)
-            .output()
-            .unwrap()
-    };
-    let publish = |cafile: &Path, topic: &str| publish_as(cafile, topic, "hello");
-    // A subscriber connected with certificate A: a first message shows it is subscribed, the
-    // one published after the reload must reach it over the same connection.
-    let mut held = Command::new("mosquitto_sub")
-        .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1", "-t", "tls/held"])
-        .args(["-W", "30", "--cafile"])
-        .arg(&trusts_a)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    let stdout = held.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let _ = lines.send(line.unwrap());
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(publish(&trusts_a, "tls/held").status.success());
-        if let Ok(line) = received.recv_timeout(Duration::from_millis(200)) {
-            assert_eq!(line, "hello");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the held subscriber got nothing");
-    }
-
-    // Replace both files (another CA's certificate), then SIGHUP.
-    let (new_cert, new_key) = ca_b.sign(&dir, "broker-b", false, false);
-    std::fs::rename(&new_cert, &cert).unwrap();
-    std::fs::rename(&new_key, &key).unwrap();
-    let pid = broker.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !publish(&trusts_b, "tls/other").status.success() {
-        assert!(Instant::now() < deadline, "the new certificate not served after SIGHUP");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = publish(&trusts_a, "tls/other");
-    assert!(!out.status.success(), "a new connection still got the old certificate: {out:?}");
-
-    // The connection made before the reload still works: it gets what is published now.
-    assert!(publish_as(&trusts_b, "tls/held", "after the reload").status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received.recv_timeout(Duration::from_secs(1)).as_deref() != Ok("after the reload") {
-        assert!(Instant::now() < deadline, "the held session got nothing after the reload");
-    }
-    assert!(held.try_wait().unwrap().is_none(), "the held session ended");
-    let _ = held.kill();
-    let _ = held.wait();
-
-    // A key that no longer loads: the error names it, new connections keep certificate B.
-    std::fs::write(&key, "-----BEGIN NOTHING-----\n").unwrap();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    std::thread::sleep(Duration::from_millis(500));
-    let out = publish(&trusts_b, "tls/other");
-    assert!(out.status.success(), "the certificate in use was lost: {out:?}");
-    let log = stop(broker);
-    assert!(log.contains("TLS certificate and key reloaded"), "{log}");
-    let failed = log.lines().find(|l| l.contains("TLS files not reloaded"));
-    let failed = failed.unwrap_or_else(|| panic!("no reload error in {log}"));
-    assert!(failed.contains(&key.display().to_string()), "the key not named: {failed}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -257,6 +257,40 @@ fn es256_tokens_verify_with_the_public_key_only() {
     let _ = std::fs::remove_file(other_public);
 }
 
+/// SIGHUP's reload: the file's new key verifies from then on, the old one no longer; a file
+/// that no longer holds a key keeps the one in use; a secret has nothing to reload.
+#[test]
+fn the_public_key_file_reloads() {
+    let (first, public) = es256_pair("reload");
+    let (second, second_public) = es256_pair("reload-second");
+    let source = JwtSource::new(&JwtConfig {
+        public_key_file: Some(public.clone()),
+        ..JwtConfig::default()
+    })
+    .unwrap();
+    let es256 = Header::new(jsonwebtoken::Algorithm::ES256);
+    let claims = json!({ "sub": "alice" });
+    let by_first = encode(&es256, &claims, &first).unwrap();
+    let by_second = encode(&es256, &claims, &second).unwrap();
+    let verdict = |token: &str| source.verdict(&request(None, Some(token)));
+    assert_eq!(verdict(&by_first), Verdict::Allow(None));
+    assert_eq!(verdict(&by_second), BAD);
+
+    std::fs::copy(&second_public, &public).unwrap();
+    assert!(verdict(&by_first) == Verdict::Allow(None), "nothing changes before the reload");
+    assert!(source.reload().unwrap());
+    assert_eq!(verdict(&by_second), Verdict::Allow(None));
+    assert_eq!(verdict(&by_first), BAD);
+
+    std::fs::write(&public, "not a key").unwrap();
+    assert!(matches!(source.reload(), Err(JwtError::PublicKey { .. })));
+    assert_eq!(verdict(&by_second), Verdict::Allow(None), "the key in use stays");
+
+    assert!(!secret_source(0, &[]).reload().unwrap(), "a secret has no file");
+    let _ = std::fs::remove_file(public);
+    let _ = std::fs::remove_file(second_public);
+}
+
 /// RS256 with an RSA key pair `openssl` makes now (a pure-Rust RSA key generation takes
 /// seconds in a debug build). Skipped without `openssl`, except in CI, which installs it.
 #[test]

@@ -57,8 +57,8 @@ table! {
         password_file: Option<PathBuf> = None => |_, _| {};
         /// A Mosquitto ACL file: what each client may publish and subscribe to.
         acl_file: Option<PathBuf> = None => |_, _| {};
-        /// MQTT 5.0 enhanced authentication methods served (§4.12): `"SCRAM-SHA-512"`, with
-        /// the password file's `$7$` entries as credentials.
+        /// MQTT 5.0 enhanced authentication methods served (§4.12): `"SCRAM-SHA-512"` and/or
+        /// `"SCRAM-SHA-256"`, with the password file's entries as credentials.
         scram: Vec<ScramMethod> = Vec::new() => |_, _| {};
         /// JSON Web Tokens in the password (`[auth.jwt]`).
         jwt: JwtSection = JwtSection::default() => |v, c| v.apply(c);
@@ -126,8 +126,9 @@ impl JwtSection {
     }
 }
 
-/// A SCRAM method of `auth.scram`: only `SCRAM-SHA-512`, the one a `$7$` entry (a
-/// PBKDF2-HMAC-SHA512 SaltedPassword) gives credentials for.
+/// A SCRAM method of `auth.scram`: `SCRAM-SHA-512` (credentials from `$7$` entries, a
+/// PBKDF2-HMAC-SHA512 SaltedPassword, or `SCRAM-SHA-512$` RFC 5803 entries) or `SCRAM-SHA-256`
+/// (credentials from `SCRAM-SHA-256$` RFC 5803 entries only: docs/SECURITY.md, SCRAM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct ScramMethod(pub musqratt_auth::Mechanism);
@@ -136,14 +137,12 @@ impl TryFrom<String> for ScramMethod {
     type Error = String;
 
     fn try_from(name: String) -> Result<Self, String> {
-        match musqratt_auth::Mechanism::from_name(&name) {
-            Some(musqratt_auth::Mechanism::Sha512) => Ok(Self(musqratt_auth::Mechanism::Sha512)),
-            Some(_) => Err(format!(
-                "`{name}` is not served: it needs SHA-256 salted passwords, which the password \
-                 file's $7$ (PBKDF2-HMAC-SHA512) entries cannot give (docs/SECURITY.md, SCRAM)"
-            )),
-            None => Err(format!("unknown SCRAM method `{name}`: \"SCRAM-SHA-512\" is served")),
-        }
+        musqratt_auth::Mechanism::from_name(&name).map(Self).ok_or_else(|| {
+            format!(
+                "unknown SCRAM method `{name}`: \"SCRAM-SHA-512\" and \"SCRAM-SHA-256\" are \
+                 served"
+            )
+        })
     }
 }
 
@@ -326,19 +325,19 @@ mod auth_tests {
         assert!(FileConfig::parse("[auth.jwt]\nsecrt = \"s\"\n").is_err(), "typos refused");
     }
 
-    /// `auth.scram`: SCRAM-SHA-512 only, and only with a password file to take credentials from.
+    /// `auth.scram`: both SCRAM methods, and only with a password file to take credentials from.
     #[test]
     fn scram_methods() {
-        let config =
-            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-512\"]\n")
-                .unwrap();
-        assert_eq!(config.auth.scram, [ScramMethod(musqratt_auth::Mechanism::Sha512)]);
+        use musqratt_auth::Mechanism::{Sha256, Sha512};
+        let config = FileConfig::parse(
+            "[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-512\", \"SCRAM-SHA-256\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.auth.scram, [ScramMethod(Sha512), ScramMethod(Sha256)]);
         let error =
-            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"SCRAM-SHA-256\"]")
-                .unwrap_err();
-        assert!(error.message.contains("SHA-256 salted passwords"), "{error}");
-        assert!(FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"PLAIN\"]").is_err());
-        let error = FileConfig::parse("[auth]\nscram = [\"SCRAM-SHA-512\"]\n").unwrap_err();
+            FileConfig::parse("[auth]\npassword_file = \"/p\"\nscram = [\"PLAIN\"]").unwrap_err();
+        assert!(error.message.contains("unknown SCRAM method `PLAIN`"), "{error}");
+        let error = FileConfig::parse("[auth]\nscram = [\"SCRAM-SHA-256\"]\n").unwrap_err();
         assert!(error.line == 2 && error.message.contains("auth.password_file"), "{error}");
     }
 }

@@ -2,6 +2,7 @@
 //! one place, so that the tokio, io-uring (compio) and blocking runtimes are held to the same
 //! behaviour: MQTT ([`mqtt`]), MQTT-SN over UDP ([`sn`]) and authentication through the runtime
 //! kit's `Authenticator` ([`auth`]).
+//! Tests that run the `musqratt` binary start it as a [`BrokerProcess`] ([`process`]).
 //!
 //! A runtime's test file is a few lines: a [`Start`] function that starts the runtime with a
 //! [`BrokerConfig`] (on `127.0.0.1:0`) and wraps its handle in a [`Broker`], and the macros that
@@ -40,6 +41,7 @@
 pub mod auth;
 pub mod layers;
 pub mod mqtt;
+pub mod process;
 pub mod sn;
 pub mod ws;
 
@@ -56,6 +58,10 @@ use musqratt_proto::mqtt::{
     SubscriptionOptions,
 };
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
+pub use process::{
+    BrokerProcess, Launch, Serial, free_port, have_program, one_broker_process_at_a_time,
+    scratch_dir,
+};
 /// The runtime the cases' clients run on ([`run`]), for runtime-specific tests that pace,
 /// join or spawn clients.
 pub use tokio;
@@ -141,15 +147,6 @@ impl Drop for Broker {
             let _ = std::thread::spawn(stop).join();
         }
     }
-}
-
-/// Runs the tests of one test binary that start `musqratt` processes one at a time: hold the
-/// guard for the test's whole body. Each picks a free port by binding port 0 and letting it
-/// go; two tests running at once could be given the same port, and since every shard binds
-/// with `SO_REUSEPORT`, both brokers would then share it and take each other's clients.
-pub fn one_broker_process_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether an external program a test needs (Mosquitto's tools, `prlimit`, Python with a
