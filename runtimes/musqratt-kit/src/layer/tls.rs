@@ -1,10 +1,12 @@
 //! The TLS layer (`mqtts://`): rustls on the ring provider, TLS 1.2 and 1.3 only, no OpenSSL.
 //!
-//! Driven through rustls' buffered [`ServerConnection`] over in-memory buffers: the bytes read
-//! go in with `read_tls`, the plaintext comes out of `reader()` for the engine, the engine's
-//! chunks go in through `writer()` and the records come out of `write_tls` for the write queue.
-//! ADR 15 meant to use the unbuffered API; why this one was taken instead is its amendment
-//! (docs/adr/0015-byte-stream-layers.md, "Amendment: TLS").
+//! The server side drives rustls' unbuffered [`UnbufferedServerConnection`]: records are
+//! decrypted in the bytes read, only an incomplete record is kept between reads, and each chunk
+//! the engine writes is encrypted into one buffer of exactly its records' size. An idle
+//! connection thus holds no buffer; the buffered `ServerConnection` it replaced kept a 4 KiB
+//! deframer buffer for the connection's life (docs/adr/0015-byte-stream-layers.md, "Amendment:
+//! the server's TLS over the unbuffered connection"). The client side ([`TlsClient`], for the
+//! bench) stays on the buffered connection.
 //!
 //! What a deployment gets wrong is refused at start, naming the file ([`TlsSettings::load`]):
 //! an unreadable certificate or key, a file with no PEM item of the kind expected, a key that
@@ -12,15 +14,15 @@
 
 use core::fmt;
 use core::net::SocketAddr;
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection, WebPkiClientVerifier};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError};
+use rustls::{RootCertStore, ServerConfig};
 
 use super::{LayerError, Layers, PeerIdentity, StreamLayer};
 
@@ -195,9 +197,16 @@ impl TlsConfig {
     /// rustls refused to start a connection (it does not with a configuration that loaded).
     pub fn layer(&self, peer: Option<SocketAddr>) -> Result<Tls, LayerError> {
         let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let conn = ServerConnection::new(server).map_err(|_| LayerError::Handshake)?;
+        let conn = UnbufferedServerConnection::new(server).map_err(|_| LayerError::Handshake)?;
         let identity_as_username = self.settings.identity_as_username;
-        Ok(Tls { conn, peer, identity_as_username, closed: false })
+        Ok(Tls {
+            conn,
+            pending: BytesMut::new(),
+            held: Vec::new(),
+            peer,
+            identity_as_username,
+            closed: false,
+        })
     }
 
     /// Reads the files again (a renewed certificate and key, a new client CA), for the
@@ -250,7 +259,15 @@ impl StreamLayer for Refuse {
 
 /// One connection's TLS session, server side.
 pub struct Tls {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
+    /// The bytes read that rustls has not consumed: the start of a record, or of a handshake
+    /// message over several records, that the last read ended in the middle of. Empty, with
+    /// no capacity, when the reads end at a record's end: an idle connection holds no buffer.
+    pending: BytesMut,
+    /// Chunks written before the handshake ended, sent when it does (the engine writes nothing
+    /// before CONNECT, which comes after the handshake; the trait allows it), at most
+    /// [`MAX_HELD`] bytes.
+    held: Vec<Bytes>,
     /// For the log line of a refused client certificate.
     peer: Option<SocketAddr>,
     identity_as_username: bool,
@@ -264,28 +281,144 @@ impl fmt::Debug for Tls {
     }
 }
 
+/// The most bytes kept unconsumed between reads: a handshake message may span records up to
+/// 64 KiB (rustls' limit), plus a record in flight. rustls refuses a larger record at its
+/// header; this bounds what a peer that never completes one can make us hold.
+const MAX_PENDING: usize = 0x1_0000 + 0x4805;
+
+/// The most bytes held for a handshake to end, as rustls' buffered connection held.
+const MAX_HELD: usize = 0x1_0000;
+
+/// Where rustls stopped processing the bytes given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The handshake needs more bytes.
+    Handshaking,
+    /// Application data may go out; more bytes may complete a record.
+    Ready,
+    /// The peer's close_notify came.
+    PeerClosed,
+}
+
 impl Tls {
-    /// What rustls has for the socket, as one chunk.
-    fn flush(&mut self, down: &mut Vec<Bytes>) {
-        flush(&mut *self.conn, down);
+    /// Feeds `buf` to rustls until it needs more bytes, consuming from `buf` what rustls is
+    /// done with: decrypted application data goes to `up`, handshake records and alerts to
+    /// `down` (one chunk per flight). On an error, the alert rustls queued saying why is sent
+    /// before the error is returned.
+    fn process(
+        &mut self,
+        buf: &mut BytesMut,
+        up: &mut Vec<BytesMut>,
+        down: &mut Vec<Bytes>,
+    ) -> Result<Stop, rustls::Error> {
+        let mut out = Vec::new();
+        let result = loop {
+            let status = self.conn.process_tls_records(&mut buf[..]);
+            let mut discard = status.discard;
+            let step = match status.state {
+                Err(error) => Err(error),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => loop {
+                    match traffic.next_record() {
+                        None => break Ok(None),
+                        Some(Err(error)) => break Err(error),
+                        Some(Ok(record)) => {
+                            discard += record.discard;
+                            up.push(BytesMut::from(record.payload));
+                        }
+                    }
+                },
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode(&mut data, &mut out);
+                    Ok(None)
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    send(&mut out, down);
+                    transmit.done();
+                    Ok(None)
+                }
+                Ok(ConnectionState::BlockedHandshake) => Ok(Some(Stop::Handshaking)),
+                Ok(ConnectionState::WriteTraffic(_)) => Ok(Some(Stop::Ready)),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    Ok(Some(Stop::PeerClosed))
+                }
+                // Early data is not enabled (`max_early_data_size` 0): rustls refuses it.
+                Ok(_) => Err(rustls::Error::General("unexpected TLS state".into())),
+            };
+            buf.advance(discard.min(buf.len()));
+            match step {
+                Ok(None) => {}
+                Ok(Some(stop)) => break Ok(stop),
+                Err(error) => break Err(error),
+            }
+        };
+        if result.is_err() {
+            self.alert(buf, &mut out);
+        }
+        send(&mut out, down);
+        result
+    }
+
+    /// Encodes the alert rustls queued on an error, saying why, into `out`. `buf` is what
+    /// rustls left unconsumed: it must see the same bytes again, its handshake joiner holds
+    /// positions in them. One call only: rustls hands out queued records before it deframes,
+    /// and a second call would deframe the bad record again and queue a second alert. The
+    /// alert is the one record queued: rustls sends what it has before deframing, and its
+    /// handlers fail before they queue a flight.
+    fn alert(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) {
+        if let Ok(ConnectionState::EncodeTlsData(mut data)) =
+            self.conn.process_tls_records(&mut buf[..]).state
+        {
+            encode(&mut data, out);
+        }
+    }
+
+    /// Encrypts `plain` into one buffer of exactly the records' size.
+    fn encrypt(&mut self, plain: &[u8], down: &mut Vec<Bytes>) -> Result<(), LayerError> {
+        let Ok(ConnectionState::WriteTraffic(mut traffic)) =
+            self.conn.process_tls_records(&mut self.pending[..]).state
+        else {
+            return Err(LayerError::Protocol);
+        };
+        // Asked with no room, rustls says how much the records take (and changes nothing).
+        let size = match traffic.encrypt(plain, &mut []) {
+            Ok(_) => return Ok(()),
+            Err(EncryptError::InsufficientSize(e)) => e.required_size,
+            Err(_) => return Err(LayerError::Protocol),
+        };
+        let mut out = vec![0; size];
+        let n = traffic.encrypt(plain, &mut out).map_err(|_| LayerError::Protocol)?;
+        out.truncate(n);
+        down.push(Bytes::from(out));
+        Ok(())
+    }
+
+    /// The handshake is over: the client's name is checked, and what was written waiting for
+    /// it goes out.
+    fn handshake_done(&mut self, down: &mut Vec<Bytes>) -> Result<(), LayerError> {
+        if self.identity_as_username {
+            self.named_client()?;
+        }
+        for chunk in core::mem::take(&mut self.held) {
+            self.encrypt(&chunk, down)?;
+        }
+        Ok(())
     }
 }
 
-/// What a rustls connection (server or client) has for the socket (handshake records, alerts,
-/// encrypted data), as one chunk.
-fn flush<D>(conn: &mut rustls::ConnectionCommon<D>, down: &mut Vec<Bytes>) {
-    if !conn.wants_write() {
-        return;
+/// Appends the handshake record rustls has ready to `out`, sized as rustls asks.
+fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) {
+    let at = out.len();
+    if let Err(EncodeError::InsufficientSize(e)) = data.encode(&mut []) {
+        out.resize(at + e.required_size, 0);
+        let n = data.encode(&mut out[at..]).unwrap_or(0);
+        out.truncate(at + n);
     }
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        // Writing to a Vec does not fail.
-        if conn.write_tls(&mut out).is_err() {
-            break;
-        }
-    }
+}
+
+/// `out`, if not empty, as one chunk for the socket.
+fn send(out: &mut Vec<u8>, down: &mut Vec<Bytes>) {
     if !out.is_empty() {
-        down.push(Bytes::from(out));
+        down.push(Bytes::from(core::mem::take(out)));
     }
 }
 
@@ -325,83 +458,83 @@ impl StreamLayer for Tls {
         if self.closed {
             return Err(LayerError::PeerClosed);
         }
-        let mut rest = &bytes[..];
-        let mut came_up = false;
-        while !rest.is_empty() && !self.closed {
-            // rustls takes as much as its buffer holds; what it decrypts is taken out at once,
-            // so that its plaintext buffer never fills. 0 taken: its buffer is full of an
-            // incomplete record larger than TLS allows.
-            let taken = self.conn.read_tls(&mut rest).map_err(|_| LayerError::TooLarge)?;
-            let handshaking = self.conn.is_handshaking();
-            let state = match self.conn.process_new_packets() {
-                Ok(state) => state,
-                Err(error) => {
-                    let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
-                    match error {
-                        // What an operator can act on (a client's certificate expired or is
-                        // from another CA) is said at info; scanners' noise stays at debug.
-                        rustls::Error::InvalidCertificate(_)
-                        | rustls::Error::NoCertificatesPresented => {
-                            tracing::info!(peer, %error, "TLS client certificate refused");
-                        }
-                        _ => tracing::debug!(peer, %error, "TLS refused"),
+        // rustls decrypts in the bytes read; only a record they end in the middle of is kept.
+        let owned = !self.pending.is_empty();
+        let mut buf = if owned {
+            let mut pending = core::mem::take(&mut self.pending);
+            pending.extend_from_slice(&bytes);
+            pending
+        } else {
+            bytes
+        };
+        let given = buf.len();
+        let handshaking = self.conn.is_handshaking();
+        let before = up.len();
+        let stop = match self.process(&mut buf, up, down) {
+            Ok(stop) => stop,
+            Err(error) => {
+                let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+                match error {
+                    // What an operator can act on (a client's certificate expired or is from
+                    // another CA) is said at info; scanners' noise stays at debug.
+                    rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented => {
+                        tracing::info!(peer, %error, "TLS client certificate refused");
                     }
-                    // rustls queued an alert saying why: the peer gets it before the close.
-                    self.flush(down);
-                    return Err(if handshaking {
-                        LayerError::Handshake
-                    } else {
-                        LayerError::Protocol
-                    });
+                    _ => tracing::debug!(peer, %error, "TLS refused"),
                 }
-            };
-            self.flush(down);
-            if handshaking && !self.conn.is_handshaking() && self.identity_as_username {
-                self.named_client()?;
+                return Err(if handshaking { LayerError::Handshake } else { LayerError::Protocol });
             }
-            let plaintext = state.plaintext_bytes_to_read();
-            if plaintext > 0 {
-                let mut chunk = BytesMut::zeroed(plaintext);
-                self.conn.reader().read_exact(&mut chunk).map_err(|_| LayerError::Protocol)?;
-                up.push(chunk);
-                came_up = true;
-            }
-            self.closed = state.peer_has_closed();
-            if taken == 0 && !self.closed {
-                return Err(LayerError::TooLarge);
-            }
+        };
+        if stop == Stop::PeerClosed {
+            self.closed = true;
+        } else if buf.len() > MAX_PENDING {
+            return Err(LayerError::TooLarge);
+        } else if !buf.is_empty() {
+            // A record arriving in many reads grows one buffer of ours; otherwise the rest is
+            // copied out, so that neither the runtime's read buffer nor a large one of ours
+            // stays alive for a few bytes of it.
+            self.pending = if owned && buf.len() == given { buf } else { BytesMut::from(&buf[..]) };
+        }
+        if handshaking && !self.conn.is_handshaking() {
+            self.handshake_done(down)?;
         }
         // After close_notify nothing more is read. What came with it (a DISCONNECT, which
         // must reach the engine so that no will is published) goes up first; the socket's end
         // follows. A close_notify alone closes the connection now.
-        if self.closed && !came_up {
+        if self.closed && up.len() == before {
             return Err(LayerError::PeerClosed);
         }
         Ok(())
     }
 
     fn write(&mut self, bytes: Bytes, down: &mut Vec<Bytes>) -> Result<(), LayerError> {
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            // Before the handshake ends rustls keeps at most 64 KiB of plaintext; the engine
-            // writes nothing before CONNECT, which comes after it.
-            let n = self.conn.writer().write(rest).map_err(|_| LayerError::Protocol)?;
-            if n == 0 {
-                if self.conn.wants_write() {
-                    self.flush(down);
-                    continue;
-                }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.conn.is_handshaking() {
+            if self.held.iter().map(Bytes::len).sum::<usize>() + bytes.len() > MAX_HELD {
                 return Err(LayerError::TooLarge);
             }
-            rest = &rest[n..];
-            self.flush(down);
+            self.held.push(bytes);
+            return Ok(());
         }
-        Ok(())
+        self.encrypt(&bytes, down)
     }
 
     fn close(&mut self, down: &mut Vec<Bytes>) {
-        self.conn.send_close_notify();
-        self.flush(down);
+        let Ok(ConnectionState::WriteTraffic(mut traffic)) =
+            self.conn.process_tls_records(&mut self.pending[..]).state
+        else {
+            return;
+        };
+        if let Err(EncryptError::InsufficientSize(e)) = traffic.queue_close_notify(&mut []) {
+            let mut out = vec![0; e.required_size];
+            if let Ok(n) = traffic.queue_close_notify(&mut out) {
+                out.truncate(n);
+                down.push(Bytes::from(out));
+            }
+        }
     }
 
     fn identify(&self, peer: &mut PeerIdentity) {

@@ -1,11 +1,13 @@
 //! The client side of the TLS layer: for `musqratt bench` against `mqtts://` and `wss://`
 //! listeners (ours and other brokers'), so that the same scenarios measure every transport.
 //!
-//! Driven like the server side ([`super::Tls`]) through rustls' buffered connection, here a
-//! [`ClientConnection`]: the ClientHello goes out with the first write (as the WebSocket
-//! layer's `WsClient` sends its upgrade request with its first write), application bytes
-//! written during the handshake wait in rustls' plaintext buffer and go out as soon as it ends
-//! (a read that completes the handshake answers with the client's Finished and them, in order).
+//! Driven through rustls' buffered [`ClientConnection`]: the ClientHello goes out with the
+//! first write (as the WebSocket layer's `WsClient` sends its upgrade request with its first
+//! write), application bytes written during the handshake wait in rustls' plaintext buffer and
+//! go out as soon as it ends (a read that completes the handshake answers with the client's
+//! Finished and them, in order). The server side ([`super::Tls`]) moved to the unbuffered
+//! connection for a broker's idle memory; a bench client is measured for its speed, not its
+//! memory, and the buffered connection holds its early writes for it.
 
 use core::fmt;
 use std::io::{Read as _, Write as _};
@@ -16,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use super::{TlsSettingsError, certificates, flush, provider};
+use super::{TlsSettingsError, certificates, provider};
 use crate::layer::{LayerError, StreamLayer};
 
 /// What a TLS client trusts, loaded once and shared by its connections.
@@ -101,7 +103,7 @@ impl StreamLayer for TlsClient {
                 Err(error) => {
                     tracing::debug!(%error, "TLS server refused");
                     // The alert saying why (an unknown CA, a name not in the certificate).
-                    flush(&mut *self.conn, down);
+                    flush(&mut self.conn, down);
                     return Err(if handshaking {
                         LayerError::Handshake
                     } else {
@@ -110,7 +112,7 @@ impl StreamLayer for TlsClient {
                 }
             };
             // The client's handshake flight, then whatever was written while it lasted.
-            flush(&mut *self.conn, down);
+            flush(&mut self.conn, down);
             let plaintext = state.plaintext_bytes_to_read();
             if plaintext > 0 {
                 let mut chunk = BytesMut::zeroed(plaintext);
@@ -134,7 +136,7 @@ impl StreamLayer for TlsClient {
             let n = self.conn.writer().write(rest).map_err(|_| LayerError::Protocol)?;
             if n == 0 {
                 if self.conn.wants_write() {
-                    flush(&mut *self.conn, down);
+                    flush(&mut self.conn, down);
                     continue;
                 }
                 return Err(LayerError::TooLarge);
@@ -142,12 +144,33 @@ impl StreamLayer for TlsClient {
             rest = &rest[n..];
         }
         // The first write sends the ClientHello rustls queued at creation.
-        flush(&mut *self.conn, down);
+        flush(&mut self.conn, down);
         Ok(())
     }
 
     fn close(&mut self, down: &mut Vec<Bytes>) {
         self.conn.send_close_notify();
-        flush(&mut *self.conn, down);
+        flush(&mut self.conn, down);
+    }
+}
+
+/// What the client connection has for the socket (handshake records, alerts, encrypted data),
+/// as one chunk.
+fn flush(
+    conn: &mut rustls::ConnectionCommon<rustls::client::ClientConnectionData>,
+    down: &mut Vec<Bytes>,
+) {
+    if !conn.wants_write() {
+        return;
+    }
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        // Writing to a Vec does not fail.
+        if conn.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    if !out.is_empty() {
+        down.push(Bytes::from(out));
     }
 }

@@ -2,6 +2,7 @@
 //! boundaries, mutual TLS (a certificate from another CA and an expired one refused, the
 //! common name seen), and the settings refused at load naming the file.
 
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use rcgen::{
@@ -79,11 +80,20 @@ fn client_with_alpn(
     identity: Option<(String, String)>,
     alpn: &[&str],
 ) -> ClientConnection {
+    client_with(ca, identity, alpn, rustls::DEFAULT_VERSIONS)
+}
+
+fn client_with(
+    ca: &Ca,
+    identity: Option<(String, String)>,
+    alpn: &[&str],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConnection {
     let mut roots = RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap()).unwrap();
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let mut config = match identity {
@@ -213,6 +223,65 @@ fn mqtt_bytes_through_a_handshake_both_ways() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// What the server layer writes, as the client reads it.
+fn to_client(server: &mut Stack, client: &mut ClientConnection, chunk: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    server.write(Bytes::copy_from_slice(chunk), |c| wire.extend_from_slice(&c)).unwrap();
+    let (mut rest, mut got) = (&wire[..], Vec::new());
+    while !rest.is_empty() {
+        client.read_tls(&mut rest).unwrap();
+        client.process_new_packets().unwrap();
+        let _ = client.reader().read_to_end(&mut got);
+    }
+    got
+}
+
+#[test]
+fn tls_1_2_and_key_updates_carry_bytes_both_ways() {
+    let dir = scratch("versions");
+    let ca = Ca::new("test CA");
+    let settings = settings(&dir, &ca, None, false);
+    let plain: Vec<u8> = (0..20_000u32).map(|i| (i % 239) as u8).collect();
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut server = stack(&settings);
+        let mut client = client_with(&ca, None, &[], &[version]);
+        assert_eq!(pump(&mut client, &mut server).unwrap(), b"");
+        assert_eq!(client.protocol_version(), Some(version.version));
+        client.writer().write_all(&plain).unwrap();
+        assert_eq!(pump(&mut client, &mut server).unwrap(), plain);
+        assert_eq!(to_client(&mut server, &mut client, &plain), plain);
+        if version == &rustls::version::TLS13 {
+            // The client's KeyUpdate asks for the server's: both sides change keys, and the
+            // bytes still come through both ways.
+            client.refresh_traffic_keys().unwrap();
+            client.writer().write_all(&plain[..100]).unwrap();
+            assert_eq!(pump(&mut client, &mut server).unwrap(), &plain[..100]);
+            assert_eq!(to_client(&mut server, &mut client, &plain[..100]), &plain[..100]);
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn writes_before_the_handshake_ends_go_out_after_it() {
+    let dir = scratch("early");
+    let ca = Ca::new("test CA");
+    let mut server = stack(&settings(&dir, &ca, None, false));
+    let mut client = client(&ca, None);
+    let mut wire = Vec::new();
+    server.write(Bytes::from_static(b"early"), |c| wire.extend_from_slice(&c)).unwrap();
+    assert!(wire.is_empty(), "held until the handshake ends");
+    assert_eq!(pump(&mut client, &mut server).unwrap(), b"");
+    let mut got = Vec::new();
+    let _ = client.reader().read_to_end(&mut got);
+    assert_eq!(got, b"early");
+    // More than the 64 KiB rustls' buffered connection held is refused.
+    let mut server = stack(&settings(&dir, &ca, None, false));
+    let error = server.write(Bytes::from(vec![0; 0x1_0001]), |_| {}).unwrap_err();
+    assert_eq!(error.error, LayerError::TooLarge);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn plain_mqtt_at_a_tls_layer_is_refused() {
     let dir = scratch("plain");
@@ -223,6 +292,8 @@ fn plain_mqtt_at_a_tls_layer_is_refused() {
     let error =
         server.read(BytesMut::from(&connect[..]), |c| answer.extend_from_slice(&c)).into_result();
     assert_eq!(error.unwrap_err().error, LayerError::Handshake);
+    // The alert saying why goes out before the close: decode_error, fatal, in plaintext.
+    assert_eq!(answer, [0x15, 3, 3, 0, 2, 2, 50]);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
