@@ -213,7 +213,9 @@ pub async fn frames_split_pinged_and_a_text_frame_closes(start: Start) {
         bytes.extend(client_frame(0x00, true, &connect[5..]));
         stream.write_all(&bytes).unwrap();
         let answer = read_until(&mut stream, |got| {
-            got.windows(4).position(|w| w == b"\r\n\r\n").is_some_and(|end| got.len() >= end + 10)
+            got.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .is_some_and(|start| got.len() >= start + 4 + 10)
         });
         let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         assert!(answer.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&answer));
@@ -266,10 +268,13 @@ pub async fn a_trusted_proxys_forwarded_address_reaches_authentication(start: St
                 b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01f",
             ));
             stream.write_all(&bytes).unwrap();
-            // The 101, then the CONNACK's frame.
+            // The 101, then the CONNACK's frame (more than a frame header after the head).
             let answer = read_until(&mut stream, |got| {
-                got.windows(4).position(|w| w == b"\r\n\r\n").is_some_and(|end| got.len() > end + 2)
+                let head = got.windows(4).position(|w| w == b"\r\n\r\n");
+                head.is_some_and(|start| got.len() > start + 4 + 2)
             });
+            let start = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            assert_eq!(answer.get(start + 4 + 2), Some(&0x20), "a CONNACK: {answer:?}");
             assert!(answer.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&answer));
         })
         .await
