@@ -100,6 +100,7 @@ impl Shard {
             auth: Auth::default(),
             decisions: Decisions::new(|| {}),
             events: EventLog::new(id),
+            #[allow(clippy::default_constructed_unit_structs)] // a unit struct without `persistence`
             steps: crate::store::Steps::default(),
         }
     }
@@ -274,17 +275,15 @@ impl Shard {
                     let input = Input::FromShard { from: self.id, message };
                     self.deliver(shards, usize::from(to.0), input, by);
                 }
-                Action::Authenticate { conn, mut request } => {
-                    // A late answer comes as `ShardInput::Decided`. What the layers proved (a
-                    // client certificate) goes with the CONNECT's credentials.
+                Action::Authenticate { conn, request } => {
+                    // A late answer comes as `ShardInput::Decided`.
                     let handle = self.conns.get(&conn);
-                    let identity = handle.and_then(|h| h.stack.as_ref()).map(|s| s.identity());
-                    if let Some(identity) = &identity {
-                        identity.fill(&mut request);
-                    }
-                    let peer = handle.and_then(|handle| handle.peer);
-                    let peer = identity.map_or(peer, |identity| identity.client_addr(peer));
-                    if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
+                    let (socket, stack) = match handle {
+                        Some(handle) => (handle.peer, handle.stack.as_deref()),
+                        None => (None, None),
+                    };
+                    let decision = self.auth.ask_for(conn, socket, stack, request, &self.decisions);
+                    if let Some(decision) = decision {
                         let now = shards.clock.now();
                         self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                     }

@@ -321,18 +321,13 @@ impl Core {
                 }
             }
             Action::ToShard { to, message } => self.send_to(to, message),
-            Action::Authenticate { conn, mut request } => {
-                // What the layers proved (a client certificate) goes with the CONNECT's
-                // credentials.
+            Action::Authenticate { conn, request } => {
                 let slot = self.slots.get(&conn);
-                let identity = slot.and_then(|slot| slot.stack.as_ref()).map(|s| s.identity());
-                if let Some(identity) = &identity {
-                    identity.fill(&mut request);
-                }
-                let peer = slot.and_then(|slot| slot.direct.as_ref());
-                let peer = peer.and_then(|stream| stream.peer_addr().ok());
-                let peer = identity.map_or(peer, |identity| identity.client_addr(peer));
-                if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
+                let socket = slot.and_then(|slot| slot.direct.as_ref());
+                let socket = socket.and_then(|stream| stream.peer_addr().ok());
+                let stack = slot.and_then(|slot| slot.stack.as_deref());
+                let decision = self.auth.ask_for(conn, socket, stack, request, &self.decisions);
+                if let Some(decision) = decision {
                     let now = self.clock.now();
                     self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                 }

@@ -190,6 +190,32 @@ impl Auth {
             Reply::Waiting | Reply::Late => None,
         }
     }
+
+    /// [`Auth::ask`] for `Action::Authenticate` on a connection whose bytes pass through
+    /// `stack` (a layered listener's): what the layers proved goes with the CONNECT's
+    /// credentials first (a client certificate, [`PeerIdentity::fill`]), and the address asked
+    /// about is the client's as they report it (a trusted proxy's `X-Forwarded-For`,
+    /// [`PeerIdentity::client_addr`]) rather than the socket's peer `socket`. Every runtime
+    /// answers `Action::Authenticate` through this, so a client gets the same verdict on each.
+    ///
+    /// [`PeerIdentity::fill`]: crate::PeerIdentity::fill
+    /// [`PeerIdentity::client_addr`]: crate::PeerIdentity::client_addr
+    #[must_use]
+    pub fn ask_for(
+        &self,
+        conn: ConnectionId,
+        socket: Option<SocketAddr>,
+        stack: Option<&crate::Stack>,
+        mut request: AuthRequest,
+        decisions: &Decisions,
+    ) -> Option<AuthDecision> {
+        let mut peer = socket;
+        if let Some(identity) = stack.map(crate::Stack::identity) {
+            identity.fill(&mut request);
+            peer = identity.client_addr(socket);
+        }
+        self.ask(conn, peer, &request, decisions)
+    }
 }
 
 impl Default for Auth {

@@ -68,21 +68,16 @@ impl Shard {
                 Action::ToShard { to, message } => {
                     self.send_mail(to, Mail::Message { from: self.id, message });
                 }
-                Action::Authenticate { conn, mut request } => {
-                    // What the layers proved (a client certificate) goes with the CONNECT's
-                    // credentials. An answer given later comes through `decisions`
-                    // (`late_decisions`).
-                    let identity = self.stacks.get(&conn).map(|stack| stack.identity());
-                    if let Some(identity) = &identity {
-                        identity.fill(&mut request);
-                    }
-                    let peer = self.conns.get(&conn).and_then(|slot| match &slot.stream {
+                Action::Authenticate { conn, request } => {
+                    // An answer given later comes through `decisions` (`late_decisions`).
+                    let socket = self.conns.get(&conn).and_then(|slot| match &slot.stream {
                         Stream::Awake(stream) => stream.peer_addr().ok(),
                         Stream::Hibernating(stream) => stream.peer_addr().ok(),
                         Stream::Moving => None,
                     });
-                    let peer = identity.map_or(peer, |identity| identity.client_addr(peer));
-                    if let Some(decision) = self.auth.ask(conn, peer, &request, &self.decisions) {
+                    let stack = self.stacks.get(&conn).map(|stack| &**stack);
+                    let decision = self.auth.ask_for(conn, socket, stack, request, &self.decisions);
+                    if let Some(decision) = decision {
                         let now = self.now();
                         self.engine.handle_input(now, Input::AuthDecision { conn, decision });
                     }
