@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
+use musqratt::http::HttpServer;
 use musqratt_auth::scram::{self, ScramSource};
 use musqratt_auth::{FileAuth, Files, HttpSource, JwtSource, SharedFiles, Source};
 use musqratt_kit::layer::tls::TlsConfig;
@@ -409,10 +410,33 @@ fn run(
         reload_on_hangup(&signals, config, auth, tls)?;
     }
     let shards = broker.shard_count();
+    if runtime != Runtime::Tokio {
+        // Issue 17's first slice: the engines count on every runtime, but only the tokio
+        // runtime gathers their numbers yet.
+        if config.http.listen.is_some() {
+            anyhow::bail!("the [http] admin listener is served by the tokio runtime only so far");
+        }
+        if broker.sys_interval.take().is_some() {
+            tracing::info!("$SYS is published by the tokio runtime only so far");
+        }
+    }
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {
         Runtime::Tokio => {
             let broker = Broker::start(broker).context("cannot start the broker")?;
+            let _http = match config.http.listen {
+                Some(listen) => {
+                    let source = broker.metrics_source();
+                    let source: musqratt::http::Source =
+                        Arc::new(move || (source.metrics(), source.uptime()));
+                    let basic_auth = config.http.basic_auth();
+                    Some(
+                        HttpServer::start(listen, basic_auth, source)
+                            .with_context(|| format!("cannot listen on http.listen {listen}"))?,
+                    )
+                }
+                None => None,
+            };
             log_listening(broker.local_addrs(), "mqtt", "tokio", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "tokio", shards);
             let handle = broker.shutdown_handle();
