@@ -173,7 +173,8 @@ pub struct Metrics {
     /// return code).
     pub connect_refusals: BTreeMap<u8, u64>,
     /// Time from a PUBLISH's input to the engine to its delivery handed to the runtime, by QoS
-    /// of the delivery (queueing included; retained and stored messages are not timed).
+    /// of the delivery (queueing included; retained messages sent on subscribe, messages the
+    /// broker made and restored ones are not timed).
     pub latency: [Histogram; 3],
 }
 

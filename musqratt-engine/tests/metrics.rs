@@ -114,11 +114,22 @@ fn counts_match_what_the_clients_did() {
     assert_eq!(m.latency[1].count, 4);
     assert_eq!(m.latency[0].quantile_micros(500), Some(1));
 
+    // A retained message sent on subscribe is as old as it is; the broker did not delay it.
+    let mut retained = Publish::new("t/r".into(), Bytes::from_static(b"kept"));
+    retained.retain = true;
+    h.data(100, 2, &Packet::Publish(retained));
+    h.connect(9_000, 6, "late", true);
+    h.subscribe(6, "t/r", QoS::AtMostOnce);
+    assert_eq!(h.publishes_to(6), 1);
+    let m = h.engine.metrics();
+    assert_eq!((m.latency[0].count, m.messages_sent[0], m.retained), (5, 6, 1));
+    assert_eq!((m.clients_connected, m.clients_maximum), (6, 6));
+
     // Two publishers leave; the maximum stays.
     h.feed(200, Input::Closed { conn: ConnectionId(2) });
     h.feed(200, Input::Closed { conn: ConnectionId(3) });
     let m = h.engine.metrics();
-    assert_eq!((m.clients_connected, m.clients_total, m.clients_maximum), (3, 3, 5));
+    assert_eq!((m.clients_connected, m.clients_total, m.clients_maximum), (4, 4, 6));
 }
 
 #[test]

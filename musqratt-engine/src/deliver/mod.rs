@@ -216,7 +216,10 @@ impl Engine {
 
     /// Counts a PUBLISH handed to the runtime and, for a first send of a message a client
     /// published, its time in the broker (issue 17's in-broker latency: from the PUBLISH's
-    /// input to this action; a retransmission would time the client's acknowledgement).
+    /// input to this action). Not timed: a retransmission (it would time the client's
+    /// acknowledgement) and a delivery with the retain flag, which is a retained message sent
+    /// on subscribe (MQTT-3.3.1-9) whose age is not the broker's delay (or, rarely, a live one
+    /// under Retain As Published, which cannot be told apart here).
     fn count_sent(
         &mut self,
         now: Instant,
@@ -224,7 +227,7 @@ impl Engine {
         dup: bool,
     ) {
         let message = &*delivery.message;
-        let latency = match (dup, message.received_at) {
+        let latency = match (dup || delivery.retain, message.received_at) {
             (false, Some(at)) => Some(
                 u64::try_from(now.saturating_duration_since(at).as_micros()).unwrap_or(u64::MAX),
             ),

@@ -41,3 +41,32 @@ impl HttpSection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::FileConfig;
+
+    #[test]
+    fn beyond_loopback_needs_credentials() {
+        let local = FileConfig::parse("[http]\nlisten = \"127.0.0.1:9090\"\n").unwrap();
+        assert_eq!(local.http.listen, Some(([127, 0, 0, 1], 9090).into()));
+        assert_eq!(local.sys_interval_s, 10);
+        let open = FileConfig::parse("[http]\nlisten = \"0.0.0.0:9090\"\n").unwrap_err();
+        assert!(open.message.contains("basic_auth_user"), "{open:?}");
+        assert_eq!(open.line, 1);
+        let half = "[http]\nlisten = \"127.0.0.1:9090\"\nbasic_auth_user = \"a\"\n";
+        assert!(FileConfig::parse(half).is_err());
+        let guarded = "[http]\nlisten = \"[::]:9090\"\nbasic_auth_user = \"a\"\n\
+                       basic_auth_password = \"b\"\n";
+        assert_eq!(FileConfig::parse(guarded).unwrap().http.basic_auth(), Some(("a", "b")));
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn sys_interval_reaches_the_runtime() {
+        let off = FileConfig::parse("sys_interval_s = 0\n").unwrap();
+        assert_eq!(off.broker_config().unwrap().sys_interval, None);
+        let on = FileConfig::default().broker_config().unwrap();
+        assert_eq!(on.sys_interval, Some(core::time::Duration::from_secs(10)));
+    }
+}
