@@ -272,6 +272,7 @@ impl Engine {
             // 0x01 (3.1.1 form, which every version's client can read) before closing.
             (Phase::AwaitingConnect, DecodeError::UnsupportedProtocolLevel(_)) => {
                 self.send(conn, Bytes::from_static(&[0x20, 0x02, 0x00, 0x01]));
+                self.counters.refused(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION.0);
                 self.close(now, conn, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, false);
             }
             // §4.13.1 and §3.2.2.2: a 5.0 CONNECT that breaks a rule (a property twice, Receive

@@ -204,4 +204,10 @@ fn refused_connects_are_counted_by_reason_code() {
     let m = h.engine.metrics();
     assert_eq!(m.connect_refusals.iter().collect::<Vec<_>>(), vec![(&0x82, &1)]);
     assert_eq!((m.clients_connected, m.clients_maximum), (0, 0));
+    // Protocol level 9: CONNACK 0x01 in 3.1.1 form (MQTT-3.1.2-2), counted as 0x84.
+    h.feed(0, Input::Accepted { conn: ConnectionId(2) });
+    let bytes = BytesMut::from(&b"\x10\x0d\x00\x04MQTT\x09\x02\x00\x3c\x00\x01a"[..]);
+    h.feed(0, Input::Data { conn: ConnectionId(2), bytes });
+    let m = h.engine.metrics();
+    assert_eq!(m.connect_refusals.iter().collect::<Vec<_>>(), vec![(&0x82, &1), (&0x84, &1)]);
 }

@@ -128,6 +128,7 @@ impl Engine {
         // 3.1.1 servers may), but not an empty one.
         if connect.client_id.is_empty() {
             self.sn_send(conn, &SnMessage::ConnAck(ReturnCode::NotSupported));
+            self.counters.refused(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID.0);
             return self.connection_lost(now, conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         let Some(sn) = self.sn_conn(conn) else { return };
