@@ -410,33 +410,25 @@ fn run(
         reload_on_hangup(&signals, config, auth, tls)?;
     }
     let shards = broker.shard_count();
-    if runtime != Runtime::Tokio {
-        // Issue 17's first slice: the engines count on every runtime, but only the tokio
-        // runtime gathers their numbers yet.
+    if runtime == Runtime::Blocking {
+        // Issue 17's first slice: the engines count on every runtime, but the blocking runtime
+        // does not gather their numbers yet.
         if config.http.listen.is_some() {
-            anyhow::bail!("the [http] admin listener is served by the tokio runtime only so far");
+            anyhow::bail!(
+                "the [http] admin listener is not served by the blocking runtime yet: use \
+                 --runtime tokio or io-uring"
+            );
         }
         if broker.sys_interval.take().is_some() {
-            tracing::info!("$SYS is published by the tokio runtime only so far");
+            tracing::info!("$SYS is not published by the blocking runtime yet");
         }
     }
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {
         Runtime::Tokio => {
             let broker = Broker::start(broker).context("cannot start the broker")?;
-            let _http = match config.http.listen {
-                Some(listen) => {
-                    let source = broker.metrics_source();
-                    let source: musqratt::http::Source =
-                        Arc::new(move || (source.metrics(), source.uptime()));
-                    let basic_auth = config.http.basic_auth();
-                    Some(
-                        HttpServer::start(listen, basic_auth, source)
-                            .with_context(|| format!("cannot listen on http.listen {listen}"))?,
-                    )
-                }
-                None => None,
-            };
+            let source = broker.metrics_source();
+            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
             log_listening(broker.local_addrs(), "mqtt", "tokio", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "tokio", shards);
             let handle = broker.shutdown_handle();
@@ -457,6 +449,8 @@ fn run(
                 );
             }
             let broker = musqratt_compio::start(broker).context("cannot start the broker")?;
+            let source = broker.metrics_source();
+            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
             log_listening(broker.local_addrs(), "mqtt", "io-uring", shards);
             let reason = signals.block_on(stop);
             tracing::info!(reason, "shutting down");
@@ -478,6 +472,17 @@ fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The `[http]` admin listener, when `http.listen` is set, serving what `source` reads.
+fn http_server(
+    config: &FileConfig,
+    source: musqratt::http::Source,
+) -> anyhow::Result<Option<HttpServer>> {
+    let Some(listen) = config.http.listen else { return Ok(None) };
+    let server = HttpServer::start(listen, config.http.basic_auth(), source)
+        .with_context(|| format!("cannot listen on http.listen {listen}"))?;
+    Ok(Some(server))
 }
 
 /// Every client costs an open file: take the hard limit rather than the shell's soft default
