@@ -410,19 +410,6 @@ fn run(
         reload_on_hangup(&signals, config, auth, tls)?;
     }
     let shards = broker.shard_count();
-    if runtime == Runtime::Blocking {
-        // Issue 17's first slice: the engines count on every runtime, but the blocking runtime
-        // does not gather their numbers yet.
-        if config.http.listen.is_some() {
-            anyhow::bail!(
-                "the [http] admin listener is not served by the blocking runtime yet: use \
-                 --runtime tokio or io-uring"
-            );
-        }
-        if broker.sys_interval.take().is_some() {
-            tracing::info!("$SYS is not published by the blocking runtime yet");
-        }
-    }
     let sn_listeners = broker.sn_listeners.clone();
     match runtime {
         Runtime::Tokio => {
@@ -463,6 +450,8 @@ fn run(
                 );
             }
             let broker = musqratt_blocking::start(broker).context("cannot start the broker")?;
+            let source = broker.metrics_source();
+            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);

@@ -1,4 +1,4 @@
-//! Issue 17 end to end, on the `musqratt` binary (tokio and io-uring runtimes): a real client subscribed to
+//! Issue 17 end to end, on the `musqratt` binary (each runtime): a real client subscribed to
 //! `$SYS/#` sees Mosquitto's tree, whose numbers say what the test did (N clients connected,
 //! M messages published), and `/metrics` says the same and passes `promtool check metrics`
 //! (Debian's `prometheus` package; required in CI).
@@ -50,21 +50,9 @@ async fn sys_tree_and_prometheus_say_what_the_clients_did_on_io_uring() {
     sys_tree_and_prometheus("io-uring").await;
 }
 
-/// The blocking runtime does not gather its engines' numbers yet: it refuses `[http]` at start
-/// rather than serve zeros.
-#[test]
-fn the_blocking_runtime_refuses_http() {
-    let (port, http) = (free_port(), free_port());
-    let dir = scratch_dir("metrics-blocking");
-    let config = format!(
-        "listeners = [\"mqtt://127.0.0.1:{port}\"]\n[http]\nlisten = \"127.0.0.1:{http}\"\n"
-    );
-    let mut broker =
-        BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), &dir, "blocking", &config).spawn();
-    let status = broker.wait_exit(Duration::from_secs(10)).expect("exits");
-    assert!(!status.success());
-    let log = broker.stop();
-    assert!(log.contains("not served by the blocking runtime"), "{log}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sys_tree_and_prometheus_say_what_the_clients_did_on_blocking() {
+    sys_tree_and_prometheus("blocking").await;
 }
 
 async fn sys_tree_and_prometheus(runtime: &str) {
