@@ -62,6 +62,7 @@ impl Engine {
             return; // taken over: the session belongs to another connection now
         }
         session.conn = None;
+        self.counters.client_disconnected();
         // While connected the field held the credentials' limit (AuthDecision::AcceptFor);
         // left there, an older session expiry timer would end a session that never expires.
         session.expires_at = None;

@@ -58,6 +58,7 @@ impl Engine {
                     properties,
                 };
                 self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
+                self.counters.refused(ReasonCode::USE_ANOTHER_SERVER.0);
                 self.push_action(Action::Close { conn });
                 return self.connection_lost(now, conn, ReasonCode::USE_ANOTHER_SERVER);
             }
@@ -240,6 +241,7 @@ impl Engine {
             properties: ConnAckProperties::default(),
         };
         self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
+        self.counters.refused(reason.0);
         if self.connections.get(&conn).is_some_and(|c| c.sn.is_none()) {
             self.push_action(Action::Close { conn });
         }
@@ -300,6 +302,7 @@ impl Engine {
                 && session.expiry_interval > 0
             {
                 session.conn = None;
+                self.counters.client_disconnected();
             }
             self.close(now, old_conn, ReasonCode::SESSION_TAKEN_OVER, true);
         }
@@ -313,7 +316,9 @@ impl Engine {
             None => (self.new_session(client_id.clone()), false),
         };
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
-        session.conn = Some(conn);
+        if session.conn.replace(conn).is_none() {
+            self.counters.client_connected();
+        }
         session.expiry_interval = expiry;
         session.expires_at = None;
         // A reconnect within the will delay cancels the pending will (§3.1.3.2.2).
@@ -343,6 +348,7 @@ impl Engine {
                 expires_at: None,
                 publisher: Some(session_id),
                 wire_header: bytes::Bytes::new(),
+                received_at: None,
             };
             let delay = properties.will_delay_interval.unwrap_or(0);
             (Arc::new(message), delay)

@@ -22,6 +22,7 @@ use crate::connection::{Connection, Phase};
 use crate::deliver::state::Headers;
 use crate::ids::{ConnectionId, SessionId};
 use crate::io::{Action, Event, Input};
+use crate::metrics::Counters;
 use crate::retained::Retained;
 use crate::route_sync::state::RouteSync;
 use crate::session::Session;
@@ -67,6 +68,9 @@ pub struct Engine {
     /// the shard rather than one per session (8 bytes every session would pay for); numbers
     /// increase within each session, which is all the store needs.
     pub(crate) store_seq: u64,
+    /// What the operator sees of this shard (`crate::metrics`): plain integers, this shard's
+    /// alone, read with [`Engine::metrics`].
+    pub(crate) counters: Counters,
 }
 
 impl Engine {
@@ -98,6 +102,7 @@ impl Engine {
             sn,
             rng,
             store_seq: 1,
+            counters: Counters::default(),
         }
     }
 
@@ -125,8 +130,14 @@ impl Engine {
                 self.connections.insert(conn, connection);
                 self.timers.arm(deadline, Timer::Connect(conn));
             }
-            Input::Data { conn, bytes } => self.handle_data(now, conn, bytes),
-            Input::Datagram { peer, bytes } => self.handle_datagram(now, peer, bytes),
+            Input::Data { conn, bytes } => {
+                self.counters.metrics.bytes_received += bytes.len() as u64;
+                self.handle_data(now, conn, bytes);
+            }
+            Input::Datagram { peer, bytes } => {
+                self.counters.metrics.bytes_received += bytes.len() as u64;
+                self.handle_datagram(now, peer, bytes);
+            }
             Input::Adopted { conn, bytes } => {
                 self.dispatch_input(now, Input::Accepted { conn });
                 self.handle_data(now, conn, bytes);
@@ -261,6 +272,7 @@ impl Engine {
             // 0x01 (3.1.1 form, which every version's client can read) before closing.
             (Phase::AwaitingConnect, DecodeError::UnsupportedProtocolLevel(_)) => {
                 self.send(conn, Bytes::from_static(&[0x20, 0x02, 0x00, 0x01]));
+                self.counters.refused(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION.0);
                 self.close(now, conn, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, false);
             }
             // §4.13.1 and §3.2.2.2: a 5.0 CONNECT that breaks a rule (a property twice, Receive
@@ -315,6 +327,7 @@ impl Engine {
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.unwritten += bytes.len();
         }
+        self.counters.metrics.bytes_sent += bytes.len() as u64;
         self.actions.push_back(Action::Send { conn, bytes });
     }
 
@@ -347,12 +360,16 @@ impl Engine {
         // Packets the engine builds always fit the format; one that does not is not sent.
         if packet.encode(version, &mut buf).is_ok() {
             connection.unwritten += buf.len();
+            self.counters.metrics.bytes_sent += buf.len() as u64;
             let at = mark.min(self.actions.len());
             self.actions.insert(at, Action::Send { conn, bytes: buf.freeze() });
         }
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
+        if let Event::MessageDropped { reason, .. } = &event {
+            self.counters.metrics.dropped.count(*reason);
+        }
         self.actions.push_back(Action::Event(event));
     }
 

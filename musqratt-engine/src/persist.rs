@@ -133,7 +133,10 @@ impl Engine {
     /// A retained message was stored or removed (an empty payload) on this shard.
     #[inline]
     pub(crate) fn persist_retained(&mut self, message: &alloc::sync::Arc<Message>) {
-        if !self.config.persistence {
+        // The `$SYS` tree is made again every `sys_interval` (`crate::sys`): storing it would
+        // write the disk every period (a sync each with `fsync = "always"`) for numbers that
+        // are stale after a restart anyway. Only the broker publishes there.
+        if !self.config.persistence || crate::publish::is_sys_topic(&message.topic) {
             return;
         }
         let topic = message.topic.clone();

@@ -13,6 +13,11 @@ use crate::session::{Inflight, Message};
 use crate::store_sync::state::Needs;
 use crate::time::Instant;
 
+/// Whether a topic is in the broker's `$SYS` tree, where only the broker publishes.
+pub(crate) fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
 impl Engine {
     pub(crate) fn handle_publish(
         &mut self,
@@ -53,11 +58,16 @@ impl Engine {
         }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
-        let denied = self
-            .sessions
-            .get(&session_id)
-            .and_then(|s| s.acl.as_deref())
-            .is_some_and(|acl| !acl.may_publish(&publish.topic));
+        self.counters.received(qos, publish.payload.len());
+        // MQTT-4.7.2-1 lets a server reserve `$` topics: `$SYS/...` is the broker's own
+        // (`crate::sys`), so a client may not publish there, whatever its ACL says (Mosquitto
+        // does the same).
+        let denied = is_sys_topic(&publish.topic)
+            || self
+                .sessions
+                .get(&session_id)
+                .and_then(|s| s.acl.as_deref())
+                .is_some_and(|acl| !acl.may_publish(&publish.topic));
         if denied {
             return self.refuse_publish(now, session_id, conn, version, qos, packet_id);
         }
@@ -96,6 +106,7 @@ impl Engine {
             expires_at,
             publisher: Some(session_id),
             wire_header,
+            received_at: Some(now),
         };
         // The acknowledgement goes out ahead of the deliveries the publish causes: a delivery on
         // another shard cannot come before it, so neither may a local one (sharding stays
@@ -137,6 +148,7 @@ impl Engine {
         qos: QoS,
         packet_id: Option<PacketId>,
     ) {
+        self.counters.metrics.dropped.not_authorized += 1;
         let Some(id) = packet_id else { return };
         let mut response = PubResponse::new(id);
         if version == ProtocolVersion::V5 {

@@ -30,6 +30,10 @@ pub(crate) struct Message {
     /// properties), a view into the buffer it was read into; empty when it was not received as
     /// an MQTT PUBLISH. A delivery whose header encodes to the same bytes sends this instead.
     pub(crate) wire_header: Bytes,
+    /// When its PUBLISH was handed to the engine, for the in-broker latency histogram
+    /// ([`crate::Metrics::latency`]); `None` for messages the broker made (wills, restored,
+    /// `$SYS`), whose delay is not the broker's.
+    pub(crate) received_at: Option<Instant>,
 }
 
 impl Message {
@@ -154,10 +158,12 @@ impl Session {
         self.inflight.insert(id, (self.inflight_seq, inflight));
     }
 
-    /// Drops queued deliveries whose message has expired.
-    pub(crate) fn remove_expired(&mut self, now: Instant) {
+    /// Drops queued deliveries whose message has expired; returns how many.
+    pub(crate) fn remove_expired(&mut self, now: Instant) -> usize {
+        let before = self.queue.len();
         self.queue.retain(|delivery| !delivery.message.is_expired(now));
         self.queued_bytes = self.queue.iter().map(|d| d.message.payload.len()).sum();
+        before - self.queue.len()
     }
 
     /// Removes a queued delivery from the front, keeping the byte count.

@@ -84,6 +84,7 @@ impl StoredMessage {
             expires_at,
             publisher: None,
             wire_header: Bytes::new(),
+            received_at: None,
         }))
     }
 

@@ -249,6 +249,23 @@ fn records_of_retained_messages() {
     insta::assert_snapshot!(run.out);
 }
 
+/// The `$SYS` tree is published again every period: it is not stored (a write per topic and
+/// period, stale after a restart anyway); another retained message of the broker is.
+#[test]
+fn the_sys_tree_is_not_stored() {
+    let mut engine = engine();
+    for topic in ["$SYS/broker/uptime", "broker/own"] {
+        engine.publish_broker_message(Instant::ZERO, topic.into(), Bytes::from_static(b"1"));
+    }
+    let stored: Vec<String> = core::iter::from_fn(|| engine.poll_action())
+        .filter_map(|action| match action {
+            Action::Store(Record::Retained { topic, .. }) => Some(topic.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, ["broker/own"]);
+}
+
 /// Off by default: an engine without `persistence` emits no record for the same script.
 #[test]
 fn no_records_without_persistence() {

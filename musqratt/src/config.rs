@@ -72,9 +72,11 @@ macro_rules! table {
     };
 }
 
+mod http;
 mod listen;
 mod persistence;
 mod security;
+pub use http::HttpSection;
 pub use listen::{ListenLayer, ListenUrl, Scheme};
 pub use persistence::{FsyncSetting, PersistenceSection};
 pub use security::{
@@ -159,6 +161,11 @@ table! {
         websocket: WebsocketSection = WebsocketSection::default() => |v, c| v.apply(c);
         /// Where sessions, queues and retained messages are kept (docs/PERSISTENCE.md).
         persistence: PersistenceSection = PersistenceSection::default() => |v, c| v.apply(c);
+        /// Seconds between two publications of the `$SYS` tree (docs/OBSERVABILITY.md); 0 never.
+        /// Mosquitto's default period.
+        sys_interval_s: u64 = 10 => |_, _| {};
+        /// The admin listener: `/metrics`, `/healthz`, `/api/v1/stats` (docs/OBSERVABILITY.md).
+        http: HttpSection = HttpSection::default() => |v, c| v.apply(c);
     }
 }
 
@@ -255,6 +262,13 @@ impl FileConfig {
             let message = "`auth.scram` takes its credentials from `auth.password_file`: set it \
                            too"
             .into();
+            return Err(ConfigError { line, column: 1, message });
+        }
+        if let Err(message) = config.http.check() {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("[http]"))
+                .map_or(1, |i| i + 1);
             return Err(ConfigError { line, column: 1, message });
         }
         Ok(config)
@@ -367,6 +381,8 @@ impl FileConfig {
         config.hibernate_after =
             (self.hibernate_after_ms > 0).then(|| Duration::from_millis(self.hibernate_after_ms));
         config.persistence = self.persistence.settings();
+        config.sys_interval =
+            (self.sys_interval_s > 0).then(|| Duration::from_secs(self.sys_interval_s));
         Ok(config)
     }
 }

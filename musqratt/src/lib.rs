@@ -7,6 +7,7 @@
 //! - [`runtime`] (feature `tokio`, the default): the thread-per-core tokio runtime, whose
 //!   [`Broker`] runs a whole broker in-process;
 //! - [`config`]: the configuration file of the `musqratt` binary;
+//! - [`http`]: the `[http]` admin listener (`/metrics`, `/healthz`, `/api/v1/stats`);
 //! - [`passwd`]: `musqratt passwd`, password files Mosquitto also reads.
 //!
 //! ```no_run
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod config;
+pub mod http;
 pub mod passwd;
 
 pub use musqratt_engine as engine;

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use musqratt::Broker;
 use musqratt::config::{FileConfig, ListenUrl};
+use musqratt::http::HttpServer;
 use musqratt_auth::scram::{self, ScramSource};
 use musqratt_auth::{FileAuth, Files, HttpSource, JwtSource, SharedFiles, Source};
 use musqratt_kit::layer::tls::TlsConfig;
@@ -413,6 +414,8 @@ fn run(
     match runtime {
         Runtime::Tokio => {
             let broker = Broker::start(broker).context("cannot start the broker")?;
+            let source = broker.metrics_source();
+            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
             log_listening(broker.local_addrs(), "mqtt", "tokio", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "tokio", shards);
             let handle = broker.shutdown_handle();
@@ -433,6 +436,8 @@ fn run(
                 );
             }
             let broker = musqratt_compio::start(broker).context("cannot start the broker")?;
+            let source = broker.metrics_source();
+            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
             log_listening(broker.local_addrs(), "mqtt", "io-uring", shards);
             let reason = signals.block_on(stop);
             tracing::info!(reason, "shutting down");
@@ -445,6 +450,8 @@ fn run(
                 );
             }
             let broker = musqratt_blocking::start(broker).context("cannot start the broker")?;
+            let source = broker.metrics_source();
+            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);
@@ -454,6 +461,17 @@ fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The `[http]` admin listener, when `http.listen` is set, serving what `source` reads.
+fn http_server(
+    config: &FileConfig,
+    source: musqratt::http::Source,
+) -> anyhow::Result<Option<HttpServer>> {
+    let Some(listen) = config.http.listen else { return Ok(None) };
+    let server = HttpServer::start(listen, config.http.basic_auth(), source)
+        .with_context(|| format!("cannot listen on http.listen {listen}"))?;
+    Ok(Some(server))
 }
 
 /// Every client costs an open file: take the hard limit rather than the shell's soft default

@@ -90,6 +90,12 @@ impl Engine {
                     PublishTopic::Normal(_) => None,
                 };
                 let Some(topic) = topic else { return };
+                self.counters.received(QoS::AtMostOnce, publish.data.len());
+                // Only the broker publishes into `$SYS` (MQTT-4.7.2-1, `crate::sys`).
+                if crate::publish::is_sys_topic(&topic) {
+                    self.counters.metrics.dropped.not_authorized += 1;
+                    return;
+                }
                 let message = Message {
                     topic,
                     payload: publish.data,
@@ -99,6 +105,7 @@ impl Engine {
                     expires_at: None,
                     publisher: None,
                     wire_header: bytes::Bytes::new(),
+                    received_at: Some(now),
                 };
                 self.route(now, crate::deliver::state::Routed::Owned(message));
             }
@@ -121,6 +128,7 @@ impl Engine {
         // 3.1.1 servers may), but not an empty one.
         if connect.client_id.is_empty() {
             self.sn_send(conn, &SnMessage::ConnAck(ReturnCode::NotSupported));
+            self.counters.refused(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID.0);
             return self.connection_lost(now, conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         let Some(sn) = self.sn_conn(conn) else { return };
@@ -577,6 +585,7 @@ impl Engine {
                 expires_at: None,
                 publisher: session,
                 wire_header: bytes::Bytes::new(),
+                received_at: None,
             };
             (Arc::new(message), 0)
         });

@@ -59,6 +59,7 @@ mod conn;
 mod inbox;
 mod shard;
 mod store;
+mod sys;
 mod transport;
 mod udp;
 
@@ -71,7 +72,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use std::thread::{self, JoinHandle};
 
-use musqratt_engine::{Config, ConnectionId, Engine, ShardId};
+use musqratt_engine::{ConnectionId, Engine, ShardId};
 use musqratt_kit::{AcceptErrors, Layers};
 
 pub use transport::{CHUNK, StdTransport, Transport};
@@ -81,6 +82,7 @@ use crate::conn::Route;
 pub use crate::inbox::FORWARD_CREDIT;
 use crate::inbox::Inboxes;
 use crate::shard::{Clock, Shard, ShardInput};
+pub use crate::sys::MetricsSource;
 use musqratt_kit::Decisions;
 pub use musqratt_kit::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig};
 
@@ -151,26 +153,11 @@ pub fn start(config: BrokerConfig) -> io::Result<Broker> {
 pub fn start_with<T: Transport>(config: BrokerConfig) -> io::Result<Broker> {
     let shards = config.shard_count();
     let layers: Vec<_> = config.listeners.iter().map(|addr| config.layers_of(*addr)).collect();
-    start_full::<T>(
-        config.engine,
-        &config.listeners,
-        &layers,
-        &config.sn_listeners,
-        shards,
-        &config.auth,
-        config.persistence.as_ref(),
-    )
-}
-
-fn start_full<T: Transport>(
-    engine: Config,
-    listen: &[SocketAddr],
-    layers: &[Option<Layers>],
-    udp_listen: &[SocketAddr],
-    shards: usize,
-    auth: &Auth,
-    persistence: Option<&musqratt_kit::Persistence>,
-) -> io::Result<Broker> {
+    let engine = config.engine.clone();
+    let (listen, layers, udp_listen) =
+        (&config.listeners[..], &layers[..], &config.sn_listeners[..]);
+    let (auth, persistence) = (&config.auth, config.persistence.as_ref());
+    let sys_interval = config.sys_interval;
     let shard_count = u16::try_from(shards)
         .ok()
         .filter(|&n| n > 0)
@@ -239,7 +226,20 @@ fn start_full<T: Transport>(
         shards: Vec::new(),
         senders: Arc::clone(&senders),
         conn_threads: Arc::new(Mutex::new(Vec::new())),
+        metrics: MetricsSource::new(Arc::clone(&senders)),
+        sys: None,
     };
+    if let Some(every) = sys_interval {
+        let (source, stopping) = (handle.metrics.clone(), Arc::clone(&handle.stopping));
+        let thread = thread::Builder::new().name("mqtt-sys".into());
+        match thread.spawn(move || sys::run(&source, every, &stopping)) {
+            Ok(join) => handle.sys = Some(join),
+            Err(e) => {
+                handle.stop();
+                return Err(e);
+            }
+        }
+    }
     for index in 0..shards {
         let shards = Arc::clone(&senders);
         let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
@@ -307,6 +307,9 @@ pub struct Broker {
     shards: Vec<JoinHandle<()>>,
     senders: Arc<Inboxes>,
     conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    metrics: MetricsSource,
+    /// The `$SYS` thread, with `sys_interval`.
+    sys: Option<JoinHandle<()>>,
 }
 
 impl core::fmt::Debug for Broker {
@@ -344,6 +347,19 @@ impl Broker {
         self.stop();
     }
 
+    /// The broker's numbers now, every shard's merged (docs/OBSERVABILITY.md). Blocks on each
+    /// shard's lock in turn.
+    #[must_use]
+    pub fn metrics(&self) -> musqratt_engine::Metrics {
+        self.metrics.metrics()
+    }
+
+    /// What reads [`Broker::metrics`] from another thread (an HTTP listener).
+    #[must_use]
+    pub fn metrics_source(&self) -> MetricsSource {
+        self.metrics.clone()
+    }
+
     fn stop(&mut self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
@@ -356,6 +372,7 @@ impl Broker {
         }
         join_until(core::mem::take(&mut self.acceptors), deadline, "accept");
         join_until(core::mem::take(&mut self.udp_readers), deadline, "UDP reader");
+        join_until(self.sys.take().into_iter().collect(), deadline, "$SYS");
         for shard in self.senders.iter() {
             shard.mailbox.stop();
         }

@@ -38,6 +38,8 @@ pub(crate) enum ShardInput {
     /// The authenticator answered after `Action::Authenticate` was handled: its answers wait in
     /// the shard's `Decisions`.
     Decided,
+    /// The `$SYS` tree to publish as the broker (`crate::sys`; shard 0 only).
+    Sys(Vec<(String, String)>),
 }
 
 pub(crate) use musqratt_kit::Clock;
@@ -176,6 +178,11 @@ impl Shard {
         }
     }
 
+    /// The engine's numbers now (`crate::sys`).
+    pub(crate) fn metrics(&self) -> musqratt_engine::Metrics {
+        self.engine.metrics()
+    }
+
     fn handle(&mut self, shards: &Inboxes, input: ShardInput) {
         let now = shards.clock.now();
         match input {
@@ -209,6 +216,11 @@ impl Shard {
             ShardInput::Accepted { conn, handle } => {
                 self.conns.insert(conn, handle);
                 self.engine.handle_input(now, Input::Accepted { conn });
+            }
+            ShardInput::Sys(tree) => {
+                for (topic, payload) in tree {
+                    self.engine.publish_broker_message(now, topic.into(), payload.into());
+                }
             }
             ShardInput::Decided => {
                 for (conn, decision) in self.decisions.take() {

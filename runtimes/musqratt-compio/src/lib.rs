@@ -64,6 +64,7 @@ use musqratt_engine::ShardId;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 pub use crate::conn::READ_BUFFER;
+pub use crate::shard::MetricsSource;
 use crate::shard::{Counters, Directory, ShardMsg};
 use musqratt_kit::Clock;
 pub use musqratt_kit::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig};
@@ -141,7 +142,13 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
         (0..shards).map(|_| async_channel::bounded(SHARD_CHANNEL_CAPACITY)).unzip();
     let directory: Directory = (0..shards).map(|_| OnceLock::new()).collect();
     let counters = Arc::new(Counters::default());
+    let metrics = MetricsSource::new(
+        Arc::clone(&directory),
+        Arc::new(musqratt_kit::metrics::Maximum::default()),
+        clock,
+    );
     let mut handle = Broker {
+        metrics: metrics.clone(),
         local_addrs,
         io_uring: true,
         counters: Arc::clone(&counters),
@@ -168,6 +175,7 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
             durable: durable.clone(),
             driver,
             ready: ready_tx.clone(),
+            sys: config.sys_interval.map(|every| (every, metrics.clone())),
         };
         let thread = thread::Builder::new().name(format!("mqtt-shard-{index}"));
         let spawned = thread.spawn(move || shard::run(setup));
@@ -240,6 +248,7 @@ pub struct Broker {
     senders: Vec<async_channel::Sender<ShardMsg>>,
     threads: Vec<JoinHandle<()>>,
     stopped: bool,
+    metrics: MetricsSource,
 }
 
 impl core::fmt::Debug for Broker {
@@ -252,6 +261,19 @@ impl core::fmt::Debug for Broker {
 }
 
 impl Broker {
+    /// The broker's numbers now, every shard's merged (docs/OBSERVABILITY.md). Blocks on each
+    /// shard's lock in turn.
+    #[must_use]
+    pub fn metrics(&self) -> musqratt_engine::Metrics {
+        self.metrics.metrics()
+    }
+
+    /// What reads [`Broker::metrics`] from another thread (an HTTP listener).
+    #[must_use]
+    pub fn metrics_source(&self) -> MetricsSource {
+        self.metrics.clone()
+    }
+
     /// The addresses the broker listens on, in the order configured, with the real port where
     /// port 0 was asked for.
     #[must_use]

@@ -35,9 +35,11 @@ use crate::{Driver, shutdown_socket};
 mod layered;
 mod mail;
 mod persist;
+mod sys;
 
 pub(crate) use mail::{Directory, ShardMsg};
 use mail::{Link, forward_loop, inbox};
+pub use sys::MetricsSource;
 
 /// The broker's counters, shared by every shard.
 #[derive(Debug, Default)]
@@ -64,6 +66,8 @@ pub(crate) struct ShardSetup {
     pub(crate) driver: Driver,
     /// Told `Ok(io_uring?)` once the runtime and listeners are up, or why not.
     pub(crate) ready: mpsc::Sender<io::Result<bool>>,
+    /// With `sys_interval`, shard 0 publishes the `$SYS` tree read from here.
+    pub(crate) sys: Option<(core::time::Duration, MetricsSource)>,
 }
 
 fn build_runtime(driver: Driver, shards: usize) -> io::Result<Runtime> {
@@ -102,6 +106,7 @@ pub(crate) fn run(setup: ShardSetup) {
         durable,
         driver,
         ready,
+        sys,
     } = setup;
     let runtime = match build_runtime(driver, senders.len()) {
         Ok(runtime) => runtime,
@@ -128,6 +133,9 @@ pub(crate) fn run(setup: ShardSetup) {
             shard.lock().restore(durable);
         }
         shard.start_tasks();
+        if let Some((every, source)) = sys.filter(|_| id.0 == 0) {
+            compio::runtime::spawn(sys::publish(Rc::clone(&shard), source, every)).detach();
+        }
         let _ = ready.send(Ok(io_uring));
         let deadline = inbox(&shard).await;
         shard.shutdown(deadline).await;

@@ -44,6 +44,10 @@ pub struct BrokerConfig {
     /// Where durable state is kept (docs/PERSISTENCE.md); `None` (the default): in memory only,
     /// lost at a restart, and the engine emits nothing for it.
     pub persistence: Option<Persistence>,
+    /// How often shard 0 publishes the `$SYS` tree (docs/OBSERVABILITY.md,
+    /// docs/adr/0018-metrics.md); `None` (the default here; the binary's `sys_interval_s`
+    /// defaults to 10 s, as Mosquitto's): never.
+    pub sys_interval: Option<Duration>,
 }
 
 /// The `[persistence]` settings: a store path and when writes are synced to disk.
@@ -89,6 +93,7 @@ impl Default for BrokerConfig {
             auth: Auth::default(),
             listener_layers: Vec::new(),
             persistence: None,
+            sys_interval: None,
         }
     }
 }

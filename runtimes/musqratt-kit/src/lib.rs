@@ -12,6 +12,8 @@
 //!   framing; today the [`Identity`] layer and, with the `tls` feature, `layer::tls`) between a
 //!   connection's socket and the engine, written once for every runtime
 //!   (docs/adr/0015-byte-stream-layers.md);
+//! - [`metrics`]: the engines' merged numbers as `$SYS` topics, Prometheus text and JSON
+//!   (docs/adr/0018-metrics.md);
 //! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10).
 //!
 //! Nothing here reads, writes or starts a thread: a runtime owns those.
@@ -23,6 +25,7 @@ mod config;
 mod event;
 mod in_person;
 pub mod layer;
+pub mod metrics;
 
 pub use accept::{AcceptErrors, SHORTAGE_LOG_INTERVAL, configure_accepted};
 pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};

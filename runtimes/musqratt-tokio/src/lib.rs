@@ -39,6 +39,7 @@ pub use musqratt_kit::{
     AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig,
     DEFAULT_HIBERNATE_AFTER,
 };
+pub use shard::MetricsSource;
 
 /// Starts a broker with `config` (the runtime kit's, the same as every runtime's): the same as
 /// [`Broker::start`], under the name every runtime's crate gives it (docs/RUNTIMES.md).
@@ -108,6 +109,7 @@ pub struct Broker {
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
+    metrics: MetricsSource,
 }
 
 impl Broker {
@@ -129,15 +131,21 @@ impl Broker {
         let (tx, _) = watch::channel(false);
         let shutdown = ShutdownHandle(Arc::new(tx));
         let counters = Arc::new(Counters::default());
+        let links = shard::links(shards);
+        let metrics = MetricsSource::new(
+            links.directory.clone(),
+            Arc::new(musqratt_kit::metrics::Maximum::default()),
+            links.clock,
+        );
         let mut broker = Self {
             local_addrs,
             sn_local_addrs,
             shutdown: shutdown.clone(),
             threads: Vec::new(),
             counters,
+            metrics,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let links = shard::links(shards);
         let durable = match &config.persistence {
             Some(settings) => Some(musqratt_store::Durable::open(settings, links.clock.now())?),
             None => None,
@@ -165,6 +173,7 @@ impl Broker {
                 auth: config.auth.clone(),
                 durable: durable.clone(),
                 ready: ready_tx.clone(),
+                sys: config.sys_interval.map(|every| (every, broker.metrics.clone())),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("musqratt-shard-{index}"))
@@ -239,6 +248,19 @@ impl Broker {
             direct_steps: self.counters.direct_steps.load(Ordering::Relaxed),
             direct_writes: self.counters.direct_writes.load(Ordering::Relaxed),
         }
+    }
+
+    /// The broker's numbers now, every shard's merged (docs/OBSERVABILITY.md). Blocks on each
+    /// shard's lock in turn: do not call it from inside a broker callback.
+    #[must_use]
+    pub fn metrics(&self) -> musqratt_engine::Metrics {
+        self.metrics.metrics()
+    }
+
+    /// What reads [`Broker::metrics`] from another thread (an HTTP listener).
+    #[must_use]
+    pub fn metrics_source(&self) -> MetricsSource {
+        self.metrics.clone()
     }
 
     /// Stops gracefully (see [`ShutdownHandle::shutdown`]) and waits for every shard thread.

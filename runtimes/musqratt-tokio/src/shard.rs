@@ -26,11 +26,13 @@ mod actions;
 mod layered;
 mod mail;
 mod queue;
+mod sys;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
 use queue::Spare;
 pub(crate) use queue::WriteQueue;
+pub use sys::MetricsSource;
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;
@@ -86,6 +88,8 @@ pub(crate) struct Context {
     /// The store and what to restore from it, with `[persistence]`.
     pub(crate) durable: Option<musqratt_store::Durable>,
     pub(crate) ready: std::sync::mpsc::Sender<io::Result<()>>,
+    /// With `sys_interval`, shard 0 publishes the `$SYS` tree read from here.
+    pub(crate) sys: Option<(Duration, MetricsSource)>,
 }
 
 /// The runtime's side of a connection: its socket, what the engine asked for and the task has
@@ -423,6 +427,7 @@ async fn shard_main(context: Context) {
         auth,
         durable,
         ready,
+        sys,
     } = context;
     let mut shutdown = stop.0.subscribe();
     let id = engine.shard;
@@ -533,6 +538,9 @@ async fn shard_main(context: Context) {
         spawn(&shard, crate::hibernate::run(shard.clone(), poll));
     }
     spawn(&shard, report_drops(shard.clone()));
+    if let Some((every, source)) = sys.filter(|_| id.0 == 0) {
+        spawn(&shard, sys::publish(shard.clone(), source, every));
+    }
     spawn(&shard, late_decisions(shard.clone()));
     spawn(&shard, receive(shard.clone()));
     spawn(&shard, deferred_wakes(shard.clone()));
