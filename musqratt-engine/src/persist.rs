@@ -13,6 +13,8 @@
 
 use alloc::vec::Vec;
 
+use musqratt_proto::PacketId;
+
 use crate::engine::Engine;
 use crate::ids::SessionId;
 use crate::io::Action;
@@ -51,7 +53,16 @@ impl Engine {
             }
             Record::Session(stored) => self.restore_session(now, stored),
             Record::Queued(stored) => self.restore_delivery(now, stored),
-            Record::SessionEnded { .. } | Record::Acknowledged { .. } => {
+            Record::AwaitingRelease { client_id, packet_id } => {
+                if !self.owns(&client_id) {
+                    return Ok(());
+                }
+                let id = self.client_ids.get(&client_id).ok_or(RestoreError::NoSession)?;
+                let session = self.sessions.get_mut(id).ok_or(RestoreError::NoSession)?;
+                session.inbound_qos2.insert(packet_id);
+                Ok(())
+            }
+            Record::SessionEnded { .. } | Record::Acknowledged { .. } | Record::Released { .. } => {
                 Err(RestoreError::NotState)
             }
         }
@@ -161,7 +172,7 @@ impl Engine {
             }
             return;
         }
-        session.stored = true;
+        let was_stored = core::mem::replace(&mut session.stored, true);
         let subscriptions: Vec<StoredSubscription> = session
             .subscriptions
             .iter()
@@ -172,7 +183,46 @@ impl Engine {
         let record =
             StoredSession::new(session.client_id.clone(), session.expiry_interval, subscriptions)
                 .expiring_at(expires_at);
+        // A session that becomes durable now stores the ids it already holds awaiting PUBREL
+        // along with it: from now on its client may resend those PUBLISHes after a restart as
+        // after a reconnection (§4.3.3, §4.4).
+        let awaiting: Vec<_> = match was_stored {
+            true => Vec::new(),
+            false => session.inbound_qos2.iter().copied().collect(),
+        };
+        let client_id = record.client_id.clone();
         self.push_action(Action::Store(Record::Session(record)));
+        for packet_id in awaiting {
+            let client_id = client_id.clone();
+            self.push_action(Action::Store(Record::AwaitingRelease { client_id, packet_id }));
+        }
+    }
+
+    /// An inbound QoS 2 packet id of a durable session entered (`released` false) or left
+    /// (true) the awaiting-PUBREL state (Method B of §4.3.3). Emitted in the step of the
+    /// PUBREC, so the runtime writes it before the PUBREC goes out: a client that saw the
+    /// PUBREC may resend the PUBLISH with DUP after a restart, and it must not be delivered
+    /// again (exactly once, §4.3.3).
+    #[inline]
+    pub(crate) fn persist_inbound_qos2(
+        &mut self,
+        id: SessionId,
+        packet_id: PacketId,
+        released: bool,
+    ) {
+        if !self.config.persistence {
+            return;
+        }
+        let Some(session) = self.sessions.get(&id) else { return };
+        if !session.stored {
+            return;
+        }
+        let client_id = session.client_id.clone();
+        let record = match released {
+            false => Record::AwaitingRelease { client_id, packet_id },
+            true => Record::Released { client_id, packet_id },
+        };
+        self.push_action(Action::Store(record));
     }
 
     /// A session ended: its record and messages go.

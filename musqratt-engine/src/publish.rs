@@ -131,6 +131,7 @@ impl Engine {
             if let Some(session) = self.sessions.get_mut(&session_id) {
                 session.inbound_qos2.insert(id);
             }
+            self.persist_inbound_qos2(session_id, id, false);
             self.send_ack(now, mark, conn, Packet::PubRec(response), needs);
         }
     }
@@ -166,6 +167,7 @@ impl Engine {
                 {
                     // The client goes on with PUBREL, which must find the id (§4.3.3).
                     session.inbound_qos2.insert(id);
+                    self.persist_inbound_qos2(session_id, id, false);
                 }
                 self.send_ack(now, mark, conn, Packet::PubRec(response), Needs::new());
             }
@@ -178,6 +180,9 @@ impl Engine {
         let known = session
             .and_then(|id| self.sessions.get_mut(&id))
             .is_some_and(|s| s.inbound_qos2.remove(&rel.packet_id));
+        if let Some(id) = session.filter(|_| known) {
+            self.persist_inbound_qos2(id, rel.packet_id, true);
+        }
         let mut comp = PubResponse::new(rel.packet_id);
         if !known {
             comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;

@@ -11,9 +11,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use bytes::Bytes;
-use musqratt_proto::QoS;
 use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{PublishProperties, SubscriptionIds, SubscriptionOptions};
+use musqratt_proto::{PacketId, QoS};
 
 use crate::session::Message;
 use crate::time::Instant;
@@ -49,6 +49,23 @@ pub enum Record {
         client_id: ByteString,
         /// [`StoredDelivery::seq`] of the message.
         seq: u64,
+    },
+    /// An inbound QoS 2 packet id of this client's durable session now awaits PUBREL: the
+    /// message went onward at PUBLISH (Method B of §4.3.3), so a PUBLISH resent with DUP
+    /// under this id must be acknowledged again and not delivered twice, a restart between
+    /// PUBREC and PUBREL included. Emitted in the step of the PUBREC it precedes.
+    AwaitingRelease {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The packet id.
+        packet_id: PacketId,
+    },
+    /// The PUBREL for [`Record::AwaitingRelease`] came (§4.3.3): forget the id.
+    Released {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The packet id.
+        packet_id: PacketId,
     },
 }
 
@@ -222,10 +239,12 @@ impl StoredDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RestoreError {
-    /// A change, not state ([`Record::SessionEnded`], [`Record::Acknowledged`]): a store
+    /// A change, not state ([`Record::SessionEnded`], [`Record::Acknowledged`],
+    /// [`Record::Released`]): a store
     /// applies those, it does not hand them back.
     NotState,
-    /// A [`Record::Queued`] for a client this shard owns but has no restored session for.
+    /// A [`Record::Queued`] or [`Record::AwaitingRelease`] for a client this shard owns but
+    /// has no restored session for.
     NoSession,
     /// A [`Record::Queued`] whose `seq` is not above the previous one of its session.
     OutOfOrder,

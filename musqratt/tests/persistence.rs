@@ -24,7 +24,7 @@ const SHARDS: u64 = 2;
 
 /// Starts the binary on `config` and `runtime`, returning it and the address it listens on
 /// (from its log).
-fn start(config: &Path, runtime: &str) -> (Child, SocketAddr) {
+fn start(config: &Path, runtime: &str) -> (Broker, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
         .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
         .arg(config)
@@ -41,13 +41,23 @@ fn start(config: &Path, runtime: &str) -> (Child, SocketAddr) {
         }
     };
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, addr)
+    (Broker(child), addr)
 }
 
-fn kill_9(mut child: Child) {
-    let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
-    assert!(status.unwrap().success());
-    let _ = child.wait();
+/// A broker process, killed with SIGKILL when dropped: a test that fails half-way leaves no
+/// broker behind (nor a cargo waiting on its output).
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // `Child::kill` is SIGKILL on Unix: no shutdown, no flush.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kill_9(broker: Broker) {
+    drop(broker);
 }
 
 /// Connects with Clean Start 0 and a Session Expiry Interval of an hour; returns whether the
@@ -158,6 +168,10 @@ fn acknowledged_messages_and_retained_survive_kill_9(runtime_name: &str) {
         }
         let want: BTreeSet<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
         assert_eq!(got, want);
+        // A PUBACK has no answer: the PINGRESP leaves after the broker handled the PUBACKs
+        // sent before it, and so after the records forgetting those messages were written
+        // (ADR 17). Without it the kill -9 below may come first and they are delivered again.
+        sub.ping().await;
         let mut late = musqratt_testkit::connect(addr, "late", V5).await;
         late.subscribe("r/#", QoS::AtLeastOnce).await;
         let publish = late.recv_publish().await;
@@ -233,5 +247,88 @@ fn a_second_broker_on_the_same_store_refuses_to_start() {
     assert!(stderr.contains("another broker is using this store"), "{stderr}");
     assert!(stderr.contains("store.db"), "{stderr}");
     kill_9(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Exactly once across a kill -9 (Method B of §4.3.3, docs/adr/0004): a durable publisher
+/// sends a QoS 2 PUBLISH and gets its PUBREC, so the message went onward and the broker owes
+/// it a PUBCOMP; the broker is killed before the PUBREL. Started again, it still knows the
+/// packet id: the PUBLISH resent with DUP at reconnection (§4.4, MQTT-4.4.0-1) is answered with a PUBREC and
+/// not delivered again, and the PUBREL finds the id (PUBCOMP 0x00, not 0x92). The durable
+/// subscriber, on the other shard, receives the message exactly once.
+#[test]
+fn inbound_qos2_is_exactly_once_across_kill_9_tokio() {
+    inbound_qos2_is_exactly_once_across_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn inbound_qos2_is_exactly_once_across_kill_9_io_uring() {
+    inbound_qos2_is_exactly_once_across_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn inbound_qos2_is_exactly_once_across_kill_9_blocking() {
+    inbound_qos2_is_exactly_once_across_kill_9("blocking");
+}
+
+fn inbound_qos2_is_exactly_once_across_kill_9(runtime_name: &str) {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-qos2-{runtime_name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sub_id = musqratt_testkit::id_on_shard("qos2-sub", 0, SHARDS);
+    let pub_id = musqratt_testkit::id_on_shard("qos2-pub", 1, SHARDS);
+    let packet_id = musqratt::proto::PacketId::new(9).unwrap();
+    let publish = |dup: bool| {
+        let mut publish = Publish::new("q2/t".into(), Bytes::from_static(b"exactly once"));
+        publish.qos = QoS::ExactlyOnce;
+        publish.packet_id = Some(packet_id);
+        publish.dup = dup;
+        Packet::Publish(publish)
+    };
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let (mut sub, _) = connect_durable(addr, &sub_id).await;
+        sub.subscribe("q2/#", QoS::AtLeastOnce).await;
+        sub.disconnect().await;
+        let (mut publisher, _) = connect_durable(addr, &pub_id).await;
+        publisher.send(&publish(false));
+        match publisher.recv().await {
+            Packet::PubRec(rec) => assert_eq!(rec.packet_id, packet_id),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let (mut publisher, present) = connect_durable(addr, &pub_id).await;
+        assert!(present, "the publisher's session survived");
+        publisher.send(&publish(true));
+        match publisher.recv().await {
+            Packet::PubRec(rec) => assert_eq!(rec.packet_id, packet_id),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+        publisher.send(&Packet::PubRel(musqratt::proto::mqtt::PubResponse::new(packet_id)));
+        match publisher.recv().await {
+            Packet::PubComp(comp) => {
+                assert_eq!(comp.packet_id, packet_id);
+                assert_eq!(comp.reason_code, ReasonCode::SUCCESS, "the id was remembered");
+            }
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
+        assert!(present);
+        let got = sub.recv_publish().await;
+        assert_eq!(&got.payload[..], b"exactly once");
+        sub.ack(&got).await;
+        sub.expect_silence().await;
+    });
+    kill_9(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }

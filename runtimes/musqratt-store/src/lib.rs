@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
+use musqratt_engine::proto::PacketId;
 use musqratt_engine::{Instant, Record, StoredDelivery};
 use rusqlite::{Connection, ErrorCode, params};
 
@@ -105,6 +106,8 @@ CREATE TABLE IF NOT EXISTS retained (topic BLOB PRIMARY KEY, value BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS sessions (client_id BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS queue (client_id BLOB NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbound_qos2 (client_id BLOB NOT NULL, packet_id INTEGER NOT NULL,
+    PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
 ";
 
 impl Store {
@@ -234,6 +237,23 @@ impl Store {
                 Err(corrupt) => loaded.corrupt.push(("queued message", corrupt)),
             }
         }
+        let mut awaiting = conn
+            .prepare("SELECT client_id, packet_id FROM inbound_qos2 ORDER BY client_id, packet_id")
+            .map_err(err)?;
+        let mut rows = awaiting.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let id: Vec<u8> = row.get(0).map_err(err)?;
+            let packet_id: i64 = row.get(1).map_err(err)?;
+            let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
+            let packet_id =
+                u16::try_from(packet_id).ok().and_then(PacketId::new).ok_or(Corrupt("packet id"));
+            match client_id.and_then(|c| Ok((c, packet_id?))) {
+                Ok((client_id, packet_id)) => loaded
+                    .records
+                    .push(Record::AwaitingRelease { client_id: client_id.into(), packet_id }),
+                Err(corrupt) => loaded.corrupt.push(("QoS 2 packet id", corrupt)),
+            }
+        }
         Ok(loaded)
     }
 }
@@ -275,6 +295,16 @@ fn write_record(
                 .execute([key(client_id)])?;
             tx.prepare_cached("DELETE FROM queue WHERE client_id = ?1")?
                 .execute([key(client_id)])?;
+            tx.prepare_cached("DELETE FROM inbound_qos2 WHERE client_id = ?1")?
+                .execute([key(client_id)])?;
+        }
+        Record::AwaitingRelease { client_id, packet_id } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO inbound_qos2 VALUES (?1, ?2)")?
+                .execute(params![key(client_id), packet_id.get()])?;
+        }
+        Record::Released { client_id, packet_id } => {
+            tx.prepare_cached("DELETE FROM inbound_qos2 WHERE client_id = ?1 AND packet_id = ?2")?
+                .execute(params![key(client_id), packet_id.get()])?;
         }
         Record::Queued(d) => {
             codec::encode_delivery(time, d.qos, d.retain, &d.subscription_ids, &d.message, buf);

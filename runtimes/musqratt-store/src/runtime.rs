@@ -2,6 +2,7 @@
 //! `[persistence]` and read it once at start, restore each shard's engine from what it read,
 //! and carry out a step's actions only after the step's records are written.
 
+use core::time::Duration;
 use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
@@ -96,15 +97,56 @@ impl Steps {
                 }
             }
             if !self.records.is_empty() {
-                if let Err(error) = store.write(&self.records) {
-                    // Issue 16 item 6 (refusing new QoS >= 1 messages while the disk is full)
-                    // is not done yet: the failure is logged and the step goes on.
-                    let shard = engine.config().shard.0;
-                    tracing::error!(shard, %error, "persistence: write failed");
-                }
+                write_until_done(store, &self.records, engine.config().shard.0);
                 self.records.clear();
             }
         }
         self.batch.pop_front()
+    }
+}
+
+/// The first wait before a failed write is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+/// The longest wait between two tries of a failed write.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Writes a batch's records, trying again until the store takes them (docs/PERSISTENCE.md,
+/// "A full disk"). A write that fails (disk full, I/O error) is rolled back whole, so
+/// nothing of it is kept and nothing acknowledged before is touched. The batch's actions wait
+/// meanwhile: a PUBACK or PUBREC (§3.4, §3.5) for a message in the failed write, or the
+/// answer to another shard's `StoreSync` that would release one there, must not leave before
+/// its message is stored (the acknowledgement rule), and dropping the records would lose a
+/// message the broker was about to acknowledge. So the shard stops until the write succeeds:
+/// its clients get no acknowledgement (MQTT 3.1.1 has no way to refuse a PUBLISH, and an
+/// MQTT 5.0 0x97 Quota exceeded would need the message taken back from the subscribers it
+/// was already routed to), and service resumes by itself once there is space again. The
+/// records are idempotent (replace or delete by key), so trying them again is safe.
+fn write_until_done(store: &Store, records: &[Record], shard: u16) {
+    let mut wait = RETRY_FIRST;
+    let mut failures: u32 = 0;
+    loop {
+        match store.write(records) {
+            Ok(()) if failures == 0 => return,
+            Ok(()) => {
+                tracing::warn!(shard, failures, "persistence: write succeeded, the shard resumes");
+                return;
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                // Logged at the 1st failure, then the 2nd, 4th, 8th...: said at once, without
+                // flooding the log while the disk stays full.
+                if failures.is_power_of_two() {
+                    tracing::error!(
+                        shard,
+                        failures,
+                        %error,
+                        "persistence: write failed; the shard holds its acknowledgements and \
+                         tries again"
+                    );
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
     }
 }

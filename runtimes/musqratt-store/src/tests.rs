@@ -65,6 +65,15 @@ fn records_written_are_loaded_back_in_restore_order() {
                 queued("a", 1, b"a1"),
             ])
             .unwrap();
+        let id = |n| musqratt_engine::proto::PacketId::new(n).unwrap();
+        store
+            .write(&[
+                Record::AwaitingRelease { client_id: "a".into(), packet_id: id(3) },
+                Record::AwaitingRelease { client_id: "a".into(), packet_id: id(5) },
+                Record::AwaitingRelease { client_id: "b".into(), packet_id: id(4) },
+            ])
+            .unwrap();
+        store.write(&[Record::Released { client_id: "a".into(), packet_id: id(5) }]).unwrap();
         store.write(&[Record::Acknowledged { client_id: "a".into(), seq: 2 }]).unwrap();
         store.write(&[Record::SessionEnded { client_id: "b".into() }]).unwrap();
     }
@@ -80,10 +89,23 @@ fn records_written_are_loaded_back_in_restore_order() {
             Record::Queued(d) => {
                 format!("queued {} {} {:?}", d.client_id, d.seq, d.message.payload())
             }
+            Record::AwaitingRelease { client_id, packet_id } => {
+                format!("awaiting PUBREL {client_id} {}", packet_id.get())
+            }
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["retained r/1", "retained r/2", "session a 1", "queued a 1 b\"a1\""]);
+    // After its session, in the order `Engine::restore` takes them; b's went with its session.
+    assert_eq!(
+        kinds,
+        [
+            "retained r/1",
+            "retained r/2",
+            "session a 1",
+            "queued a 1 b\"a1\"",
+            "awaiting PUBREL a 3"
+        ]
+    );
 }
 
 #[test]
@@ -130,4 +152,104 @@ fn a_corrupt_record_is_reported_and_skipped() {
     assert_eq!(loaded.records.len(), 1);
     let what: Vec<&str> = loaded.corrupt.iter().map(|(what, _)| *what).collect();
     assert_eq!(what, ["retained", "session"]);
+}
+
+/// A full disk (docs/PERSISTENCE.md, "A full disk"): the database may not grow
+/// (`PRAGMA max_page_count`, SQLITE_FULL on the next page), a durable subscriber is offline,
+/// and a publisher sends a QoS 1 message too large for the pages there are. The write of its
+/// record fails: the PUBACK is held (not acknowledged while not stored, §4.3.2 and ADR 17)
+/// and nothing is lost; once space returns the write is tried again, succeeds, and the PUBACK
+/// goes out after it.
+#[test]
+fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use musqratt_engine::proto::ProtocolVersion;
+    use musqratt_engine::proto::mqtt::{Connect, Packet, Publish, Subscribe};
+    use musqratt_engine::{Action, Config, ConnectionId, Engine, Input, Instant};
+
+    use crate::Steps;
+
+    const V5: ProtocolVersion = ProtocolVersion::V5;
+    fn send(engine: &mut Engine, conn: u64, packet: Packet) {
+        let mut bytes = bytes::BytesMut::new();
+        packet.encode(V5, &mut bytes).unwrap();
+        engine.handle_input(Instant::ZERO, Input::Data { conn: ConnectionId(conn), bytes });
+    }
+    fn connect(engine: &mut Engine, conn: u64, id: &str, expiry: u32) {
+        engine.handle_input(Instant::ZERO, Input::Accepted { conn: ConnectionId(conn) });
+        let mut connect = Connect::new(V5, id);
+        connect.clean_start = false;
+        connect.properties.session_expiry_interval = Some(expiry);
+        send(engine, conn, Packet::Connect(Box::new(connect)));
+    }
+    /// The first bytes of each packet sent, in order.
+    fn drain(steps: &mut Steps, engine: &mut Engine) -> Vec<u8> {
+        core::iter::from_fn(|| steps.poll_action(engine))
+            .filter_map(|action| match action {
+                Action::Send { bytes, .. } => Some(bytes[0]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    let path = dir("full");
+    let store = Store::open(&path, Fsync::Never, SystemTime::now()).unwrap();
+    let mut steps = Steps::new(Some(store.clone()));
+    let mut config = Config::default();
+    config.persistence = true;
+    let mut engine = Engine::new(config);
+    connect(&mut engine, 1, "sub", 3600);
+    let filters = vec![("big/#".into(), SubscriptionOptions::with_qos(QoS::AtLeastOnce))];
+    let subscribe = Subscribe {
+        packet_id: musqratt_engine::proto::PacketId::MIN,
+        filters,
+        properties: Default::default(),
+    };
+    send(&mut engine, 1, Packet::Subscribe(subscribe));
+    engine.handle_input(Instant::ZERO, Input::Closed { conn: ConnectionId(1) });
+    connect(&mut engine, 2, "pub", 0);
+    drain(&mut steps, &mut engine);
+
+    // Full: not one page more than the database has.
+    let set_max_pages = |pages: &str| {
+        let inner = store.inner.lock().unwrap();
+        let count: i64 = inner.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let max = if pages == "now" { count.to_string() } else { pages.to_owned() };
+        inner.conn.execute_batch(&format!("PRAGMA max_page_count = {max};")).unwrap();
+    };
+    set_max_pages("now");
+    let mut publish = Publish::new("big/1".into(), Bytes::from(vec![7u8; 64 * 1024]));
+    publish.qos = QoS::AtLeastOnce;
+    publish.packet_id = musqratt_engine::proto::PacketId::new(5);
+    send(&mut engine, 2, Packet::Publish(publish));
+
+    let sent_anything = AtomicBool::new(false);
+    let sent = std::thread::scope(|scope| {
+        let stepping = scope.spawn(|| {
+            let sent = drain(&mut steps, &mut engine);
+            sent_anything.store(true, Ordering::SeqCst);
+            sent
+        });
+        // The write fails and is tried again: nothing of the step went out, nothing stored.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!sent_anything.load(Ordering::SeqCst), "the PUBACK left before its write");
+        let loaded = store.load().unwrap();
+        assert!(!loaded.records.iter().any(|r| matches!(r, Record::Queued(_))));
+        // Space returns: the next try succeeds and the step's actions follow.
+        set_max_pages("1073741823");
+        stepping.join().unwrap()
+    });
+    assert_eq!(sent, [0x40], "the PUBACK, once stored: {sent:x?}");
+    drop(engine);
+    let loaded = store.load().unwrap();
+    let queued: Vec<_> = loaded
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Queued(d) => Some((d.client_id.to_string(), d.message.payload().len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued, [("sub".to_owned(), 64 * 1024)]);
 }
