@@ -11,7 +11,7 @@ use musqratt_proto::mqtt::{
 };
 use musqratt_proto::{ProtocolVersion, QoS};
 
-use crate::acl::Acl;
+use crate::acl::{Acl, SessionAcl};
 use crate::connection::{OutboundAliases, Phase};
 use crate::deliver::state::Routed;
 use crate::engine::{Engine, keep_alive_deadline};
@@ -168,7 +168,7 @@ impl Engine {
                         if let Some(session) =
                             connection.session.and_then(|id| self.sessions.get_mut(&id))
                         {
-                            session.acl = acl;
+                            session.acl = acl.map(SessionAcl::new);
                         }
                         self.limit_credentials(conn, until);
                         let Some(connection) = self.connections.get_mut(&conn) else { return };
@@ -326,7 +326,7 @@ impl Engine {
         // A will the client may not publish is not kept (Mosquitto drops it the same way).
         let will =
             connect.will.filter(|will| acl.as_ref().is_none_or(|a| a.may_publish(&will.topic)));
-        session.acl = acl;
+        session.acl = acl.map(SessionAcl::new);
 
         let keep_alive = self.config.server_keep_alive.filter(|_| v5).unwrap_or(connect.keep_alive);
         let will = will.map(|will| {

@@ -65,8 +65,8 @@ impl Engine {
         let denied = is_sys_topic(&publish.topic)
             || self
                 .sessions
-                .get(&session_id)
-                .and_then(|s| s.acl.as_deref())
+                .get_mut(&session_id)
+                .and_then(|s| s.acl.as_deref_mut())
                 .is_some_and(|acl| !acl.may_publish(&publish.topic));
         if denied {
             return self.refuse_publish(now, session_id, conn, version, qos, packet_id);

@@ -1,5 +1,6 @@
 //! Sessions (MQTT 5.0 §4.1): the state that outlives a network connection.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 
@@ -8,7 +9,7 @@ use musqratt_proto::bytestring::ByteString;
 use musqratt_proto::mqtt::{PublishProperties, SubscriptionIds, SubscriptionOptions};
 use musqratt_proto::{PacketId, QoS};
 
-use crate::acl::Acl;
+use crate::acl::SessionAcl;
 use crate::ids::{ConnectionId, SessionId};
 use crate::time::Instant;
 
@@ -115,7 +116,7 @@ pub(crate) struct Session {
     pub(crate) will: Option<PendingWill>,
     /// What the client may publish, subscribe to and receive; `None`: everything
     /// (`AuthDecision::Accept`, or no authentication).
-    pub(crate) acl: Option<Arc<Acl>>,
+    pub(crate) acl: Option<Box<SessionAcl>>,
     /// With persistence on: whether the session has a record in the store. A bool, which
     /// sits in padding: every session pays for what is added here.
     pub(crate) stored: bool,

@@ -31,10 +31,10 @@ impl Engine {
         session_id: SessionId,
         delivery: Delivery<impl Keep>,
     ) {
-        let Some(session) = self.sessions.get(&session_id) else { return };
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
         // Read access is checked per delivery (retained and queued messages included): a
         // subscription wider than the ACL receives only what the ACL lets it read.
-        if session.acl.as_deref().is_some_and(|acl| !acl.may_receive(&delivery.message.topic)) {
+        if session.acl.as_deref_mut().is_some_and(|acl| !acl.may_receive(&delivery.message.topic)) {
             return;
         }
         match session.conn {
