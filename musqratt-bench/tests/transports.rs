@@ -9,24 +9,14 @@ use musqratt_bench::{Args, ConnsArgs, LatencyArgs, Placement, Scenario, Throughp
 use musqratt_kit::Layers;
 use musqratt_kit::layer::tls::TlsSettings;
 use musqratt_kit::layer::ws::WsSettings;
+use musqratt_testkit::pki::TestCa;
 use musqratt_tokio::{Broker, BrokerConfig};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 /// A CA (its certificate in `dir/ca.pem`) and a server certificate it signed for `localhost`
 /// and 127.0.0.1 (`dir/server.pem`, `dir/server.key`).
 fn certificates(dir: &Path) -> TlsSettings {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "bench test CA");
-    let ca = params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    TlsSettings::new(dir.join("server.pem"), dir.join("server.key"))
+    let (cert, key) = TestCa::new(dir, "ca").server(dir, "server");
+    TlsSettings::new(cert, key)
 }
 
 /// A one-shard broker whose one listener has `layers`.

@@ -14,52 +14,9 @@ use std::time::Instant;
 
 use musqratt_testkit::{BrokerProcess, Launch, free_port, have_program, scratch_dir};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
+use musqratt_testkit::pki::TestCa;
 
 const RUNTIMES: [&str; 3] = ["tokio", "io-uring", "blocking"];
-
-/// A CA; `sign` makes certificates it signs, written as `NAME.pem` and `NAME.key` in a dir.
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        Self { cert, key }
-    }
-
-    /// A server certificate (SAN localhost and 127.0.0.1) or a client one, maybe expired.
-    fn sign(&self, dir: &Path, cn: &str, client: bool, expired: bool) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let names = if client { vec![] } else { vec!["localhost".into(), "127.0.0.1".into()] };
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2001, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2002, 1, 1);
-        }
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (cert_file, key_file) = (dir.join(format!("{cn}.pem")), dir.join(format!("{cn}.key")));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
-}
 
 /// The test PKI: `server-ca.pem` signs the broker's certificate, `client-ca.pem` the clients',
 /// `other-ca.pem` a client the broker must refuse.
@@ -74,14 +31,14 @@ struct Pki {
 impl Pki {
     fn new(name: &str) -> Self {
         let dir = scratch_dir(name);
-        let server_ca = Ca::new(&dir, "server-ca");
-        let client_ca = Ca::new(&dir, "client-ca");
-        let other_ca = Ca::new(&dir, "other-ca");
+        let server_ca = TestCa::new(&dir, "server-ca");
+        let client_ca = TestCa::new(&dir, "client-ca");
+        let other_ca = TestCa::new(&dir, "other-ca");
         Self {
-            server: server_ca.sign(&dir, "broker", false, false),
-            client: client_ca.sign(&dir, "sensor-1", true, false),
-            stranger: other_ca.sign(&dir, "mallory", true, false),
-            expired: client_ca.sign(&dir, "old-sensor", true, true),
+            server: server_ca.server(&dir, "broker"),
+            client: client_ca.client(&dir, "sensor-1", false),
+            stranger: other_ca.client(&dir, "mallory", false),
+            expired: client_ca.client(&dir, "old-sensor", true),
             dir,
         }
     }
@@ -398,9 +355,9 @@ fn certificate_name_is_the_user_name_for_the_acl_on_every_runtime() {
         return;
     }
     let dir = scratch_dir("tls-identity");
-    let (server_ca, client_ca) = (Ca::new(&dir, "server-ca"), Ca::new(&dir, "client-ca"));
-    let server = server_ca.sign(&dir, "broker", false, false);
-    let sensor = client_ca.sign(&dir, "sensor-7", true, false);
+    let (server_ca, client_ca) = (TestCa::new(&dir, "server-ca"), TestCa::new(&dir, "client-ca"));
+    let server = server_ca.server(&dir, "broker");
+    let sensor = client_ca.client(&dir, "sensor-7", false);
     let ca = dir.join("server-ca.pem").display().to_string();
     let passwd = dir.join("passwd");
     for (options, user, password) in

@@ -11,23 +11,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use musqratt_testkit::pki::TestCa;
 use musqratt_testkit::{BrokerProcess, free_port, have_program, scratch_dir};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 /// Writes `NAME-ca.pem`, and a server certificate for localhost it signs as `server.pem` and
 /// `server.key` (replacing those of another CA: a renewal).
 fn issue(dir: &Path, name: &str) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let ca = params.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let _ = TestCa::new(dir, &format!("{name}-ca")).server(dir, "server");
 }
 
 /// Whether `mosquitto_pub` trusting `NAME-ca.pem` publishes (QoS 1: acknowledged).

@@ -3,54 +3,17 @@
 //! messages with paho over plain TCP (tests/browser/ws_browser_check.py); a wss:// listener
 //! with a certificate made here with rcgen (no private key is committed).
 
-use core::time::Duration;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Instant;
+use std::process::Command;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use musqratt_testkit::pki::TestCa;
+use musqratt_testkit::{BrokerProcess, free_port};
 
 const RUNTIMES: [&str; 3] = ["tokio", "io-uring", "blocking"];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A CA and a server certificate it signs for localhost and 127.0.0.1, in `dir`.
 fn server_certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "ws-test-ca");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let (cert_file, key_file) = (dir.join("server.pem"), dir.join("server.key"));
-    std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    (cert_file, key_file)
-}
-
-/// The broker binary on `runtime` with `config`; waits until every port in `ports` accepts.
-fn musqratt(dir: &Path, runtime: &str, config: &str, ports: &[u16]) -> Child {
-    let path = dir.join("musqratt.toml");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime, "--log-level", "warn", "--config"])
-        .arg(&path)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-            assert!(Instant::now() < deadline, "{runtime}: port {port} never opened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    child
+    TestCa::new(dir, "ws-test-ca").server(dir, "server")
 }
 
 /// MQTT.js in Chromium over ws:// and wss://, with paho over TCP and over WebSocket, on
@@ -80,7 +43,13 @@ fn a_browser_and_paho_speak_mqtt_over_websocket_on_every_runtime() {
             cert.display().to_string(),
             key.display().to_string(),
         );
-        let mut broker = musqratt(&dir, runtime, &config, &[tcp, ws, wss]);
+        let broker =
+            BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), &dir, runtime, &config)
+                .log_level("warn")
+                .port(tcp)
+                .port(ws)
+                .port(wss)
+                .start();
         let out = Command::new("python3")
             .arg(&script)
             .args([tcp.to_string(), ws.to_string(), wss.to_string()])
@@ -88,11 +57,10 @@ fn a_browser_and_paho_speak_mqtt_over_websocket_on_every_runtime() {
             .arg(&screenshot)
             .output()
             .unwrap();
-        broker.kill().unwrap();
-        broker.wait().unwrap();
+        let log = broker.stop();
         assert!(
             out.status.success(),
-            "{runtime}: {}\n{}",
+            "{runtime}: {}\n{}\nbroker log:\n{log}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

@@ -41,6 +41,7 @@
 pub mod auth;
 pub mod layers;
 pub mod mqtt;
+pub mod pki;
 pub mod process;
 pub mod sn;
 pub mod ws;
