@@ -95,6 +95,13 @@ pub struct RelayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub listen: core::net::SocketAddr,
+    /// Terminate TLS with this certificate chain (PEM), as a broker's `mqtts://` listener:
+    /// the floor of a TLS hop (clients connect with `mqtts://` and `--cafile`).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// `latency` arguments.
@@ -381,7 +388,13 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             conns_report(&label, &args.url, target, a, args.pid).await?
         }
         Scenario::Relay(a) => {
-            let relay = relay::Relay::start(a.listen).context("starting the relay")?;
+            let layers = match (&a.tls_cert, &a.tls_key) {
+                (Some(cert), Some(key)) => Some(musqratt_kit::Layers::tls(
+                    musqratt_kit::layer::tls::TlsSettings::new(cert, key).load()?,
+                )),
+                _ => None,
+            };
+            let relay = relay::Relay::start(a.listen, layers).context("starting the relay")?;
             eprintln!("relay listening on {}", relay.addr());
             loop {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -389,7 +402,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
         }
         Scenario::Floor(a) => {
             let any = core::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let relay = relay::Relay::start(any).context("starting the relay")?;
+            let relay = relay::Relay::start(any, None).context("starting the relay")?;
             let addr = relay.addr().to_string();
             let url = format!("mqtt://{addr}");
             let target = transport::Target::plain(addr);

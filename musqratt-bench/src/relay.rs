@@ -3,6 +3,11 @@
 //! sends to every subscriber, one blocking thread per connection: no parsing, no routing, no
 //! queues. Latency through it is the physical floor of one extra TCP hop on this machine, and
 //! the generator's rate through it is the generator's own ceiling.
+//!
+//! With a TLS layer (`relay --tls-cert --tls-key`) it terminates TLS as a broker's `mqtts://`
+//! listener does, with the same layer: each connection's records are decrypted, and what is
+//! copied is encrypted again for each subscriber. Latency through it is the floor of a TLS hop:
+//! what any broker's TLS latency should be compared with.
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +16,11 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
+use bytes::{Buf as _, Bytes, BytesMut};
+use musqratt_kit::{Layers, Stack};
+
+use crate::transport::{decoded, joined};
+
 /// A running relay; stops accepting when dropped (open connections end with their peers).
 pub(crate) struct Relay {
     addr: SocketAddr,
@@ -18,12 +28,13 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    /// Starts a relay on `addr` (port 0: a free port).
-    pub(crate) fn start(addr: SocketAddr) -> io::Result<Self> {
+    /// Starts a relay on `addr` (port 0: a free port), its connections through `layers` if
+    /// given (TLS).
+    pub(crate) fn start(addr: SocketAddr, layers: Option<Layers>) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let subscribers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let subscribers: Arc<Mutex<Vec<Conn>>> = Arc::default();
         let flag = Arc::clone(&stop);
         thread::Builder::new().name("relay-accept".into()).spawn(move || {
             for stream in listener.incoming() {
@@ -31,10 +42,15 @@ impl Relay {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                let stack = layers
+                    .as_ref()
+                    .zip(stream.peer_addr().ok())
+                    .map(|(l, peer)| Arc::new(Mutex::new(l.stack(peer))));
+                let conn = Conn { stream, stack };
                 let subscribers = Arc::clone(&subscribers);
                 let _ = thread::Builder::new()
                     .name("relay-conn".into())
-                    .spawn(move || serve(stream, &subscribers));
+                    .spawn(move || serve(conn, &subscribers));
             }
         })?;
         Ok(Self { addr, stop })
@@ -53,66 +69,122 @@ impl Drop for Relay {
     }
 }
 
-/// Reads one whole packet: its raw bytes.
-fn read_packet(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut packet = vec![0u8; 1];
-    stream.read_exact(&mut packet)?;
-    let mut remaining = 0usize;
-    for shift in 0..4 {
-        let mut byte = [0u8];
-        stream.read_exact(&mut byte)?;
-        packet.push(byte[0]);
-        remaining |= usize::from(byte[0] & 0x7f) << (7 * shift);
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-    }
-    let start = packet.len();
-    packet.resize(start + remaining, 0);
-    stream.read_exact(&mut packet[start..])?;
-    Ok(packet)
+/// One relay connection: its socket and, on a TLS relay, its stack, shared by the thread that
+/// reads it and the publishers' threads that write to it (records must reach the socket in the
+/// order they were encrypted, so the lock is held until the socket took them).
+struct Conn {
+    stream: TcpStream,
+    stack: Option<Arc<Mutex<Stack>>>,
 }
 
-fn serve(mut stream: TcpStream, subscribers: &Mutex<Vec<TcpStream>>) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let connect = read_packet(&mut stream)?;
+impl Conn {
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self { stream: self.stream.try_clone()?, stack: self.stack.clone() })
+    }
+
+    /// Reads what is available, decrypted, onto `plain`: `false` at the end of the stream.
+    fn read(&mut self, chunk: &mut [u8], plain: &mut BytesMut) -> io::Result<bool> {
+        let n = self.stream.read(chunk)?;
+        let Some(stack) = &self.stack else {
+            plain.extend_from_slice(&chunk[..n]);
+            return Ok(n > 0);
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut answers = Vec::new();
+        let mut stack = stack.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = stack.read(BytesMut::from(&chunk[..n]), |c| answers.push(c));
+        (&self.stream).write_all(&joined(&mut answers))?;
+        drop(stack);
+        decoded(read, plain)
+    }
+
+    /// Writes `bytes`, encrypted on a TLS relay.
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let Some(stack) = &self.stack else { return (&self.stream).write_all(bytes) };
+        let mut chunks = Vec::new();
+        let mut stack = stack.lock().unwrap_or_else(PoisonError::into_inner);
+        stack.write(Bytes::copy_from_slice(bytes), |c| chunks.push(c)).map_err(io::Error::other)?;
+        (&self.stream).write_all(&joined(&mut chunks))
+    }
+}
+
+/// Reads one whole packet from `conn` (through `plain`, which keeps what follows it): its raw
+/// bytes.
+fn read_packet(conn: &mut Conn, plain: &mut BytesMut) -> io::Result<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(len) = packet_len(plain) {
+            if plain.len() >= len {
+                let packet = plain[..len].to_vec();
+                plain.advance(len);
+                return Ok(packet);
+            }
+        }
+        if !conn.read(&mut chunk, plain)? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// The length of the packet at the start of `bytes`, once its fixed header is there.
+fn packet_len(bytes: &[u8]) -> Option<usize> {
+    let mut remaining = 0usize;
+    for (i, byte) in bytes.iter().skip(1).take(4).enumerate() {
+        remaining |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(1 + i + 1 + remaining);
+        }
+    }
+    None
+}
+
+fn serve(mut conn: Conn, subscribers: &Mutex<Vec<Conn>>) -> io::Result<()> {
+    conn.stream.set_nodelay(true)?;
+    let mut plain = BytesMut::new();
+    let connect = read_packet(&mut conn, &mut plain)?;
     if connect[0] != 0x10 {
         return Ok(());
     }
-    stream.write_all(&[0x20, 2, 0, 0])?;
-    let first = read_packet(&mut stream)?;
+    conn.write_all(&[0x20, 2, 0, 0])?;
+    let first = read_packet(&mut conn, &mut plain)?;
     if first[0] == 0x82 {
         // SUBSCRIBE: the packet id follows the one-byte remaining length for small packets.
         let id_at = 1 + first[1..].iter().take_while(|b| **b & 0x80 != 0).count() + 1;
         let ack = [0x90, 3, first[id_at], first[id_at + 1], 0];
-        stream.write_all(&ack)?;
-        subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(stream.try_clone()?);
+        conn.write_all(&ack)?;
+        subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(conn.try_clone()?);
         // Discard whatever the subscriber sends until it leaves.
         let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).unwrap_or(0) > 0 {}
-        let me = stream.peer_addr().ok();
+        while conn.read(&mut sink, &mut plain).unwrap_or(false) {
+            plain.clear();
+        }
+        let me = conn.stream.peer_addr().ok();
         subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|s| s.peer_addr().ok() != me);
+            .retain(|s| s.stream.peer_addr().ok() != me);
         return Ok(());
     }
-    let mut targets: Vec<TcpStream> = subscribers
+    let mut targets: Vec<Conn> = subscribers
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .filter_map(|s| s.try_clone().ok())
         .collect();
-    let forward = |targets: &mut Vec<TcpStream>, bytes: &[u8]| {
+    let forward = |targets: &mut Vec<Conn>, bytes: &[u8]| {
         targets.retain_mut(|t| t.write_all(bytes).is_ok());
     };
     forward(&mut targets, &first);
+    forward(&mut targets, &plain);
+    plain.clear();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
+        if !conn.read(&mut buf, &mut plain)? {
             return Ok(());
         }
-        forward(&mut targets, &buf[..n]);
+        forward(&mut targets, &plain);
+        plain.clear();
     }
 }

@@ -142,7 +142,7 @@ impl Target {
 
 /// The chunks a stack gave for the socket as one buffer: one write, one segment with
 /// TCP_NODELAY (a WebSocket upgrade request and the first frame, say).
-fn joined(chunks: &mut Vec<Bytes>) -> Bytes {
+pub(crate) fn joined(chunks: &mut Vec<Bytes>) -> Bytes {
     match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.pop().unwrap_or_default(),
@@ -158,7 +158,7 @@ fn joined(chunks: &mut Vec<Bytes>) -> Bytes {
 
 /// Appends what a stack read decoded to the decoder's buffer: `false` when the broker closed
 /// the layer (close_notify, a close frame), an error when a layer gave up.
-fn decoded(read: StackRead, buf: &mut BytesMut) -> io::Result<bool> {
+pub(crate) fn decoded(read: StackRead, buf: &mut BytesMut) -> io::Result<bool> {
     if let Some(data) = read.data {
         buf.extend_from_slice(&data);
     }
