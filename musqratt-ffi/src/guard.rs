@@ -30,7 +30,7 @@ fn caught(
     handle: &mut MusqrattEngine,
     step: impl FnOnce(&mut MusqrattEngine) -> MusqrattStatus,
 ) -> MusqrattStatus {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&mut *handle))) {
+    match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| step(&mut *handle))) {
         Ok(status) => status,
         Err(_) => {
             handle.poisoned = true;

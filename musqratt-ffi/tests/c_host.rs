@@ -4,11 +4,12 @@
 //! DISCONNECT has its will published. Skipped where `cc`, `make` or Mosquitto's clients are
 //! missing — except in CI, which installs them and fails instead.
 
+use core::time::Duration;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use musqratt_testkit::{BrokerProcess, free_port, have_program, scratch_dir, tool_available};
 
