@@ -143,6 +143,20 @@ fn mosquitto_clients_through_the_c_host() {
     let late = Subscriber::start(port, &["-q", "1", "-t", "ffi/retained", "-C", "1"]);
     assert_eq!(late.next(), "ffi/retained kept");
 
+    // A message far larger than a socket buffer (written in many partial vectored writes)
+    // arrives whole: retained, so the subscriber that comes after it receives it.
+    let payload: Vec<u8> = (0..800_000_u32).map(|i| (i * 31 % 251) as u8).collect();
+    let file = scratch_dir("c-host").join("large.bin");
+    std::fs::write(&file, &payload).expect("the payload file is written");
+    let path = file.display().to_string();
+    publish(port, &["-q", "1", "-r", "-t", "ffi/large", "-f", &path]);
+    let large = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "ffi/large", "-C", "1", "-N"])
+        .args(["-W", "20"])
+        .output()
+        .expect("mosquitto_sub runs");
+    assert!(large.stdout == payload, "the large message arrived with {} bytes", large.stdout.len());
+
     // MQTT-3.1.2-8: a connection closed without DISCONNECT has its will published.
     let watcher = Subscriber::start(port, &["-q", "1", "-t", "ffi/will", "-t", "ffi/probe"]);
     watcher.wait_subscribed(port);
