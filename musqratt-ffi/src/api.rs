@@ -217,6 +217,20 @@ unsafe fn input(
     }
 }
 
+/// An input of no bytes: nothing for the engine, but the handle and the id are checked as for
+/// any input, so a host's mistake is reported the same whatever was read.
+///
+/// # Safety
+/// As [`with_engine`].
+unsafe fn nothing_read(engine: *mut MusqrattEngine, conn: u64) -> MusqrattStatus {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_engine(engine, |_| {
+            if conn >= CONN_LIMIT { MusqrattStatus::ErrInvalid } else { MusqrattStatus::Ok }
+        })
+    }
+}
+
 /// The host accepted connection `conn` at `now` (microseconds). The engine expects CONNECT
 /// within the configured connect timeout.
 ///
@@ -247,7 +261,8 @@ pub unsafe extern "C" fn musqratt_engine_input(
     len: usize,
 ) -> MusqrattStatus {
     if len == 0 {
-        return MusqrattStatus::Ok;
+        // SAFETY: the caller's contract.
+        return unsafe { nothing_read(engine, conn) };
     }
     if bytes.is_null() {
         return MusqrattStatus::ErrNull;
@@ -284,7 +299,8 @@ pub unsafe extern "C" fn musqratt_engine_input_buf(
         return MusqrattStatus::ErrInvalid;
     }
     if len == 0 {
-        return MusqrattStatus::Ok;
+        // SAFETY: the caller's contract.
+        return unsafe { nothing_read(engine, conn) };
     }
     bytes.truncate(len);
     // SAFETY: the caller's contract.

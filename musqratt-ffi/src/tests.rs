@@ -231,8 +231,14 @@ fn bad_arguments_are_refused_not_trusted() {
         musqratt_bytes_free(ptr::null_mut());
         assert!(musqratt_buf_new(0).is_null());
 
+        assert_eq!(musqratt_engine_input(none, 0, 1, ptr::null(), 0), MusqrattStatus::ErrNull);
         let engine = musqratt_engine_new(ptr::null());
         assert_eq!(musqratt_engine_open(engine, 0, 1 << 63), MusqrattStatus::ErrInvalid);
+        assert_eq!(
+            musqratt_engine_input(engine, 0, 1 << 63, ptr::null(), 0),
+            MusqrattStatus::ErrInvalid
+        );
+        assert_eq!(musqratt_engine_input(engine, 0, 1, ptr::null(), 0), MusqrattStatus::Ok);
         assert_eq!(musqratt_engine_input(engine, 0, 1, ptr::null(), 3), MusqrattStatus::ErrNull);
         assert_eq!(
             musqratt_engine_input_buf(engine, 0, 1, ptr::null_mut(), 3),
