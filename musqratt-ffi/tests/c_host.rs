@@ -19,14 +19,15 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// Builds the C host into a scratch directory with the library cargo built for this test.
 fn build_c_host() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace");
-    // This test runs from target/<profile>/deps/; the library is in target/<profile>/.
+    // This test runs from target/<profile>/deps/, where `cargo test` leaves the library it
+    // built for it; `cargo build` copies it up to target/<profile>/.
     let exe = std::env::current_exe().expect("the test's path");
-    let lib_dir = exe.parent().and_then(Path::parent).expect("the target directory");
-    assert!(
-        lib_dir.join("libmusqratt_ffi.a").exists(),
-        "no static library in {}",
-        lib_dir.display()
-    );
+    let deps = exe.parent().expect("the test's directory");
+    let lib_dir = [Some(deps), deps.parent()]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("libmusqratt_ffi.a").exists())
+        .unwrap_or_else(|| panic!("no static library in {} or above", deps.display()));
     let out = scratch_dir("c-host").join("c-host");
     let make = Command::new("make")
         .arg("-C")
