@@ -14,6 +14,7 @@
 //! `musqratt-bench` takes the same arguments.
 
 mod conns;
+mod durable;
 mod latency;
 mod pubsub;
 mod relay;
@@ -82,11 +83,40 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// N idle connections: time to connect all, broker RSS per connection (with --pid).
     Conns(ConnsArgs),
+    /// QoS 1 to a persistent session (Clean Session 0), subscriber online or away and then
+    /// draining: publish and delivery rates, and bytes written to disk per payload byte.
+    Durable(DurableArgs),
     /// A trivial TCP relay in place of the broker: the latency floor and the generator ceiling.
     Floor(FloorArgs),
     /// Serve the `floor` relay on an address until killed, as a process of its own (so that
     /// other scenarios can run against it like against a broker).
     Relay(RelayArgs),
+}
+
+/// Whether the persistent subscriber of `durable` is connected while the messages come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurableMode {
+    /// Connected throughout: delivered as they are accepted.
+    Online,
+    /// Away while they come (each is stored in its session), then back to drain them.
+    Offline,
+}
+
+/// `durable` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DurableArgs {
+    /// Messages to send (each must arrive).
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    pub messages: u64,
+    /// Payload bytes (at least 20).
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub payload: usize,
+    /// Unacknowledged publications allowed at once.
+    #[arg(long, short = 'w', default_value_t = 100)]
+    pub window: usize,
+    /// Subscriber connected throughout, or away and then draining.
+    #[arg(long, value_enum, default_value_t = DurableMode::Online)]
+    pub mode: DurableMode,
 }
 
 /// `relay` arguments.
@@ -304,7 +334,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
     // their clock starts once connected), the whole run for `conns`.
     let now = std::time::Instant::now();
     let window = match &args.scenario {
-        Scenario::Conns(_) => sys::CpuWindow::new(args.pid, now, None),
+        Scenario::Conns(_) | Scenario::Durable(_) => sys::CpuWindow::new(args.pid, now, None),
         _ => {
             let start = now + args.warmup;
             sys::CpuWindow::new(args.pid, start, Some(start + args.duration))
@@ -387,6 +417,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             let target = transport::Target::parse(&args.url, args.cafile.as_deref())?;
             conns_report(&label, &args.url, target, a, args.pid).await?
         }
+        Scenario::Durable(a) => durable_report(&label, args, a).await?,
         Scenario::Relay(a) => {
             let layers = match (&a.tls_cert, &a.tls_key) {
                 (Some(cert), Some(key)) => Some(musqratt_kit::Layers::tls(
@@ -578,6 +609,40 @@ async fn pubsub_report(
     report.result("drain_s", (out.drain_time.as_secs_f64() * 1000.0).round() / 1000.0);
     report.latency("latency_us", &out.latency, false);
     warn_loss(cfg.qos, lost, label);
+    Ok(report)
+}
+
+async fn durable_report(label: &str, args: &Args, a: &DurableArgs) -> anyhow::Result<Report> {
+    let cfg = durable::DurableCfg {
+        target: transport::Target::parse(&args.url, args.cafile.as_deref())?,
+        login: wire::Login::from_url(&args.url),
+        messages: a.messages.max(1),
+        payload: a.payload.max(wire::HEADER_LEN),
+        window: a.window,
+        offline: a.mode == DurableMode::Offline,
+        pid: args.pid,
+    };
+    let out = durable::run(&cfg).await?;
+    let mut report = Report::new("durable", label, &args.url);
+    report.param("mode", if cfg.offline { "offline" } else { "online" });
+    report.param("messages", cfg.messages);
+    report.param("payload", cfg.payload);
+    report.param("window", cfg.window);
+    let rate = |time: Duration| (cfg.messages as f64 / time.as_secs_f64().max(1e-6)).round();
+    report.result("publish_per_s", rate(out.publish_time));
+    report.result(
+        if cfg.offline { "drain_per_s" } else { "deliveries_per_s" },
+        rate(out.delivery_time),
+    );
+    report.result("delivered", out.delivered);
+    report.result("lost", cfg.messages.saturating_sub(out.delivered));
+    report.result("duplicates", out.duplicates);
+    if let Some(bytes) = out.disk_bytes {
+        report.result("disk_write_bytes", bytes);
+        let payload = (cfg.messages * cfg.payload as u64) as f64;
+        report.result("write_amplification", (bytes as f64 / payload * 100.0).round() / 100.0);
+    }
+    warn_loss(1, cfg.messages.saturating_sub(out.delivered), label);
     Ok(report)
 }
 

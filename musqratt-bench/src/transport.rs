@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::wire::{Login, connect, decoder, subscribe};
+use crate::wire::{Login, connect, connect_session, decoder, subscribe};
 
 /// The URL's transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +329,26 @@ impl AsyncConn {
         keep_alive: u16,
         login: &Login,
     ) -> anyhow::Result<Self> {
+        let mut out = BytesMut::new();
+        connect(&mut out, client_id, keep_alive, login);
+        Ok(Self::connect_with(target, &out).await?.0)
+    }
+
+    /// As [`Self::connect`], with Clean Session as `clean` says; also returns the CONNACK's
+    /// session present flag.
+    pub(crate) async fn connect_session(
+        target: &Target,
+        client_id: &str,
+        login: &Login,
+        clean: bool,
+    ) -> anyhow::Result<(Self, bool)> {
+        let mut out = BytesMut::new();
+        connect_session(&mut out, client_id, crate::wire::KEEP_ALIVE, login, clean);
+        Self::connect_with(target, &out).await
+    }
+
+    /// Connects and sends `connect` (a CONNECT packet); the CONNACK's session present flag.
+    async fn connect_with(target: &Target, connect: &[u8]) -> anyhow::Result<(Self, bool)> {
         let addr = &target.addr;
         let stream =
             TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
@@ -350,11 +370,9 @@ impl AsyncConn {
             raw: BytesMut::new(),
         };
         let mut conn = Self { reader, writer };
-        let mut out = BytesMut::new();
-        connect(&mut out, client_id, keep_alive, login);
-        conn.writer.write_all(&out).await?;
+        conn.writer.write_all(connect).await?;
         match conn.recv_timeout().await? {
-            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
+            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok((conn, ack.session_present)),
             other => bail!("expected a successful CONNACK, got {other:?}"),
         }
     }

@@ -79,6 +79,18 @@ impl Login {
 
 /// CONNECT, MQTT 3.1.1, clean session, with the login's user name and password if any.
 pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, login: &Login) {
+    connect_session(buf, client_id, keep_alive, login, true);
+}
+
+/// CONNECT, MQTT 3.1.1, with Clean Session as `clean` says (0: the broker keeps the session,
+/// its subscriptions and its QoS 1/2 messages, while the client is away).
+pub(crate) fn connect_session(
+    buf: &mut BytesMut,
+    client_id: &str,
+    keep_alive: u16,
+    login: &Login,
+    clean: bool,
+) {
     let user = login.user.as_deref();
     let password = login.password.as_deref().filter(|_| user.is_some());
     let extra = user.map_or(0, |u| 2 + u.len()) + password.map_or(0, |p| 2 + p.len());
@@ -87,7 +99,9 @@ pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, logi
     put_str(buf, "MQTT");
     buf.put_u8(4);
     buf.put_u8(
-        0x02 | if user.is_some() { 0x80 } else { 0 } | if password.is_some() { 0x40 } else { 0 },
+        u8::from(clean) << 1
+            | if user.is_some() { 0x80 } else { 0 }
+            | if password.is_some() { 0x40 } else { 0 },
     );
     buf.put_u16(keep_alive);
     put_str(buf, client_id);
