@@ -23,6 +23,8 @@
 # every run reports the rest of the machine's CPU use (`other_cpu_cores`): keep it near 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-4s}
@@ -97,12 +99,7 @@ start() {
             ;;
     esac
     PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "$broker did not start" >&2
-    exit 1
+    wait_port "$PORT" || exit 1
 }
 
 stop() {

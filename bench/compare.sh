@@ -85,14 +85,8 @@ PORT[mosquitto]=$MOSQUITTO_PORT
 PORT[rumqttd]=$RUMQTTD_PORT
 PORT[relay]=$RELAY_PORT
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 start_brokers() {
     for b in $BROKERS; do

@@ -13,6 +13,8 @@
 # Needs: mosquitto (Debian package), jq. Results: bench/results/durable-<time>.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 MESSAGES=${MESSAGES:-100000}
@@ -49,12 +51,7 @@ start() { # SYSTEM: a fresh broker on PORT with an empty store; sets PID
             ;;
     esac
     PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "$1 did not start" >&2
-    exit 1
+    wait_port "$PORT" || exit 1
 }
 
 for round in $(seq "$ROUNDS"); do

@@ -44,14 +44,8 @@ else
 fi
 for r in $NAMES; do PORT[$r]=$port; port=$((port + 1)); done
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 start() {
     for r in $NAMES; do
         "${BIN[$r]}" broker --runtime "${RT[$r]}" --threads 2 --log-level warn \

@@ -11,15 +11,15 @@
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
-use bytes::{Buf as _, Bytes, BytesMut};
-use musqratt_kit::{Layers, Stack};
+use bytes::{Buf as _, BytesMut};
+use musqratt_kit::Layers;
 
-use crate::transport::{decoded, joined};
+use crate::transport::SyncWriter;
 
 /// A running relay; stops accepting when dropped (open connections end with their peers).
 pub(crate) struct Relay {
@@ -42,11 +42,9 @@ impl Relay {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let stack = layers
-                    .as_ref()
-                    .zip(stream.peer_addr().ok())
-                    .map(|(l, peer)| Arc::new(Mutex::new(l.stack(peer))));
-                let conn = Conn { stream, stack };
+                let stack = layers.as_ref().zip(stream.peer_addr().ok()).map(|(l, p)| l.stack(p));
+                let Ok(clone) = stream.try_clone() else { continue };
+                let conn = Conn { stream, writer: SyncWriter::new(clone, stack) };
                 let subscribers = Arc::clone(&subscribers);
                 let _ = thread::Builder::new()
                     .name("relay-conn".into())
@@ -70,43 +68,26 @@ impl Drop for Relay {
 }
 
 /// One relay connection: its socket and, on a TLS relay, its stack, shared by the thread that
-/// reads it and the publishers' threads that write to it (records must reach the socket in the
-/// order they were encrypted, so the lock is held until the socket took them).
+/// reads it and the publishers' threads that write to it (the bench client's [`SyncWriter`]:
+/// records reach the socket in the order they were encrypted).
 struct Conn {
     stream: TcpStream,
-    stack: Option<Arc<Mutex<Stack>>>,
+    writer: SyncWriter,
 }
 
 impl Conn {
     fn try_clone(&self) -> io::Result<Self> {
-        Ok(Self { stream: self.stream.try_clone()?, stack: self.stack.clone() })
+        Ok(Self { stream: self.stream.try_clone()?, writer: self.writer.try_clone()? })
     }
 
     /// Reads what is available, decrypted, onto `plain`: `false` at the end of the stream.
     fn read(&mut self, chunk: &mut [u8], plain: &mut BytesMut) -> io::Result<bool> {
-        let n = self.stream.read(chunk)?;
-        let Some(stack) = &self.stack else {
-            plain.extend_from_slice(&chunk[..n]);
-            return Ok(n > 0);
-        };
-        if n == 0 {
-            return Ok(false);
-        }
-        let mut answers = Vec::new();
-        let mut stack = stack.lock().unwrap_or_else(PoisonError::into_inner);
-        let read = stack.read(BytesMut::from(&chunk[..n]), |c| answers.push(c));
-        (&self.stream).write_all(&joined(&mut answers))?;
-        drop(stack);
-        decoded(read, plain)
+        self.writer.read(&self.stream, chunk, plain)
     }
 
     /// Writes `bytes`, encrypted on a TLS relay.
-    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        let Some(stack) = &self.stack else { return (&self.stream).write_all(bytes) };
-        let mut chunks = Vec::new();
-        let mut stack = stack.lock().unwrap_or_else(PoisonError::into_inner);
-        stack.write(Bytes::copy_from_slice(bytes), |c| chunks.push(c)).map_err(io::Error::other)?;
-        (&self.stream).write_all(&joined(&mut chunks))
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes)
     }
 }
 

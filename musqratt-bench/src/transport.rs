@@ -192,8 +192,7 @@ impl SyncConn {
         let stream = StdStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let stack = target.stack()?.map(|stack| Arc::new(Mutex::new(stack)));
-        let writer = SyncWriter { stream: stream.try_clone()?, stack };
+        let writer = SyncWriter::new(stream.try_clone()?, target.stack()?);
         let mut conn =
             Self { stream, writer, decoder: decoder(), buf: BytesMut::with_capacity(64 * 1024) };
         let mut out = BytesMut::new();
@@ -254,21 +253,7 @@ impl SyncConn {
     /// it was.
     pub(crate) fn fill(&mut self) -> io::Result<bool> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
-        let Some(stack) = &self.writer.stack else {
-            self.buf.extend_from_slice(&chunk[..n]);
-            return Ok(n > 0);
-        };
-        if n == 0 {
-            return Ok(false);
-        }
-        let mut answers = Vec::new();
-        let mut stack = stack.lock().unwrap_or_else(PoisonError::into_inner);
-        let read = stack.read(BytesMut::from(&chunk[..n]), |c| answers.push(c));
-        // Under the lock: the answers go out before anything a writer encrypts after them.
-        (&self.stream).write_all(&joined(&mut answers))?;
-        drop(stack);
-        decoded(read, &mut self.buf)
+        self.writer.read(&self.stream, &mut chunk, &mut self.buf)
     }
 }
 
@@ -280,6 +265,38 @@ pub(crate) struct SyncWriter {
 }
 
 impl SyncWriter {
+    /// A connection's writer: `stream` (a clone of the socket), and its layers if any.
+    pub(crate) fn new(stream: StdStream, stack: Option<Stack>) -> Self {
+        Self { stream, stack: stack.map(|stack| Arc::new(Mutex::new(stack))) }
+    }
+
+    /// Reads what is available from `stream` (this connection's socket) onto `plain`, through
+    /// the layers if any, with `chunk` as the read buffer: `false` at the end of the stream. A
+    /// read may decode to nothing yet (handshake bytes, half a record): `true`, `plain` as it
+    /// was. What the layers answer (a handshake flight, a pong) is written under the stack's
+    /// lock, before anything a writer encrypts after it.
+    pub(crate) fn read(
+        &self,
+        mut stream: &StdStream,
+        chunk: &mut [u8],
+        plain: &mut BytesMut,
+    ) -> io::Result<bool> {
+        let n = stream.read(chunk)?;
+        let Some(stack) = &self.stack else {
+            plain.extend_from_slice(&chunk[..n]);
+            return Ok(n > 0);
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut answers = Vec::new();
+        let mut stack = stack.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = stack.read(BytesMut::from(&chunk[..n]), |c| answers.push(c));
+        stream.write_all(&joined(&mut answers))?;
+        drop(stack);
+        decoded(read, plain)
+    }
+
     /// Writes `bytes`: straight to the socket on plain TCP; through the layers otherwise,
     /// holding the stack's lock until the socket took the result.
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -134,3 +134,28 @@ async fn scenarios_over_mqtts_ws_and_wss() {
         tokio::task::spawn_blocking(move || broker.shutdown().unwrap()).await.unwrap();
     }
 }
+
+/// The TLS relay (`relay --tls-cert --tls-key`, the floor of a TLS hop) carries every message
+/// of a `latency` run over `mqtts://`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_relay_carries_latency_over_mqtts() {
+    let dir = std::env::temp_dir().join(format!("musqratt-bench-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = TestCa::new(&dir, "ca").server(&dir, "server");
+    let port = musqratt_testkit::free_port();
+    let relay = musqratt_testkit::BrokerProcess::command({
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_musqratt-bench"));
+        command.args(["relay", "--listen", &format!("127.0.0.1:{port}"), "--tls-cert"]);
+        command.arg(&cert).arg("--tls-key").arg(&key);
+        command
+    })
+    .port(port)
+    .start();
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let reports = musqratt_bench::run_reports(&latency(url.clone(), &dir.join("ca.pem"), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e:#}"));
+    let r = &reports[0].results;
+    assert_eq!((&r["sent"], &r["received"]), (&200.into(), &200.into()), "{r:?}");
+    drop(relay);
+}
