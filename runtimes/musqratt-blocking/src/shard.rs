@@ -80,6 +80,8 @@ pub(crate) struct Shard {
     /// The engine's actions, a batch's `Action::Store` records written (with `[persistence]`)
     /// before any other action of the batch is carried out (ADR 17).
     steps: crate::store::Steps,
+    /// Joins consecutive sends to a layered connection (`musqratt_kit::SendJoiner`).
+    joiner: musqratt_kit::SendJoiner,
 }
 
 impl core::fmt::Debug for Shard {
@@ -104,6 +106,7 @@ impl Shard {
             events: EventLog::new(id),
             #[allow(clippy::default_constructed_unit_structs)] // a unit struct without `persistence`
             steps: crate::store::Steps::default(),
+            joiner: musqratt_kit::SendJoiner::new(),
         }
     }
 
@@ -268,7 +271,14 @@ impl Shard {
 
     /// Carries out every action the engine has for us.
     fn dispatch(&mut self, shards: &Arc<Inboxes>, by: Stepper) {
-        while let Some(action) = self.steps.poll_action(&mut self.engine) {
+        loop {
+            let conns = &self.conns;
+            let Some(action) = self.joiner.next(
+                || self.steps.poll_action(&mut self.engine),
+                |conn| conns.get(&conn).is_some_and(|handle| handle.stack.is_some()),
+            ) else {
+                break;
+            };
             match action {
                 Action::Send { conn, bytes } => self.send(shards, conn, bytes),
                 Action::Close { conn } => {

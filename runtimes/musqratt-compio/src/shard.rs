@@ -221,6 +221,8 @@ pub(crate) struct Core {
     errand: Arc<Notify>,
     /// The engine's actions, a batch's records written first with `[persistence]` (ADR 17).
     steps: musqratt_store::Steps,
+    /// Joins consecutive sends to a layered connection (`musqratt_kit::SendJoiner`).
+    joiner: musqratt_kit::SendJoiner,
 }
 
 impl Core {
@@ -236,7 +238,14 @@ impl Core {
     /// deadline.
     fn dispatch(&mut self) {
         loop {
-            while let Some(action) = self.steps.poll_action(&mut self.engine) {
+            loop {
+                let slots = &self.slots;
+                let Some(action) = self.joiner.next(
+                    || self.steps.poll_action(&mut self.engine),
+                    |conn| slots.get(&conn).is_some_and(|slot| slot.stack.is_some()),
+                ) else {
+                    break;
+                };
                 self.act(action);
             }
             // A write reports `Input::Written`, which may bring more actions.
@@ -524,6 +533,7 @@ impl Shard {
             deferred: Vec::new(),
             errand: Arc::clone(&errand),
             steps: musqratt_store::Steps::default(),
+            joiner: musqratt_kit::SendJoiner::new(),
         })));
         if let Some(entry) = directory.get(usize::from(id.0)) {
             let _ = entry.set(Arc::downgrade(&core));

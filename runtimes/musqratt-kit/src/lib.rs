@@ -14,7 +14,9 @@
 //!   (docs/adr/0015-byte-stream-layers.md);
 //! - [`metrics`]: the engines' merged numbers as `$SYS` topics, Prometheus text and JSON
 //!   (docs/adr/0018-metrics.md);
-//! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10).
+//! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10);
+//! - [`SendJoiner`]: consecutive sends to a layered connection joined into one write (one TLS
+//!   record, one WebSocket frame per PUBLISH instead of one per chunk).
 //!
 //! Nothing here reads, writes or starts a thread: a runtime owns those.
 
@@ -24,6 +26,7 @@ mod clock;
 mod config;
 mod event;
 mod in_person;
+mod join;
 pub mod layer;
 pub mod metrics;
 
@@ -33,5 +36,6 @@ pub use clock::Clock;
 pub use config::{BrokerConfig, DEFAULT_HIBERNATE_AFTER, FsyncPolicy, Persistence};
 pub use event::{DROP_LOG_INTERVAL, EventLog};
 pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_person_turn};
+pub use join::{JOIN_AT_MOST, SendJoiner};
 pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use musqratt_engine as engine;

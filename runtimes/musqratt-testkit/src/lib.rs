@@ -530,6 +530,7 @@ macro_rules! ws_only_cases {
             [
                 http_requests_that_are_not_an_mqtt_upgrade_are_answered_and_closed,
                 frames_split_pinged_and_a_text_frame_closes,
+                a_delivery_comes_in_one_frame,
                 a_trusted_proxys_forwarded_address_reaches_authentication,
             ]
         );

@@ -287,6 +287,52 @@ pub async fn a_trusted_proxys_forwarded_address_reaches_authentication(start: St
     }
 }
 
+/// A PUBLISH delivered over WebSocket comes whole in one binary frame: the engine sends its
+/// header and its payload as two chunks, which the runtime joins for a layered connection
+/// (`musqratt_kit::SendJoiner`) rather than framing each (MQTT-6.0.0-2 allows either; one frame
+/// is one frame for the client to open, and over TLS one record).
+pub async fn a_delivery_comes_in_one_frame(start: Start) {
+    let broker = launch(start, ws(config(1)));
+    let addr = broker.addr();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Reads one whole unmasked server frame of fewer than 126 bytes, after `skip` bytes.
+        let frame = |stream: &mut TcpStream, skip: usize| {
+            let got = read_until(stream, |got| {
+                got.len() >= skip + 2 && got.len() >= skip + 2 + usize::from(got[skip + 1])
+            });
+            got[skip..].to_vec()
+        };
+        let connect = b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01w";
+        let mut bytes = UPGRADE.as_bytes().to_vec();
+        bytes.extend(client_frame(0x02, true, connect));
+        stream.write_all(&bytes).unwrap();
+        let head = read_until(&mut stream, |got| got.windows(4).any(|w| w == b"\r\n\r\n"));
+        let head_end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut rest = head[head_end..].to_vec();
+        if rest.len() < 2 || rest.len() < 2 + usize::from(rest[1]) {
+            rest.extend(frame(&mut stream, 0));
+        }
+        assert_eq!((rest[0], rest[2]), (0x82, 0x20), "a CONNACK in a binary frame");
+        // SUBSCRIBE t (5.0, QoS 0), then PUBLISH "hello" to t from the same client.
+        stream.write_all(&client_frame(0x02, true, b"\x82\x07\x00\x01\x00\x00\x01t\x00")).unwrap();
+        assert_eq!(frame(&mut stream, 0)[2], 0x90, "a SUBACK");
+        let publish = b"\x30\x09\x00\x01t\x00hello";
+        stream.write_all(&client_frame(0x02, true, publish)).unwrap();
+        let delivery = frame(&mut stream, 0);
+        assert_eq!(
+            delivery[..2],
+            [0x82, 11],
+            "one binary frame of the whole PUBLISH: {delivery:?}"
+        );
+        assert_eq!(&delivery[2..], publish);
+    })
+    .await
+    .unwrap();
+    broker.shutdown();
+}
+
 /// A masked client frame (RFC 6455 §5.2).
 fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];

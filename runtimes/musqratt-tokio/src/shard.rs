@@ -199,6 +199,8 @@ pub(crate) struct Shard {
     /// The engine's actions, a batch's `Action::Store` records written (with `[persistence]`)
     /// before any other action of the batch is carried out (ADR 17).
     steps: musqratt_store::Steps,
+    /// Joins consecutive sends to a layered connection (`musqratt_kit::SendJoiner`).
+    joiner: musqratt_kit::SendJoiner,
 }
 
 impl Shard {
@@ -516,6 +518,7 @@ async fn shard_main(context: Context) {
             lost: Vec::new(),
             me: me.clone(),
             steps: durable.map_or_else(musqratt_store::Steps::default, |d| d.steps()),
+            joiner: musqratt_kit::SendJoiner::new(),
         }))
     });
     // Restored subscriptions are announced to the other shards like new ones.

@@ -7,7 +7,14 @@ use super::{Mail, Shard, Stream};
 
 impl Shard {
     pub(super) fn drain_actions(&mut self) {
-        while let Some(action) = self.steps.poll_action(&mut self.engine) {
+        loop {
+            let conns = &self.conns;
+            let Some(action) = self.joiner.next(
+                || self.steps.poll_action(&mut self.engine),
+                |conn| conns.get(&conn).is_some_and(|slot| slot.layered),
+            ) else {
+                break;
+            };
             match action {
                 Action::Send { conn, bytes } => {
                     // An empty payload comes as an empty chunk: nothing to write (and a write
