@@ -13,7 +13,8 @@
 //!   connection's socket and the engine, written once for every runtime
 //!   (docs/adr/0015-byte-stream-layers.md);
 //! - [`metrics`]: the engines' merged numbers as `$SYS` topics, Prometheus text and JSON
-//!   (docs/adr/0018-metrics.md);
+//!   (docs/adr/0018-metrics.md), and [`MetricsSource`], which reads them (and the connected
+//!   clients) from any runtime's shards ([`Shards`]);
 //! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10).
 //!
 //! Nothing here reads, writes or starts a thread: a runtime owns those.
@@ -26,6 +27,7 @@ mod event;
 mod in_person;
 pub mod layer;
 pub mod metrics;
+mod source;
 
 pub use accept::{AcceptErrors, SHORTAGE_LOG_INTERVAL, configure_accepted};
 pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};
@@ -35,3 +37,4 @@ pub use event::{DROP_LOG_INTERVAL, EventLog};
 pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_person_turn};
 pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use musqratt_engine as engine;
+pub use source::{Client, ClientsPage, MAX_PAGE_LIMIT, MetricsSource, PeerOf, Shards};
