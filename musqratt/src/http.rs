@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use base64::Engine as _;
-use musqratt_kit::{MetricsSource, metrics};
+use musqratt_kit::{MetricsSource, Order, metrics};
 
 use crate::dashboard;
 
@@ -189,7 +189,11 @@ fn serve(mut stream: TcpStream, expected: Option<&str>, admin: &Admin) -> io::Re
         "/api/v1/clients" => {
             let page = query_number(query, "page").unwrap_or(1);
             let limit = query_number(query, "limit").unwrap_or(DEFAULT_PAGE_LIMIT);
-            let body = metrics::clients_json(&source.clients(page, limit));
+            let order = match query_value(query, "sort") {
+                Some("queued") => Order::Queued,
+                _ => Order::ClientId,
+            };
+            let body = metrics::clients_json(&source.clients(page, limit, order));
             respond(&mut stream, "200 OK", "application/json", &body)
         }
         _ => match dashboard::asset(route) {
@@ -199,13 +203,18 @@ fn serve(mut stream: TcpStream, expected: Option<&str>, admin: &Admin) -> io::Re
     }
 }
 
-/// The value of `name=N` in a query string, if it is a number.
-fn query_number(query: &str, name: &str) -> Option<usize> {
+/// The value of `name=...` in a query string.
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.parse().ok())
+        .map(|(_, value)| value)
+}
+
+/// The value of `name=N` in a query string, if it is a number.
+fn query_number(query: &str, name: &str) -> Option<usize> {
+    query_value(query, name).and_then(|value| value.parse().ok())
 }
 
 fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &str) -> io::Result<()> {

@@ -49,6 +49,22 @@ enum Command {
     Bench(musqratt_bench::Args),
     /// Create or edit a password file (like mosquitto_passwd; Mosquitto reads it too).
     Passwd(PasswdArgs),
+    /// A running broker's numbers in the terminal, like htop (from its `[http]` listener).
+    Top(TopArgs),
+}
+
+/// `musqratt top [--url URL] [--interval-ms N] [--once]`.
+#[derive(Debug, Args)]
+struct TopArgs {
+    /// The broker's admin listener (`[http] listen`): `http://[user:password@]host:port`.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    url: String,
+    /// Time between two frames, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Print one frame (after two reads one interval apart, for the rates) and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 /// `musqratt passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
@@ -121,6 +137,16 @@ fn main() -> ExitCode {
         Some(Command::Shell(args)) => return client(musqratt_client::shell(args)),
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Passwd(args)) => return passwd(args),
+        Some(Command::Top(args)) => {
+            let every = core::time::Duration::from_millis(args.interval_ms.max(100));
+            return match musqratt::top::run(&args.url, every, args.once) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("musqratt top: {message}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     if let Err(message) = init_logging(args.log_level.as_deref()) {
         eprintln!("musqratt: {message}");

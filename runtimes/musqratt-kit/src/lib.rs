@@ -37,4 +37,4 @@ pub use event::{DROP_LOG_INTERVAL, EventLog};
 pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_person_turn};
 pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use musqratt_engine as engine;
-pub use source::{Client, ClientsPage, MAX_PAGE_LIMIT, MetricsSource, PeerOf, Shards};
+pub use source::{Client, ClientsPage, MAX_PAGE_LIMIT, MetricsSource, Order, PeerOf, Shards};

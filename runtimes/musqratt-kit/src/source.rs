@@ -98,27 +98,61 @@ impl MetricsSource {
     }
 
     /// Page `page` (from 1) of the connected clients, `limit` a page (at most
-    /// [`MAX_PAGE_LIMIT`]), in the order of their identifiers. Each shard gives its first
-    /// `page × limit` in order (the engine keeps them sorted), so the copy is bounded by the
-    /// page, not by the number of clients; their count is taken on the way.
+    /// [`MAX_PAGE_LIMIT`]), in `order`. Each shard gives its first `page × limit` in that
+    /// order (by id the engine keeps them sorted; by queue length the shard picks them by
+    /// number before copying any name), so the copy is bounded by the page, not by the number
+    /// of clients; their count is taken on the way.
     #[must_use]
-    pub fn clients(&self, page: usize, limit: usize) -> ClientsPage {
+    pub fn clients(&self, page: usize, limit: usize, order: Order) -> ClientsPage {
         let (page, limit) = (page.max(1), limit.clamp(1, MAX_PAGE_LIMIT));
         let wanted = page.saturating_mul(limit);
         let now = self.clock.now();
         let (mut total, mut clients) = (0, Vec::new());
-        self.shards.each(&mut |engine, peer_of| {
-            for (index, info) in engine.clients().enumerate() {
-                total += 1;
-                if index < wanted {
-                    clients.push(copy(&info, peer_of, now));
+        self.shards.each(&mut |engine, peer_of| match order {
+            Order::ClientId => {
+                for (index, info) in engine.clients().enumerate() {
+                    total += 1;
+                    if index < wanted {
+                        clients.push(copy(&info, peer_of, now));
+                    }
+                }
+            }
+            Order::Queued => {
+                let mut longest: Vec<(usize, usize)> =
+                    engine.clients().enumerate().map(|(i, info)| (info.queued, i)).collect();
+                total += longest.len();
+                longest.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                longest.truncate(wanted);
+                let mut chosen: Vec<usize> = longest.into_iter().map(|(_, i)| i).collect();
+                chosen.sort_unstable();
+                let mut chosen = chosen.into_iter().peekable();
+                for (index, info) in engine.clients().enumerate() {
+                    if chosen.peek() == Some(&index) {
+                        chosen.next();
+                        clients.push(copy(&info, peer_of, now));
+                    }
                 }
             }
         });
-        clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        match order {
+            Order::ClientId => clients.sort_by(|a, b| a.client_id.cmp(&b.client_id)),
+            Order::Queued => clients.sort_by(|a, b| {
+                b.queued.cmp(&a.queued).then_with(|| a.client_id.cmp(&b.client_id))
+            }),
+        }
         let clients = clients.into_iter().skip(wanted - limit).take(limit).collect();
         ClientsPage { total, page, limit, clients }
     }
+}
+
+/// The order of [`MetricsSource::clients`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// By Client Identifier.
+    #[default]
+    ClientId,
+    /// Longest queue first (then by Client Identifier): `musqratt top`'s table.
+    Queued,
 }
 
 fn copy(info: &ClientInfo<'_>, peer_of: PeerOf<'_>, now: musqratt_engine::Instant) -> Client {
@@ -156,9 +190,9 @@ mod tests {
     #[test]
     fn an_empty_broker_has_an_empty_page() {
         let source = MetricsSource::new(Arc::new(None0), Clock::new());
-        let page = source.clients(3, 0);
+        let page = source.clients(3, 0, Order::ClientId);
         assert_eq!((page.total, page.page, page.limit, page.clients.len()), (0, 3, 1, 0));
-        assert_eq!(source.clients(1, usize::MAX).limit, MAX_PAGE_LIMIT);
+        assert_eq!(source.clients(1, usize::MAX, Order::Queued).limit, MAX_PAGE_LIMIT);
         assert_eq!(source.metrics().clients_connected, 0);
     }
 }
