@@ -25,7 +25,7 @@ impl Engine {
         notify: bool,
     ) {
         let Some(connection) = self.connections.get(&conn) else { return };
-        let can_notify = matches!(connection.phase, Phase::Connected)
+        let can_notify = matches!(connection.phase, Phase::Connected(_))
             && connection.version() == ProtocolVersion::V5
             && reason.is_error();
         let is_sn = connection.sn.is_some();

@@ -11,8 +11,13 @@ use musqratt_proto::mqtt::{
 };
 use musqratt_proto::{ProtocolVersion, QoS};
 
+<<<<<<< HEAD
 use crate::acl::{Acl, SessionAcl};
 use crate::connection::{OutboundAliases, Phase};
+=======
+use crate::acl::Acl;
+use crate::connection::{Connected, OutboundAliases, Phase};
+>>>>>>> h-dash
 use crate::deliver::state::Routed;
 use crate::engine::{Engine, keep_alive_deadline};
 use crate::ids::{ConnectionId, SessionId, ShardId};
@@ -184,7 +189,7 @@ impl Engine {
                 // §4.12.1: a failed re-authentication ends with DISCONNECT, whose reason codes
                 // (§3.14.2.1) have no 0x86 Bad user name or password nor 0x88 Server
                 // unavailable: the nearest ones it has instead.
-                Phase::Connected => {
+                Phase::Connected(_) => {
                     let reason = match reason {
                         ReasonCode::BAD_USERNAME_OR_PASSWORD => ReasonCode::NOT_AUTHORIZED,
                         ReasonCode::SERVER_UNAVAILABLE => ReasonCode::SERVER_BUSY,
@@ -203,7 +208,7 @@ impl Engine {
     /// ([`Engine::expire_credentials`]): no disarming needed.
     fn limit_credentials(&mut self, conn: ConnectionId, until: Option<Instant>) {
         let Some(connection) = self.connections.get(&conn) else { return };
-        if !matches!(connection.phase, Phase::Connected) {
+        if !matches!(connection.phase, Phase::Connected(_)) {
             return; // refused meanwhile (for instance a CONNECT redirected)
         }
         let Some(session) = connection.session.and_then(|id| self.sessions.get_mut(&id)) else {
@@ -357,7 +362,11 @@ impl Engine {
         if let Some(at) = connection.take_connect_deadline() {
             self.timers.disarm(at, Timer::Connect(conn));
         }
-        connection.phase = Phase::Connected;
+        connection.phase = Phase::Connected(Box::new(Connected {
+            protocol: connect.protocol,
+            username: connect.username.clone(),
+            since: now,
+        }));
         connection.session = Some(session_id);
         connection.keep_alive = keep_alive;
         connection.deadline = keep_alive_deadline(now, keep_alive);

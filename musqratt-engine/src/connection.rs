@@ -20,8 +20,18 @@ pub(crate) enum Phase {
     AwaitingConnect,
     /// CONNECT arrived and the runtime is deciding (§4.12 when AUTH steps are exchanged).
     Authenticating(Box<Connect>),
-    /// CONNACK sent: packets flow.
-    Connected,
+    /// CONNACK sent: packets flow. What the operator is shown of the client
+    /// ([`crate::Engine::clients`]) is boxed: one pointer, in the space `Authenticating`
+    /// already takes, so a connection does not grow.
+    Connected(Box<Connected>),
+}
+
+/// What a connected client presented, kept for the operator (`GET /api/v1/clients`).
+#[derive(Debug)]
+pub(crate) struct Connected {
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) username: Option<ByteString>,
+    pub(crate) since: Instant,
 }
 
 #[derive(Debug)]
@@ -92,7 +102,7 @@ impl Connection {
 
     /// The connect timer's deadline while CONNECT has not been accepted, taken (see `deadline`).
     pub(crate) fn take_connect_deadline(&mut self) -> Option<Instant> {
-        if matches!(self.phase, Phase::Connected) { None } else { self.deadline.take() }
+        if matches!(self.phase, Phase::Connected(_)) { None } else { self.deadline.take() }
     }
 
     /// The version of the connection; 3.1.1 until CONNECT has fixed it.

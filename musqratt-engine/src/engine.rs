@@ -131,11 +131,11 @@ impl Engine {
                 self.timers.arm(deadline, Timer::Connect(conn));
             }
             Input::Data { conn, bytes } => {
-                self.counters.metrics.bytes_received += bytes.len() as u64;
+                self.counters.bytes_in(bytes.len());
                 self.handle_data(now, conn, bytes);
             }
             Input::Datagram { peer, bytes } => {
-                self.counters.metrics.bytes_received += bytes.len() as u64;
+                self.counters.bytes_in(bytes.len());
                 self.handle_datagram(now, peer, bytes);
             }
             Input::Adopted { conn, bytes } => {
@@ -179,7 +179,7 @@ impl Engine {
                     let waiting = self
                         .connections
                         .get(&conn)
-                        .is_some_and(|c| !matches!(c.phase, Phase::Connected));
+                        .is_some_and(|c| !matches!(c.phase, Phase::Connected(_)));
                     if waiting {
                         self.close(now, conn, ReasonCode::MAXIMUM_CONNECT_TIME, false);
                     }
@@ -296,7 +296,7 @@ impl Engine {
     /// [`musqratt_proto::mqtt::Decoder::decode_frame`]).
     fn handle_packet(&mut self, now: Instant, conn: ConnectionId, packet: Packet, frame: Bytes) {
         let Some(connection) = self.connections.get(&conn) else { return };
-        let connected = matches!(connection.phase, Phase::Connected);
+        let connected = matches!(connection.phase, Phase::Connected(_));
         match packet {
             Packet::Connect(connect) if matches!(connection.phase, Phase::AwaitingConnect) => {
                 self.handle_connect(now, conn, *connect);
@@ -327,7 +327,7 @@ impl Engine {
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.unwritten += bytes.len();
         }
-        self.counters.metrics.bytes_sent += bytes.len() as u64;
+        self.counters.bytes_out(bytes.len());
         self.actions.push_back(Action::Send { conn, bytes });
     }
 
@@ -360,7 +360,7 @@ impl Engine {
         // Packets the engine builds always fit the format; one that does not is not sent.
         if packet.encode(version, &mut buf).is_ok() {
             connection.unwritten += buf.len();
-            self.counters.metrics.bytes_sent += buf.len() as u64;
+            self.counters.bytes_out(buf.len());
             let at = mark.min(self.actions.len());
             self.actions.insert(at, Action::Send { conn, bytes: buf.freeze() });
         }
@@ -368,7 +368,7 @@ impl Engine {
 
     pub(crate) fn emit(&mut self, event: Event) {
         if let Event::MessageDropped { reason, .. } = &event {
-            self.counters.metrics.dropped.count(*reason);
+            self.counters.dropped(*reason);
         }
         self.actions.push_back(Action::Event(event));
     }

@@ -110,4 +110,5 @@ pub use sn::wireless_node;
 pub use store::{
     Record, RestoreError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
 };
+pub use sys::{ClientInfo, ClientProtocol};
 pub use time::Instant;

@@ -169,6 +169,10 @@ pub struct Metrics {
     pub queued_messages: u64,
     /// Their payload bytes.
     pub queued_bytes: u64,
+    /// MQTT-SN clients known by their UDP address (and wireless node, behind a forwarder).
+    pub sn_peers: u64,
+    /// MQTT-SN clients in their sleep cycle (§6.14): messages for them are buffered.
+    pub sn_sleeping: u64,
     /// CONNECTs refused, by reason code (MQTT 5.0 codes; a 3.1.1 client got the matching
     /// return code).
     pub connect_refusals: BTreeMap<u8, u64>,
@@ -199,6 +203,8 @@ impl Metrics {
         self.shared_subscriptions += other.shared_subscriptions;
         self.queued_messages += other.queued_messages;
         self.queued_bytes += other.queued_bytes;
+        self.sn_peers += other.sn_peers;
+        self.sn_sleeping += other.sn_sleeping;
         for (code, count) in &other.connect_refusals {
             *self.connect_refusals.entry(*code).or_default() += count;
         }
@@ -219,6 +225,11 @@ impl Metrics {
 
 /// The counters the engine bumps as it works; the gauges of [`Metrics`] are read from its
 /// state when a snapshot is made.
+///
+/// Every bump goes through a method here, so that a build without the `metrics` feature
+/// (`default-features = false`) makes them all no-ops: the way to measure what counting costs
+/// (issue 17, "Measure"). The gauges are still read from the state, which costs nothing on
+/// the publish path.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Counters {
     pub(crate) metrics: Metrics,
@@ -226,33 +237,78 @@ pub(crate) struct Counters {
     pub(crate) connected: u64,
 }
 
+/// Whether the engine counts (the `metrics` feature, on by default).
+const COUNTING: bool = cfg!(feature = "metrics");
+
 impl Counters {
     pub(crate) fn client_connected(&mut self) {
-        self.connected += 1;
-        self.metrics.clients_maximum = self.metrics.clients_maximum.max(self.connected);
+        if COUNTING {
+            self.connected += 1;
+            self.metrics.clients_maximum = self.metrics.clients_maximum.max(self.connected);
+        }
     }
 
     pub(crate) fn client_disconnected(&mut self) {
-        self.connected = self.connected.saturating_sub(1);
+        if COUNTING {
+            self.connected = self.connected.saturating_sub(1);
+        }
     }
 
     pub(crate) fn received(&mut self, qos: QoS, payload: usize) {
-        let qos = qos as usize;
-        self.metrics.messages_received[qos] += 1;
-        self.metrics.payload_bytes_received[qos] += payload as u64;
+        if COUNTING {
+            let qos = qos as usize;
+            self.metrics.messages_received[qos] += 1;
+            self.metrics.payload_bytes_received[qos] += payload as u64;
+        }
     }
 
     pub(crate) fn sent(&mut self, qos: QoS, payload: usize, latency_micros: Option<u64>) {
-        let qos = qos as usize;
-        self.metrics.messages_sent[qos] += 1;
-        self.metrics.payload_bytes_sent[qos] += payload as u64;
-        if let Some(micros) = latency_micros {
-            self.metrics.latency[qos].record(micros);
+        if COUNTING {
+            let qos = qos as usize;
+            self.metrics.messages_sent[qos] += 1;
+            self.metrics.payload_bytes_sent[qos] += payload as u64;
+            if let Some(micros) = latency_micros {
+                self.metrics.latency[qos].record(micros);
+            }
         }
     }
 
     pub(crate) fn refused(&mut self, code: u8) {
-        *self.metrics.connect_refusals.entry(code).or_default() += 1;
+        if COUNTING {
+            *self.metrics.connect_refusals.entry(code).or_default() += 1;
+        }
+    }
+
+    /// Bytes read from a client (an `Input::Data` or `Input::Datagram`).
+    pub(crate) fn bytes_in(&mut self, bytes: usize) {
+        if COUNTING {
+            self.metrics.bytes_received += bytes as u64;
+        }
+    }
+
+    /// Bytes handed to the runtime to send.
+    pub(crate) fn bytes_out(&mut self, bytes: usize) {
+        if COUNTING {
+            self.metrics.bytes_sent += bytes as u64;
+        }
+    }
+
+    pub(crate) fn dropped(&mut self, reason: DropReason) {
+        if COUNTING {
+            self.metrics.dropped.count(reason);
+        }
+    }
+
+    pub(crate) fn expired(&mut self, messages: usize) {
+        if COUNTING {
+            self.metrics.dropped.expired += messages as u64;
+        }
+    }
+
+    pub(crate) fn not_authorized(&mut self) {
+        if COUNTING {
+            self.metrics.dropped.not_authorized += 1;
+        }
     }
 }
 

@@ -149,7 +149,7 @@ impl Engine {
         qos: QoS,
         packet_id: Option<PacketId>,
     ) {
-        self.counters.metrics.dropped.not_authorized += 1;
+        self.counters.not_authorized();
         let Some(id) = packet_id else { return };
         let mut response = PubResponse::new(id);
         if version == ProtocolVersion::V5 {

@@ -1,5 +1,6 @@
 //! The `[http]` admin listener (issue 17, docs/OBSERVABILITY.md): `GET /metrics` (Prometheus
-//! text format 0.0.4), `GET /healthz`, `GET /api/v1/stats` (JSON).
+//! text format 0.0.4), `GET /healthz`, `GET /api/v1/stats` and `GET /api/v1/clients` (JSON),
+//! and the dashboard page at `GET /` (`crate::dashboard`).
 //!
 //! A std thread and `httparse`, one request per connection (`Connection: close`), one
 //! connection at a time: an admin endpoint scraped every few seconds needs no executor, and
@@ -16,11 +17,51 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use base64::Engine as _;
-use musqratt_engine::Metrics;
-use musqratt_kit::metrics;
+use musqratt_kit::{MetricsSource, Order, metrics};
 
-/// What the listener serves: the broker's merged numbers and its uptime, read per request.
-pub type Source = Arc<dyn Fn() -> (Metrics, Duration) + Send + Sync>;
+use crate::dashboard;
+
+/// What the listener serves: the broker's numbers and clients, read per request, and where
+/// the dashboard's MQTT client connects.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The running broker's numbers and clients.
+    pub source: MetricsSource,
+    /// The WebSocket listener the dashboard page connects to, if the broker has one.
+    pub websocket: Option<WebSocketEndpoint>,
+}
+
+/// A WebSocket listener as the dashboard page needs it (`websocket` of `/api/v1/stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketEndpoint {
+    /// `ws` or `wss`.
+    pub scheme: &'static str,
+    /// Its host, or `None` when it listens on every address (the page then uses the host it
+    /// was loaded from).
+    pub host: Option<String>,
+    /// Its port.
+    pub port: u16,
+    /// The HTTP path of its upgrade request (`/mqtt`).
+    pub path: String,
+}
+
+impl WebSocketEndpoint {
+    fn json(&self) -> String {
+        let host = match &self.host {
+            Some(host) => format!("\"{}\"", metrics::json_escape(host)),
+            None => "null".to_owned(),
+        };
+        format!(
+            "{{\"scheme\":\"{}\",\"host\":{host},\"port\":{},\"path\":\"{}\"}}",
+            self.scheme,
+            self.port,
+            metrics::json_escape(&self.path)
+        )
+    }
+}
+
+/// The default page size of `/api/v1/clients`.
+const DEFAULT_PAGE_LIMIT: usize = 100;
 
 /// The longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
@@ -44,7 +85,7 @@ impl HttpServer {
     pub fn start(
         listen: SocketAddr,
         basic_auth: Option<(&str, &str)>,
-        source: Source,
+        admin: Admin,
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
@@ -61,12 +102,12 @@ impl HttpServer {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                if let Err(error) = serve(stream, expected.as_deref(), &source) {
+                if let Err(error) = serve(stream, expected.as_deref(), &admin) {
                     tracing::debug!(%error, "http request failed");
                 }
             }
         })?;
-        tracing::info!(%addr, "http admin listener (/metrics, /healthz, /api/v1/stats)");
+        tracing::info!(%addr, "http admin listener (/, /metrics, /healthz, /api/v1/stats, /api/v1/clients)");
         Ok(Self { addr, stop, thread: Some(thread) })
     }
 
@@ -89,7 +130,7 @@ impl Drop for HttpServer {
 }
 
 /// Reads one request and answers it.
-fn serve(mut stream: TcpStream, expected: Option<&str>, source: &Source) -> io::Result<()> {
+fn serve(mut stream: TcpStream, expected: Option<&str>, admin: &Admin) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut buf = Vec::with_capacity(1024);
@@ -129,29 +170,65 @@ fn serve(mut stream: TcpStream, expected: Option<&str>, source: &Source) -> io::
         return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n");
     }
     let version = env!("CARGO_PKG_VERSION");
-    match path.split('?').next().unwrap_or_default() {
+    let (route, query) = path.split_once('?').unwrap_or((&path, ""));
+    let source = &admin.source;
+    match route {
         "/healthz" => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
         "/metrics" => {
-            let (numbers, uptime) = source();
-            let body = metrics::prometheus(&numbers, uptime);
+            let body = metrics::prometheus(&source.metrics(), source.uptime());
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body)
         }
         "/api/v1/stats" => {
-            let (numbers, uptime) = source();
-            let body = metrics::json(&numbers, uptime, version);
+            let body = metrics::json(&source.metrics(), source.uptime(), version);
+            // The dashboard learns where to connect from here.
+            let websocket =
+                admin.websocket.as_ref().map_or("null".to_owned(), WebSocketEndpoint::json);
+            let body = format!("{{\"websocket\":{websocket},{}", &body[1..]);
             respond(&mut stream, "200 OK", "application/json", &body)
         }
-        _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
+        "/api/v1/clients" => {
+            let page = query_number(query, "page").unwrap_or(1);
+            let limit = query_number(query, "limit").unwrap_or(DEFAULT_PAGE_LIMIT);
+            let order = match query_value(query, "sort") {
+                Some("queued") => Order::Queued,
+                _ => Order::ClientId,
+            };
+            let body = metrics::clients_json(&source.clients(page, limit, order));
+            respond(&mut stream, "200 OK", "application/json", &body)
+        }
+        _ => match dashboard::asset(route) {
+            Some((kind, body)) => respond_bytes(&mut stream, "200 OK", kind, body),
+            None => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
+        },
     }
 }
 
+/// The value of `name=...` in a query string.
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The value of `name=N` in a query string, if it is a number.
+fn query_number(query: &str, name: &str) -> Option<usize> {
+    query_value(query, name).and_then(|value| value.parse().ok())
+}
+
 fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &str) -> io::Result<()> {
+    respond_bytes(stream, status, kind, body.as_bytes())
+}
+
+fn respond_bytes(stream: &mut TcpStream, status: &str, kind: &str, body: &[u8]) -> io::Result<()> {
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
+    stream.write_all(body)?;
     stream.flush()
 }
 
@@ -179,12 +256,22 @@ mod tests {
         answer
     }
 
-    fn source() -> Source {
-        Arc::new(|| {
-            let mut m = Metrics::default();
-            m.clients_connected = 3;
-            (m, Duration::from_secs(9))
-        })
+    /// One shard, an engine with nobody connected.
+    struct OneEngine(std::sync::Mutex<musqratt_engine::Engine>);
+
+    impl musqratt_kit::Shards for OneEngine {
+        fn count(&self) -> usize {
+            1
+        }
+        fn each(&self, visit: &mut dyn FnMut(&musqratt_engine::Engine, musqratt_kit::PeerOf<'_>)) {
+            visit(&self.0.lock().unwrap(), &|_| None);
+        }
+    }
+
+    fn source() -> Admin {
+        let engine = musqratt_engine::Engine::new(musqratt_engine::Config::default());
+        let shards = Arc::new(OneEngine(std::sync::Mutex::new(engine)));
+        Admin { source: MetricsSource::new(shards, musqratt_kit::Clock::new()), websocket: None }
     }
 
     #[test]
@@ -194,9 +281,17 @@ mod tests {
         assert!(get(addr, "/healthz", None).ends_with("\r\n\r\nok\n"));
         let metrics = get(addr, "/metrics", None);
         assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
-        assert!(metrics.contains("\nmusqratt_clients_connected 3\n"), "{metrics}");
+        assert!(metrics.contains("\nmusqratt_clients_connected 0\n"), "{metrics}");
         let stats = get(addr, "/api/v1/stats", None);
-        assert!(stats.contains("\"clients\":{\"connected\":3,"), "{stats}");
+        assert!(stats.contains("{\"websocket\":null,\"version\":"), "{stats}");
+        assert!(stats.contains("\"clients\":{\"connected\":0,"), "{stats}");
+        let clients = get(addr, "/api/v1/clients?page=2&limit=5", None);
+        assert!(
+            clients.ends_with("{\"total\":0,\"page\":2,\"limit\":5,\"clients\":[]}"),
+            "{clients}"
+        );
+        let page = get(addr, "/", None);
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/html"), "{page}");
         assert!(get(addr, "/nope", None).starts_with("HTTP/1.1 404"));
     }
 

@@ -21,8 +21,10 @@
 //! ```
 
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod passwd;
+pub mod top;
 
 pub use musqratt_engine as engine;
 pub use musqratt_proto as proto;

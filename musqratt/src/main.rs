@@ -49,6 +49,22 @@ enum Command {
     Bench(musqratt_bench::Args),
     /// Create or edit a password file (like mosquitto_passwd; Mosquitto reads it too).
     Passwd(PasswdArgs),
+    /// A running broker's numbers in the terminal, like htop (from its `[http]` listener).
+    Top(TopArgs),
+}
+
+/// `musqratt top [--url URL] [--interval-ms N] [--once]`.
+#[derive(Debug, Args)]
+struct TopArgs {
+    /// The broker's admin listener (`[http] listen`): `http://[user:password@]host:port`.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    url: String,
+    /// Time between two frames, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Print one frame (after two reads one interval apart, for the rates) and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 /// `musqratt passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
@@ -121,6 +137,16 @@ fn main() -> ExitCode {
         Some(Command::Shell(args)) => return client(musqratt_client::shell(args)),
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Passwd(args)) => return passwd(args),
+        Some(Command::Top(args)) => {
+            let every = core::time::Duration::from_millis(args.interval_ms.max(100));
+            return match musqratt::top::run(&args.url, every, args.once) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("musqratt top: {message}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     if let Err(message) = init_logging(args.log_level.as_deref()) {
         eprintln!("musqratt: {message}");
@@ -415,7 +441,7 @@ fn run(
         Runtime::Tokio => {
             let broker = Broker::start(broker).context("cannot start the broker")?;
             let source = broker.metrics_source();
-            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
+            let _http = http_server(config, source, broker.local_addrs())?;
             log_listening(broker.local_addrs(), "mqtt", "tokio", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "tokio", shards);
             let handle = broker.shutdown_handle();
@@ -437,7 +463,7 @@ fn run(
             }
             let broker = musqratt_compio::start(broker).context("cannot start the broker")?;
             let source = broker.metrics_source();
-            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
+            let _http = http_server(config, source, broker.local_addrs())?;
             log_listening(broker.local_addrs(), "mqtt", "io-uring", shards);
             let reason = signals.block_on(stop);
             tracing::info!(reason, "shutting down");
@@ -451,7 +477,7 @@ fn run(
             }
             let broker = musqratt_blocking::start(broker).context("cannot start the broker")?;
             let source = broker.metrics_source();
-            let _http = http_server(config, Arc::new(move || (source.metrics(), source.uptime())))?;
+            let _http = http_server(config, source, broker.local_addrs())?;
             log_listening(broker.local_addrs(), "mqtt", "blocking", shards);
             log_listening(broker.sn_local_addrs(), "mqtt-sn", "blocking", shards);
             let reason = signals.block_on(stop);
@@ -464,14 +490,39 @@ fn run(
 }
 
 /// The `[http]` admin listener, when `http.listen` is set, serving what `source` reads.
+/// `bound`: the addresses the stream listeners were bound to, in the order of the
+/// configuration (for the WebSocket listener's port when it was given as 0).
 fn http_server(
     config: &FileConfig,
-    source: musqratt::http::Source,
+    source: musqratt_kit::MetricsSource,
+    bound: &[core::net::SocketAddr],
 ) -> anyhow::Result<Option<HttpServer>> {
     let Some(listen) = config.http.listen else { return Ok(None) };
-    let server = HttpServer::start(listen, config.http.basic_auth(), source)
+    let admin = musqratt::http::Admin { source, websocket: websocket_endpoint(config, bound) };
+    let server = HttpServer::start(listen, config.http.basic_auth(), admin)
         .with_context(|| format!("cannot listen on http.listen {listen}"))?;
     Ok(Some(server))
+}
+
+/// The first `ws://` (else `wss://`) listener, for the dashboard page's MQTT client.
+fn websocket_endpoint(
+    config: &FileConfig,
+    bound: &[core::net::SocketAddr],
+) -> Option<musqratt::http::WebSocketEndpoint> {
+    use musqratt::config::{ListenLayer, Scheme};
+    let streams: Vec<_> =
+        config.listeners.iter().filter(|l| l.scheme == Scheme::Mqtt).enumerate().collect();
+    let (index, listener) = streams
+        .iter()
+        .find(|(_, l)| l.layer == Some(ListenLayer::Ws))
+        .or_else(|| streams.iter().find(|(_, l)| l.layer == Some(ListenLayer::Wss)))?;
+    let addr = bound.get(*index).copied().unwrap_or(listener.addr);
+    Some(musqratt::http::WebSocketEndpoint {
+        scheme: if listener.layer == Some(ListenLayer::Wss) { "wss" } else { "ws" },
+        host: (!addr.ip().is_unspecified()).then(|| addr.ip().to_string()),
+        port: addr.port(),
+        path: listener.path.clone().unwrap_or_else(|| "/mqtt".to_owned()),
+    })
 }
 
 /// Every client costs an open file: take the hard limit rather than the shell's soft default

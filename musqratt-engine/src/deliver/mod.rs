@@ -75,7 +75,7 @@ impl Engine {
     ) -> Option<Delivery<M>> {
         if delivery.message.is_expired(now) {
             // §3.3.2.3.3: an expired message is not delivered (nor kept in the store).
-            self.counters.metrics.dropped.expired += 1;
+            self.counters.expired(1);
             self.persist_acknowledged(session_id, delivery.stored);
             return None;
         }
@@ -130,7 +130,7 @@ impl Engine {
         if full(session) {
             // Expired messages leave the queue before a live one is refused (§3.3.2.3.3).
             let expired = session.remove_expired(now);
-            self.counters.metrics.dropped.expired += expired as u64;
+            self.counters.expired(expired);
         }
         if session.queue.len() >= self.config.max_queued_messages
             || session.queued_bytes + size > self.config.max_queued_bytes

@@ -93,7 +93,7 @@ impl Engine {
                 self.counters.received(QoS::AtMostOnce, publish.data.len());
                 // Only the broker publishes into `$SYS` (MQTT-4.7.2-1, `crate::sys`).
                 if crate::publish::is_sys_topic(&topic) {
-                    self.counters.metrics.dropped.not_authorized += 1;
+                    self.counters.not_authorized();
                     return;
                 }
                 let message = Message {
@@ -209,7 +209,7 @@ impl Engine {
         if let Some(deadline) = keep_alive_deadline(now, period) {
             connection.deadline = Some(deadline);
         }
-        let connected = matches!(connection.phase, Phase::Connected);
+        let connected = matches!(connection.phase, Phase::Connected(_));
         match message {
             SnMessage::Connect(_) => {
                 // A new CONNECT from the same address (§6.14: also how a sleeping client goes

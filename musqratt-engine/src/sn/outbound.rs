@@ -307,7 +307,7 @@ impl Engine {
         };
         let (peer, node) = (sn.peer, sn.node.clone());
         let Some(bytes) = encode(node.as_ref(), message) else { return false };
-        self.counters.metrics.bytes_sent += bytes.len() as u64;
+        self.counters.bytes_out(bytes.len());
         let action = Action::SendDatagram { peer, bytes };
         match mark {
             Some(mark) => {
@@ -326,7 +326,7 @@ impl Engine {
         message: &SnMessage,
     ) {
         if let Some(bytes) = encode(node, message) {
-            self.counters.metrics.bytes_sent += bytes.len() as u64;
+            self.counters.bytes_out(bytes.len());
             self.push_action(Action::SendDatagram { peer, bytes });
         }
     }

@@ -29,6 +29,12 @@ pub(crate) struct SnFront {
 }
 
 impl SnFront {
+    /// MQTT-SN clients this shard knows by their address (and wireless node), for the
+    /// operator's count of peers.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     pub(crate) fn new(config: &Config) -> Self {
         let predefined: BTreeMap<u16, ByteString> = config
             .sn_predefined_topics
@@ -82,6 +88,12 @@ pub(crate) struct SnConn {
 }
 
 impl SnConn {
+    /// Whether the client is in its sleep cycle (§6.14: asleep, or awake only to fetch what
+    /// was buffered for it).
+    pub(crate) fn sleeping(&self) -> bool {
+        matches!(self.state, SnState::Asleep | SnState::Awake)
+    }
+
     pub(super) fn new(peer: PeerId, node: Option<(u8, Bytes)>) -> Self {
         Self {
             peer,

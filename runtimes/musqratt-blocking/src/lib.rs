@@ -82,8 +82,8 @@ use crate::conn::Route;
 pub use crate::inbox::FORWARD_CREDIT;
 use crate::inbox::Inboxes;
 use crate::shard::{Clock, Shard, ShardInput};
-pub use crate::sys::MetricsSource;
 use musqratt_kit::Decisions;
+pub use musqratt_kit::MetricsSource;
 pub use musqratt_kit::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, BrokerConfig};
 
 /// What the broker's threads did since it started (see the crate documentation, "Threads"):
@@ -226,13 +226,17 @@ pub fn start_with<T: Transport>(config: BrokerConfig) -> io::Result<Broker> {
         shards: Vec::new(),
         senders: Arc::clone(&senders),
         conn_threads: Arc::new(Mutex::new(Vec::new())),
-        metrics: MetricsSource::new(Arc::clone(&senders)),
+        metrics: MetricsSource::new(
+            Arc::new(sys::BlockingShards(Arc::clone(&senders))),
+            senders.clock,
+        ),
         sys: None,
     };
     if let Some(every) = sys_interval {
         let (source, stopping) = (handle.metrics.clone(), Arc::clone(&handle.stopping));
+        let shards = Arc::clone(&handle.senders);
         let thread = thread::Builder::new().name("mqtt-sys".into());
-        match thread.spawn(move || sys::run(&source, every, &stopping)) {
+        match thread.spawn(move || sys::run(&source, &shards, every, &stopping)) {
             Ok(join) => handle.sys = Some(join),
             Err(e) => {
                 handle.stop();

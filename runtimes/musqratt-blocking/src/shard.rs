@@ -181,9 +181,9 @@ impl Shard {
         }
     }
 
-    /// The engine's numbers now (`crate::sys`).
-    pub(crate) fn metrics(&self) -> musqratt_engine::Metrics {
-        self.engine.metrics()
+    /// Shows a reader (`crate::sys`) the engine and its connections' peer addresses.
+    pub(crate) fn visit(&self, visit: &mut dyn FnMut(&Engine, musqratt_kit::PeerOf<'_>)) {
+        visit(&self.engine, &|conn| self.conns.get(&conn).and_then(|handle| handle.peer));
     }
 
     fn handle(&mut self, shards: &Inboxes, input: ShardInput) {

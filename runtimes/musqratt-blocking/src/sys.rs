@@ -7,57 +7,41 @@
 //! marks itself `stepping`, the mail wakes the engine thread, which steps once the reader is
 //! done (a copy of the counters).
 
-use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::sync::Arc;
 
-use musqratt_engine::Metrics;
-use musqratt_kit::metrics::{Maximum, sys_tree};
+use musqratt_engine::Engine;
+use musqratt_kit::metrics::sys_tree;
+use musqratt_kit::{MetricsSource, PeerOf, Shards};
 
 use crate::inbox::Inboxes;
 use crate::shard::ShardInput;
 
-/// Reads the broker's merged [`Metrics`] from any thread (the HTTP listener's, a test's).
-#[derive(Clone)]
-pub struct MetricsSource {
-    shards: Arc<Inboxes>,
-    maximum: Arc<Maximum>,
-}
+/// This runtime's shards as a reader reaches them: each cell's lock in turn.
+pub(crate) struct BlockingShards(pub(crate) Arc<Inboxes>);
 
-impl fmt::Debug for MetricsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsSource").field("shards", &self.shards.len()).finish()
-    }
-}
-
-impl MetricsSource {
-    pub(crate) fn new(shards: Arc<Inboxes>) -> Self {
-        Self { shards, maximum: Arc::new(Maximum::default()) }
+impl Shards for BlockingShards {
+    fn count(&self) -> usize {
+        self.0.len()
     }
 
-    /// Every shard's numbers, merged; one shard's lock at a time. Not from inside a step.
-    #[must_use]
-    pub fn metrics(&self) -> Metrics {
-        let mut merged = Metrics::default();
-        for cell in self.shards.iter() {
-            merged.merge(&cell.lock().metrics());
+    fn each(&self, visit: &mut dyn FnMut(&Engine, PeerOf<'_>)) {
+        for cell in self.0.iter() {
+            cell.lock().visit(visit);
         }
-        self.maximum.refine(&mut merged);
-        merged
-    }
-
-    /// Time since the broker started (the engines' clock).
-    #[must_use]
-    pub fn uptime(&self) -> Duration {
-        Duration::from_micros(self.shards.clock.now().as_micros())
     }
 }
 
 /// The `$SYS` thread: every `every` (checking `stopping` ten times a second), the tree of the
 /// merged numbers, mailed to shard 0, whose step publishes it
 /// (`Engine::publish_broker_message`). A sleeping thread, not a poll: the runtime's rule.
-pub(crate) fn run(source: &MetricsSource, every: Duration, stopping: &AtomicBool) {
+pub(crate) fn run(
+    source: &MetricsSource,
+    shards: &Inboxes,
+    every: Duration,
+    stopping: &AtomicBool,
+) {
     const TICK: Duration = Duration::from_millis(100);
     loop {
         let mut left = every;
@@ -71,7 +55,7 @@ pub(crate) fn run(source: &MetricsSource, every: Duration, stopping: &AtomicBool
         }
         let metrics = source.metrics();
         let tree = sys_tree(&metrics, source.uptime(), env!("CARGO_PKG_VERSION"));
-        if !source.shards.mail(0, ShardInput::Sys(tree)) {
+        if !shards.mail(0, ShardInput::Sys(tree)) {
             return;
         }
     }

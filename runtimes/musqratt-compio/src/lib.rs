@@ -142,11 +142,7 @@ pub fn start_with(config: BrokerConfig, driver: Driver) -> io::Result<Broker> {
         (0..shards).map(|_| async_channel::bounded(SHARD_CHANNEL_CAPACITY)).unzip();
     let directory: Directory = (0..shards).map(|_| OnceLock::new()).collect();
     let counters = Arc::new(Counters::default());
-    let metrics = MetricsSource::new(
-        Arc::clone(&directory),
-        Arc::new(musqratt_kit::metrics::Maximum::default()),
-        clock,
-    );
+    let metrics = MetricsSource::new(Arc::new(shard::CompioShards(Arc::clone(&directory))), clock);
     let mut handle = Broker {
         metrics: metrics.clone(),
         local_addrs,

@@ -39,7 +39,8 @@ mod sys;
 
 pub(crate) use mail::{Directory, ShardMsg};
 use mail::{Link, forward_loop, inbox};
-pub use sys::MetricsSource;
+pub use musqratt_kit::MetricsSource;
+pub(crate) use sys::CompioShards;
 
 /// The broker's counters, shared by every shard.
 #[derive(Debug, Default)]

@@ -13,7 +13,8 @@
 //!   connection's socket and the engine, written once for every runtime
 //!   (docs/adr/0015-byte-stream-layers.md);
 //! - [`metrics`]: the engines' merged numbers as `$SYS` topics, Prometheus text and JSON
-//!   (docs/adr/0018-metrics.md);
+//!   (docs/adr/0018-metrics.md), and [`MetricsSource`], which reads them (and the connected
+//!   clients) from any runtime's shards ([`Shards`]);
 //! - [`take_in_person_turn`]: whether a thread may run another shard's step itself (ADR 10);
 //! - [`SendJoiner`]: consecutive sends to a layered connection joined into one write (one TLS
 //!   record, one WebSocket frame per PUBLISH instead of one per chunk).
@@ -29,6 +30,7 @@ mod in_person;
 mod join;
 pub mod layer;
 pub mod metrics;
+mod source;
 
 pub use accept::{AcceptErrors, SHORTAGE_LOG_INTERVAL, configure_accepted};
 pub use auth::{AllowAnonymous, Auth, AuthError, AuthReply, Authenticator, Decisions};
@@ -39,3 +41,4 @@ pub use in_person::{IN_PERSON_SHARE, IN_PERSON_WINDOW, InPersonTurn, take_in_per
 pub use join::{JOIN_AT_MOST, SendJoiner};
 pub use layer::{Identity, LayerError, Layers, PeerIdentity, Stack, StackError, StreamLayer};
 pub use musqratt_engine as engine;
+pub use source::{Client, ClientsPage, MAX_PAGE_LIMIT, MetricsSource, Order, PeerOf, Shards};

@@ -62,6 +62,8 @@ pub fn sys_tree(metrics: &Metrics, uptime: Duration, version: &str) -> Vec<(Stri
         ("retained messages/count", m.retained),
         ("store/messages/count", m.queued_messages),
         ("store/messages/bytes", m.queued_bytes),
+        ("mqtt-sn/peers", m.sn_peers),
+        ("mqtt-sn/clients/sleeping", m.sn_sleeping),
     ];
     for (name, value) in numbers {
         tree.push((format!("$SYS/broker/{name}"), value.to_string()));
@@ -108,6 +110,8 @@ pub fn prometheus(metrics: &Metrics, uptime: Duration) -> String {
         ("musqratt_shared_subscriptions", "Shared subscriptions.", m.shared_subscriptions),
         ("musqratt_queued_messages", "Messages waiting in session queues.", m.queued_messages),
         ("musqratt_queued_bytes", "Payload bytes waiting in session queues.", m.queued_bytes),
+        ("musqratt_sn_peers", "MQTT-SN clients known by their UDP address.", m.sn_peers),
+        ("musqratt_sn_sleeping_clients", "MQTT-SN clients in their sleep cycle.", m.sn_sleeping),
     ];
     for (name, help, value) in gauges {
         family(&mut out, name, "gauge", help);
@@ -243,6 +247,7 @@ pub fn json(metrics: &Metrics, uptime: Duration, version: &str) -> String {
             "\"not_authorized\":{},\"too_large\":{},\"backlog_full\":{}}},",
             "\"retained\":{},\"subscriptions\":{},\"shared_subscriptions\":{},",
             "\"queued\":{{\"messages\":{},\"bytes\":{}}},",
+            "\"mqtt_sn\":{{\"peers\":{},\"sleeping\":{}}},",
             "\"connect_refusals\":{{{refusals}}},\"latency\":{{{latency}}}}}"
         ),
         m.clients_connected,
@@ -265,6 +270,8 @@ pub fn json(metrics: &Metrics, uptime: Duration, version: &str) -> String {
         m.shared_subscriptions,
         m.queued_messages,
         m.queued_bytes,
+        m.sn_peers,
+        m.sn_sleeping,
         version = json_escape(version),
         uptime = uptime.as_secs(),
         refusals = refusals,
@@ -272,7 +279,43 @@ pub fn json(metrics: &Metrics, uptime: Duration, version: &str) -> String {
     )
 }
 
-fn json_escape(text: &str) -> String {
+/// A page of clients as JSON (`GET /api/v1/clients`): `total`, `page`, `limit` and `clients`,
+/// each with `client_id`, `username` (or `null`), `peer` (`"ip:port"` or `null`),
+/// `protocol`, `connected_since` (Unix seconds), `connected_for_s` and `queued`.
+#[must_use]
+pub fn clients_json(page: &crate::ClientsPage) -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut out = format!(
+        "{{\"total\":{},\"page\":{},\"limit\":{},\"clients\":[",
+        page.total, page.page, page.limit
+    );
+    for (index, client) in page.clients.iter().enumerate() {
+        let comma = if index == 0 { "" } else { "," };
+        let text = |value: Option<String>| match value {
+            Some(value) => format!("\"{}\"", json_escape(&value)),
+            None => "null".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "{comma}{{\"client_id\":\"{}\",\"username\":{},\"peer\":{},\"protocol\":\"{}\",\
+             \"connected_since\":{},\"connected_for_s\":{},\"queued\":{}}}",
+            json_escape(&client.client_id),
+            text(client.username.clone()),
+            text(client.peer.map(|peer| peer.to_string())),
+            client.protocol,
+            now.saturating_sub(client.connected_for).as_secs(),
+            client.connected_for.as_secs(),
+            client.queued,
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `text` with JSON's special characters escaped (RFC 8259 §7), for a string's inside.
+#[must_use]
+pub fn json_escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| match c {
             '"' | '\\' => vec!['\\', c],

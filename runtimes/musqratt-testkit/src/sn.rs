@@ -37,26 +37,32 @@ async fn on_1_and_3_shards(start: Start, scenario: impl AsyncFn(&Broker)) {
     }
 }
 
-fn sn_client(broker: SocketAddr) -> UdpSocket {
+/// A UDP socket of an MQTT-SN client of the broker at `broker` (reads time out after 5 s).
+#[must_use]
+pub fn sn_client(broker: SocketAddr) -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(broker).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     socket
 }
 
-fn send(socket: &UdpSocket, message: &Message) {
+/// Sends one MQTT-SN message.
+pub fn send(socket: &UdpSocket, message: &Message) {
     let mut buf = BytesMut::new();
     sn::encode(message, &mut buf).unwrap();
     socket.send(&buf).unwrap();
 }
 
-fn recv(socket: &UdpSocket) -> Message {
+/// Receives one MQTT-SN message (panics after the socket's timeout).
+#[must_use]
+pub fn recv(socket: &UdpSocket) -> Message {
     let mut buf = [0u8; 2048];
     let len = socket.recv(&mut buf).expect("a datagram from the broker");
     sn::decode(Bytes::copy_from_slice(&buf[..len])).unwrap()
 }
 
-fn connect(socket: &UdpSocket, client_id: &str) {
+/// CONNECT with a clean session and a 60 s keep alive; asserts the CONNACK accepts it.
+pub fn connect(socket: &UdpSocket, client_id: &str) {
     let connect =
         sn::Connect { will: false, clean_session: true, duration: 60, client_id: client_id.into() };
     send(socket, &Message::Connect(connect));

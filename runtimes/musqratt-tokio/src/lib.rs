@@ -132,11 +132,8 @@ impl Broker {
         let shutdown = ShutdownHandle(Arc::new(tx));
         let counters = Arc::new(Counters::default());
         let links = shard::links(shards);
-        let metrics = MetricsSource::new(
-            links.directory.clone(),
-            Arc::new(musqratt_kit::metrics::Maximum::default()),
-            links.clock,
-        );
+        let metrics =
+            MetricsSource::new(Arc::new(shard::TokioShards(links.directory.clone())), links.clock);
         let mut broker = Self {
             local_addrs,
             sn_local_addrs,

@@ -30,9 +30,10 @@ mod sys;
 
 pub(crate) use mail::{Directory, Mail, links};
 use mail::{Link, deferred_wakes, forward, receive};
+pub use musqratt_kit::MetricsSource;
 use queue::Spare;
 pub(crate) use queue::WriteQueue;
-pub use sys::MetricsSource;
+pub(crate) use sys::TokioShards;
 
 /// Messages in flight on one link between two shards before the sender waits.
 const LINK_CAPACITY: usize = 4096;

@@ -4,56 +4,38 @@
 //! takes each shard's lock in turn, copies its snapshot and merges. Nothing is shared on the
 //! publish path; a read costs each shard one short lock.
 
-use core::fmt;
+use core::net::SocketAddr;
 use core::time::Duration;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use musqratt_engine::Metrics;
-use musqratt_kit::Clock;
-use musqratt_kit::metrics::{Maximum, sys_tree};
+use musqratt_engine::{ConnectionId, Engine};
+use musqratt_kit::metrics::sys_tree;
+use musqratt_kit::{MetricsSource, PeerOf, Shards};
 
-use super::{Directory, Shard};
+use super::{Core, Directory, Shard};
 
-/// Reads the broker's merged [`Metrics`] from any thread (the HTTP listener's, a test's).
-#[derive(Clone)]
-pub struct MetricsSource {
-    directory: Directory,
-    maximum: Arc<Maximum>,
-    clock: Clock,
-}
+/// This runtime's shards as a reader reaches them: through the directory, one lock at a time.
+pub(crate) struct CompioShards(pub(crate) Directory);
 
-impl fmt::Debug for MetricsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsSource").field("shards", &self.directory.len()).finish()
-    }
-}
-
-impl MetricsSource {
-    pub(crate) fn new(directory: Directory, maximum: Arc<Maximum>, clock: Clock) -> Self {
-        Self { directory, maximum, clock }
+impl Shards for CompioShards {
+    fn count(&self) -> usize {
+        self.0.len()
     }
 
-    /// Every shard's numbers, merged. Locks one shard at a time, and must not be called
-    /// from inside a step (a blocking lock on a peer while holding one's own could deadlock,
-    /// ADR 10): the `$SYS` task and other threads call it between steps.
-    #[must_use]
-    pub fn metrics(&self) -> Metrics {
-        let mut merged = Metrics::default();
-        for entry in self.directory.iter() {
+    fn each(&self, visit: &mut dyn FnMut(&Engine, PeerOf<'_>)) {
+        for entry in self.0.iter() {
             if let Some(shard) = entry.get().and_then(std::sync::Weak::upgrade) {
-                merged.merge(&shard.lock().engine.metrics());
+                let core = shard.lock();
+                visit(&core.engine, &|conn| peer_of(&core, conn));
             }
         }
-        self.maximum.refine(&mut merged);
-        merged
     }
+}
 
-    /// Time since the broker started (the engines' clock).
-    #[must_use]
-    pub fn uptime(&self) -> Duration {
-        Duration::from_micros(self.clock.now().as_micros())
-    }
+/// The peer address of a connection, from the slot's second descriptor of its socket (a
+/// `getpeername`, only when someone lists the clients).
+fn peer_of(core: &Core, conn: ConnectionId) -> Option<SocketAddr> {
+    core.slots.get(&conn)?.direct.as_ref()?.peer_addr().ok()
 }
 
 /// Shard 0's task: every `every`, the `$SYS` tree of the merged numbers, published as

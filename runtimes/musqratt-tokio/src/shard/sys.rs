@@ -1,56 +1,43 @@
 //! The broker's numbers on this runtime (issue 17, docs/adr/0018-metrics.md): every shard's
 //! engine counts on its own ([`Engine::metrics`](musqratt_engine::Engine::metrics)); a reader
 //! takes each shard's lock in turn, copies its snapshot and merges. Nothing is shared on the
-//! publish path; a read costs each shard one short lock.
+//! publish path; a read costs each shard one short lock ([`musqratt_kit::MetricsSource`]).
 
-use core::fmt;
+use core::net::SocketAddr;
 use core::time::Duration;
 use std::sync::Arc;
 
-use musqratt_engine::Metrics;
-use musqratt_kit::Clock;
-use musqratt_kit::metrics::{Maximum, sys_tree};
+use musqratt_engine::{ConnectionId, Engine};
+use musqratt_kit::metrics::sys_tree;
+use musqratt_kit::{MetricsSource, PeerOf, Shards};
 
-use super::{Directory, ShardLock};
+use super::{Directory, Shard, ShardLock, Stream};
 
-/// Reads the broker's merged [`Metrics`] from any thread (the HTTP listener's, a test's).
-#[derive(Clone)]
-pub struct MetricsSource {
-    directory: Directory,
-    maximum: Arc<Maximum>,
-    clock: Clock,
-}
+/// This runtime's shards as a reader reaches them: through the directory, one lock at a time.
+pub(crate) struct TokioShards(pub(crate) Directory);
 
-impl fmt::Debug for MetricsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsSource").field("shards", &self.directory.len()).finish()
-    }
-}
-
-impl MetricsSource {
-    pub(crate) fn new(directory: Directory, maximum: Arc<Maximum>, clock: Clock) -> Self {
-        Self { directory, maximum, clock }
+impl Shards for TokioShards {
+    fn count(&self) -> usize {
+        self.0.len()
     }
 
-    /// Every shard's numbers, merged. Locks one shard at a time, and must not be called
-    /// from inside a step (a blocking lock on a peer while holding one's own could deadlock,
-    /// ADR 10): the `$SYS` task and other threads call it between steps.
-    #[must_use]
-    pub fn metrics(&self) -> Metrics {
-        let mut merged = Metrics::default();
-        for entry in self.directory.iter() {
+    fn each(&self, visit: &mut dyn FnMut(&Engine, PeerOf<'_>)) {
+        for entry in self.0.iter() {
             if let Some(shard) = entry.get().and_then(std::sync::Weak::upgrade) {
-                merged.merge(&shard.lock().engine.metrics());
+                let state = shard.lock();
+                visit(&state.engine, &|conn| peer_of(&state, conn));
             }
         }
-        self.maximum.refine(&mut merged);
-        merged
     }
+}
 
-    /// Time since the broker started (the engines' clock).
-    #[must_use]
-    pub fn uptime(&self) -> Duration {
-        Duration::from_micros(self.clock.now().as_micros())
+/// The peer address of a connection's socket (a `getpeername`, only when someone lists the
+/// clients).
+fn peer_of(shard: &Shard, conn: ConnectionId) -> Option<SocketAddr> {
+    match &shard.conns.get(&conn)?.stream {
+        Stream::Awake(stream) => stream.peer_addr().ok(),
+        Stream::Hibernating(stream) => stream.peer_addr().ok(),
+        Stream::Moving => None,
     }
 }
 
