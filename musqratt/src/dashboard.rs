@@ -7,7 +7,7 @@
 const INDEX: &str = include_str!("dashboard/index.html");
 /// Its script: the plots, the tables, and the MQTT client's thin glue around the module.
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
-/// `musqratt-wasm` built for `wasm32-unknown-unknown` (committed; CI rebuilds it, ADR 19).
+/// `musqratt-wasm` built for `wasm32-unknown-unknown` (committed; CI rebuilds it, ADR 20).
 const WASM: &[u8] = include_bytes!("dashboard/musqratt.wasm");
 
 /// The content type and body served at `path`, if it is one of the dashboard's.
