@@ -11,13 +11,8 @@ use musqratt_proto::mqtt::{
 };
 use musqratt_proto::{ProtocolVersion, QoS};
 
-<<<<<<< HEAD
 use crate::acl::{Acl, SessionAcl};
-use crate::connection::{OutboundAliases, Phase};
-=======
-use crate::acl::Acl;
 use crate::connection::{Connected, OutboundAliases, Phase};
->>>>>>> h-dash
 use crate::deliver::state::Routed;
 use crate::engine::{Engine, keep_alive_deadline};
 use crate::ids::{ConnectionId, SessionId, ShardId};
