@@ -68,6 +68,8 @@ pub struct Engine {
     /// the shard rather than one per session (8 bytes every session would pay for); numbers
     /// increase within each session, which is all the store needs.
     pub(crate) store_seq: u64,
+    /// The runtime's store cannot write (`crate::store_full`): new durable messages are refused.
+    pub(crate) store_full: bool,
     /// What the operator sees of this shard (`crate::metrics`): plain integers, this shard's
     /// alone, read with [`Engine::metrics`].
     pub(crate) counters: Counters,
@@ -102,6 +104,7 @@ impl Engine {
             sn,
             rng,
             store_seq: 1,
+            store_full: false,
             counters: Counters::default(),
         }
     }

@@ -90,6 +90,7 @@ mod session;
 mod shards;
 mod sn;
 mod store;
+mod store_full;
 mod store_sync;
 mod subscribe;
 mod subscribers;

@@ -171,9 +171,10 @@ impl Run {
                     // A PUBLISH payload is a second send: only packet headers are shown.
                     if let Some(kind) = packet_kind(bytes[0]) {
                         let name = name.unwrap_or("?");
-                        // The QoS 2 flow's reason code, when not 0x00 Success (§3.5.2.1).
+                        // The reason code of PUBACK and of the QoS 2 flow, when not 0x00
+                        // Success (§3.4.2.1, §3.5.2.1).
                         let reason = match bytes[0] >> 4 {
-                            5..=7 if bytes.len() > 4 => format!(" 0x{:02x}", bytes[4]),
+                            4..=7 if bytes.len() > 4 => format!(" 0x{:02x}", bytes[4]),
                             _ => String::new(),
                         };
                         let _ = writeln!(self.out, "  {name} <- {kind}{reason}");
@@ -573,4 +574,55 @@ fn inbound_qos2_awaiting_pubrel_survives_a_restart() {
     after.data("pub", pubrel(7));
     after.data("pub", publish("t/1", b"new", QoS::ExactlyOnce, false, 7));
     insta::assert_snapshot!(format!("{}\n---- after the restart\n{}", run.out, after.out));
+}
+
+fn v3(packet: &Packet) -> BytesMut {
+    let mut buf = BytesMut::new();
+    packet.encode(ProtocolVersion::V3_1_1, &mut buf).unwrap();
+    buf
+}
+
+/// A store that cannot write (a full disk, docs/PERSISTENCE.md): a QoS 1 or 2 PUBLISH that
+/// would be stored (for a durable session, or retained) is refused, MQTT 5.0 with 0x97 Quota
+/// exceeded (§3.4.2.1, §3.5.2.1), MQTT 3.1.1 not acknowledged (§4.3.2: the receiver
+/// acknowledges once it accepted ownership); no record is emitted for it. QoS 0 and QoS 1
+/// between sessions that are not durable keep flowing; once the store can write again the same
+/// message is accepted and stored.
+#[test]
+fn a_full_store_refuses_new_durable_messages() {
+    let mut run = Run::new(engine());
+    run.open("durable", connect("durable", false, 3600));
+    run.data("durable", subscribe("d/#", QoS::AtLeastOnce, None));
+    run.close("durable");
+    run.open("volatile", connect("volatile", true, 0));
+    run.data("volatile", subscribe("v/#", QoS::AtLeastOnce, None));
+    run.open("pub", connect("pub", true, 0));
+    let mut old = Connect::new(ProtocolVersion::V3_1_1, "old");
+    old.clean_start = true;
+    run.open("old", v3(&Packet::Connect(Box::new(old))));
+    run.engine.set_store_full(true);
+    let _ = writeln!(run.out, "---- the store cannot write");
+    run.data("pub", publish("d/1", b"refused", QoS::AtLeastOnce, false, 1));
+    run.data("pub", publish("d/2", b"refused", QoS::ExactlyOnce, false, 2));
+    run.data("pub", publish("v/1", b"flows", QoS::AtLeastOnce, false, 3));
+    run.data("pub", publish("d/3", b"qos 0", QoS::AtMostOnce, false, 0));
+    run.data("pub", publish("v/r", b"retained", QoS::AtLeastOnce, true, 4));
+    run.data("pub", publish("nobody", b"no subscriber", QoS::AtLeastOnce, false, 5));
+    let mut refused = Publish::new("d/4".into(), Bytes::from_static(b"3.1.1"));
+    refused.qos = QoS::AtLeastOnce;
+    refused.packet_id = PacketId::new(9);
+    run.data("old", v3(&Packet::Publish(refused.clone())));
+    assert_eq!(run.engine.metrics().dropped.store_full, 4);
+    run.engine.set_store_full(false);
+    let _ = writeln!(run.out, "---- the store writes again");
+    run.data("pub", publish("d/1", b"accepted", QoS::AtLeastOnce, false, 1));
+    refused.dup = true;
+    run.data("old", v3(&Packet::Publish(refused)));
+    run.open("durable", connect("durable", false, 3600));
+    let refused_stored = run.records.iter().any(|r| match r {
+        Record::Queued(d) => d.message.payload().as_ref() == b"refused",
+        _ => false,
+    });
+    assert!(!refused_stored, "a refused message has no record");
+    insta::assert_snapshot!(run.out);
 }

@@ -11,8 +11,10 @@
 //! the same path is refused with [`StoreError::Locked`].
 
 mod codec;
+mod reserve;
 mod runtime;
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -25,6 +27,8 @@ use rusqlite::{Connection, ErrorCode, params};
 
 pub use codec::Corrupt;
 use codec::TimeBase;
+pub use reserve::RESERVE_BYTES;
+use reserve::Reserve;
 pub use runtime::{Durable, Steps};
 
 /// The on-disk format this crate writes and reads (docs/PERSISTENCE.md, "Format").
@@ -83,6 +87,7 @@ struct Inner {
     conn: Connection,
     path: PathBuf,
     buf: BytesMut,
+    reserve: Reserve,
 }
 
 /// An open store; cheap to clone (shared by every shard).
@@ -90,6 +95,9 @@ struct Inner {
 pub struct Store {
     inner: Arc<Mutex<Inner>>,
     time: TimeBase,
+    /// The last write failed and there has not been room since ([`Store::is_full`]); read
+    /// without the lock by every shard after each step.
+    full: Arc<AtomicBool>,
     /// Dropped with the last clone: stops the sync thread.
     _stop: Option<Arc<mpsc::Sender<()>>>,
 }
@@ -154,13 +162,26 @@ impl Store {
         }
         let epoch = epoch.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
         let time = TimeBase { epoch_unix_micros: u64::try_from(epoch).unwrap_or(u64::MAX) };
-        let inner =
-            Arc::new(Mutex::new(Inner { conn, path: path.to_owned(), buf: BytesMut::new() }));
+        let mut reserve = Reserve::new(path, RESERVE_BYTES);
+        let full = match reserve.make() {
+            Ok(()) => false,
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "persistence: no room for the \
+                    reserve; new QoS 1 and 2 messages for durable sessions are refused until there is");
+                true
+            }
+        };
+        let inner = Arc::new(Mutex::new(Inner {
+            conn,
+            path: path.to_owned(),
+            buf: BytesMut::new(),
+            reserve,
+        }));
         let stop = match fsync {
             Fsync::Interval(every) => Some(Arc::new(spawn_sync(inner.clone(), path, every))),
             _ => None,
         };
-        Ok(Self { inner, time, _stop: stop })
+        Ok(Self { inner, time, full: Arc::new(AtomicBool::new(full)), _stop: stop })
     }
 
     /// Writes one step's records in one transaction, in order. When it returns they are with
@@ -168,16 +189,53 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`]: the write failed (disk full, I/O error); nothing of it is kept.
+    ///
+    /// A write that fails marks the store full ([`Store::is_full`]). When it failed for want
+    /// of space and the reserve is still there, the reserve is deleted and the write tried
+    /// again at once: what the engine accepted before it heard that the store is full is
+    /// written, and the shard goes on (docs/PERSISTENCE.md, "A full disk").
     pub fn write(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let Inner { conn, path, buf } = &mut *inner;
+        let Inner { conn, path, buf, reserve } = &mut *inner;
         let err = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = conn.transaction().map_err(err)?;
-        for record in records {
-            buf.clear();
-            write_record(&tx, self.time, record, buf).map_err(err)?;
+        let first = write_tx(conn, self.time, records, buf);
+        let Err(error) = first else { return Ok(()) };
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::error!(path = %path.display(), %error, "persistence: the store cannot write; \
+                new QoS 1 and 2 messages for durable sessions are refused until it can");
         }
-        tx.commit().map_err(err)
+        if error.sqlite_error_code() != Some(ErrorCode::DiskFull) || !reserve.release() {
+            return Err(err(error));
+        }
+        tracing::warn!(path = %path.display(), "persistence: disk full, the reserve released");
+        write_tx(conn, self.time, records, buf).map_err(err)
+    }
+
+    /// Whether the store cannot write (its last write failed, or there was no room for the
+    /// reserve): the runtime tells its engine ([`musqratt_engine::Engine::set_store_full`]).
+    /// While it is, this tries at most once a second to make the reserve
+    /// again (with as much room again to spare); once it can, the store is writable again (the next write says if not).
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        if !self.full.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.full.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !inner.reserve.due() {
+            return true;
+        }
+        match inner.reserve.make_again() {
+            Ok(()) => {
+                self.full.store(false, Ordering::Relaxed);
+                tracing::warn!(path = %inner.path.display(), "persistence: room again, the \
+                    reserve made; new messages are accepted");
+                false
+            }
+            Err(_) => true,
+        }
     }
 
     /// Reads the state to restore at `now` (the engine's time). Records that do not decode are
@@ -268,6 +326,21 @@ pub fn epoch_of(now: Instant) -> SystemTime {
 fn key(s: &musqratt_engine::proto::bytestring::ByteString) -> &[u8] {
     let s: &str = s;
     s.as_bytes()
+}
+
+/// One transaction of `records`; rolled back whole if any fails.
+fn write_tx(
+    conn: &mut Connection,
+    time: TimeBase,
+    records: &[Record],
+    buf: &mut BytesMut,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for record in records {
+        buf.clear();
+        write_record(&tx, time, record, buf)?;
+    }
+    tx.commit()
 }
 
 fn write_record(

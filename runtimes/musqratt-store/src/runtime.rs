@@ -100,6 +100,12 @@ impl Steps {
                 write_until_done(store, &self.records, engine.config().shard.0);
                 self.records.clear();
             }
+            // For the inputs that follow: while the store cannot write, the engine refuses
+            // new messages that would need a write (docs/PERSISTENCE.md, "A full disk").
+            let full = store.is_full();
+            if full != engine.store_full() {
+                engine.set_store_full(full);
+            }
         }
         self.batch.pop_front()
     }
@@ -111,7 +117,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Writes a batch's records, trying again until the store takes them (docs/PERSISTENCE.md,
-/// "A full disk"). A write that fails (disk full, I/O error) is rolled back whole, so
+/// "A full disk"). The last resort: a write that failed for want of space was already tried
+/// again with the reserve's space ([`Store::write`]); this is what is left when even that
+/// failed, or the failure is not about space. A write that fails (disk full, I/O error) is rolled back whole, so
 /// nothing of it is kept and nothing acknowledged before is touched. The batch's actions wait
 /// meanwhile: a PUBACK or PUBREC (§3.4, §3.5) for a message in the failed write, or the
 /// answer to another shard's `StoreSync` that would release one there, must not leave before
