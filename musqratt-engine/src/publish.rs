@@ -246,7 +246,9 @@ impl Engine {
                     self.persist_acknowledged(session_id, stored);
                     return self.drain_queue(now, session_id);
                 }
-                *inflight = Inflight::Released(inflight.stored());
+                let stored = inflight.stored();
+                *inflight = Inflight::Released(stored);
+                self.persist_outbound_qos2(session_id, stored, rec.packet_id, true);
                 self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
             }
             Some((_, Inflight::Released(_))) => {

@@ -67,6 +67,22 @@ pub enum Record {
         /// The packet id.
         packet_id: PacketId,
     },
+    /// A QoS 2 message of a durable session ([`Record::Queued`] `seq`) is in flight to its
+    /// client under `packet_id`: PUBLISH sent (`released` false), or PUBREC received and
+    /// PUBREL sent (`released` true). After a restart the broker resends the PUBLISH with DUP
+    /// under the same id, or the PUBREL, not a new PUBLISH (§4.3.3, §4.4, MQTT-4.4.0-1), so
+    /// the subscriber gets the message exactly once. Forgotten with the message
+    /// ([`Record::Acknowledged`] at PUBCOMP, [`Record::SessionEnded`]).
+    OutboundQos2 {
+        /// The client identifier.
+        client_id: ByteString,
+        /// [`StoredDelivery::seq`] of the message.
+        seq: u64,
+        /// The packet id the client saw.
+        packet_id: PacketId,
+        /// PUBREC received, PUBREL sent.
+        released: bool,
+    },
 }
 
 /// An application message as stored: shared with the engine's queues, so emitting a record
@@ -243,7 +259,8 @@ pub enum RestoreError {
     /// [`Record::Released`]): a store
     /// applies those, it does not hand them back.
     NotState,
-    /// A [`Record::Queued`] or [`Record::AwaitingRelease`] for a client this shard owns but
+    /// A [`Record::Queued`], [`Record::AwaitingRelease`] or [`Record::OutboundQos2`] for a
+    /// client this shard owns but
     /// has no restored session for.
     NoSession,
     /// A [`Record::Queued`] whose `seq` is not above the previous one of its session.

@@ -332,3 +332,99 @@ fn inbound_qos2_is_exactly_once_across_kill_9(runtime_name: &str) {
     kill_9(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Exactly once to a subscriber across a kill -9 (§4.3.3, §4.4, MQTT-4.4.0-1): a durable
+/// subscriber at QoS 2 gets two messages; it PUBRECs the first (the broker's PUBREL comes) and
+/// not the second; the broker is killed. Started again, at reconnection it resends the PUBREL
+/// under the first one's id (not its PUBLISH) and the second PUBLISH with DUP under its id
+/// (not a new message); once both flows complete nothing is sent again, even after another
+/// kill -9.
+#[test]
+fn outbound_qos2_is_exactly_once_across_kill_9_tokio() {
+    outbound_qos2_is_exactly_once_across_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn outbound_qos2_is_exactly_once_across_kill_9_io_uring() {
+    outbound_qos2_is_exactly_once_across_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn outbound_qos2_is_exactly_once_across_kill_9_blocking() {
+    outbound_qos2_is_exactly_once_across_kill_9("blocking");
+}
+
+fn outbound_qos2_is_exactly_once_across_kill_9(runtime_name: &str) {
+    use musqratt::proto::mqtt::PubResponse;
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-out2-{runtime_name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sub_id = musqratt_testkit::id_on_shard("out2-sub", 0, SHARDS);
+    let pub_id = musqratt_testkit::id_on_shard("out2-pub", 1, SHARDS);
+    let (broker, addr) = start(&config, runtime_name);
+    let (first, second) = runtime.block_on(async {
+        let (mut sub, _) = connect_durable(addr, &sub_id).await;
+        sub.subscribe("o2/#", QoS::ExactlyOnce).await;
+        let mut publisher = musqratt_testkit::connect(addr, &pub_id, V5).await;
+        for text in ["first", "second"] {
+            let mut publish = Publish::new("o2/t".into(), Bytes::from(text));
+            publish.qos = QoS::ExactlyOnce;
+            let comp = publisher.publish(publish).await.expect("PUBCOMP");
+            assert!(!comp.reason_code.is_error());
+        }
+        let a = sub.recv_publish().await;
+        let b = sub.recv_publish().await;
+        assert_eq!((&a.payload[..], &b.payload[..]), (&b"first"[..], &b"second"[..]));
+        let (a, b) = (a.packet_id.unwrap(), b.packet_id.unwrap());
+        sub.send(&Packet::PubRec(PubResponse::new(a)));
+        match sub.recv().await {
+            Packet::PubRel(rel) => assert_eq!(rel.packet_id, a),
+            other => panic!("expected PUBREL, got {other:?}"),
+        }
+        (a, b)
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
+        assert!(present);
+        match sub.recv().await {
+            Packet::PubRel(rel) => assert_eq!(rel.packet_id, first, "the PUBREL, not the PUBLISH"),
+            other => panic!("expected PUBREL, got {other:?}"),
+        }
+        match sub.recv().await {
+            Packet::Publish(p) => {
+                assert_eq!((p.packet_id, p.dup), (Some(second), true), "resent under its id");
+                assert_eq!(&p.payload[..], b"second");
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+        sub.send(&Packet::PubComp(PubResponse::new(first)));
+        sub.send(&Packet::PubRec(PubResponse::new(second)));
+        match sub.recv().await {
+            Packet::PubRel(rel) => assert_eq!(rel.packet_id, second),
+            other => panic!("expected PUBREL, got {other:?}"),
+        }
+        sub.send(&Packet::PubComp(PubResponse::new(second)));
+        // The PINGRESP leaves after the PUBCOMP's records are written (ADR 17).
+        sub.ping().await;
+        sub.expect_silence().await;
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
+        assert!(present);
+        sub.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

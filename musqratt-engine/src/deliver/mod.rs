@@ -113,6 +113,9 @@ impl Engine {
         }
         let mut delivery = delivery.kept();
         self.persist_delivery(session_id, &mut delivery);
+        if delivery.qos == QoS::ExactlyOnce {
+            self.persist_outbound_qos2(session_id, delivery.stored, packet_id, false);
+        }
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.add_inflight(packet_id, Inflight::Published(delivery));
         }

@@ -116,6 +116,9 @@ CREATE TABLE IF NOT EXISTS queue (client_id BLOB NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbound_qos2 (client_id BLOB NOT NULL, packet_id INTEGER NOT NULL,
     PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbound_qos2 (client_id BLOB NOT NULL, seq INTEGER NOT NULL,
+    packet_id INTEGER NOT NULL, released INTEGER NOT NULL,
+    PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
 ";
 
 impl Store {
@@ -312,6 +315,32 @@ impl Store {
                 Err(corrupt) => loaded.corrupt.push(("QoS 2 packet id", corrupt)),
             }
         }
+        let mut outbound = conn
+            .prepare(
+                "SELECT client_id, seq, packet_id, released FROM outbound_qos2 \
+                 ORDER BY client_id, seq",
+            )
+            .map_err(err)?;
+        let mut rows = outbound.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let id: Vec<u8> = row.get(0).map_err(err)?;
+            let seq: i64 = row.get(1).map_err(err)?;
+            let packet_id: i64 = row.get(2).map_err(err)?;
+            let released: bool = row.get(3).map_err(err)?;
+            let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
+            let seq = u64::try_from(seq).map_err(|_| Corrupt("seq"));
+            let packet_id =
+                u16::try_from(packet_id).ok().and_then(PacketId::new).ok_or(Corrupt("packet id"));
+            match client_id.and_then(|c| Ok((c, seq?, packet_id?))) {
+                Ok((client_id, seq, packet_id)) => loaded.records.push(Record::OutboundQos2 {
+                    client_id: client_id.into(),
+                    seq,
+                    packet_id,
+                    released,
+                }),
+                Err(corrupt) => loaded.corrupt.push(("outbound QoS 2 state", corrupt)),
+            }
+        }
         Ok(loaded)
     }
 }
@@ -370,6 +399,13 @@ fn write_record(
                 .execute([key(client_id)])?;
             tx.prepare_cached("DELETE FROM inbound_qos2 WHERE client_id = ?1")?
                 .execute([key(client_id)])?;
+            tx.prepare_cached("DELETE FROM outbound_qos2 WHERE client_id = ?1")?
+                .execute([key(client_id)])?;
+        }
+        Record::OutboundQos2 { client_id, seq, packet_id, released } => {
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+            tx.prepare_cached("INSERT OR REPLACE INTO outbound_qos2 VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![key(client_id), seq, packet_id.get(), released])?;
         }
         Record::AwaitingRelease { client_id, packet_id } => {
             tx.prepare_cached("INSERT OR REPLACE INTO inbound_qos2 VALUES (?1, ?2)")?
@@ -388,6 +424,8 @@ fn write_record(
         Record::Acknowledged { client_id, seq } => {
             let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
             tx.prepare_cached("DELETE FROM queue WHERE client_id = ?1 AND seq = ?2")?
+                .execute(params![key(client_id), seq])?;
+            tx.prepare_cached("DELETE FROM outbound_qos2 WHERE client_id = ?1 AND seq = ?2")?
                 .execute(params![key(client_id), seq])?;
         }
         // A record kind this version does not know is not stored (the engine and the store
