@@ -92,6 +92,7 @@ mod sn;
 mod store;
 mod store_full;
 mod store_sync;
+mod store_will;
 mod subscribe;
 mod subscribers;
 mod sys;
@@ -110,5 +111,6 @@ pub use sn::peers::PeerTable;
 pub use sn::wireless_node;
 pub use store::{
     Record, RestoreError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
+    StoredWill,
 };
 pub use time::Instant;

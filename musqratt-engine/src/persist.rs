@@ -65,13 +65,15 @@ impl Engine {
             Record::OutboundQos2 { client_id, seq, packet_id, released } => {
                 self.restore_outbound_qos2(&client_id, seq, packet_id, released)
             }
-            Record::SessionEnded { .. } | Record::Acknowledged { .. } | Record::Released { .. } => {
-                Err(RestoreError::NotState)
-            }
+            Record::Will(will) => self.restore_will(now, will),
+            Record::SessionEnded { .. }
+            | Record::Acknowledged { .. }
+            | Record::Released { .. }
+            | Record::WillRemoved { .. } => Err(RestoreError::NotState),
         }
     }
 
-    fn owns(&self, client_id: &str) -> bool {
+    pub(crate) fn owns(&self, client_id: &str) -> bool {
         owner_of(client_id, self.config.shard_count) == self.config.shard
     }
 

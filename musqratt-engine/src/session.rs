@@ -119,6 +119,9 @@ pub(crate) struct Session {
     /// With persistence on: whether the session has a record in the store. A bool, which
     /// sits in padding: every session pays for what is added here.
     pub(crate) stored: bool,
+    /// With persistence on: whether the store holds a will of this session
+    /// (`crate::store_will`). In padding too.
+    pub(crate) will_stored: bool,
 }
 
 impl Session {
@@ -138,6 +141,7 @@ impl Session {
             will: None,
             acl: None,
             stored: false,
+            will_stored: false,
         }
     }
 

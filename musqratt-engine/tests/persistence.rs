@@ -110,6 +110,15 @@ fn show(record: &Record) -> String {
             packet_id.get(),
             if *released { "PUBREL sent" } else { "PUBLISH sent" }
         ),
+        Record::Will(w) => format!(
+            "store will of {} {} {:?} delay={} due_at={:?}",
+            w.client_id,
+            w.message.topic(),
+            w.message.payload(),
+            w.delay,
+            w.due_at.map(Instant::as_micros)
+        ),
+        Record::WillRemoved { client_id } => format!("store will of {client_id} removed"),
         other => format!("store {other:?}"),
     }
 }
@@ -328,6 +337,7 @@ struct Model {
     queued: BTreeMap<(String, u64), Record>,
     awaiting: BTreeMap<(String, u16), Record>,
     outbound: BTreeMap<(String, u64), Record>,
+    wills: BTreeMap<String, Record>,
 }
 
 impl Model {
@@ -347,6 +357,13 @@ impl Model {
                 self.queued.retain(|(c, _), _| c != &client_id.to_string());
                 self.awaiting.retain(|(c, _), _| c != &client_id.to_string());
                 self.outbound.retain(|(c, _), _| c != &client_id.to_string());
+                self.wills.remove(&client_id.to_string());
+            }
+            Record::Will(w) => {
+                self.wills.insert(w.client_id.to_string(), record);
+            }
+            Record::WillRemoved { client_id } => {
+                self.wills.remove(&client_id.to_string());
             }
             Record::Queued(d) => {
                 self.queued.insert((d.client_id.to_string(), d.seq), record);
@@ -369,10 +386,13 @@ impl Model {
     }
 
     fn restore(self, now: Instant) -> Engine {
-        let mut engine = engine();
+        self.restore_into(engine(), now)
+    }
+
+    fn restore_into(self, mut engine: Engine, now: Instant) -> Engine {
         let all = self.retained.into_values().chain(self.sessions.into_values());
         let all = all.chain(self.queued.into_values()).chain(self.awaiting.into_values());
-        let all = all.chain(self.outbound.into_values());
+        let all = all.chain(self.outbound.into_values()).chain(self.wills.into_values());
         for record in all {
             engine.restore(now, record).unwrap();
         }
@@ -681,4 +701,55 @@ fn outbound_qos2_state_survives_a_restart() {
     after.data("sub", pubrec(second));
     after.data("sub", pubcomp(second));
     insta::assert_snapshot!(format!("{}\n---- after the restart\n{}", run.out, after.out));
+}
+
+fn connect_with_will(client_id: &str, expiry: u32, delay: u32) -> BytesMut {
+    let mut connect = Connect::new(V5, client_id);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(expiry);
+    let mut properties = musqratt_engine::proto::mqtt::WillProperties::default();
+    properties.will_delay_interval = Some(delay);
+    connect.will = Some(musqratt_engine::proto::mqtt::LastWill {
+        topic: format!("will/{client_id}").into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties,
+    });
+    bytes(&Packet::Connect(Box::new(connect)))
+}
+
+/// Wills survive a restart with their durable session (§3.1.2.5, §3.1.3.2.2): one whose client
+/// disconnected abnormally has its delay running and is stored with the instant it is due (the
+/// time the broker is down counts); one whose client was connected when the broker died
+/// (stored held, with its delay) is due its delay after the restart, the connection having
+/// ended abnormally. A will discarded by a normal DISCONNECT (MQTT-3.14.4-3) or published is
+/// removed from the store. After the restart at 5 s, the first goes out at 10 s (as it said),
+/// the second at the restart plus its 3 s, and neither before.
+#[test]
+fn wills_survive_a_restart() {
+    let mut run = Run::new(engine());
+    run.open("delayed", connect_with_will("delayed", 3600, 10));
+    run.open("connected", connect_with_will("connected", 3600, 3));
+    run.open("normal", connect_with_will("normal", 3600, 0));
+    run.close("delayed");
+    run.data("normal", bytes(&Packet::Disconnect(Disconnect::default())));
+    run.close("normal");
+    let mut model = Model::default();
+    for record in run.records.drain(..) {
+        model.apply(record);
+    }
+    let restart = Instant::from_micros(5_000_000);
+    let mut after = Run::new(engine());
+    after.now = restart;
+    after.engine = model.restore_into(engine(), restart);
+    after.open("watcher", connect("watcher", true, 0));
+    after.data("watcher", subscribe("will/#", QoS::AtMostOnce, None));
+    for secs in [6, 8, 9, 10] {
+        after.now = Instant::from_micros(secs * 1_000_000);
+        let _ = writeln!(after.out, "---- {secs} s");
+        after.engine.handle_timeout(after.now);
+        after.drain();
+    }
+    insta::assert_snapshot!(format!("{}\n---- restarted at 5 s\n{}", run.out, after.out));
 }

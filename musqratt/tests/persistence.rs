@@ -428,3 +428,79 @@ fn outbound_qos2_is_exactly_once_across_kill_9(runtime_name: &str) {
     kill_9(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Wills survive a kill -9 with their durable session (§3.1.2.5, §3.1.3.2.2): a client
+/// connected when the broker died lost its connection without a DISCONNECT, so its will is
+/// published its Will Delay Interval after the restart; a client that had disconnected
+/// normally (its will discarded, MQTT-3.14.4-3) has none published.
+#[test]
+fn a_will_survives_kill_9_tokio() {
+    a_will_survives_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn a_will_survives_kill_9_io_uring() {
+    a_will_survives_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn a_will_survives_kill_9_blocking() {
+    a_will_survives_kill_9("blocking");
+}
+
+async fn connect_with_will(addr: SocketAddr, client_id: &str, delay: u32) -> Client {
+    let mut client = open(addr, V5).await;
+    let mut connect = Connect::new(V5, client_id);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    let mut properties = musqratt::proto::mqtt::WillProperties::default();
+    properties.will_delay_interval = Some(delay);
+    connect.will = Some(musqratt::proto::mqtt::LastWill {
+        topic: format!("lw/{client_id}").into(),
+        payload: Bytes::from(format!("{client_id} is gone")),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties,
+    });
+    client.send(&Packet::Connect(Box::new(connect)));
+    match client.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    client
+}
+
+fn a_will_survives_kill_9(runtime_name: &str) {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-will-{runtime_name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (broker, addr) = start(&config, runtime_name);
+    let _kept = runtime.block_on(async {
+        let mut quiet = connect_with_will(addr, "quiet", 1).await;
+        // The broker closes the connection in the step that handled the DISCONNECT, after
+        // writing that step's records (the will removed).
+        quiet.send(&Packet::Disconnect(Default::default()));
+        quiet.expect_closed().await;
+        // The will is stored before the CONNACK that accepts it.
+        connect_with_will(addr, "willer", 3).await
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let mut watcher = musqratt_testkit::connect(addr, "watcher", V5).await;
+        watcher.subscribe("lw/#", QoS::AtLeastOnce).await;
+        let will = watcher.recv_publish().await;
+        assert_eq!((&*will.topic, &will.payload[..]), ("lw/willer", &b"willer is gone"[..]));
+        watcher.ack(&will).await;
+        watcher.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

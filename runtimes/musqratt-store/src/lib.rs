@@ -116,6 +116,7 @@ CREATE TABLE IF NOT EXISTS queue (client_id BLOB NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbound_qos2 (client_id BLOB NOT NULL, packet_id INTEGER NOT NULL,
     PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wills (client_id BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbound_qos2 (client_id BLOB NOT NULL, seq INTEGER NOT NULL,
     packet_id INTEGER NOT NULL, released INTEGER NOT NULL,
     PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
@@ -341,6 +342,18 @@ impl Store {
                 Err(corrupt) => loaded.corrupt.push(("outbound QoS 2 state", corrupt)),
             }
         }
+        let mut wills =
+            conn.prepare("SELECT client_id, value FROM wills ORDER BY client_id").map_err(err)?;
+        let mut rows = wills.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let (id, value): (Vec<u8>, Vec<u8>) =
+                (row.get(0).map_err(err)?, row.get(1).map_err(err)?);
+            let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
+            match client_id.and_then(|c| codec::decode_will(self.time, c.into(), &value)) {
+                Ok(will) => loaded.records.push(Record::Will(will)),
+                Err(corrupt) => loaded.corrupt.push(("will", corrupt)),
+            }
+        }
         Ok(loaded)
     }
 }
@@ -400,6 +413,17 @@ fn write_record(
             tx.prepare_cached("DELETE FROM inbound_qos2 WHERE client_id = ?1")?
                 .execute([key(client_id)])?;
             tx.prepare_cached("DELETE FROM outbound_qos2 WHERE client_id = ?1")?
+                .execute([key(client_id)])?;
+            tx.prepare_cached("DELETE FROM wills WHERE client_id = ?1")?
+                .execute([key(client_id)])?;
+        }
+        Record::Will(will) => {
+            codec::encode_will(time, will, buf);
+            tx.prepare_cached("INSERT OR REPLACE INTO wills VALUES (?1, ?2)")?
+                .execute(params![key(&will.client_id), &buf[..]])?;
+        }
+        Record::WillRemoved { client_id } => {
+            tx.prepare_cached("DELETE FROM wills WHERE client_id = ?1")?
                 .execute([key(client_id)])?;
         }
         Record::OutboundQos2 { client_id, seq, packet_id, released } => {
