@@ -253,3 +253,51 @@ fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
         .collect();
     assert_eq!(queued, [("sub".to_owned(), 64 * 1024)]);
 }
+
+/// A store of format 1 as the first brokers wrote it (tables `meta`, `retained`, `sessions`,
+/// `queue` only) opens: the tables added since within format 1 (`inbound_qos2`,
+/// `outbound_qos2`, `wills`) are created at open, what it held is read, and the new records
+/// (an outbound QoS 2 state, a will) are written and read back (docs/PERSISTENCE.md,
+/// "Format").
+#[test]
+fn a_store_of_the_first_format_1_layout_opens_and_gains_the_new_tables() {
+    use musqratt_engine::StoredWill;
+    use musqratt_engine::proto::PacketId;
+    let path = dir("format-1");
+    let epoch = SystemTime::now();
+    let session = StoredSession::new("c".into(), 60, Vec::new());
+    {
+        let store = Store::open(&path, Fsync::Never, epoch).unwrap();
+        store.write(&[Record::Session(session.clone()), queued("c", 1, b"old")]).unwrap();
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE inbound_qos2; DROP TABLE outbound_qos2; DROP TABLE wills; \
+             DELETE FROM meta WHERE key = 'format'; INSERT INTO meta VALUES ('format', 1);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Fsync::Never, epoch).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.records, vec![Record::Session(session.clone()), queued("c", 1, b"old")]);
+    let packet_id = PacketId::new(7).unwrap();
+    let outbound =
+        Record::OutboundQos2 { client_id: "c".into(), seq: 1, packet_id, released: true };
+    let will = StoredWill::new("c".into(), message("w", b"gone"), Some(30), 5, None);
+    store.write(&[outbound.clone(), Record::Will(will.clone())]).unwrap();
+    let loaded = store.load().unwrap();
+    assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
+    assert_eq!(
+        loaded.records,
+        vec![Record::Session(session), queued("c", 1, b"old"), outbound, Record::Will(will)]
+    );
+    // The message acknowledged: its outbound state goes with it; the session ended: its will.
+    store
+        .write(&[
+            Record::Acknowledged { client_id: "c".into(), seq: 1 },
+            Record::SessionEnded { client_id: "c".into() },
+        ])
+        .unwrap();
+    assert!(store.load().unwrap().records.is_empty());
+}
