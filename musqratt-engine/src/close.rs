@@ -62,6 +62,9 @@ impl Engine {
             return; // taken over: the session belongs to another connection now
         }
         session.conn = None;
+        // A `LoadQueue` not answered (the store could not be read) is asked again at the next
+        // connection (`store_queue`).
+        session.loading = false;
         self.counters.client_disconnected();
         // While connected the field held the credentials' limit (AuthDecision::AcceptFor);
         // left there, an older session expiry timer would end a session that never expires.

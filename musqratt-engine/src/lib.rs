@@ -91,6 +91,7 @@ mod shards;
 mod sn;
 mod store;
 mod store_full;
+mod store_queue;
 mod store_sync;
 mod store_will;
 mod subscribe;

@@ -66,6 +66,19 @@ impl Engine {
                 self.restore_outbound_qos2(&client_id, seq, packet_id, released)
             }
             Record::Will(will) => self.restore_will(now, will),
+            Record::QueueTail { client_id, last_seq } => {
+                if !self.owns(&client_id) {
+                    return Ok(());
+                }
+                let id = self.client_ids.get(&client_id).ok_or(RestoreError::NoSession)?;
+                let session = self.sessions.get_mut(id).ok_or(RestoreError::NoSession)?;
+                if last_seq > session.last_in_ram {
+                    // The count of the tail is not read at start: at least one.
+                    session.on_disk = session.on_disk.max(1);
+                    self.store_seq = self.store_seq.max(last_seq.saturating_add(1));
+                }
+                Ok(())
+            }
             Record::SessionEnded { .. }
             | Record::Acknowledged { .. }
             | Record::Released { .. }
@@ -190,6 +203,7 @@ impl Engine {
             return Err(RestoreError::OutOfOrder);
         }
         self.store_seq = self.store_seq.max(stored.seq.saturating_add(1));
+        session.last_in_ram = stored.seq;
         if stored.message.0.is_expired(now) {
             return Ok(());
         }
@@ -312,6 +326,7 @@ impl Engine {
         let seq = self.store_seq;
         self.store_seq += 1;
         delivery.stored = seq;
+        session.last_in_ram = seq;
         let record = StoredDelivery::new(
             session.client_id.clone(),
             seq,

@@ -122,6 +122,15 @@ pub(crate) struct Session {
     /// With persistence on: whether the store holds a will of this session
     /// (`crate::store_will`). In padding too.
     pub(crate) will_stored: bool,
+    /// With persistence: a [`crate::Action::LoadQueue`] is out for this session.
+    pub(crate) loading: bool,
+    /// With persistence: messages of this session's queue in the store only, after those in
+    /// `queue` (`crate::store_queue`); at least one when not 0 (after a restart the count of
+    /// the tail is not known and is 1 until it is loaded).
+    pub(crate) on_disk: usize,
+    /// The number of the last stored message this session holds in memory: where the tail in
+    /// the store starts.
+    pub(crate) last_in_ram: u64,
 }
 
 impl Session {
@@ -142,6 +151,9 @@ impl Session {
             acl: None,
             stored: false,
             will_stored: false,
+            loading: false,
+            on_disk: 0,
+            last_in_ram: 0,
         }
     }
 

@@ -87,6 +87,16 @@ pub enum Record {
     /// the client is connected, or pending after an abnormal end of its connection until its
     /// Will Delay Interval passes. Replaces the previous one of this client.
     Will(StoredWill),
+    /// At restore only: this client's queue goes on in the store after the messages restored
+    /// ([`Record::Queued`]), up to `last_seq`; read when the queue drains
+    /// ([`crate::Action::LoadQueue`]). The store reads only a bounded head of each queue at
+    /// start.
+    QueueTail {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The highest number of its messages in the store.
+        last_seq: u64,
+    },
     /// The durable session's will is gone (published, discarded by a normal DISCONNECT, or
     /// replaced by a CONNECT without one).
     WillRemoved {

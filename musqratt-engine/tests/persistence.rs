@@ -135,6 +135,10 @@ struct Run {
     /// Packet ids of the QoS 1 PUBLISHes each client received and has not acknowledged, in
     /// the order received.
     unacked: BTreeMap<&'static str, std::collections::VecDeque<u16>>,
+    /// `Action::LoadQueue`s not answered yet: (client, after, max).
+    loads: Vec<(String, u64, usize)>,
+    /// Payloads of the PUBLISHes each client received, in order.
+    payloads: BTreeMap<&'static str, std::collections::VecDeque<String>>,
 }
 
 impl Run {
@@ -147,6 +151,8 @@ impl Run {
             records: Vec::new(),
             now: Instant::ZERO,
             unacked: BTreeMap::new(),
+            loads: Vec::new(),
+            payloads: BTreeMap::new(),
         }
     }
 
@@ -176,15 +182,21 @@ impl Run {
     fn drain(&mut self) {
         // Bytes of PUBLISH payload still to come: a payload is a send of its own.
         let mut payload = 0;
+        let mut to = "?";
         while let Some(action) = self.engine.poll_action() {
             match action {
-                Action::Send { bytes, .. } if payload > 0 => payload -= bytes.len(),
+                Action::Send { bytes, .. } if payload > 0 => {
+                    payload -= bytes.len();
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    self.payloads.entry(to).or_default().push_back(text);
+                }
                 Action::Send { conn, bytes } => {
                     payload = publish_payload_len(&bytes);
                     let name = self.conns.iter().find(|(_, c)| **c == conn.0).map(|(n, _)| *n);
                     // A PUBLISH payload is a second send: only packet headers are shown.
                     if let Some(kind) = packet_kind(bytes[0]) {
                         let name = name.unwrap_or("?");
+                        to = name;
                         // The reason code of PUBACK and of the QoS 2 flow, when not 0x00
                         // Success (§3.4.2.1, §3.5.2.1).
                         let reason = match bytes[0] >> 4 {
@@ -200,6 +212,13 @@ impl Run {
                 Action::Store(record) => {
                     let _ = writeln!(self.out, "  {}", show(&record));
                     self.records.push(record);
+                }
+                Action::LoadQueue { client_id, after, max } => {
+                    let _ = writeln!(
+                        self.out,
+                        "  load queue of {client_id} after #{after}, {max} at most"
+                    );
+                    self.loads.push((client_id.to_string(), after, max));
                 }
                 _ => {}
             }
@@ -330,7 +349,7 @@ fn no_records_without_persistence() {
 }
 
 /// A store as the runtime's: the records applied in order, keyed as docs/PERSISTENCE.md says.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Model {
     retained: BTreeMap<String, Record>,
     sessions: BTreeMap<String, Record>,
@@ -387,6 +406,31 @@ impl Model {
 
     fn restore(self, now: Instant) -> Engine {
         self.restore_into(engine(), now)
+    }
+
+    /// Restored as the store does at start: of each queue the first `head` messages, then
+    /// where its tail ends.
+    fn restore_head(mut self, now: Instant, head: usize) -> Engine {
+        let mut kept = BTreeMap::new();
+        let mut tails = Vec::new();
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for ((client, seq), record) in core::mem::take(&mut self.queued) {
+            let n = count.entry(client.clone()).or_default();
+            *n += 1;
+            if *n <= head {
+                kept.insert((client, seq), record);
+            } else {
+                tails.retain(|(c, _): &(String, u64)| *c != client);
+                tails.push((client, seq));
+            }
+        }
+        self.queued = kept;
+        let mut engine = self.restore_into(bounded_engine(head), now);
+        for (client, last_seq) in tails {
+            let tail = Record::QueueTail { client_id: client.into(), last_seq };
+            engine.restore(now, tail).unwrap();
+        }
+        engine
     }
 
     fn restore_into(self, mut engine: Engine, now: Instant) -> Engine {
@@ -752,4 +796,103 @@ fn wills_survive_a_restart() {
         after.drain();
     }
     insta::assert_snapshot!(format!("{}\n---- restarted at 5 s\n{}", run.out, after.out));
+}
+
+impl Model {
+    /// The store's answer to a `LoadQueue`.
+    fn load_queue(
+        &self,
+        client: &str,
+        after: u64,
+        max: usize,
+    ) -> Vec<musqratt_engine::StoredDelivery> {
+        self.queued
+            .range((client.to_owned(), after + 1)..(client.to_owned(), u64::MAX))
+            .filter_map(|(_, r)| match r {
+                Record::Queued(d) => Some(d.clone()),
+                _ => None,
+            })
+            .take(max)
+            .collect()
+    }
+}
+
+impl Run {
+    /// Answers the `LoadQueue`s from what the store holds, as `musqratt_store::Steps` does
+    /// after writing the step's records.
+    fn answer_loads(&mut self, store: &Model) {
+        while !self.loads.is_empty() {
+            for (client, after, max) in core::mem::take(&mut self.loads) {
+                let read = store.load_queue(&client, after, max);
+                let _ = writeln!(self.out, "  (store gives {} of {client})", read.len());
+                let complete = read.len() < max;
+                self.engine.queue_loaded(&client, read, complete);
+                self.drain();
+            }
+        }
+    }
+}
+
+fn bounded_engine(max_ram: usize) -> Engine {
+    let mut config = Config::default();
+    config.persistence = true;
+    config.max_ram_per_session = max_ram;
+    Engine::new(config)
+}
+
+/// RAM bounded for any backlog (docs/PERSISTENCE.md): with `max_ram_per_session` = 2, an
+/// offline durable session keeps 2 queued messages in memory and the others in the store
+/// only (each is stored, none is dropped). Reconnected, it gets the 2, and as its queue drains
+/// the engine asks for the next part of it (`LoadQueue` after the last number it holds), which
+/// comes in order; a message published meanwhile goes after the tail, not ahead of it. After a
+/// restart that restored only the head (2) and where the tail ends, the same happens.
+#[test]
+fn a_queue_beyond_max_ram_per_session_stays_in_the_store_and_loads_in_order() {
+    let mut run = Run::new(bounded_engine(2));
+    run.open("sub", connect("sub", false, 3600));
+    run.data("sub", subscribe("t/#", QoS::AtLeastOnce, None));
+    run.close("sub");
+    run.open("pub", connect("pub", true, 0));
+    for (i, payload) in [b"m1", b"m2", b"m3", b"m4", b"m5"].iter().enumerate() {
+        run.data("pub", publish("t/1", &payload[..], QoS::AtLeastOnce, false, i as u16 + 1));
+    }
+    let mut store = Model::default();
+    for record in run.records.drain(..) {
+        store.apply(record);
+    }
+    // What a restart now would find: restored with the head only.
+    let mut restarted_store = store.clone();
+    let mut restarted = Run::new(store.clone().restore_head(Instant::ZERO, 2));
+
+    run.open("sub", connect("sub", false, 3600));
+    run.data("pub", publish("t/1", b"m6", QoS::AtLeastOnce, false, 6));
+    let received = drain_with_loads(&mut run, &mut store);
+    assert_eq!(received, ["m1", "m2", "m3", "m4", "m5", "m6"], "every message, in order, once");
+    assert!(store.queued.is_empty(), "all acknowledged");
+    insta::assert_snapshot!(run.out);
+
+    restarted.open("sub", connect("sub", false, 3600));
+    let received = drain_with_loads(&mut restarted, &mut restarted_store);
+    assert_eq!(received, ["m1", "m2", "m3", "m4", "m5"], "after a restart too");
+    assert!(restarted_store.queued.is_empty());
+}
+
+/// Acknowledges every PUBLISH "sub" receives, the store kept up to date and `LoadQueue`s
+/// answered; returns the payloads in the order received.
+fn drain_with_loads(run: &mut Run, store: &mut Model) -> Vec<String> {
+    let mut received = Vec::new();
+    loop {
+        for record in run.records.drain(..) {
+            store.apply(record);
+        }
+        run.answer_loads(store);
+        for record in run.records.drain(..) {
+            store.apply(record);
+        }
+        let Some(id) = run.unacked.get_mut("sub").and_then(|q| q.pop_front()) else { break };
+        let payload = run.payloads.get_mut("sub").and_then(|q| q.pop_front()).unwrap();
+        received.push(payload);
+        run.data("sub", puback(id));
+    }
+    received
 }

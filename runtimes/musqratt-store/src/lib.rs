@@ -247,7 +247,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`]: the database cannot be read.
-    pub fn load(&self) -> Result<Loaded, StoreError> {
+    ///
+    /// Of each session's queue, at most `head` messages are read (its head); a
+    /// [`Record::QueueTail`] says where the rest ends.
+    pub fn load(&self, head: usize) -> Result<Loaded, StoreError> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let err = |source| StoreError::Sqlite { path: inner.path.clone(), source };
         let mut loaded = Loaded::default();
@@ -278,25 +281,28 @@ impl Store {
                 Err(corrupt) => loaded.corrupt.push(("session", corrupt)),
             }
         }
-        let mut queue = conn
-            .prepare("SELECT client_id, seq, value FROM queue ORDER BY client_id, seq")
-            .map_err(err)?;
-        let mut rows = queue.query([]).map_err(err)?;
-        while let Some(row) = rows.next().map_err(err)? {
-            let id: Vec<u8> = row.get(0).map_err(err)?;
-            let seq: i64 = row.get(1).map_err(err)?;
-            let value: Vec<u8> = row.get(2).map_err(err)?;
-            let client_id = String::from_utf8(id).map_err(|_| Corrupt("client id"));
-            let seq = u64::try_from(seq).map_err(|_| Corrupt("seq"));
-            let decoded =
-                client_id.and_then(|c| Ok((c, seq?, codec::decode_delivery(self.time, &value)?)));
-            match decoded {
-                Ok((client_id, seq, (qos, retain, ids, message))) => {
-                    let delivery =
-                        StoredDelivery::new(client_id.into(), seq, qos, retain, ids, message);
-                    loaded.records.push(Record::Queued(delivery));
-                }
-                Err(corrupt) => loaded.corrupt.push(("queued message", corrupt)),
+        // Each session's queue: its head, at most `head` messages, and where its tail ends
+        // (`Record::QueueTail`); the tail is read when the queue drains (`Store::load_queue`).
+        // Index seeks per session: a million queued messages are not read at start.
+        let clients: Vec<musqratt_engine::proto::bytestring::ByteString> = loaded
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Session(s) => Some(s.client_id.clone()),
+                _ => None,
+            })
+            .collect();
+        for client_id in clients {
+            let deliveries = self.read_queue(conn, &client_id, 0, head, &mut loaded.corrupt)?;
+            let last_read = deliveries.last().map_or(0, |d| d.seq);
+            loaded.records.extend(deliveries.into_iter().map(Record::Queued));
+            let last: Option<i64> = conn
+                .prepare_cached("SELECT MAX(seq) FROM queue WHERE client_id = ?1")
+                .and_then(|mut s| s.query_row([key(&client_id)], |row| row.get(0)))
+                .map_err(err)?;
+            let last = last.and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
+            if last > last_read {
+                loaded.records.push(Record::QueueTail { client_id, last_seq: last });
             }
         }
         let mut awaiting = conn
@@ -355,6 +361,62 @@ impl Store {
             }
         }
         Ok(loaded)
+    }
+}
+
+impl Store {
+    /// Up to `max` queued messages of `client_id` numbered above `after`, in order
+    /// ([`musqratt_engine::Action::LoadQueue`]). Records that do not decode are logged and
+    /// skipped.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`]: the database cannot be read.
+    pub fn load_queue(
+        &self,
+        client_id: &musqratt_engine::proto::bytestring::ByteString,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<StoredDelivery>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut corrupt = Vec::new();
+        let read = self.read_queue(&inner.conn, client_id, after, max, &mut corrupt);
+        for (what, corrupt) in corrupt {
+            tracing::warn!(path = %inner.path.display(), what, %corrupt, "persistence: record skipped");
+        }
+        read
+    }
+
+    fn read_queue(
+        &self,
+        conn: &Connection,
+        client_id: &musqratt_engine::proto::bytestring::ByteString,
+        after: u64,
+        max: usize,
+        corrupt: &mut Vec<(&'static str, Corrupt)>,
+    ) -> Result<Vec<StoredDelivery>, StoreError> {
+        let path = || conn.path().map(PathBuf::from).unwrap_or_default();
+        let err = |source| StoreError::Sqlite { path: path(), source };
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT seq, value FROM queue WHERE client_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(err)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut rows = statement.query(params![key(client_id), after, limit]).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err)? {
+            let seq: i64 = row.get(0).map_err(err)?;
+            let value: Vec<u8> = row.get(1).map_err(err)?;
+            let seq = u64::try_from(seq).map_err(|_| Corrupt("seq"));
+            match seq.and_then(|seq| Ok((seq, codec::decode_delivery(self.time, &value)?))) {
+                Ok((seq, (qos, retain, ids, message))) => {
+                    out.push(StoredDelivery::new(client_id.clone(), seq, qos, retain, ids, message))
+                }
+                Err(bad) => corrupt.push(("queued message", bad)),
+            }
+        }
+        Ok(out)
     }
 }
 

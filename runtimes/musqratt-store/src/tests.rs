@@ -78,7 +78,7 @@ fn records_written_are_loaded_back_in_restore_order() {
         store.write(&[Record::SessionEnded { client_id: "b".into() }]).unwrap();
     }
     let store = Store::open(&path, Fsync::Never, epoch).unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     assert!(loaded.corrupt.is_empty());
     let kinds: Vec<String> = loaded
         .records
@@ -148,7 +148,7 @@ fn a_corrupt_record_is_reported_and_skipped() {
     store
         .write(&[Record::Retained { topic: "ok".into(), message: Some(message("ok", b"fine")) }])
         .unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     assert_eq!(loaded.records.len(), 1);
     let what: Vec<&str> = loaded.corrupt.iter().map(|(what, _)| *what).collect();
     assert_eq!(what, ["retained", "session"]);
@@ -234,7 +234,7 @@ fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
         // The write fails and is tried again: nothing of the step went out, nothing stored.
         std::thread::sleep(Duration::from_millis(300));
         assert!(!sent_anything.load(Ordering::SeqCst), "the PUBACK left before its write");
-        let loaded = store.load().unwrap();
+        let loaded = store.load(usize::MAX).unwrap();
         assert!(!loaded.records.iter().any(|r| matches!(r, Record::Queued(_))));
         // Space returns: the next try succeeds and the step's actions follow.
         set_max_pages("1073741823");
@@ -242,7 +242,7 @@ fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
     });
     assert_eq!(sent, [0x40], "the PUBACK, once stored: {sent:x?}");
     drop(engine);
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     let queued: Vec<_> = loaded
         .records
         .iter()
@@ -279,14 +279,14 @@ fn a_store_of_the_first_format_1_layout_opens_and_gains_the_new_tables() {
         .unwrap();
     }
     let store = Store::open(&path, Fsync::Never, epoch).unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     assert_eq!(loaded.records, vec![Record::Session(session.clone()), queued("c", 1, b"old")]);
     let packet_id = PacketId::new(7).unwrap();
     let outbound =
         Record::OutboundQos2 { client_id: "c".into(), seq: 1, packet_id, released: true };
     let will = StoredWill::new("c".into(), message("w", b"gone"), Some(30), 5, None);
     store.write(&[outbound.clone(), Record::Will(will.clone())]).unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
     assert_eq!(
         loaded.records,
@@ -299,5 +299,5 @@ fn a_store_of_the_first_format_1_layout_opens_and_gains_the_new_tables() {
             Record::SessionEnded { client_id: "c".into() },
         ])
         .unwrap();
-    assert!(store.load().unwrap().records.is_empty());
+    assert!(store.load(usize::MAX).unwrap().records.is_empty());
 }
