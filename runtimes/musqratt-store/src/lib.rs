@@ -293,7 +293,22 @@ impl Store {
             })
             .collect();
         for client_id in clients {
-            let deliveries = self.read_queue(conn, &client_id, 0, head, &mut loaded.corrupt)?;
+            let mut deliveries = self.read_queue(conn, &client_id, 0, head, &mut loaded.corrupt)?;
+            // QoS 2 messages in flight are restored in flight under their packet ids
+            // (`Record::OutboundQos2`): the head reaches at least the last of them, however
+            // many the client's Receive Maximum let out.
+            let in_flight: Option<i64> = conn
+                .prepare_cached("SELECT MAX(seq) FROM outbound_qos2 WHERE client_id = ?1")
+                .and_then(|mut s| s.query_row([key(&client_id)], |row| row.get(0)))
+                .map_err(err)?;
+            let in_flight = in_flight.and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
+            while let Some(last) = deliveries.last().map(|d| d.seq).filter(|l| *l < in_flight) {
+                let more = self.read_queue(conn, &client_id, last, head, &mut loaded.corrupt)?;
+                if more.is_empty() {
+                    break;
+                }
+                deliveries.extend(more);
+            }
             let last_read = deliveries.last().map_or(0, |d| d.seq);
             loaded.records.extend(deliveries.into_iter().map(Record::Queued));
             let last: Option<i64> = conn

@@ -301,3 +301,39 @@ fn a_store_of_the_first_format_1_layout_opens_and_gains_the_new_tables() {
         .unwrap();
     assert!(store.load(usize::MAX).unwrap().records.is_empty());
 }
+
+/// At start each queue is read up to `head` messages, and a [`Record::QueueTail`] says where
+/// the rest ends; a QoS 2 message in flight beyond the head is read with it (it is restored
+/// in flight under its packet id). `load_queue` reads the rest in order.
+#[test]
+fn a_queue_is_read_by_its_head_and_the_rest_on_demand() {
+    use musqratt_engine::proto::PacketId;
+    let path = dir("head");
+    let store = Store::open(&path, Fsync::Never, SystemTime::now()).unwrap();
+    let session = StoredSession::new("c".into(), 60, Vec::new());
+    let mut records = vec![Record::Session(session.clone())];
+    records.extend((1..=10).map(|seq| queued("c", seq, b"m")));
+    store.write(&records).unwrap();
+    let loaded = store.load(3).unwrap();
+    let mut want = vec![Record::Session(session.clone())];
+    want.extend((1..=3).map(|seq| queued("c", seq, b"m")));
+    want.push(Record::QueueTail { client_id: "c".into(), last_seq: 10 });
+    assert_eq!(loaded.records, want);
+    let rest = store.load_queue(&"c".into(), 3, 4).unwrap();
+    assert_eq!(rest.iter().map(|d| d.seq).collect::<Vec<_>>(), [4, 5, 6, 7]);
+    let packet_id = PacketId::new(9).unwrap();
+    let outbound =
+        Record::OutboundQos2 { client_id: "c".into(), seq: 5, packet_id, released: false };
+    store.write(&[outbound]).unwrap();
+    let seqs: Vec<u64> = store
+        .load(3)
+        .unwrap()
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Queued(d) => Some(d.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "the head reaches the message in flight");
+}
