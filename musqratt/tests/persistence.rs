@@ -6,15 +6,14 @@
 
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use bytes::Bytes;
 use musqratt::proto::bytestring::ByteString;
 use musqratt::proto::mqtt::{Connect, Packet, Publish, ReasonCode};
 use musqratt::proto::{ProtocolVersion, QoS};
-use musqratt_testkit::{Client, open};
+use musqratt_testkit::{BrokerProcess, Client, free_port, open};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// QoS 1 messages published while the subscriber is away.
@@ -22,42 +21,33 @@ const MESSAGES: usize = 500;
 /// Shards of the broker (`threads`).
 const SHARDS: u64 = 2;
 
-/// Starts the binary on `config` and `runtime`, returning it and the address it listens on
-/// (from its log).
-fn start(config: &Path, runtime: &str) -> (Broker, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr: SocketAddr = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "broker exited before listening");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (Broker(child), addr)
+/// A broker's configuration: its directory (where `BrokerProcess` writes `musqratt.toml`),
+/// the file's text and the port it listens on (the same across restarts).
+struct Setup {
+    dir: PathBuf,
+    text: String,
+    port: u16,
 }
 
-/// A broker process, killed with SIGKILL when dropped: a test that fails half-way leaves no
-/// broker behind (nor a cargo waiting on its output).
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // `Child::kill` is SIGKILL on Unix: no shutdown, no flush.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Starts the binary on `setup` and `runtime`; returns it and the address it listens on, once
+/// it logged that it listens (after restoring the store: the io-uring runtime's port accepts
+/// before its shards restored, and a client connecting then may be closed).
+fn start(setup: &Setup, runtime: &str) -> (BrokerProcess, SocketAddr) {
+    let broker =
+        BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), &setup.dir, runtime, &setup.text)
+            .port(setup.port)
+            .start();
+    let deadline = std::time::Instant::now() + core::time::Duration::from_secs(10);
+    while !broker.log().contains("listening") {
+        assert!(std::time::Instant::now() < deadline, "{}", broker.log());
+        std::thread::sleep(core::time::Duration::from_millis(20));
     }
+    (broker, SocketAddr::from(([127, 0, 0, 1], setup.port)))
 }
 
-fn kill_9(broker: Broker) {
-    drop(broker);
+/// SIGKILL (`Child::kill` on Unix): no shutdown, no flush.
+fn kill_9(broker: BrokerProcess) {
+    drop(broker.stop());
 }
 
 /// Connects with Clean Start 0 and a Session Expiry Interval of an hour; returns whether the
@@ -82,19 +72,15 @@ async fn connect_expiring(addr: SocketAddr, client_id: &str, expiry: u32) -> (Cl
     }
 }
 
-fn config(dir: &Path, fsync: &str) -> PathBuf {
-    let path = dir.join("musqratt.toml");
+fn config(dir: &Path, fsync: &str) -> Setup {
     let store = dir.join("store.db");
-    std::fs::write(
-        &path,
-        format!(
-            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = {SHARDS}\n\n[persistence]\n\
-             path = \"{}\"\nfsync = \"{fsync}\"\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    path
+    let port = free_port();
+    let text = format!(
+        "listeners = [\"mqtt://127.0.0.1:{port}\"]\nthreads = {SHARDS}\n\n[persistence]\n\
+         path = \"{}\"\nfsync = \"{fsync}\"\n",
+        store.display()
+    );
+    Setup { dir: dir.to_owned(), text, port }
 }
 
 /// Issue 16: a persistent subscriber subscribes at QoS 1 and leaves; a publisher sends
@@ -235,11 +221,14 @@ fn a_second_broker_on_the_same_store_refuses_to_start() {
     let dir = std::env::temp_dir().join(format!("musqratt-persist2-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = config(&dir, "interval");
-    let (first, _) = start(&config, "tokio");
+    let (setup, other) = (config(&dir, "interval"), config(&dir, "interval"));
+    let (first, _) = start(&setup, "tokio");
+    // The same store, another port: refused for the store, not the port.
+    let second = dir.join("second.toml");
+    std::fs::write(&second, other.text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
         .args(["broker", "--config"])
-        .arg(&config)
+        .arg(&second)
         .output()
         .unwrap();
     assert!(!output.status.success());
