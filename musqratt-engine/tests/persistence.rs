@@ -545,7 +545,7 @@ fn run_ops_on(
             }
             let before = run.records.len();
             run.answer_loads(store);
-            for record in run.records[before..].to_vec() {
+            for record in run.records[before..].iter().cloned() {
                 store.apply(record);
             }
             run.records.clear();
