@@ -64,7 +64,7 @@ impl Engine {
         session.conn = None;
         // A `LoadQueue` not answered (the store could not be read) is asked again at the next
         // connection (`store_queue`).
-        session.loading = false;
+        session.tail.set_loading(false);
         self.counters.client_disconnected();
         // While connected the field held the credentials' limit (AuthDecision::AcceptFor);
         // left there, an older session expiry timer would end a session that never expires.

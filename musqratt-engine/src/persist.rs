@@ -72,9 +72,9 @@ impl Engine {
                 }
                 let id = self.client_ids.get(&client_id).ok_or(RestoreError::NoSession)?;
                 let session = self.sessions.get_mut(id).ok_or(RestoreError::NoSession)?;
-                if last_seq > session.last_in_ram {
+                if last_seq > session.last_stored_in_ram() {
                     // The count of the tail is not read at start: at least one.
-                    session.on_disk = session.on_disk.max(1);
+                    session.tail.set_count(session.tail.count().max(1));
                     self.store_seq = self.store_seq.max(last_seq.saturating_add(1));
                 }
                 Ok(())
@@ -203,7 +203,6 @@ impl Engine {
             return Err(RestoreError::OutOfOrder);
         }
         self.store_seq = self.store_seq.max(stored.seq.saturating_add(1));
-        session.last_in_ram = stored.seq;
         if stored.message.0.is_expired(now) {
             return Ok(());
         }
@@ -326,7 +325,6 @@ impl Engine {
         let seq = self.store_seq;
         self.store_seq += 1;
         delivery.stored = seq;
-        session.last_in_ram = seq;
         let record = StoredDelivery::new(
             session.client_id.clone(),
             seq,

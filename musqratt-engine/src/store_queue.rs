@@ -21,12 +21,9 @@ use crate::store::StoredDelivery;
 impl Engine {
     /// Stores a QoS 1 or 2 delivery of a durable session without keeping it in memory.
     pub(crate) fn enqueue_on_disk(&mut self, session_id: SessionId, mut delivery: Delivery) {
-        let Some(session) = self.sessions.get(&session_id) else { return };
-        let last = session.last_in_ram;
         self.persist_delivery(session_id, &mut delivery);
         if let Some(session) = self.sessions.get_mut(&session_id) {
-            session.last_in_ram = last;
-            session.on_disk += 1;
+            session.tail.set_count(session.tail.count().saturating_add(1));
         }
     }
 
@@ -35,16 +32,16 @@ impl Engine {
     pub(crate) fn load_queue_if_low(&mut self, session_id: SessionId) {
         let max = self.config.max_ram_per_session.max(1);
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
-        if session.on_disk == 0 || session.loading || session.conn.is_none() {
+        if session.tail.is_empty() || session.tail.loading() || session.conn.is_none() {
             return;
         }
         if session.queue.len() > max / 2 {
             return;
         }
-        session.loading = true;
+        session.tail.set_loading(true);
         let action = Action::LoadQueue {
             client_id: session.client_id.clone(),
-            after: session.last_in_ram,
+            after: session.last_stored_in_ram(),
             max: max - session.queue.len(),
         };
         self.push_action(action);
@@ -63,14 +60,15 @@ impl Engine {
         let now = self.last_now;
         let Some(&id) = self.client_ids.get(client_id) else { return };
         let Some(session) = self.sessions.get_mut(&id) else { return };
-        session.loading = false;
-        let read = deliveries.len();
+        session.tail.set_loading(false);
+        let read = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
+        let mut last = session.last_stored_in_ram();
         let mut expired = Vec::new();
         for stored in deliveries {
-            if stored.seq <= session.last_in_ram || stored.qos == musqratt_proto::QoS::AtMostOnce {
+            if stored.seq <= last || stored.qos == musqratt_proto::QoS::AtMostOnce {
                 continue;
             }
-            session.last_in_ram = stored.seq;
+            last = stored.seq;
             if stored.message.0.is_expired(now) {
                 expired.push(stored.seq);
                 continue;
@@ -84,10 +82,11 @@ impl Engine {
                 stored: stored.seq,
             });
         }
-        session.on_disk = match complete {
+        let left = match complete {
             true => 0,
-            false => session.on_disk.saturating_sub(read).max(1),
+            false => session.tail.count().saturating_sub(read).max(1),
         };
+        session.tail.set_count(left);
         self.counters.metrics.dropped.expired += expired.len() as u64;
         for seq in expired {
             self.persist_acknowledged(id, seq);

@@ -39,7 +39,7 @@ impl Engine {
         }
         match session.conn {
             None if delivery.qos == QoS::AtMostOnce => {}
-            Some(conn) if session.queue.is_empty() && session.on_disk == 0 => {
+            Some(conn) if session.queue.is_empty() && session.tail.is_empty() => {
                 if let Some(delivery) = self.try_send(now, session_id, conn, delivery) {
                     self.enqueue(now, session_id, delivery.kept());
                 }
@@ -143,7 +143,7 @@ impl Engine {
             let expired = session.remove_expired(now);
             self.counters.metrics.dropped.expired += expired as u64;
         }
-        if session.queue.len() + session.on_disk >= self.config.max_queued_messages
+        if session.queue.len() + session.tail.count() as usize >= self.config.max_queued_messages
             || session.queued_bytes + size > self.config.max_queued_bytes
         {
             let client_id = session.client_id.clone();
@@ -153,7 +153,7 @@ impl Engine {
         // `store_queue`: the tail of a durable session's queue is in the store only.
         let to_disk = self.config.persistence
             && session.stored
-            && (session.on_disk > 0 || session.queue.len() >= self.config.max_ram_per_session);
+            && (!session.tail.is_empty() || session.queue.len() >= self.config.max_ram_per_session);
         if delivery.qos != QoS::AtMostOnce && to_disk {
             return self.enqueue_on_disk(session_id, delivery);
         }
