@@ -62,6 +62,9 @@ impl Engine {
             return; // taken over: the session belongs to another connection now
         }
         session.conn = None;
+        // A `LoadQueue` not answered (the store could not be read) is asked again at the next
+        // connection (`store_queue`).
+        session.tail.set_loading(false);
         self.counters.client_disconnected();
         // While connected the field held the credentials' limit (AuthDecision::AcceptFor);
         // left there, an older session expiry timer would end a session that never expires.
@@ -70,14 +73,19 @@ impl Engine {
         if let Some((message, delay)) = will {
             // §3.1.3.2.2: the will goes out when the delay or the session ends, whichever first.
             if delay == 0 || expiry == 0 {
+                self.persist_will_removed(session_id);
                 self.publish_will(now, message);
             } else {
                 let at = now.plus_secs(delay.min(expiry));
+                self.persist_will(session_id, &message, delay, Some(at));
                 if let Some(session) = self.sessions.get_mut(&session_id) {
                     session.will = Some(PendingWill { message, at });
                 }
                 self.timers.arm(at, Timer::Will(session_id));
             }
+        } else {
+            // Discarded by a normal DISCONNECT (MQTT-3.14.4-3), or there was none.
+            self.persist_will_removed(session_id);
         }
         if expiry == 0 {
             self.end_session(now, session_id);
@@ -112,6 +120,7 @@ impl Engine {
         match &session.will {
             Some(will) if will.at <= now && session.conn.is_none() => {
                 if let Some(will) = session.will.take() {
+                    self.persist_will_removed(id);
                     self.publish_will(now, will.message);
                 }
             }

@@ -43,6 +43,10 @@ pub struct Config {
     pub max_queued_messages: usize,
     /// Payload bytes kept per session; beyond it new messages are dropped and reported.
     pub max_queued_bytes: usize,
+    /// With persistence: queued messages of a durable session kept in memory; the rest of its
+    /// queue (up to `max_queued_messages`) is in the store only and loaded as the queue
+    /// drains ([`crate::Action::LoadQueue`]; docs/PERSISTENCE.md).
+    pub max_ram_per_session: usize,
     /// Bytes handed to the runtime for a connection and not yet reported written beyond which
     /// QoS 0 messages to it are dropped and QoS 1/2 wait in the session queue (a slow reader
     /// cannot grow broker memory without bound).
@@ -138,6 +142,7 @@ impl Default for Config {
             v3_session_expiry: u32::MAX,
             max_queued_messages: 1000,
             max_queued_bytes: 64 * 1024 * 1024,
+            max_ram_per_session: 100,
             max_unwritten_bytes: 4 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             server_reference: None,

@@ -424,6 +424,7 @@ impl Engine {
         }
         // A durable session is in the store before the CONNACK that tells the client so.
         self.persist_session(session_id);
+        self.persist_will_at_connect(session_id, conn);
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
         self.send_packet(now, conn, &Packet::ConnAck(Box::new(connack)));
         self.emit(Event::Connected { conn, client_id, session_present });

@@ -214,6 +214,8 @@ mod tests {
         );
         assert!(size_of::<Connection>() <= 160, "Connection: {}", size_of::<Connection>());
         // 208 until issue 14: its ACL pointer (8 B) is what authorization costs each session.
-        assert!(size_of::<Session>() <= 216, "Session: {}", size_of::<Session>());
+        // 216 until issue 16's bounded queues: the count of a queue's part in the store and
+        // its loading flag (`session::Tail`, 4 B) did not fit in the padding left.
+        assert!(size_of::<Session>() <= 224, "Session: {}", size_of::<Session>());
     }
 }

@@ -68,6 +68,11 @@ pub struct Engine {
     /// the shard rather than one per session (8 bytes every session would pay for); numbers
     /// increase within each session, which is all the store needs.
     pub(crate) store_seq: u64,
+    /// The runtime's store cannot write (`crate::store_full`): new durable messages are refused.
+    pub(crate) store_full: bool,
+    /// The time of the last input or timeout: for answers that come without one
+    /// ([`Engine::queue_loaded`]).
+    pub(crate) last_now: Instant,
     /// What the operator sees of this shard (`crate::metrics`): plain integers, this shard's
     /// alone, read with [`Engine::metrics`].
     pub(crate) counters: Counters,
@@ -102,6 +107,8 @@ impl Engine {
             sn,
             rng,
             store_seq: 1,
+            store_full: false,
+            last_now: Instant::ZERO,
             counters: Counters::default(),
         }
     }
@@ -114,6 +121,7 @@ impl Engine {
 
     /// Feeds one input at time `now`. Then take actions with [`Engine::poll_action`].
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.last_now = now;
         self.dispatch_input(now, input);
         if self.config.persistence {
             self.send_store_syncs();
@@ -173,6 +181,7 @@ impl Engine {
     /// Fires every deadline due at `now`: connect and keep-alive timeouts, delayed wills,
     /// session expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Connect(conn) => {

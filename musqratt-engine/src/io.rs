@@ -248,6 +248,18 @@ pub enum Action {
     /// the record of the message it acknowledges, and must not reach the client before that
     /// record reached the operating system (docs/adr/0017-persistence-store.md).
     Store(Record),
+    /// With persistence: read from the store, after the records of this step are written, up
+    /// to `max` queued messages of this client's session whose numbers are above `after`, in
+    /// order, and give them with [`crate::Engine::queue_loaded`]. Its queue in memory ran low
+    /// and the rest of it is in the store only (`Config::max_ram_per_session`).
+    LoadQueue {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The number ([`crate::StoredDelivery::seq`]) of the last message it holds.
+        after: u64,
+        /// How many to read at most.
+        max: usize,
+    },
 }
 
 /// What happened, for logs and metrics. Nothing here needs an answer.

@@ -90,7 +90,10 @@ mod session;
 mod shards;
 mod sn;
 mod store;
+mod store_full;
+mod store_queue;
 mod store_sync;
+mod store_will;
 mod subscribe;
 mod subscribers;
 mod sys;
@@ -109,6 +112,7 @@ pub use sn::peers::PeerTable;
 pub use sn::wireless_node;
 pub use store::{
     Record, RestoreError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
+    StoredWill,
 };
 pub use sys::{ClientInfo, ClientProtocol};
 pub use time::Instant;

@@ -110,6 +110,9 @@ pub struct Dropped {
     pub too_large: u64,
     /// A topic backlog was full.
     pub backlog_full: u64,
+    /// A QoS 1 or 2 PUBLISH refused because the persistence store could not write (a full
+    /// disk): 0x97 Quota exceeded, or not acknowledged (docs/PERSISTENCE.md).
+    pub store_full: u64,
 }
 
 impl Dropped {
@@ -120,6 +123,7 @@ impl Dropped {
         self.not_authorized += other.not_authorized;
         self.too_large += other.too_large;
         self.backlog_full += other.backlog_full;
+        self.store_full += other.store_full;
     }
 
     pub(crate) fn count(&mut self, reason: DropReason) {

@@ -18,7 +18,7 @@ use musqratt_proto::PacketId;
 use crate::engine::Engine;
 use crate::ids::SessionId;
 use crate::io::Action;
-use crate::session::{Delivery, Message, Session, Subscription};
+use crate::session::{Delivery, Inflight, Message, Session, Subscription};
 use crate::shards::owner_of;
 use crate::store::{
     Record, RestoreError, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
@@ -62,13 +62,31 @@ impl Engine {
                 session.inbound_qos2.insert(packet_id);
                 Ok(())
             }
-            Record::SessionEnded { .. } | Record::Acknowledged { .. } | Record::Released { .. } => {
-                Err(RestoreError::NotState)
+            Record::OutboundQos2 { client_id, seq, packet_id, released } => {
+                self.restore_outbound_qos2(&client_id, seq, packet_id, released)
             }
+            Record::Will(will) => self.restore_will(now, will),
+            Record::QueueTail { client_id, last_seq } => {
+                if !self.owns(&client_id) {
+                    return Ok(());
+                }
+                let id = self.client_ids.get(&client_id).ok_or(RestoreError::NoSession)?;
+                let session = self.sessions.get_mut(id).ok_or(RestoreError::NoSession)?;
+                if last_seq > session.last_stored_in_ram() {
+                    // The count of the tail is not read at start: at least one.
+                    session.tail.set_count(session.tail.count().max(1));
+                    self.store_seq = self.store_seq.max(last_seq.saturating_add(1));
+                }
+                Ok(())
+            }
+            Record::SessionEnded { .. }
+            | Record::Acknowledged { .. }
+            | Record::Released { .. }
+            | Record::WillRemoved { .. } => Err(RestoreError::NotState),
         }
     }
 
-    fn owns(&self, client_id: &str) -> bool {
+    pub(crate) fn owns(&self, client_id: &str) -> bool {
         owner_of(client_id, self.config.shard_count) == self.config.shard
     }
 
@@ -107,6 +125,65 @@ impl Engine {
             self.timers.arm(at, Timer::SessionExpiry(id));
         }
         Ok(())
+    }
+
+    /// A QoS 2 message that was in flight goes back in flight under its packet id, out of the
+    /// queue: at reconnection `resume` sends the PUBLISH again with DUP under that id, or the
+    /// PUBREL (§4.4). A released one needs no message (the PUBREL carries none): restored
+    /// even if the message expired meanwhile or was not restored.
+    fn restore_outbound_qos2(
+        &mut self,
+        client_id: &str,
+        seq: u64,
+        packet_id: PacketId,
+        released: bool,
+    ) -> Result<(), RestoreError> {
+        if !self.owns(client_id) {
+            return Ok(());
+        }
+        let id = self.client_ids.get(client_id).ok_or(RestoreError::NoSession)?;
+        let session = self.sessions.get_mut(id).ok_or(RestoreError::NoSession)?;
+        if session.inflight.contains_key(&packet_id) {
+            return Err(RestoreError::Invalid);
+        }
+        let delivery = match session.queue.iter().position(|d| d.stored == seq) {
+            Some(at) => session.queue.remove(at),
+            None => None,
+        };
+        if let Some(d) = &delivery {
+            session.queued_bytes = session.queued_bytes.saturating_sub(d.message.payload.len());
+        }
+        match (released, delivery) {
+            (true, _) => session.add_inflight(packet_id, Inflight::Released(seq)),
+            (false, Some(delivery)) => {
+                session.add_inflight(packet_id, Inflight::Published(delivery))
+            }
+            (false, None) => {} // expired while the broker was down: not sent again
+        }
+        Ok(())
+    }
+
+    /// A stored QoS 2 delivery went in flight under `packet_id` (PUBLISH sent, `released`
+    /// false) or got its PUBREC (PUBREL sent, true): stored in the step that sends the packet,
+    /// so written before it goes out.
+    #[inline]
+    pub(crate) fn persist_outbound_qos2(
+        &mut self,
+        id: SessionId,
+        seq: u64,
+        packet_id: PacketId,
+        released: bool,
+    ) {
+        if seq == 0 {
+            return;
+        }
+        let Some(session) = self.sessions.get(&id) else { return };
+        if !session.stored {
+            return;
+        }
+        let client_id = session.client_id.clone();
+        let record = Record::OutboundQos2 { client_id, seq, packet_id, released };
+        self.push_action(Action::Store(record));
     }
 
     fn restore_delivery(

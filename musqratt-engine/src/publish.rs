@@ -91,6 +91,9 @@ impl Engine {
                 return self.close(now, conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, true);
             }
         }
+        if self.refused_while_full(&publish.topic, qos, publish.retain) {
+            return self.refuse_while_full(now, conn, version, qos, packet_id);
+        }
         let mut properties = publish.properties;
         properties.subscription_identifiers = SubscriptionIds::new();
         let expires_at = properties.message_expiry_interval.map(|s| now.plus_secs(s));
@@ -174,6 +177,34 @@ impl Engine {
         }
     }
 
+    /// A PUBLISH that would need a durable write while the store cannot write
+    /// (`crate::store_full`): not routed, not kept. MQTT 5.0: PUBACK or PUBREC 0x97 Quota
+    /// exceeded (§3.4.2.1, §3.5.2.1; an error PUBREC ends the QoS 2 flow, so the id is not
+    /// kept, MQTT-4.3.3-6 no longer applies). MQTT 3.1.1 has no negative acknowledgement and
+    /// its receiver acknowledges once it "accepted ownership" of the message (§4.3.2, §4.3.3):
+    /// not accepted, not acknowledged. The client keeps it in flight and sends it again when it
+    /// reconnects (MQTT-4.4.0-1), by which time the disk may have room; a PUBACK would tell it
+    /// the message was safe when it was not stored, which is the loss this avoids.
+    fn refuse_while_full(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        version: ProtocolVersion,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+    ) {
+        self.counters.metrics.dropped.store_full += 1;
+        let Some(id) = packet_id.filter(|_| version == ProtocolVersion::V5) else { return };
+        let mut response = PubResponse::new(id);
+        response.reason_code = ReasonCode::QUOTA_EXCEEDED;
+        let packet = match qos {
+            QoS::ExactlyOnce => Packet::PubRec(response),
+            _ => Packet::PubAck(response),
+        };
+        let mark = self.action_mark();
+        self.send_ack(now, mark, conn, packet, Needs::new());
+    }
+
     /// PUBREL: the sender releases a QoS 2 packet id; the message went onward at PUBLISH.
     pub(crate) fn handle_pubrel(&mut self, now: Instant, conn: ConnectionId, rel: PubResponse) {
         let session = self.connections.get(&conn).and_then(|c| c.session);
@@ -215,7 +246,9 @@ impl Engine {
                     self.persist_acknowledged(session_id, stored);
                     return self.drain_queue(now, session_id);
                 }
-                *inflight = Inflight::Released(inflight.stored());
+                let stored = inflight.stored();
+                *inflight = Inflight::Released(stored);
+                self.persist_outbound_qos2(session_id, stored, rec.packet_id, true);
                 self.send_packet(now, conn, &Packet::PubRel(PubResponse::new(rec.packet_id)));
             }
             Some((_, Inflight::Released(_))) => {

@@ -91,6 +91,42 @@ pub(crate) struct PendingWill {
     pub(crate) at: Instant,
 }
 
+/// The part of a durable session's queue in the store only, after what it holds in memory
+/// (`crate::store_queue`): how many messages (at least one when not 0: after a restart the
+/// count is not known and is 1 until read), and whether a [`crate::Action::LoadQueue`] is out.
+/// One u32, the flag in its top bit, so that it fits in the session's padding: every session
+/// pays for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tail(u32);
+
+impl Tail {
+    const LOADING: u32 = 1 << 31;
+
+    /// Messages in the store only.
+    pub(crate) fn count(self) -> u32 {
+        self.0 & !Self::LOADING
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.count() == 0
+    }
+
+    pub(crate) fn set_count(&mut self, count: u32) {
+        self.0 = (self.0 & Self::LOADING) | count.min(!Self::LOADING);
+    }
+
+    pub(crate) fn loading(self) -> bool {
+        self.0 & Self::LOADING != 0
+    }
+
+    pub(crate) fn set_loading(&mut self, loading: bool) {
+        self.0 = match loading {
+            true => self.0 | Self::LOADING,
+            false => self.0 & !Self::LOADING,
+        };
+    }
+}
+
 /// A session: subscriptions and undelivered messages of one client identifier.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -120,6 +156,11 @@ pub(crate) struct Session {
     /// With persistence on: whether the session has a record in the store. A bool, which
     /// sits in padding: every session pays for what is added here.
     pub(crate) stored: bool,
+    /// With persistence on: whether the store holds a will of this session
+    /// (`crate::store_will`). In padding too.
+    pub(crate) will_stored: bool,
+    /// With persistence: the part of its queue in the store only (`crate::store_queue`).
+    pub(crate) tail: Tail,
 }
 
 impl Session {
@@ -139,6 +180,8 @@ impl Session {
             will: None,
             acl: None,
             stored: false,
+            will_stored: false,
+            tail: Tail::default(),
         }
     }
 
@@ -168,6 +211,16 @@ impl Session {
     }
 
     /// Removes a queued delivery from the front, keeping the byte count.
+    /// The highest number of a stored message this session holds in memory (queued or in
+    /// flight), 0 if none: the part of its queue in the store comes after it. Messages below it
+    /// that are not in memory were acknowledged or dropped, so left the store (not kept as a
+    /// field: every session would pay 8 bytes for what only a session with a tail needs).
+    pub(crate) fn last_stored_in_ram(&self) -> u64 {
+        let queued = self.queue.iter().map(|d| d.stored).max().unwrap_or(0);
+        let in_flight = self.inflight.values().map(|(_, i)| i.stored()).max().unwrap_or(0);
+        queued.max(in_flight)
+    }
+
     pub(crate) fn pop_queued(&mut self) -> Option<Delivery> {
         let delivery = self.queue.pop_front()?;
         self.queued_bytes -= delivery.message.payload.len();

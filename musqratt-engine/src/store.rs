@@ -67,6 +67,75 @@ pub enum Record {
         /// The packet id.
         packet_id: PacketId,
     },
+    /// A QoS 2 message of a durable session ([`Record::Queued`] `seq`) is in flight to its
+    /// client under `packet_id`: PUBLISH sent (`released` false), or PUBREC received and
+    /// PUBREL sent (`released` true). After a restart the broker resends the PUBLISH with DUP
+    /// under the same id, or the PUBREL, not a new PUBLISH (§4.3.3, §4.4, MQTT-4.4.0-1), so
+    /// the subscriber gets the message exactly once. Forgotten with the message
+    /// ([`Record::Acknowledged`] at PUBCOMP, [`Record::SessionEnded`]).
+    OutboundQos2 {
+        /// The client identifier.
+        client_id: ByteString,
+        /// [`StoredDelivery::seq`] of the message.
+        seq: u64,
+        /// The packet id the client saw.
+        packet_id: PacketId,
+        /// PUBREC received, PUBREL sent.
+        released: bool,
+    },
+    /// The will of a durable session's client (§3.1.2.5, §3.1.3.2), as it is now: held while
+    /// the client is connected, or pending after an abnormal end of its connection until its
+    /// Will Delay Interval passes. Replaces the previous one of this client.
+    Will(StoredWill),
+    /// At restore only: this client's queue goes on in the store after the messages restored
+    /// ([`Record::Queued`]), up to `last_seq`; read when the queue drains
+    /// ([`crate::Action::LoadQueue`]). The store reads only a bounded head of each queue at
+    /// start.
+    QueueTail {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The highest number of its messages in the store.
+        last_seq: u64,
+    },
+    /// The durable session's will is gone (published, discarded by a normal DISCONNECT, or
+    /// replaced by a CONNECT without one).
+    WillRemoved {
+        /// The client identifier.
+        client_id: ByteString,
+    },
+}
+
+/// A will of a durable session (§3.1.3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredWill {
+    /// The client identifier.
+    pub client_id: ByteString,
+    /// The will message ([`StoredMessage::expires_at`] is `None`: a will's expiry counts from
+    /// its publication, [`StoredWill::expiry_interval`]).
+    pub message: StoredMessage,
+    /// Its Message Expiry Interval in seconds (§3.1.3.2.4), counted from publication.
+    pub expiry_interval: Option<u32>,
+    /// Will Delay Interval in seconds (§3.1.3.2.2).
+    pub delay: u32,
+    /// When it goes out, in the engine's time, if its client's connection had ended; `None`
+    /// while the client was connected. Kept in wall-clock time by the store, so the time
+    /// the broker was down counts.
+    pub due_at: Option<Instant>,
+}
+
+impl StoredWill {
+    /// A will to restore.
+    #[must_use]
+    pub fn new(
+        client_id: ByteString,
+        message: StoredMessage,
+        expiry_interval: Option<u32>,
+        delay: u32,
+        due_at: Option<Instant>,
+    ) -> Self {
+        Self { client_id, message, expiry_interval, delay, due_at }
+    }
 }
 
 /// An application message as stored: shared with the engine's queues, so emitting a record
@@ -240,10 +309,11 @@ impl StoredDelivery {
 #[non_exhaustive]
 pub enum RestoreError {
     /// A change, not state ([`Record::SessionEnded`], [`Record::Acknowledged`],
-    /// [`Record::Released`]): a store
+    /// [`Record::Released`], [`Record::WillRemoved`]): a store
     /// applies those, it does not hand them back.
     NotState,
-    /// A [`Record::Queued`] or [`Record::AwaitingRelease`] for a client this shard owns but
+    /// A [`Record::Queued`], [`Record::AwaitingRelease`], [`Record::OutboundQos2`] or
+    /// [`Record::Will`] for a client this shard owns but
     /// has no restored session for.
     NoSession,
     /// A [`Record::Queued`] whose `seq` is not above the previous one of its session.

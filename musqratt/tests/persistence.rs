@@ -6,15 +6,14 @@
 
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use bytes::Bytes;
 use musqratt::proto::bytestring::ByteString;
 use musqratt::proto::mqtt::{Connect, Packet, Publish, ReasonCode};
 use musqratt::proto::{ProtocolVersion, QoS};
-use musqratt_testkit::{Client, open};
+use musqratt_testkit::{BrokerProcess, Client, free_port, open};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// QoS 1 messages published while the subscriber is away.
@@ -22,42 +21,33 @@ const MESSAGES: usize = 500;
 /// Shards of the broker (`threads`).
 const SHARDS: u64 = 2;
 
-/// Starts the binary on `config` and `runtime`, returning it and the address it listens on
-/// (from its log).
-fn start(config: &Path, runtime: &str) -> (Broker, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_musqratt"))
-        .args(["broker", "--runtime", runtime, "--log-level", "info", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr: SocketAddr = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "broker exited before listening");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (Broker(child), addr)
+/// A broker's configuration: its directory (where `BrokerProcess` writes `musqratt.toml`),
+/// the file's text and the port it listens on (the same across restarts).
+struct Setup {
+    dir: PathBuf,
+    text: String,
+    port: u16,
 }
 
-/// A broker process, killed with SIGKILL when dropped: a test that fails half-way leaves no
-/// broker behind (nor a cargo waiting on its output).
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // `Child::kill` is SIGKILL on Unix: no shutdown, no flush.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Starts the binary on `setup` and `runtime`; returns it and the address it listens on, once
+/// it logged that it listens (after restoring the store: the io-uring runtime's port accepts
+/// before its shards restored, and a client connecting then may be closed).
+fn start(setup: &Setup, runtime: &str) -> (BrokerProcess, SocketAddr) {
+    let broker =
+        BrokerProcess::musqratt(env!("CARGO_BIN_EXE_musqratt"), &setup.dir, runtime, &setup.text)
+            .port(setup.port)
+            .start();
+    let deadline = std::time::Instant::now() + core::time::Duration::from_secs(10);
+    while !broker.log().contains("listening") {
+        assert!(std::time::Instant::now() < deadline, "{}", broker.log());
+        std::thread::sleep(core::time::Duration::from_millis(20));
     }
+    (broker, SocketAddr::from(([127, 0, 0, 1], setup.port)))
 }
 
-fn kill_9(broker: Broker) {
-    drop(broker);
+/// SIGKILL (`Child::kill` on Unix): no shutdown, no flush.
+fn kill_9(broker: BrokerProcess) {
+    drop(broker.stop());
 }
 
 /// Connects with Clean Start 0 and a Session Expiry Interval of an hour; returns whether the
@@ -82,19 +72,15 @@ async fn connect_expiring(addr: SocketAddr, client_id: &str, expiry: u32) -> (Cl
     }
 }
 
-fn config(dir: &Path, fsync: &str) -> PathBuf {
-    let path = dir.join("musqratt.toml");
+fn config(dir: &Path, fsync: &str) -> Setup {
     let store = dir.join("store.db");
-    std::fs::write(
-        &path,
-        format!(
-            "listeners = [\"mqtt://127.0.0.1:0\"]\nthreads = {SHARDS}\n\n[persistence]\n\
-             path = \"{}\"\nfsync = \"{fsync}\"\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    path
+    let port = free_port();
+    let text = format!(
+        "listeners = [\"mqtt://127.0.0.1:{port}\"]\nthreads = {SHARDS}\n\n[persistence]\n\
+         path = \"{}\"\nfsync = \"{fsync}\"\n",
+        store.display()
+    );
+    Setup { dir: dir.to_owned(), text, port }
 }
 
 /// Issue 16: a persistent subscriber subscribes at QoS 1 and leaves; a publisher sends
@@ -235,11 +221,14 @@ fn a_second_broker_on_the_same_store_refuses_to_start() {
     let dir = std::env::temp_dir().join(format!("musqratt-persist2-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = config(&dir, "interval");
-    let (first, _) = start(&config, "tokio");
+    let (setup, other) = (config(&dir, "interval"), config(&dir, "interval"));
+    let (first, _) = start(&setup, "tokio");
+    // The same store, another port: refused for the store, not the port.
+    let second = dir.join("second.toml");
+    std::fs::write(&second, other.text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_musqratt"))
         .args(["broker", "--config"])
-        .arg(&config)
+        .arg(&second)
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -328,6 +317,178 @@ fn inbound_qos2_is_exactly_once_across_kill_9(runtime_name: &str) {
         assert_eq!(&got.payload[..], b"exactly once");
         sub.ack(&got).await;
         sub.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Exactly once to a subscriber across a kill -9 (§4.3.3, §4.4, MQTT-4.4.0-1): a durable
+/// subscriber at QoS 2 gets two messages; it PUBRECs the first (the broker's PUBREL comes) and
+/// not the second; the broker is killed. Started again, at reconnection it resends the PUBREL
+/// under the first one's id (not its PUBLISH) and the second PUBLISH with DUP under its id
+/// (not a new message); once both flows complete nothing is sent again, even after another
+/// kill -9.
+#[test]
+fn outbound_qos2_is_exactly_once_across_kill_9_tokio() {
+    outbound_qos2_is_exactly_once_across_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn outbound_qos2_is_exactly_once_across_kill_9_io_uring() {
+    outbound_qos2_is_exactly_once_across_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn outbound_qos2_is_exactly_once_across_kill_9_blocking() {
+    outbound_qos2_is_exactly_once_across_kill_9("blocking");
+}
+
+fn outbound_qos2_is_exactly_once_across_kill_9(runtime_name: &str) {
+    use musqratt::proto::mqtt::PubResponse;
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-out2-{runtime_name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sub_id = musqratt_testkit::id_on_shard("out2-sub", 0, SHARDS);
+    let pub_id = musqratt_testkit::id_on_shard("out2-pub", 1, SHARDS);
+    let (broker, addr) = start(&config, runtime_name);
+    let (first, second) = runtime.block_on(async {
+        let (mut sub, _) = connect_durable(addr, &sub_id).await;
+        sub.subscribe("o2/#", QoS::ExactlyOnce).await;
+        let mut publisher = musqratt_testkit::connect(addr, &pub_id, V5).await;
+        for text in ["first", "second"] {
+            let mut publish = Publish::new("o2/t".into(), Bytes::from(text));
+            publish.qos = QoS::ExactlyOnce;
+            let comp = publisher.publish(publish).await.expect("PUBCOMP");
+            assert!(!comp.reason_code.is_error());
+        }
+        let a = sub.recv_publish().await;
+        let b = sub.recv_publish().await;
+        assert_eq!((&a.payload[..], &b.payload[..]), (&b"first"[..], &b"second"[..]));
+        let (a, b) = (a.packet_id.unwrap(), b.packet_id.unwrap());
+        sub.send(&Packet::PubRec(PubResponse::new(a)));
+        match sub.recv().await {
+            Packet::PubRel(rel) => assert_eq!(rel.packet_id, a),
+            other => panic!("expected PUBREL, got {other:?}"),
+        }
+        (a, b)
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
+        assert!(present);
+        match sub.recv().await {
+            Packet::PubRel(rel) => assert_eq!(rel.packet_id, first, "the PUBREL, not the PUBLISH"),
+            other => panic!("expected PUBREL, got {other:?}"),
+        }
+        match sub.recv().await {
+            Packet::Publish(p) => {
+                assert_eq!((p.packet_id, p.dup), (Some(second), true), "resent under its id");
+                assert_eq!(&p.payload[..], b"second");
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+        sub.send(&Packet::PubComp(PubResponse::new(first)));
+        sub.send(&Packet::PubRec(PubResponse::new(second)));
+        match sub.recv().await {
+            Packet::PubRel(rel) => assert_eq!(rel.packet_id, second),
+            other => panic!("expected PUBREL, got {other:?}"),
+        }
+        sub.send(&Packet::PubComp(PubResponse::new(second)));
+        // The PINGRESP leaves after the PUBCOMP's records are written (ADR 17).
+        sub.ping().await;
+        sub.expect_silence().await;
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let (mut sub, present) = connect_durable(addr, &sub_id).await;
+        assert!(present);
+        sub.expect_silence().await;
+    });
+    kill_9(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wills survive a kill -9 with their durable session (§3.1.2.5, §3.1.3.2.2): a client
+/// connected when the broker died lost its connection without a DISCONNECT, so its will is
+/// published its Will Delay Interval after the restart; a client that had disconnected
+/// normally (its will discarded, MQTT-3.14.4-3) has none published.
+#[test]
+fn a_will_survives_kill_9_tokio() {
+    a_will_survives_kill_9("tokio");
+}
+
+/// As on tokio, on the io-uring (compio) runtime.
+#[test]
+fn a_will_survives_kill_9_io_uring() {
+    a_will_survives_kill_9("io-uring");
+}
+
+/// As on tokio, on the blocking runtime.
+#[test]
+fn a_will_survives_kill_9_blocking() {
+    a_will_survives_kill_9("blocking");
+}
+
+async fn connect_with_will(addr: SocketAddr, client_id: &str, delay: u32) -> Client {
+    let mut client = open(addr, V5).await;
+    let mut connect = Connect::new(V5, client_id);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    let mut properties = musqratt::proto::mqtt::WillProperties::default();
+    properties.will_delay_interval = Some(delay);
+    connect.will = Some(musqratt::proto::mqtt::LastWill {
+        topic: format!("lw/{client_id}").into(),
+        payload: Bytes::from(format!("{client_id} is gone")),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties,
+    });
+    client.send(&Packet::Connect(Box::new(connect)));
+    match client.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    client
+}
+
+fn a_will_survives_kill_9(runtime_name: &str) {
+    let _one = musqratt_testkit::one_broker_process_at_a_time();
+    let dir = std::env::temp_dir()
+        .join(format!("musqratt-persist-will-{runtime_name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir, "never");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (broker, addr) = start(&config, runtime_name);
+    let _kept = runtime.block_on(async {
+        let mut quiet = connect_with_will(addr, "quiet", 1).await;
+        // The broker closes the connection in the step that handled the DISCONNECT, after
+        // writing that step's records (the will removed).
+        quiet.send(&Packet::Disconnect(Default::default()));
+        quiet.expect_closed().await;
+        // The will is stored before the CONNACK that accepts it.
+        connect_with_will(addr, "willer", 3).await
+    });
+    kill_9(broker);
+
+    let (broker, addr) = start(&config, runtime_name);
+    runtime.block_on(async {
+        let mut watcher = musqratt_testkit::connect(addr, "watcher", V5).await;
+        watcher.subscribe("lw/#", QoS::AtLeastOnce).await;
+        let will = watcher.recv_publish().await;
+        assert_eq!((&*will.topic, &will.payload[..]), ("lw/willer", &b"willer is gone"[..]));
+        watcher.ack(&will).await;
+        watcher.expect_silence().await;
     });
     kill_9(broker);
     let _ = std::fs::remove_dir_all(&dir);

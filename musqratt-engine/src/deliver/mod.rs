@@ -39,7 +39,7 @@ impl Engine {
         }
         match session.conn {
             None if delivery.qos == QoS::AtMostOnce => {}
-            Some(conn) if session.queue.is_empty() => {
+            Some(conn) if session.queue.is_empty() && session.tail.is_empty() => {
                 if let Some(delivery) = self.try_send(now, session_id, conn, delivery) {
                     self.enqueue(now, session_id, delivery.kept());
                 }
@@ -48,8 +48,16 @@ impl Engine {
         }
     }
 
-    /// Sends what the session queue holds while the connection has room.
+    /// Sends what the session queue holds while the connection has room; with persistence,
+    /// then asks for the part of the queue in the store if memory ran low (`store_queue`).
     pub(crate) fn drain_queue(&mut self, now: Instant, session_id: SessionId) {
+        self.drain_queue_in_ram(now, session_id);
+        if self.config.persistence {
+            self.load_queue_if_low(session_id);
+        }
+    }
+
+    fn drain_queue_in_ram(&mut self, now: Instant, session_id: SessionId) {
         loop {
             let Some(session) = self.sessions.get_mut(&session_id) else { return };
             let Some(conn) = session.conn else { return };
@@ -113,6 +121,9 @@ impl Engine {
         }
         let mut delivery = delivery.kept();
         self.persist_delivery(session_id, &mut delivery);
+        if delivery.qos == QoS::ExactlyOnce {
+            self.persist_outbound_qos2(session_id, delivery.stored, packet_id, false);
+        }
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.add_inflight(packet_id, Inflight::Published(delivery));
         }
@@ -132,13 +143,21 @@ impl Engine {
             let expired = session.remove_expired(now);
             self.counters.expired(expired);
         }
-        if session.queue.len() >= self.config.max_queued_messages
+        if session.queue.len() + session.tail.count() as usize >= self.config.max_queued_messages
             || session.queued_bytes + size > self.config.max_queued_bytes
         {
             let client_id = session.client_id.clone();
             self.emit(Event::MessageDropped { client_id, reason: DropReason::QueueFull });
             return;
         }
+        // `store_queue`: the tail of a durable session's queue is in the store only.
+        let to_disk = self.config.persistence
+            && session.stored
+            && (!session.tail.is_empty() || session.queue.len() >= self.config.max_ram_per_session);
+        if delivery.qos != QoS::AtMostOnce && to_disk {
+            return self.enqueue_on_disk(session_id, delivery);
+        }
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
         session.queued_bytes += size;
         self.persist_delivery(session_id, &mut delivery);
         if let Some(session) = self.sessions.get_mut(&session_id) {

@@ -439,6 +439,13 @@ impl Engine {
                 return;
             }
         }
+        if self.refused_while_full(&topic, qos, publish.retain) {
+            // The store cannot write (`crate::store_full`): the MQTT 5.0 0x97 Quota exceeded
+            // is "rejected: congestion" here (§5.3.10), which a client may retry later.
+            self.counters.metrics.dropped.store_full += 1;
+            self.sn_send(conn, &reject(ReturnCode::Congestion));
+            return;
+        }
         let Some(sn) = self.sn_conn(conn) else { return };
         sn.ack_topic = topic_id;
         let mqtt = MqttPublish {

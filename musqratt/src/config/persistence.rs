@@ -29,6 +29,9 @@ table! {
         fsync: FsyncSetting = FsyncSetting::Interval => |_, _| {};
         /// Milliseconds between syncs with `fsync = "interval"`.
         fsync_interval_ms: u64 = 1000 => |_, _| {};
+        /// Queued messages of a durable session kept in memory; the rest stays in the store
+        /// and is read as the queue drains.
+        max_ram_per_session: usize = engine.max_ram_per_session => |v, c| c.max_ram_per_session = (*v).max(1);
     }
 }
 
@@ -44,6 +47,7 @@ impl PersistenceSection {
             )),
             FsyncSetting::Always => musqratt_kit::FsyncPolicy::Always,
         };
-        Some(musqratt_kit::Persistence::new(path, fsync))
+        let settings = musqratt_kit::Persistence::new(path, fsync);
+        Some(settings.with_max_ram_per_session(self.max_ram_per_session))
     }
 }

@@ -59,13 +59,24 @@ pub struct Persistence {
     /// When writes reach the disk (every write reaches the OS before the acknowledgements
     /// that depend on it, whatever this says).
     pub fsync: FsyncPolicy,
+    /// Queued messages of each durable session read at start (the engine's
+    /// `max_ram_per_session`); the rest of a queue is read when it drains.
+    pub max_ram_per_session: usize,
 }
 
 impl Persistence {
-    /// A store at `path` synced as `fsync` says.
+    /// A store at `path` synced as `fsync` says, 100 queued messages per session read at
+    /// start (the engine's default `max_ram_per_session`).
     #[must_use]
     pub fn new(path: std::path::PathBuf, fsync: FsyncPolicy) -> Self {
-        Self { path, fsync }
+        Self { path, fsync, max_ram_per_session: 100 }
+    }
+
+    /// With this many queued messages per session read at start (at least 1).
+    #[must_use]
+    pub fn with_max_ram_per_session(mut self, messages: usize) -> Self {
+        self.max_ram_per_session = messages.max(1);
+        self
     }
 }
 

@@ -80,7 +80,13 @@ pub fn sys_tree(metrics: &Metrics, uptime: Duration, version: &str) -> Vec<(Stri
 
 fn dropped(m: &Metrics) -> u64 {
     let d = &m.dropped;
-    d.queue_full + d.slow_reader + d.expired + d.not_authorized + d.too_large + d.backlog_full
+    d.queue_full
+        + d.slow_reader
+        + d.expired
+        + d.not_authorized
+        + d.too_large
+        + d.backlog_full
+        + d.store_full
 }
 
 /// One metric family of the Prometheus text format (version 0.0.4).
@@ -163,6 +169,7 @@ pub fn prometheus(metrics: &Metrics, uptime: Duration) -> String {
         ("not_authorized", d.not_authorized),
         ("too_large", d.too_large),
         ("backlog_full", d.backlog_full),
+        ("store_full", d.store_full),
     ] {
         let _ = writeln!(out, "{name}{{cause=\"{cause}\"}} {value}");
     }
@@ -244,7 +251,7 @@ pub fn json(metrics: &Metrics, uptime: Duration, version: &str) -> String {
             "\"payload_bytes\":{{\"received\":{},\"sent\":{}}},",
             "\"bytes\":{{\"received\":{},\"sent\":{}}},",
             "\"dropped\":{{\"queue_full\":{},\"slow_reader\":{},\"expired\":{},",
-            "\"not_authorized\":{},\"too_large\":{},\"backlog_full\":{}}},",
+            "\"not_authorized\":{},\"too_large\":{},\"backlog_full\":{},\"store_full\":{}}},",
             "\"retained\":{},\"subscriptions\":{},\"shared_subscriptions\":{},",
             "\"queued\":{{\"messages\":{},\"bytes\":{}}},",
             "\"mqtt_sn\":{{\"peers\":{},\"sleeping\":{}}},",
@@ -265,6 +272,7 @@ pub fn json(metrics: &Metrics, uptime: Duration, version: &str) -> String {
         d.not_authorized,
         d.too_large,
         d.backlog_full,
+        d.store_full,
         m.retained,
         m.subscriptions,
         m.shared_subscriptions,

@@ -7,7 +7,7 @@ use musqratt_engine::proto::bytestring::ByteString;
 use musqratt_engine::proto::mqtt::RetainHandling;
 use musqratt_engine::proto::mqtt::{Packet, Publish, SubscriptionIds, SubscriptionOptions};
 use musqratt_engine::proto::{PacketId, ProtocolVersion, QoS};
-use musqratt_engine::{Instant, StoredMessage, StoredSession, StoredSubscription};
+use musqratt_engine::{Instant, StoredMessage, StoredSession, StoredSubscription, StoredWill};
 
 /// A stored value that does not decode: which part, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,38 @@ pub(crate) fn decode_message(time: TimeBase, mut value: &[u8]) -> Result<StoredM
         publish.properties,
         expires_at,
     ))
+}
+
+/// A will: its delay, when it is due (wall-clock microseconds; 0: its client was connected),
+/// its Message Expiry Interval (a flag byte, then the seconds), then the message.
+pub(crate) fn encode_will(time: TimeBase, will: &StoredWill, out: &mut BytesMut) {
+    out.put_u32(will.delay);
+    out.put_u64(will.due_at.map_or(0, |at| time.to_wall(at)));
+    out.put_u8(u8::from(will.expiry_interval.is_some()));
+    out.put_u32(will.expiry_interval.unwrap_or(0));
+    encode_message(time, &will.message, out);
+}
+
+pub(crate) fn decode_will(
+    time: TimeBase,
+    client_id: ByteString,
+    mut value: &[u8],
+) -> Result<StoredWill, Corrupt> {
+    if value.len() < 17 {
+        return Err(Corrupt("will"));
+    }
+    let delay = value.get_u32();
+    let due = value.get_u64();
+    let has_expiry = value.get_u8();
+    let expiry = value.get_u32();
+    let expiry_interval = match has_expiry {
+        0 => None,
+        1 => Some(expiry),
+        _ => return Err(Corrupt("will expiry")),
+    };
+    let message = decode_message(time, value)?;
+    let due_at = (due != 0).then(|| time.to_engine(due));
+    Ok(StoredWill::new(client_id, message, expiry_interval, delay, due_at))
 }
 
 fn options_byte(options: SubscriptionOptions) -> u8 {

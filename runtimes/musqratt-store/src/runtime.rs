@@ -36,7 +36,7 @@ impl Durable {
         };
         let path = settings.path.clone();
         let store = Store::open(&path, fsync, epoch_of(now)).map_err(io::Error::other)?;
-        let loaded = store.load().map_err(io::Error::other)?;
+        let loaded = store.load(settings.max_ram_per_session).map_err(io::Error::other)?;
         for (what, corrupt) in &loaded.corrupt {
             tracing::warn!(path = %path.display(), what, %corrupt, "persistence: record skipped");
         }
@@ -77,13 +77,15 @@ pub struct Steps {
     store: Option<Store>,
     batch: VecDeque<Action>,
     records: Vec<Record>,
+    /// `Action::LoadQueue`s of the batch, answered once its records are written.
+    loads: Vec<(musqratt_engine::proto::bytestring::ByteString, u64, usize)>,
 }
 
 impl Steps {
     /// Writes to `store`, or, with `None`, passes actions through.
     #[must_use]
     pub fn new(store: Option<Store>) -> Self {
-        Self { store, batch: VecDeque::new(), records: Vec::new() }
+        Self { store, batch: VecDeque::new(), records: Vec::new(), loads: Vec::new() }
     }
 
     /// The next action to carry out, until `None` (then the engine has nothing queued).
@@ -93,12 +95,36 @@ impl Steps {
             while let Some(action) = engine.poll_action() {
                 match action {
                     Action::Store(record) => self.records.push(record),
+                    Action::LoadQueue { client_id, after, max } => {
+                        self.loads.push((client_id, after, max));
+                    }
                     other => self.batch.push_back(other),
                 }
             }
             if !self.records.is_empty() {
                 write_until_done(store, &self.records, engine.config().shard.0);
                 self.records.clear();
+            }
+            // The tail of a queue, read after this batch's records are written (they may be
+            // part of it); what the engine does with it is the next batch.
+            for (client_id, after, max) in self.loads.drain(..) {
+                match store.load_queue(&client_id, after, max) {
+                    Ok(read) => {
+                        let complete = read.len() < max;
+                        engine.queue_loaded(&client_id, read, complete);
+                    }
+                    // Asked again at its next connection (the engine forgets the request when
+                    // the connection ends), not in a loop.
+                    Err(error) => {
+                        tracing::error!(%error, client_id = %client_id, "persistence: queue not read");
+                    }
+                }
+            }
+            // For the inputs that follow: while the store cannot write, the engine refuses
+            // new messages that would need a write (docs/PERSISTENCE.md, "A full disk").
+            let full = store.is_full();
+            if full != engine.store_full() {
+                engine.set_store_full(full);
             }
         }
         self.batch.pop_front()
@@ -111,7 +137,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Writes a batch's records, trying again until the store takes them (docs/PERSISTENCE.md,
-/// "A full disk"). A write that fails (disk full, I/O error) is rolled back whole, so
+/// "A full disk"). The last resort: a write that failed for want of space was already tried
+/// again with the reserve's space ([`Store::write`]); this is what is left when even that
+/// failed, or the failure is not about space. A write that fails (disk full, I/O error) is rolled back whole, so
 /// nothing of it is kept and nothing acknowledged before is touched. The batch's actions wait
 /// meanwhile: a PUBACK or PUBREC (§3.4, §3.5) for a message in the failed write, or the
 /// answer to another shard's `StoreSync` that would release one there, must not leave before

@@ -78,7 +78,7 @@ fn records_written_are_loaded_back_in_restore_order() {
         store.write(&[Record::SessionEnded { client_id: "b".into() }]).unwrap();
     }
     let store = Store::open(&path, Fsync::Never, epoch).unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     assert!(loaded.corrupt.is_empty());
     let kinds: Vec<String> = loaded
         .records
@@ -148,7 +148,7 @@ fn a_corrupt_record_is_reported_and_skipped() {
     store
         .write(&[Record::Retained { topic: "ok".into(), message: Some(message("ok", b"fine")) }])
         .unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     assert_eq!(loaded.records.len(), 1);
     let what: Vec<&str> = loaded.corrupt.iter().map(|(what, _)| *what).collect();
     assert_eq!(what, ["retained", "session"]);
@@ -234,7 +234,7 @@ fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
         // The write fails and is tried again: nothing of the step went out, nothing stored.
         std::thread::sleep(Duration::from_millis(300));
         assert!(!sent_anything.load(Ordering::SeqCst), "the PUBACK left before its write");
-        let loaded = store.load().unwrap();
+        let loaded = store.load(usize::MAX).unwrap();
         assert!(!loaded.records.iter().any(|r| matches!(r, Record::Queued(_))));
         // Space returns: the next try succeeds and the step's actions follow.
         set_max_pages("1073741823");
@@ -242,7 +242,7 @@ fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
     });
     assert_eq!(sent, [0x40], "the PUBACK, once stored: {sent:x?}");
     drop(engine);
-    let loaded = store.load().unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
     let queued: Vec<_> = loaded
         .records
         .iter()
@@ -252,4 +252,88 @@ fn a_full_disk_holds_the_acknowledgement_until_the_write_succeeds() {
         })
         .collect();
     assert_eq!(queued, [("sub".to_owned(), 64 * 1024)]);
+}
+
+/// A store of format 1 as the first brokers wrote it (tables `meta`, `retained`, `sessions`,
+/// `queue` only) opens: the tables added since within format 1 (`inbound_qos2`,
+/// `outbound_qos2`, `wills`) are created at open, what it held is read, and the new records
+/// (an outbound QoS 2 state, a will) are written and read back (docs/PERSISTENCE.md,
+/// "Format").
+#[test]
+fn a_store_of_the_first_format_1_layout_opens_and_gains_the_new_tables() {
+    use musqratt_engine::StoredWill;
+    use musqratt_engine::proto::PacketId;
+    let path = dir("format-1");
+    let epoch = SystemTime::now();
+    let session = StoredSession::new("c".into(), 60, Vec::new());
+    {
+        let store = Store::open(&path, Fsync::Never, epoch).unwrap();
+        store.write(&[Record::Session(session.clone()), queued("c", 1, b"old")]).unwrap();
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE inbound_qos2; DROP TABLE outbound_qos2; DROP TABLE wills; \
+             DELETE FROM meta WHERE key = 'format'; INSERT INTO meta VALUES ('format', 1);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Fsync::Never, epoch).unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
+    assert_eq!(loaded.records, vec![Record::Session(session.clone()), queued("c", 1, b"old")]);
+    let packet_id = PacketId::new(7).unwrap();
+    let outbound =
+        Record::OutboundQos2 { client_id: "c".into(), seq: 1, packet_id, released: true };
+    let will = StoredWill::new("c".into(), message("w", b"gone"), Some(30), 5, None);
+    store.write(&[outbound.clone(), Record::Will(will.clone())]).unwrap();
+    let loaded = store.load(usize::MAX).unwrap();
+    assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
+    assert_eq!(
+        loaded.records,
+        vec![Record::Session(session), queued("c", 1, b"old"), outbound, Record::Will(will)]
+    );
+    // The message acknowledged: its outbound state goes with it; the session ended: its will.
+    store
+        .write(&[
+            Record::Acknowledged { client_id: "c".into(), seq: 1 },
+            Record::SessionEnded { client_id: "c".into() },
+        ])
+        .unwrap();
+    assert!(store.load(usize::MAX).unwrap().records.is_empty());
+}
+
+/// At start each queue is read up to `head` messages, and a [`Record::QueueTail`] says where
+/// the rest ends; a QoS 2 message in flight beyond the head is read with it (it is restored
+/// in flight under its packet id). `load_queue` reads the rest in order.
+#[test]
+fn a_queue_is_read_by_its_head_and_the_rest_on_demand() {
+    use musqratt_engine::proto::PacketId;
+    let path = dir("head");
+    let store = Store::open(&path, Fsync::Never, SystemTime::now()).unwrap();
+    let session = StoredSession::new("c".into(), 60, Vec::new());
+    let mut records = vec![Record::Session(session.clone())];
+    records.extend((1..=10).map(|seq| queued("c", seq, b"m")));
+    store.write(&records).unwrap();
+    let loaded = store.load(3).unwrap();
+    let mut want = vec![Record::Session(session.clone())];
+    want.extend((1..=3).map(|seq| queued("c", seq, b"m")));
+    want.push(Record::QueueTail { client_id: "c".into(), last_seq: 10 });
+    assert_eq!(loaded.records, want);
+    let rest = store.load_queue(&"c".into(), 3, 4).unwrap();
+    assert_eq!(rest.iter().map(|d| d.seq).collect::<Vec<_>>(), [4, 5, 6, 7]);
+    let packet_id = PacketId::new(9).unwrap();
+    let outbound =
+        Record::OutboundQos2 { client_id: "c".into(), seq: 5, packet_id, released: false };
+    store.write(&[outbound]).unwrap();
+    let seqs: Vec<u64> = store
+        .load(3)
+        .unwrap()
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Queued(d) => Some(d.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "the head reaches the message in flight");
 }
