@@ -18,10 +18,10 @@ use musqratt_engine::{Action, ConnectionId, Engine, Event, Input, Instant};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 
-use crate::heap_stats;
+use crate::mem_stats;
 
 /// The MQTT port the sockets listen on.
-pub const PORT: u16 = 1883;
+pub(crate) const PORT: u16 = 1883;
 
 /// Where one socket stands.
 enum Slot {
@@ -36,7 +36,7 @@ enum Slot {
 }
 
 /// The sockets and the engine.
-pub struct Broker {
+pub(crate) struct Broker {
     engine: Engine,
     handles: [SocketHandle; crate::SOCKETS],
     slots: [Slot; crate::SOCKETS],
@@ -54,7 +54,7 @@ fn tune(socket: &mut tcp::Socket<'_>) {
 
 impl Broker {
     /// Takes the engine and the sockets (already in `sockets`), and starts them listening.
-    pub fn new(
+    pub(crate) fn new(
         engine: Engine,
         handles: [SocketHandle; crate::SOCKETS],
         sockets: &mut SocketSet<'_>,
@@ -74,13 +74,13 @@ impl Broker {
     }
 
     /// Open engine connections.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.slots.iter().filter(|slot| matches!(slot, Slot::Open { .. })).count()
     }
 
     /// One round: accept, read, fire due timeouts, carry out actions, write. Returns whether
     /// anything moved (then smoltcp should be polled again before the board sleeps).
-    pub fn step(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
+    pub(crate) fn step(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let mut moved = false;
         for i in 0..crate::SOCKETS {
             moved |= self.service(i, now, sockets);
@@ -123,13 +123,15 @@ impl Broker {
                     self.accepted += 1;
                     self.slots[i] = Slot::Open { conn, out: VecDeque::new() };
                     self.engine.handle_input(now, Input::Accepted { conn });
+                    let (used, peak, stack) = mem_stats();
                     crate::log!(
-                        "accept conn={} socket={} open={} heap used={} peak={}",
+                        "accept conn={} socket={} open={} heap used={} peak={} stack={}",
                         conn.0,
                         i,
                         self.open(),
-                        heap_stats().0,
-                        heap_stats().1
+                        used,
+                        peak,
+                        stack
                     );
                     // Its first bytes may already be here.
                     self.read(i, now, sockets);
@@ -186,7 +188,7 @@ impl Broker {
                 socket.close();
                 self.slots[i] = Slot::Closing;
             }
-            crate::log!("closed conn={} by peer, heap used={}", conn.0, heap_stats().0);
+            crate::log!("closed conn={} by peer, heap used={}", conn.0, mem_stats().0);
             moved = true;
         }
         moved

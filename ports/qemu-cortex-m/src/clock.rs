@@ -13,12 +13,12 @@ use cortex_m_rt::exception;
 use critical_section::Mutex;
 
 /// The AN385's core clock, which SysTick counts with its processor clock source.
-pub const CORE_HZ: u32 = 25_000_000;
+pub(crate) const CORE_HZ: u32 = 25_000_000;
 
 static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
 
 /// Starts the 1 kHz tick.
-pub fn start(mut syst: SYST) {
+pub(crate) fn start(mut syst: SYST) {
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(CORE_HZ / 1000 - 1);
     syst.clear_current();
@@ -27,7 +27,7 @@ pub fn start(mut syst: SYST) {
 }
 
 /// Milliseconds since [`start`].
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     critical_section::with(|cs| MILLIS.borrow(cs).get())
 }
 

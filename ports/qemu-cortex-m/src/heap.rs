@@ -11,22 +11,22 @@ use embedded_alloc::LlffHeap;
 /// The heap's size. Socket buffers and smoltcp's state are static, outside it: this is the
 /// engine's memory (sessions, subscriptions, queued messages, packets being read) and the
 /// per-connection output queues of `broker.rs`.
-pub const HEAP_SIZE: usize = 64 * 1024;
+pub(crate) const HEAP_SIZE: usize = 64 * 1024;
 
 /// The allocator with its high-water mark.
-pub struct TrackingHeap {
+pub(crate) struct TrackingHeap {
     heap: LlffHeap,
     peak: AtomicUsize,
 }
 
 impl TrackingHeap {
     /// An empty heap; [`TrackingHeap::init`] gives it memory.
-    pub const fn empty() -> Self {
+    pub(crate) const fn empty() -> Self {
         Self { heap: LlffHeap::empty(), peak: AtomicUsize::new(0) }
     }
 
     /// Hands the static region to the allocator. Call once, before anything allocates.
-    pub fn init(&self) {
+    pub(crate) fn init(&self) {
         static mut REGION: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
         // SAFETY: called once from `main` before the first allocation; REGION is used by
         // nothing else.
@@ -34,12 +34,12 @@ impl TrackingHeap {
     }
 
     /// Bytes allocated now.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.heap.used()
     }
 
     /// The most bytes ever allocated at once.
-    pub fn peak(&self) -> usize {
+    pub(crate) fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }
 }

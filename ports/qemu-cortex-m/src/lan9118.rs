@@ -61,11 +61,10 @@ const TX_CMD_A_FIRST_LAST: u32 = (1 << 13) | (1 << 12);
 const BYTE_TEST_VALUE: u32 = 0x8765_4321;
 
 /// The largest Ethernet frame handled (1500-byte MTU, 14-byte header; no VLAN tags).
-pub const MAX_FRAME: usize = 1514;
+pub(crate) const MAX_FRAME: usize = 1514;
 
 /// Why the chip could not be brought up.
-#[derive(Debug)]
-pub enum InitError {
+pub(crate) enum InitError {
     /// BYTE_TEST did not read back its fixed pattern: no LAN9118 at this address.
     NoChip(u32),
     /// The soft reset did not complete.
@@ -153,13 +152,13 @@ impl Regs {
 }
 
 /// The chip at one base address, with one frame buffer each way.
-pub struct Lan9118 {
+pub(crate) struct Lan9118 {
     regs: Regs,
     rx: [u8; MAX_FRAME + 4],
     tx: [u8; MAX_FRAME],
     mac: [u8; 6],
     /// Frames dropped as too long, too short or flagged in error by the MAC.
-    pub dropped: u32,
+    pub(crate) dropped: u32,
 }
 
 impl Lan9118 {
@@ -168,7 +167,7 @@ impl Lan9118 {
     /// # Safety
     /// `base` must be the address of a LAN9118's register block, and nothing else may use it
     /// (except [`ack_interrupt`] from its interrupt handler).
-    pub const unsafe fn new(base: usize) -> Self {
+    pub(crate) const unsafe fn new(base: usize) -> Self {
         Self {
             regs: Regs { base },
             rx: [0; MAX_FRAME + 4],
@@ -179,7 +178,7 @@ impl Lan9118 {
     }
 
     /// Resets the chip, reads its MAC address, enables receive, transmit and the RX interrupt.
-    pub fn init(&mut self) -> Result<(), InitError> {
+    pub(crate) fn init(&mut self) -> Result<(), InitError> {
         let regs = self.regs;
         let test = regs.read(BYTE_TEST);
         if test != BYTE_TEST_VALUE {
@@ -207,17 +206,17 @@ impl Lan9118 {
     }
 
     /// The chip's ID_REV register (0x0118_0001 for a LAN9118 rev. 1).
-    pub fn id_rev(&self) -> u32 {
+    pub(crate) fn id_rev(&self) -> u32 {
         self.regs.read(ID_REV)
     }
 
     /// The station address.
-    pub fn mac(&self) -> [u8; 6] {
+    pub(crate) fn mac(&self) -> [u8; 6] {
         self.mac
     }
 
     /// Whether a received frame waits in the RX FIFO.
-    pub fn rx_pending(&self) -> bool {
+    pub(crate) fn rx_pending(&self) -> bool {
         self.regs.rx_pending()
     }
 
@@ -249,17 +248,17 @@ impl Lan9118 {
 /// # Safety
 /// `base` must be the register block of the chip whose interrupt this is. INT_STS is
 /// write-one-to-clear, so this write cannot disturb the main loop's use of the chip.
-pub unsafe fn ack_interrupt(base: usize) {
+pub(crate) unsafe fn ack_interrupt(base: usize) {
     Regs { base }.write(INT_STS, INT_RSFL);
 }
 
 /// One received frame, lent to smoltcp.
-pub struct RxToken<'a> {
+pub(crate) struct RxToken<'a> {
     frame: &'a [u8],
 }
 
 /// Room for one frame to send.
-pub struct TxToken<'a> {
+pub(crate) struct TxToken<'a> {
     regs: Regs,
     buffer: &'a mut [u8; MAX_FRAME],
 }

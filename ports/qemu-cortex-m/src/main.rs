@@ -15,6 +15,7 @@ mod broker;
 mod clock;
 mod heap;
 mod lan9118;
+mod stack;
 mod uart;
 
 use core::panic::PanicInfo;
@@ -32,7 +33,7 @@ use crate::heap::TrackingHeap;
 use crate::lan9118::Lan9118;
 
 /// TCP sockets, hence concurrent MQTT connections.
-pub const SOCKETS: usize = 8;
+pub(crate) const SOCKETS: usize = 8;
 /// Each socket's receive buffer (the TCP window it advertises).
 const RX_BUFFER: usize = 2048;
 /// Each socket's send buffer.
@@ -44,9 +45,9 @@ const ETH_IRQ: u16 = 13;
 #[global_allocator]
 static HEAP: TrackingHeap = TrackingHeap::empty();
 
-/// Bytes allocated now and at most, for the log.
-pub fn heap_stats() -> (usize, usize) {
-    (HEAP.used(), HEAP.peak())
+/// Heap bytes allocated now and at most, and the stack's deepest use, for the log.
+pub(crate) fn mem_stats() -> (usize, usize, usize) {
+    (HEAP.used(), HEAP.peak(), stack::peak())
 }
 
 /// The engine's limits on a board with a 64 KiB heap: every one bounds memory a client can
@@ -68,6 +69,7 @@ fn engine_config() -> Config {
 
 #[entry]
 fn main() -> ! {
+    stack::paint();
     uart::init();
     HEAP.init();
     let core = cortex_m::Peripherals::take().expect("first and only take");
@@ -80,9 +82,16 @@ fn main() -> ! {
     // SAFETY: the AN385 has its LAN9118 at ETH_BASE, and only this driver (and the interrupt
     // handler's write-one-to-clear acknowledgement) uses it.
     let mut eth = unsafe { Lan9118::new(ETH_BASE) };
-    if let Err(error) = eth.init() {
-        log!("ethernet init failed: {:?}", error);
-        halt();
+    match eth.init() {
+        Ok(()) => {}
+        Err(lan9118::InitError::NoChip(read)) => {
+            log!("no LAN9118 at {:#x}: BYTE_TEST read {:#010x}", ETH_BASE, read);
+            halt();
+        }
+        Err(lan9118::InitError::ResetTimeout) => {
+            log!("LAN9118 soft reset did not complete");
+            halt();
+        }
     }
     let mac = eth.mac();
     log!(

@@ -26,13 +26,13 @@ fn read_reg(offset: usize) -> u32 {
 }
 
 /// Enables the transmitter. The divisor is irrelevant to QEMU but must be at least 16.
-pub fn init() {
+pub(crate) fn init() {
     write_reg(BAUDDIV, 16);
     write_reg(CTRL, CTRL_TX_ENABLE);
 }
 
 /// The UART as a `fmt::Write` sink.
-pub struct Uart;
+pub(crate) struct Uart;
 
 impl fmt::Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
