@@ -10,6 +10,8 @@ root="$here/../.."
 port="${PORT:-18995}"
 host=127.0.0.1
 target="${CARGO_TARGET_DIR:-$here/target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+export CARGO_TARGET_DIR="$target"
 elf="$target/thumbv7m-none-eabi/release/musqratt-qemu-cortex-m"
 
 (cd "$here" && cargo build --release --locked)

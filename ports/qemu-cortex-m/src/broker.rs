@@ -22,6 +22,8 @@ use crate::mem_stats;
 
 /// The MQTT port the sockets listen on.
 pub(crate) const PORT: u16 = 1883;
+/// How long a socket may take to finish a TCP close before it is aborted.
+const CLOSE_TIMEOUT_US: u64 = 10_000_000;
 
 /// Where one socket stands.
 enum Slot {
@@ -31,8 +33,8 @@ enum Slot {
     Open { conn: ConnectionId, out: VecDeque<Bytes> },
     /// The engine closed the connection: flush `out`, then close the socket.
     Draining { out: VecDeque<Bytes> },
-    /// `close()` or `abort()` called: waiting for the socket to reach Closed (or TimeWait).
-    Closing,
+    /// `close()` called at `since`: waiting for the socket to reach Closed (or TimeWait).
+    Closing { since: Instant },
 }
 
 /// The sockets and the engine.
@@ -125,7 +127,8 @@ impl Broker {
                     self.engine.handle_input(now, Input::Accepted { conn });
                     let (used, peak, stack) = mem_stats();
                     crate::log!(
-                        "accept conn={} socket={} open={} heap used={} peak={} stack={}",
+                        "t={}ms accept conn={} socket={} open={} heap used={} peak={} stack={}",
+                        now.as_micros() / 1000,
                         conn.0,
                         i,
                         self.open(),
@@ -140,7 +143,7 @@ impl Broker {
             },
             Slot::Open { .. } => self.read(i, now, sockets),
             Slot::Draining { .. } => false,
-            Slot::Closing => match socket.state() {
+            Slot::Closing { since } => match socket.state() {
                 State::Closed => {
                     let _ = socket.listen(PORT);
                     tune(socket);
@@ -151,6 +154,12 @@ impl Broker {
                     // TIME-WAIT holds a socket for 10 s after a close we started; with no
                     // other socket listening, a new client matters more than stray segments
                     // of an old connection on a point-to-point link.
+                    socket.abort();
+                    true
+                }
+                _ if now.as_micros().saturating_sub(since.as_micros()) > CLOSE_TIMEOUT_US => {
+                    // A peer that never finishes the close (FIN-WAIT-2 forever, a lost final
+                    // ACK) must not keep the socket from the next client.
                     socket.abort();
                     true
                 }
@@ -182,12 +191,10 @@ impl Broker {
         };
         if gone {
             self.engine.handle_input(now, Input::Closed { conn });
-            if socket.state() == State::Closed {
-                self.slots[i] = Slot::Closing;
-            } else {
+            if socket.state() != State::Closed {
                 socket.close();
-                self.slots[i] = Slot::Closing;
             }
+            self.slots[i] = Slot::Closing { since: now };
             crate::log!("closed conn={} by peer, heap used={}", conn.0, mem_stats().0);
             moved = true;
         }
@@ -207,7 +214,8 @@ impl Broker {
                 }
                 Action::Close { conn } => {
                     if let Some(slot) = self.slot_of(conn) {
-                        let Slot::Open { out, .. } = core::mem::replace(slot, Slot::Closing) else {
+                        let Slot::Open { out, .. } = core::mem::replace(slot, Slot::Listening)
+                        else {
                             unreachable!("slot_of finds open slots only")
                         };
                         *slot = Slot::Draining { out };
@@ -259,7 +267,7 @@ impl Broker {
             None if drained || !socket.may_send() => {
                 // Everything the engine sent before its Close is in the socket: FIN after it.
                 socket.close();
-                self.slots[i] = Slot::Closing;
+                self.slots[i] = Slot::Closing { since: now };
             }
             _ => {}
         }
