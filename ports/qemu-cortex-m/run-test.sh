@@ -2,12 +2,13 @@
 # The bare-metal broker under real clients: builds the board image (release), boots it in
 # QEMU's mps2-an385 with user networking forwarding 127.0.0.1:PORT to the board's 1883, runs
 # mosquitto_pub/sub and paho-mqtt (3.1.1 and 5.0, QoS 0/1/2, retained) and the board's own
-# checks (concurrent clients, refusal, socket reuse, keep-alive), and fails on any failure or
-# on a panic in the board's log. QEMU is always stopped. PORT defaults to 18995.
+# checks (concurrent clients, refusal, socket reuse, a QoS 1 burst, keep-alive), and fails on
+# any failure or on a panic in the board's log. QEMU is always stopped. BOARD_PORT (default
+# 18995) is the host port.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
-port="${PORT:-18995}"
+port="${BOARD_PORT:-18995}"
 host=127.0.0.1
 target="${CARGO_TARGET_DIR:-$here/target}"
 case "$target" in /*) ;; *) target="$PWD/$target" ;; esac

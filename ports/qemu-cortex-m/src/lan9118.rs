@@ -62,6 +62,9 @@ const BYTE_TEST_VALUE: u32 = 0x8765_4321;
 
 /// The largest Ethernet frame handled (1500-byte MTU, 14-byte header; no VLAN tags).
 pub(crate) const MAX_FRAME: usize = 1514;
+/// The receive buffer: the largest frame, its 4-byte FCS, rounded up to whole FIFO words (the
+/// FIFO is read 32 bits at a time).
+const RX_BUFFER: usize = (MAX_FRAME + 4).next_multiple_of(4);
 
 /// Why the chip could not be brought up.
 pub(crate) enum InitError {
@@ -154,7 +157,7 @@ impl Regs {
 /// The chip at one base address, with one frame buffer each way.
 pub(crate) struct Lan9118 {
     regs: Regs,
-    rx: [u8; MAX_FRAME + 4],
+    rx: [u8; RX_BUFFER],
     tx: [u8; MAX_FRAME],
     mac: [u8; 6],
     /// Frames dropped as too long, too short or flagged in error by the MAC.
@@ -170,7 +173,7 @@ impl Lan9118 {
     pub(crate) const unsafe fn new(base: usize) -> Self {
         Self {
             regs: Regs { base },
-            rx: [0; MAX_FRAME + 4],
+            rx: [0; RX_BUFFER],
             tx: [0; MAX_FRAME],
             mac: [0; 6],
             dropped: 0,
@@ -228,7 +231,7 @@ impl Lan9118 {
             // Bits 29:16: frame length including the 4-byte FCS. Bit 15: error summary.
             let len = ((status >> 16) & 0x3fff) as usize;
             let words = len.div_ceil(4);
-            if status & (1 << 15) != 0 || len < 18 || len > self.rx.len() {
+            if status & (1 << 15) != 0 || len < 18 || words * 4 > self.rx.len() {
                 self.dropped += 1;
                 regs.discard(words);
                 continue;
