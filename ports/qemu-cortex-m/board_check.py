@@ -128,6 +128,46 @@ def burst(host, port, _sockets):
         close([sub, pub])
 
 
+def heap_guard(host, port, _sockets):
+    """A client that fills the heap with retained messages (which the engine does not bound)
+    is disconnected before an allocation fails: the board stays up. A client connected before
+    then clears them, and new clients are served again."""
+    admin = connect(host, port, "bm-admin")
+    flooder = connect(host, port, "bm-flooder")
+    clients = [admin]
+    payload = b"r" * 4000
+    filled = 0
+    try:
+        for i in range(40):
+            info = flooder.publish(f"bm/fill/{i}", payload, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=5)
+            except RuntimeError:
+                break
+            if not info.is_published():
+                break
+            filled += 1
+        else:
+            raise RuntimeError("40 retained 4 KB messages fit a 64 KiB heap: nothing was tested")
+        close([flooder])
+        for i in range(filled + 1):
+            info = admin.publish(f"bm/fill/{i}", b"", qos=1, retain=True)
+            info.wait_for_publish(timeout=TIMEOUT)
+            if not info.is_published():
+                raise RuntimeError(f"clearing bm/fill/{i} failed")
+        late = connect(host, port, "bm-after-fill", timeout=TIMEOUT)
+        clients.append(late)
+        late.subscribe("bm/fill/#", qos=1)
+        late.subscribed.get(timeout=TIMEOUT)
+        try:
+            msg = late.received.get(timeout=1.0)
+            raise RuntimeError(f"a cleared retained message came back: {msg.topic}")
+        except queue.Empty:
+            pass
+    finally:
+        close(clients)
+
+
 def keep_alive(host, port, _sockets):
     """A client with Keep Alive 1 s that sends nothing more is disconnected by the broker
     within one and a half times that (MQTT-3.1.2-24): the board's clock fires it."""
@@ -155,6 +195,7 @@ def main():
     cases = (
         (f"{sockets} concurrent clients, QoS 0/1/2 fan-out, refusal, reuse", all_receive),
         (f"{BURST} QoS 1 messages back to back, all and in order", burst),
+        ("heap guard: a retained flood closes its client, not the board", heap_guard),
         ("keep-alive timeout closes a silent client", keep_alive),
     )
     for name, case in cases:

@@ -18,10 +18,18 @@ use musqratt_engine::{Action, ConnectionId, Engine, Event, Input, Instant};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 
-use crate::mem_stats;
+use crate::{heap_free, mem_stats};
 
 /// The MQTT port the sockets listen on.
 pub(crate) const PORT: u16 = 1883;
+/// A new connection is accepted only with this much heap free: below it the board refuses
+/// clients (RST) rather than run out of memory serving them.
+const ADMIT_FREE: usize = 16 * 1024;
+/// Bytes read are handed to the engine only with this much heap free besides their own
+/// buffer; below it the connection they came on is closed (the client pushing memory up is
+/// most likely the one sending). The engine's own limits bound memory per session, not the
+/// retained store or the number of sessions: this keeps an allocation failure (a panic) away.
+const INPUT_FREE: usize = 6 * 1024;
 /// How long a socket may take to finish a TCP close before it is aborted.
 const CLOSE_TIMEOUT_US: u64 = 10_000_000;
 
@@ -119,6 +127,11 @@ impl Broker {
                     tune(socket);
                     false
                 }
+                _ if heap_free() < ADMIT_FREE => {
+                    socket.abort();
+                    crate::log!("refused a client: heap free={}", heap_free());
+                    true
+                }
                 _ => {
                     let conn = ConnectionId(self.next_conn);
                     self.next_conn += 1;
@@ -173,7 +186,12 @@ impl Broker {
         let Slot::Open { conn, .. } = self.slots[i] else { return false };
         let socket = sockets.get_mut::<tcp::Socket<'_>>(self.handles[i]);
         let mut moved = false;
+        let mut starved = false;
         while socket.can_recv() {
+            if heap_free() < INPUT_FREE + socket.recv_queue() {
+                starved = true;
+                break;
+            }
             let bytes = socket.recv(|data| (data.len(), BytesMut::from(&data[..])));
             match bytes {
                 Ok(bytes) if !bytes.is_empty() => {
@@ -184,18 +202,28 @@ impl Broker {
             }
         }
         // The peer closed (FIN after all its data, or RST), or the connection died.
-        let gone = match socket.state() {
-            State::Closed | State::TimeWait | State::Closing | State::LastAck => true,
-            State::CloseWait => socket.recv_queue() == 0,
-            _ => !socket.is_open(),
-        };
+        let gone = starved
+            || match socket.state() {
+                State::Closed | State::TimeWait | State::Closing | State::LastAck => true,
+                State::CloseWait => socket.recv_queue() == 0,
+                _ => !socket.is_open(),
+            };
         if gone {
             self.engine.handle_input(now, Input::Closed { conn });
-            if socket.state() != State::Closed {
+            if starved {
+                crate::log!(
+                    "closed conn={}: heap free={} too low for its input",
+                    conn.0,
+                    heap_free()
+                );
+                socket.abort();
+            } else if socket.state() != State::Closed {
                 socket.close();
             }
             self.slots[i] = Slot::Closing { since: now };
-            crate::log!("closed conn={} by peer, heap used={}", conn.0, mem_stats().0);
+            if !starved {
+                crate::log!("closed conn={} by peer, heap used={}", conn.0, mem_stats().0);
+            }
             moved = true;
         }
         moved

@@ -45,6 +45,11 @@ const ETH_IRQ: u16 = 13;
 #[global_allocator]
 static HEAP: TrackingHeap = TrackingHeap::empty();
 
+/// Heap bytes not allocated now.
+pub(crate) fn heap_free() -> usize {
+    heap::HEAP_SIZE.saturating_sub(HEAP.used())
+}
+
 /// Heap bytes allocated now and at most, and the stack's deepest use, for the log.
 pub(crate) fn mem_stats() -> (usize, usize, usize) {
     (HEAP.used(), HEAP.peak(), stack::peak())
