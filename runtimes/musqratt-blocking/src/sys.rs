@@ -12,7 +12,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use musqratt_engine::Engine;
-use musqratt_kit::metrics::sys_tree;
+use musqratt_kit::metrics::{LoadAverages, sys_tree};
 use musqratt_kit::{MetricsSource, PeerOf, Shards};
 
 use crate::inbox::Inboxes;
@@ -43,6 +43,7 @@ pub(crate) fn run(
     stopping: &AtomicBool,
 ) {
     const TICK: Duration = Duration::from_millis(100);
+    let mut load = LoadAverages::default();
     loop {
         let mut left = every;
         while !left.is_zero() {
@@ -54,7 +55,9 @@ pub(crate) fn run(
             left -= nap;
         }
         let metrics = source.metrics();
-        let tree = sys_tree(&metrics, source.uptime(), env!("CARGO_PKG_VERSION"));
+        let uptime = source.uptime();
+        let mut tree = sys_tree(&metrics, uptime, env!("CARGO_PKG_VERSION"));
+        tree.extend(load.update(&metrics, uptime));
         if !shards.mail(0, ShardInput::Sys(tree)) {
             return;
         }

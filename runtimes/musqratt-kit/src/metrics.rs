@@ -10,6 +10,10 @@ use core::time::Duration;
 
 use musqratt_engine::{Histogram, LATENCY_BUCKETS, Metrics};
 
+mod load;
+
+pub use load::LoadAverages;
+
 /// The default `sys_interval_s` of the binary's configuration: Mosquitto's default period.
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -35,7 +39,8 @@ impl Maximum {
 /// The `$SYS` topics and payloads for `metrics`, with Mosquitto's names
 /// (<https://mosquitto.org/man/mosquitto-8.html>, "$SYS topics") and payload formats
 /// (decimal numbers; `uptime` as "N seconds"), plus `$SYS/broker/latency/qosN/pXX` in
-/// microseconds (omitted while no message of that QoS was timed).
+/// microseconds (omitted while no message of that QoS was timed). The load averages
+/// (`$SYS/broker/load/...`) need the trees before this one: [`LoadAverages`].
 #[must_use]
 pub fn sys_tree(metrics: &Metrics, uptime: Duration, version: &str) -> Vec<(String, String)> {
     let m = metrics;

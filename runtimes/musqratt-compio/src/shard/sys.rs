@@ -9,7 +9,7 @@ use core::time::Duration;
 use std::rc::Rc;
 
 use musqratt_engine::{ConnectionId, Engine};
-use musqratt_kit::metrics::sys_tree;
+use musqratt_kit::metrics::{LoadAverages, sys_tree};
 use musqratt_kit::{MetricsSource, PeerOf, Shards};
 
 use super::{Core, Directory, Shard};
@@ -45,11 +45,14 @@ fn peer_of(core: &Core, conn: ConnectionId) -> Option<SocketAddr> {
 ///
 /// [`Engine::publish_broker_message`]: musqratt_engine::Engine::publish_broker_message
 pub(crate) async fn publish(shard: Rc<Shard>, source: MetricsSource, every: Duration) {
+    let mut load = LoadAverages::default();
     loop {
         compio::time::sleep(every).await;
         // Gathered before taking this shard's lock for the publish: never two locks at once.
         let metrics = source.metrics();
-        let tree = sys_tree(&metrics, source.uptime(), env!("CARGO_PKG_VERSION"));
+        let uptime = source.uptime();
+        let mut tree = sys_tree(&metrics, uptime, env!("CARGO_PKG_VERSION"));
+        tree.extend(load.update(&metrics, uptime));
         let mut core = shard.lock();
         if core.stopping {
             return;

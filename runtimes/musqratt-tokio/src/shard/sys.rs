@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use musqratt_engine::{ConnectionId, Engine};
-use musqratt_kit::metrics::sys_tree;
+use musqratt_kit::metrics::{LoadAverages, sys_tree};
 use musqratt_kit::{MetricsSource, PeerOf, Shards};
 
 use super::{Directory, Shard, ShardLock, Stream};
@@ -51,11 +51,14 @@ pub(crate) async fn publish(shard: Arc<ShardLock>, source: MetricsSource, every:
     let start = tokio::time::Instant::now() + every;
     let mut interval = tokio::time::interval_at(start, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut load = LoadAverages::default();
     loop {
         interval.tick().await;
         // Gathered before taking this shard's lock for the publish: never two locks at once.
         let metrics = source.metrics();
-        let tree = sys_tree(&metrics, source.uptime(), env!("CARGO_PKG_VERSION"));
+        let uptime = source.uptime();
+        let mut tree = sys_tree(&metrics, uptime, env!("CARGO_PKG_VERSION"));
+        tree.extend(load.update(&metrics, uptime));
         let mut state = shard.lock();
         if state.shutting_down {
             return;
