@@ -7,8 +7,11 @@ use core::time::Duration;
 
 use musqratt_engine::Metrics;
 
+/// How a counter is read from the merged metrics.
+type Counter = fn(&Metrics) -> u64;
+
 /// The counters averaged, with the topic each is published under.
-const LOADS: [(&str, fn(&Metrics) -> u64); 9] = [
+const LOADS: [(&str, Counter); 9] = [
     ("bytes/received", |m| m.bytes_received),
     ("bytes/sent", |m| m.bytes_sent),
     ("connections", |m| m.clients_total),
