@@ -14,16 +14,25 @@ use musqratt_proto::QoS;
 
 use crate::io::DropReason;
 
-/// Buckets of a [`Histogram`]: bucket `i` counts values up to `2^i` µs (1 µs to about 8.4 s),
-/// the last one everything above.
-pub const LATENCY_BUCKETS: usize = 25;
+/// Sub-buckets per power of two of a [`Histogram`] from 4 µs up: each octave `(2^k, 2^(k+1)]`
+/// is cut into this many equal steps, so a bucket's upper bound over-states a value by at most
+/// a quarter.
+const STEPS: usize = 4;
 
-/// A latency histogram with fixed exponential buckets (powers of two of microseconds).
+/// The largest bound, 2^23 µs (about 8.4 s): above it, one overflow bucket.
+const TOP_OCTAVE: usize = 23;
+
+/// Buckets of a [`Histogram`]: 1, 2, 3 and 4 µs, then [`STEPS`] per power of two up to 2^23 µs
+/// (5, 6, 7, 8, 10, 12, 14, 16, 20, ... µs), then one for everything above.
+pub const LATENCY_BUCKETS: usize = STEPS + STEPS * (TOP_OCTAVE - 2) + 1;
+
+/// A latency histogram with fixed log-linear buckets: four per power of two of microseconds.
 ///
-/// Fixed buckets rather than an HDR histogram: the same bounds on every shard and every broker,
-/// so histograms are merged by adding (several brokers can be summed in Prometheus), recording
-/// is one `leading_zeros` and two additions, and nothing is allocated. The price is precision:
-/// a percentile is known to within a factor of two (the bucket's upper bound is reported).
+/// Fixed buckets rather than a per-shard HDR histogram (docs/adr/0018-metrics.md): the same
+/// bounds on every shard and every broker, so histograms are merged by adding (several brokers
+/// can be summed in Prometheus), recording is a `leading_zeros`, a shift and two additions, and
+/// nothing is allocated. A percentile is known to within a quarter of its value (the bucket's
+/// upper bound is reported), as fine as an HDR histogram of two significant bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Histogram {
     /// Values per bucket (not cumulative).
@@ -44,17 +53,31 @@ impl Histogram {
     /// The upper bound of bucket `index` in microseconds; `None` for the last (unbounded) one.
     #[must_use]
     pub fn upper_bound_micros(index: usize) -> Option<u64> {
-        (index + 1 < LATENCY_BUCKETS).then(|| 1u64 << index)
+        if index + 1 >= LATENCY_BUCKETS {
+            return None;
+        }
+        if index < STEPS {
+            return Some(index as u64 + 1);
+        }
+        // Octave k (from 2) of (2^k, 2^(k+1)], step j (from 0) of its STEPS.
+        let (k, j) = (2 + (index - STEPS) / STEPS, (index - STEPS) % STEPS);
+        Some((1u64 << k) + (j as u64 + 1) * (1u64 << (k - 2)))
     }
 
-    /// The bucket a value of `micros` falls in: the smallest `i` with `micros <= 2^i`.
+    /// The bucket a value of `micros` falls in: the first whose upper bound is at least it.
     #[must_use]
     pub fn bucket_of(micros: u64) -> usize {
-        let index = match micros {
-            0 | 1 => 0,
-            n => (u64::BITS - (n - 1).leading_zeros()) as usize,
-        };
-        index.min(LATENCY_BUCKETS - 1)
+        if micros <= STEPS as u64 {
+            return micros.saturating_sub(1) as usize;
+        }
+        // micros in (2^k, 2^(k+1)], k >= 2.
+        let k = (u64::BITS - 1 - (micros - 1).leading_zeros()) as usize;
+        if k > TOP_OCTAVE - 1 {
+            return LATENCY_BUCKETS - 1;
+        }
+        let step = 1u64 << (k - 2);
+        let j = ((micros - (1u64 << k)).div_ceil(step) - 1) as usize;
+        STEPS + (k - 2) * STEPS + j
     }
 
     /// Records one value.
@@ -88,7 +111,7 @@ impl Histogram {
         for (index, count) in self.buckets.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                return Some(Self::upper_bound_micros(index).unwrap_or(1 << (LATENCY_BUCKETS - 2)));
+                return Some(Self::upper_bound_micros(index).unwrap_or(1 << TOP_OCTAVE));
             }
         }
         None
@@ -321,20 +344,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_powers_of_two_of_microseconds() {
+    fn buckets_are_four_per_power_of_two_of_microseconds() {
+        let bounds: alloc::vec::Vec<u64> =
+            (0..12).filter_map(Histogram::upper_bound_micros).collect();
+        assert_eq!(bounds, [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16]);
         assert_eq!(Histogram::bucket_of(0), 0);
         assert_eq!(Histogram::bucket_of(1), 0);
-        assert_eq!(Histogram::bucket_of(2), 1);
-        assert_eq!(Histogram::bucket_of(3), 2);
-        assert_eq!(Histogram::bucket_of(4), 2);
-        assert_eq!(Histogram::bucket_of(5), 3);
-        assert_eq!(Histogram::bucket_of(1 << 23), 23);
-        assert_eq!(Histogram::bucket_of((1 << 23) + 1), 24);
-        assert_eq!(Histogram::bucket_of(u64::MAX), 24);
+        assert_eq!(Histogram::bucket_of(9), 8);
+        assert_eq!(Histogram::bucket_of(10), 8);
+        assert_eq!(Histogram::bucket_of(11), 9);
+        assert_eq!(Histogram::upper_bound_micros(LATENCY_BUCKETS - 2), Some(1 << 23));
+        assert_eq!(Histogram::bucket_of(1 << 23), LATENCY_BUCKETS - 2);
+        assert_eq!(Histogram::bucket_of((1 << 23) + 1), LATENCY_BUCKETS - 1);
+        assert_eq!(Histogram::bucket_of(u64::MAX), LATENCY_BUCKETS - 1);
+        let mut previous = 0;
         for index in 0..LATENCY_BUCKETS - 1 {
             let bound = Histogram::upper_bound_micros(index).unwrap();
+            assert!(bound > previous);
+            // At most a quarter above any value of the bucket.
+            assert!(bound * 4 <= (previous + 1) * 5 || bound <= 4, "{previous} {bound}");
             assert_eq!(Histogram::bucket_of(bound), index);
+            assert_eq!(Histogram::bucket_of(previous + 1), index);
             assert_eq!(Histogram::bucket_of(bound + 1), index + 1);
+            previous = bound;
         }
         assert_eq!(Histogram::upper_bound_micros(LATENCY_BUCKETS - 1), None);
     }
@@ -350,10 +382,10 @@ mod tests {
         b.record(1000);
         a.merge(&b);
         assert_eq!((a.count, a.sum_micros), (5, 1130));
-        assert_eq!(a.quantile_micros(500), Some(16));
-        assert_eq!(a.quantile_micros(800), Some(128));
+        assert_eq!(a.quantile_micros(500), Some(10));
+        assert_eq!(a.quantile_micros(800), Some(112));
         assert_eq!(a.quantile_micros(990), Some(1024));
-        assert_eq!(a.quantile_micros(0), Some(16));
+        assert_eq!(a.quantile_micros(0), Some(10));
     }
 
     #[test]

@@ -366,8 +366,8 @@ mod tests {
         assert_eq!(get("$SYS/broker/clients/disconnected"), "1");
         assert_eq!(get("$SYS/broker/messages/received"), "11");
         assert_eq!(get("$SYS/broker/messages/sent"), "12");
-        assert_eq!(get("$SYS/broker/latency/qos1/p50"), "64");
-        assert_eq!(get("$SYS/broker/latency/qos1/p99"), "4194304");
+        assert_eq!(get("$SYS/broker/latency/qos1/p50"), "40");
+        assert_eq!(get("$SYS/broker/latency/qos1/p99"), "3145728");
         assert!(!tree.iter().any(|(t, _)| t.starts_with("$SYS/broker/latency/qos0")));
     }
 
@@ -390,7 +390,7 @@ mod tests {
         assert!(text.contains("\"messages\":{\"received\":[5,6,0],\"sent\":[5,6,1]}"), "{text}");
         assert!(text.contains("\"connect_refusals\":{\"0x86\":2}"), "{text}");
         assert!(text.contains("\"qos0\":{\"count\":0,\"p50_us\":null"), "{text}");
-        assert!(text.contains("\"qos1\":{\"count\":2,\"p50_us\":64"), "{text}");
+        assert!(text.contains("\"qos1\":{\"count\":2,\"p50_us\":40"), "{text}");
         let opens = text.matches('{').count();
         assert_eq!(opens, text.matches('}').count());
     }
