@@ -636,6 +636,9 @@ async fn pubsub_report(
     report.result("drain_complete", out.drained);
     report.result("drain_s", (out.drain_time.as_secs_f64() * 1000.0).round() / 1000.0);
     report.latency("latency_us", &out.latency, false);
+    if let Some(last) = &out.last_subscriber {
+        report.latency("last_subscriber_us", last, false);
+    }
     warn_loss(cfg.qos, lost, label);
     Ok(report)
 }

@@ -43,6 +43,11 @@ pub struct SubsArgs {
     /// Messages per second of the latency pair (for --duration after --warmup); 0: none.
     #[arg(long, short = 'r', default_value_t = 1000)]
     pub rate: u64,
+    /// The shard count of the musqratt broker under test: the pair's client ids are chosen so
+    /// that musqratt serves both on one shard (as `latency --placement same`), so that a hop
+    /// between threads, which depends on the ids' luck, does not move the curve.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub shards: u16,
     /// How long the subscriptions are held before RSS is read.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub hold: Duration,
@@ -72,8 +77,13 @@ pub struct RetainedArgs {
 pub(crate) async fn subs_report(label: &str, args: &Args, a: &SubsArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(a.filters > 0, "--filters must be at least 1");
     let target = transport::Target::parse(&args.url, args.cafile.as_deref())?;
-    let latency =
+    let mut latency =
         (a.rate > 0).then(|| crate::latency_cfg(args, target.clone(), a.qos, a.rate, 64, 1000, 20));
+    let ids = crate::latency::ClientIds::pick(crate::Placement::Same, a.shards)?;
+    if let Some(cfg) = &mut latency {
+        cfg.pub_id.clone_from(&ids.pub_id);
+        cfg.sub_id.clone_from(&ids.sub_id);
+    }
     let cfg = subs::SubsCfg {
         target,
         login: wire::Login::from_url(&args.url),
@@ -113,6 +123,9 @@ pub(crate) async fn subs_report(label: &str, args: &Args, a: &SubsArgs) -> anyho
     }
     if let (Some(lat), Some(out)) = (&cfg.latency, &out.latency) {
         report.param("rate", lat.rate);
+        report.param("shards", a.shards);
+        report.param("pub_shard", ids.pub_shard);
+        report.param("sub_shard", ids.sub_shard);
         report.param("duration_s", lat.duration.as_secs_f64());
         report.latency("latency_us", &out.latency, false);
         let lost = out.sent - out.seen.distinct.min(out.sent);

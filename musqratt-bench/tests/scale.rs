@@ -56,6 +56,7 @@ async fn subs_holds_every_filter_and_measures_a_pair_meanwhile() {
                 per_packet,
                 qos: 1,
                 rate: 500,
+                shards: 2,
                 hold: Duration::ZERO,
             }),
         ))
@@ -71,6 +72,7 @@ async fn subs_holds_every_filter_and_measures_a_pair_meanwhile() {
         assert_eq!(r["lost"], 0, "{r:?}");
         assert!(r["sent"].as_u64().unwrap() > 0, "{r:?}");
         assert!(r["latency_us"]["p99"].as_f64().unwrap() > 0.0, "{r:?}");
+        assert_eq!(p["pub_shard"], p["sub_shard"], "{p:?}");
     }
 }
 
