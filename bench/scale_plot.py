@@ -46,11 +46,12 @@ CURVES = {
     "fanout": ("Fan-out, unpaced, QoS 0", "subscribers", [
         ("deliveries_per_s", "deliveries per s"),
         ("lost", "messages lost"),
-        ("latency_us.p99", "latency p99 (µs)")]),
+        ("last_subscriber_us.p50", "time to the last subscriber p50 (µs)")]),
     "fanout_paced": ("Fan-out, paced, QoS 0", "subscribers", [
         ("deliveries_per_s", "deliveries per s"),
         ("latency_us.p50", "latency p50 (µs)"),
-        ("latency_us.max", "latency max: the last subscriber (µs)")]),
+        ("last_subscriber_us.p50", "time to the last subscriber p50 (µs)"),
+        ("last_subscriber_us.p99", "time to the last subscriber p99 (µs)")]),
     "retained": ("Retained messages", "retained messages", [
         ("rss_per_retained_bytes", "broker RSS per retained message (B)"),
         ("receive_all_s", "time for a # subscriber to get all (s)"),

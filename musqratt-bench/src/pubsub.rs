@@ -54,8 +54,8 @@ pub(crate) struct PubSubOut {
     pub(crate) duplicates: u64,
     pub(crate) reordered: u64,
     pub(crate) latency: Histogram<u64>,
-    /// Fan-out (1 publisher, several subscribers): per message sent in the window and received
-    /// by every subscriber, its latency to the last of them.
+    /// Fan-out (1 publisher, several subscribers): per message published in the window and
+    /// received by every subscriber (during the window or the drain), its latency to the last.
     pub(crate) last_subscriber: Option<Histogram<u64>>,
     /// Every expected delivery arrived before the drain ended.
     pub(crate) drained: bool,
@@ -70,7 +70,8 @@ const DRAIN_CAP_QOS0: Duration = Duration::from_secs(10);
 struct SubStats {
     seen: Vec<Seen>,
     latency: Histogram<u64>,
-    /// Fan-out only: latency in ns of message `seq` (index) if received in the window, else 0.
+    /// Fan-out only: latency in ns of message `seq` (index) if it was published in the window
+    /// and received (at any time before the run stopped), else 0.
     per_seq: Vec<u64>,
 }
 
@@ -253,17 +254,19 @@ async fn subscriber(
                         stats.seen.get_mut(publisher as usize).map(|seen| (seq, sent, seen))
                     }) {
                         seen.mark(seq);
+                        let took = now.saturating_sub(sent).max(1);
                         if (clock.warm_ns..clock.end_ns).contains(&now) {
                             counted += 1;
-                            let took = now.saturating_sub(sent).max(1);
                             let _ = stats.latency.record(took);
-                            if clock.per_message {
-                                let at = seq as usize;
-                                if at >= stats.per_seq.len() {
-                                    stats.per_seq.resize(at + 1, 0);
-                                }
-                                stats.per_seq[at] = took;
+                        }
+                        // Per message published in the window, whenever it arrives (the drain
+                        // included): a lagging subscriber is the one this measures.
+                        if clock.per_message && (clock.warm_ns..clock.end_ns).contains(&sent) {
+                            let at = seq as usize;
+                            if at >= stats.per_seq.len() {
+                                stats.per_seq.resize(at + 1, 0);
                             }
+                            stats.per_seq[at] = took;
                         }
                     }
                     match (p.qos as u8, p.packet_id) {
@@ -288,7 +291,7 @@ async fn subscriber(
     Ok(stats)
 }
 
-/// Per message every subscriber received in the window, the latency to the last of them (the
+/// Per message published in the window that every subscriber received, the latency to the last of them (the
 /// maximum over subscribers): how long a fan-out takes to reach everyone.
 fn last_subscriber(per_sub: &[Vec<u64>]) -> Histogram<u64> {
     let len = per_sub.iter().map(Vec::len).max().unwrap_or(0);
