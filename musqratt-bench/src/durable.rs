@@ -70,9 +70,18 @@ pub(crate) async fn run(cfg: &DurableCfg) -> anyhow::Result<DurableOut> {
         None
     } else {
         let messages = cfg.messages;
-        Some(tokio::spawn(async move { receive(sub, messages).await }))
+        Some(tokio::spawn(async move { receive(sub, messages, PATIENCE).await }))
     };
-    let publish_time = publish(cfg, &topic).await?;
+    let publish_time = publish_acked(
+        &cfg.target,
+        &cfg.login,
+        cfg.messages,
+        cfg.window,
+        cfg.payload,
+        false,
+        |_, name| name.push_str(&topic),
+    )
+    .await?;
     let (seen, delivery_time) = match online {
         Some(task) => {
             let (seen, done) = task.await??;
@@ -83,7 +92,7 @@ pub(crate) async fn run(cfg: &DurableCfg) -> anyhow::Result<DurableOut> {
             let (sub, present) =
                 AsyncConn::connect_session(&cfg.target, &sub_id, &cfg.login, false).await?;
             anyhow::ensure!(present, "the subscriber's session was not kept (session present 0)");
-            let (seen, done) = receive(sub, cfg.messages).await?;
+            let (seen, done) = receive(sub, cfg.messages, PATIENCE).await?;
             (seen, done - back)
         }
     };
@@ -98,15 +107,22 @@ pub(crate) async fn run(cfg: &DurableCfg) -> anyhow::Result<DurableOut> {
     })
 }
 
-/// Publishes `cfg.messages` at QoS 1 with at most `cfg.window` unacknowledged; returns the
-/// time to the last acknowledgement.
-async fn publish(cfg: &DurableCfg, topic: &str) -> anyhow::Result<Duration> {
+/// Publishes `messages` at QoS 1 (`payload` bytes each, sequence numbers 0, 1, ...) with at
+/// most `window` unacknowledged, with the RETAIN flag if `retain`, message `seq` on the topic
+/// `topic(seq, name)` writes into an empty `name`; returns the time to the last acknowledgement.
+pub(crate) async fn publish_acked(
+    target: &Target,
+    login: &wire::Login,
+    messages: u64,
+    window: usize,
+    payload: usize,
+    retain: bool,
+    mut topic: impl FnMut(u64, &mut String),
+) -> anyhow::Result<Duration> {
     let (conn, _) =
-        AsyncConn::connect_session(&cfg.target, &wire::client_id("dpub", 0), &cfg.login, true)
-            .await?;
+        AsyncConn::connect_session(target, &wire::client_id("dpub", 0), login, true).await?;
     let (mut reader, mut writer) = conn.into_split();
-    let window = Arc::new(Semaphore::new(cfg.window.clamp(1, 30_000)));
-    let messages = cfg.messages;
+    let window = Arc::new(Semaphore::new(window.clamp(1, 30_000)));
     let acks = {
         let window = Arc::clone(&window);
         tokio::spawn(async move {
@@ -131,6 +147,7 @@ async fn publish(cfg: &DurableCfg, topic: &str) -> anyhow::Result<Duration> {
     };
     let start = Instant::now();
     let mut out = BytesMut::new();
+    let mut name = String::new();
     let mut seq = 0;
     while seq < messages {
         // As many as the window allows, in one write.
@@ -145,7 +162,13 @@ async fn publish(cfg: &DurableCfg, topic: &str) -> anyhow::Result<Duration> {
         }
         for _ in 0..batch {
             let id = u16::try_from(seq % 65_535 + 1).unwrap_or(1);
-            wire::publish(&mut out, topic, 1, id, seq, 0, 0, cfg.payload);
+            name.clear();
+            topic(seq, &mut name);
+            let at = out.len();
+            wire::publish(&mut out, &name, 1, id, seq, 0, 0, payload);
+            if retain {
+                out[at] |= 0x01; // the RETAIN flag of the fixed header (§3.3.1.3)
+            }
             seq += 1;
         }
         writer.write_all(&out).await?;
@@ -155,9 +178,14 @@ async fn publish(cfg: &DurableCfg, topic: &str) -> anyhow::Result<Duration> {
     Ok(done - start)
 }
 
-/// Receives until `messages` distinct ones came, acknowledging each (one write per read);
-/// returns what came and when the last new one did.
-async fn receive(mut conn: AsyncConn, messages: u64) -> anyhow::Result<(Seen, Instant)> {
+/// Receives until `messages` distinct ones came, acknowledging each (one write per read), or
+/// nothing came for `quiet` (then what came is returned: the caller counts the loss); returns
+/// what came and when the last new one did.
+pub(crate) async fn receive(
+    mut conn: AsyncConn,
+    messages: u64,
+    quiet: Duration,
+) -> anyhow::Result<(Seen, Instant)> {
     let mut seen = Seen::default();
     let mut out = BytesMut::new();
     let mut last = Instant::now();
@@ -181,12 +209,15 @@ async fn receive(mut conn: AsyncConn, messages: u64) -> anyhow::Result<(Seen, In
             out.clear();
         }
         if seen.distinct < messages {
-            let filled = tokio::time::timeout(PATIENCE, conn.fill()).await;
-            anyhow::ensure!(
-                matches!(filled, Ok(Ok(true))),
-                "no delivery within {PATIENCE:?} ({} of {messages} received)",
-                seen.distinct
-            );
+            match tokio::time::timeout(quiet, conn.fill()).await {
+                Ok(Ok(true)) => {}
+                Err(_) => break,
+                Ok(Ok(false)) => anyhow::bail!(
+                    "the broker closed the subscriber ({} of {messages} received)",
+                    seen.distinct
+                ),
+                Ok(Err(error)) => return Err(error.into()),
+            }
         }
     }
     Ok((seen, last))

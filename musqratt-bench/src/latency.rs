@@ -37,6 +37,9 @@ pub(crate) struct LatencyCfg {
     /// Client ids of the MQTT publisher and subscriber (the MQTT-SN path names its own).
     pub(crate) pub_id: String,
     pub(crate) sub_id: String,
+    /// The topic (default: one of the run's own, `mqb/<id>/lat`); `subs` puts it among the
+    /// filters it holds, so that the broker's matcher walks past them.
+    pub(crate) topic: Option<String>,
 }
 
 /// The latency clients' ids, chosen for a [`Placement`], and the shards musqratt puts them on.
@@ -146,7 +149,7 @@ fn timed_out(error: &std::io::Error) -> bool {
 /// Runs one latency measurement (blocking: call from a blocking thread). `progress` counts
 /// messages received.
 pub(crate) fn run(cfg: &LatencyCfg, progress: &Arc<AtomicU64>) -> anyhow::Result<LatencyOut> {
-    let topic = format!("mqb/{}/lat", wire::client_id("t", 0));
+    let topic = cfg.topic.clone().unwrap_or_else(|| format!("mqb/{}/lat", wire::client_id("t", 0)));
     let mut sub = SyncConn::connect(&cfg.target, &cfg.sub_id, wire::KEEP_ALIVE, &cfg.login)?;
     sub.subscribe(&topic, cfg.qos)?;
     let publisher = SyncConn::connect(&cfg.target, &cfg.pub_id, wire::KEEP_ALIVE, &cfg.login)?;

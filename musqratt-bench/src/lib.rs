@@ -6,7 +6,11 @@
 //! - `throughput`: P publishers → S subscribers of a wildcard filter; delivered messages per
 //!   second; at QoS ≥ 1 every message must arrive.
 //! - `fanout`: 1 publisher → S subscribers of one topic; deliveries per second.
-//! - `conns`: N idle connections; time to connect them all, broker RSS per connection.
+//! - `conns`: N idle connections; time to connect them all, broker RSS per connection; with
+//!   `--parallel 0` a connection storm (`--clean false`: persistent sessions).
+//! - `subs`: N distinct subscriptions held; SUBSCRIBE rate, RSS per subscription, latency of a
+//!   1 → 1 pair meanwhile.
+//! - `retained`: N retained messages; RSS per message, time for a `#` subscriber to get them.
 //! - `floor`: `latency` (or `throughput`) through a trivial in-process TCP relay instead of a
 //!   broker: the physical floor and the generator's own ceiling.
 //!
@@ -19,7 +23,10 @@ mod latency;
 mod pubsub;
 mod relay;
 mod report;
+mod retained;
+mod scale;
 mod sn;
+mod subs;
 mod sys;
 mod transport;
 mod wire;
@@ -32,6 +39,7 @@ use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
 pub use report::Report;
+pub use scale::{FilterShape, RetainedArgs, SubsArgs};
 
 /// `musqratt bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -83,6 +91,12 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// N idle connections: time to connect all, broker RSS per connection (with --pid).
     Conns(ConnsArgs),
+    /// N distinct subscriptions held over C connections: SUBSCRIBE rate, RSS per subscription
+    /// (with --pid), publish latency of a 1 → 1 pair while they are held.
+    Subs(SubsArgs),
+    /// N retained messages on distinct topics: RSS per message (with --pid), time for a `#`
+    /// subscriber to receive them all.
+    Retained(RetainedArgs),
     /// QoS 1 to a persistent session (Clean Session 0), subscriber online or away and then
     /// draining: publish and delivery rates, and bytes written to disk per payload byte.
     Durable(DurableArgs),
@@ -244,9 +258,18 @@ pub struct ConnsArgs {
     /// broker needs `ulimit -n` above this too).
     #[arg(long, short = 'n', default_value_t = 1000)]
     pub connections: usize,
-    /// Connection attempts in flight at once.
+    /// Connection attempts in flight at once; 0: all of them (a connection storm).
     #[arg(long, default_value_t = 128)]
     pub parallel: usize,
+    /// Clean Session flag: `false` gives every connection a persistent session (a storm of
+    /// reconnecting devices with `--parallel 0`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub clean: bool,
+    /// Spread the connections over this many local addresses 127.0.0.1, 127.0.0.2, ... (a
+    /// loopback broker only); 0: as many as needed at 20,000 connections each, since one source
+    /// address has only the ~28k ports of the ephemeral range.
+    #[arg(long, default_value_t = 0)]
+    pub source_ips: usize,
     /// Keep alive of the CONNECT, seconds (0: none, which rumqttd refuses).
     #[arg(long, default_value_t = 600)]
     pub keep_alive: u16,
@@ -334,7 +357,9 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
     // their clock starts once connected), the whole run for `conns`.
     let now = std::time::Instant::now();
     let window = match &args.scenario {
-        Scenario::Conns(_) | Scenario::Durable(_) => sys::CpuWindow::new(args.pid, now, None),
+        Scenario::Conns(_) | Scenario::Durable(_) | Scenario::Subs(_) | Scenario::Retained(_) => {
+            sys::CpuWindow::new(args.pid, now, None)
+        }
         _ => {
             let start = now + args.warmup;
             sys::CpuWindow::new(args.pid, start, Some(start + args.duration))
@@ -418,6 +443,8 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
             conns_report(&label, &args.url, target, a, args.pid).await?
         }
         Scenario::Durable(a) => durable_report(&label, args, a).await?,
+        Scenario::Subs(a) => scale::subs_report(&label, args, a).await?,
+        Scenario::Retained(a) => scale::retained_report(&label, args, a).await?,
         Scenario::Relay(a) => {
             let layers = match (&a.tls_cert, &a.tls_key) {
                 (Some(cert), Some(key)) => Some(musqratt_kit::Layers::tls(
@@ -485,7 +512,7 @@ pub async fn run_reports(args: &Args) -> anyhow::Result<Vec<Report>> {
     Ok(vec![report])
 }
 
-fn latency_cfg(
+pub(crate) fn latency_cfg(
     args: &Args,
     target: transport::Target,
     qos: u8,
@@ -507,6 +534,7 @@ fn latency_cfg(
         drain: args.drain,
         pub_id: wire::client_id("lat-pub", 0),
         sub_id: wire::client_id("lat-sub", 0),
+        topic: None,
     }
 }
 
@@ -608,6 +636,9 @@ async fn pubsub_report(
     report.result("drain_complete", out.drained);
     report.result("drain_s", (out.drain_time.as_secs_f64() * 1000.0).round() / 1000.0);
     report.latency("latency_us", &out.latency, false);
+    if let Some(last) = &out.last_subscriber {
+        report.latency("last_subscriber_us", last, false);
+    }
     warn_loss(cfg.qos, lost, label);
     Ok(report)
 }
@@ -646,7 +677,7 @@ async fn durable_report(label: &str, args: &Args, a: &DurableArgs) -> anyhow::Re
     Ok(report)
 }
 
-fn warn_loss(qos: u8, lost: u64, label: &str) {
+pub(crate) fn warn_loss(qos: u8, lost: u64, label: &str) {
     if qos > 0 && lost > 0 {
         eprintln!("warning: {label} lost {lost} message(s) at QoS {qos}");
     }
@@ -667,6 +698,7 @@ async fn conns_report(
             a.connections
         );
     }
+    let target_addr = target.addr.clone();
     let cfg = conns::ConnsCfg {
         target,
         login: wire::Login::from_url(url),
@@ -676,6 +708,8 @@ async fn conns_report(
         keep_alive: a.keep_alive,
         hold: a.hold,
         pid,
+        clean: a.clean,
+        sources: conns::sources(&target_addr, a.connections, a.source_ips)?,
     };
     let counter = Arc::new(AtomicU64::new(0));
     let progress =
@@ -687,7 +721,14 @@ async fn conns_report(
     report.param("parallel", a.parallel);
     report.param("keep_alive", a.keep_alive);
     report.param("hold_s", a.hold.as_secs_f64());
+    report.param("clean", a.clean);
+    if !cfg.sources.is_empty() {
+        report.param("source_ips", cfg.sources.len());
+    }
     report.result("connected", out.connected);
+    if !a.clean {
+        report.result("sessions_present", out.sessions_present);
+    }
     report.result("failed", out.failed);
     if let Some(error) = &out.first_error {
         report.result("first_error", error);

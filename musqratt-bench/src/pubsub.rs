@@ -54,6 +54,9 @@ pub(crate) struct PubSubOut {
     pub(crate) duplicates: u64,
     pub(crate) reordered: u64,
     pub(crate) latency: Histogram<u64>,
+    /// Fan-out (1 publisher, several subscribers): per message published in the window and
+    /// received by every subscriber (during the window or the drain), its latency to the last.
+    pub(crate) last_subscriber: Option<Histogram<u64>>,
     /// Every expected delivery arrived before the drain ended.
     pub(crate) drained: bool,
     /// Time from the last publication to the end of the drain.
@@ -67,12 +70,17 @@ const DRAIN_CAP_QOS0: Duration = Duration::from_secs(10);
 struct SubStats {
     seen: Vec<Seen>,
     latency: Histogram<u64>,
+    /// Fan-out only: latency in ns of message `seq` (index) if it was published in the window
+    /// and received (at any time before the run stopped), else 0.
+    per_seq: Vec<u64>,
 }
 
 struct Clock {
     base: Instant,
     warm_ns: u64,
     end_ns: u64,
+    /// Fan-out: subscribers keep each message's latency, for the time to the last of them.
+    per_message: bool,
 }
 
 impl Clock {
@@ -114,6 +122,7 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
         base,
         warm_ns: cfg.warmup.as_nanos() as u64,
         end_ns: (cfg.warmup + cfg.duration).as_nanos() as u64,
+        per_message: cfg.publishers == 1 && cfg.subscribers > 1,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let in_window = Arc::new(AtomicU64::new(0));
@@ -190,9 +199,11 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
         duplicates: 0,
         reordered: 0,
         latency: histogram(),
+        last_subscriber: None,
         drained,
         drain_time,
     };
+    let mut per_sub = Vec::with_capacity(cfg.subscribers);
     for task in sub_tasks {
         let stats = task.await??;
         for seen in &stats.seen {
@@ -201,6 +212,10 @@ pub(crate) async fn run(cfg: &PubSubCfg, progress: Arc<AtomicU64>) -> anyhow::Re
             out.reordered += seen.reordered;
         }
         let _ = out.latency.add(&stats.latency);
+        per_sub.push(stats.per_seq);
+    }
+    if cfg.publishers == 1 && cfg.subscribers > 1 {
+        out.last_subscriber = Some(last_subscriber(&per_sub));
     }
     for mut writer in pub_writers {
         let _ = writer.write_all(&[0xE0, 0]).await;
@@ -217,7 +232,8 @@ async fn subscriber(
     distinct: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<SubStats> {
-    let mut stats = SubStats { seen: vec![Seen::default(); publishers], latency: histogram() };
+    let mut stats =
+        SubStats { seen: vec![Seen::default(); publishers], latency: histogram(), per_seq: vec![] };
     let mut out = BytesMut::with_capacity(4096);
     loop {
         tokio::select! {
@@ -238,9 +254,19 @@ async fn subscriber(
                         stats.seen.get_mut(publisher as usize).map(|seen| (seq, sent, seen))
                     }) {
                         seen.mark(seq);
+                        let took = now.saturating_sub(sent).max(1);
                         if (clock.warm_ns..clock.end_ns).contains(&now) {
                             counted += 1;
-                            let _ = stats.latency.record(now.saturating_sub(sent).max(1));
+                            let _ = stats.latency.record(took);
+                        }
+                        // Per message published in the window, whenever it arrives (the drain
+                        // included): a lagging subscriber is the one this measures.
+                        if clock.per_message && (clock.warm_ns..clock.end_ns).contains(&sent) {
+                            let at = seq as usize;
+                            if at >= stats.per_seq.len() {
+                                stats.per_seq.resize(at + 1, 0);
+                            }
+                            stats.per_seq[at] = took;
                         }
                     }
                     match (p.qos as u8, p.packet_id) {
@@ -263,6 +289,26 @@ async fn subscriber(
     }
     let _ = conn.write_all(&[0xE0, 0]).await;
     Ok(stats)
+}
+
+/// Per message published in the window that every subscriber received, the latency to the last of them (the
+/// maximum over subscribers): how long a fan-out takes to reach everyone.
+fn last_subscriber(per_sub: &[Vec<u64>]) -> Histogram<u64> {
+    let len = per_sub.iter().map(Vec::len).max().unwrap_or(0);
+    let (mut last, mut reached) = (vec![0u64; len], vec![0usize; len]);
+    for per_seq in per_sub {
+        for (seq, &took) in per_seq.iter().enumerate().filter(|(_, took)| **took > 0) {
+            last[seq] = last[seq].max(took);
+            reached[seq] += 1;
+        }
+    }
+    let mut hist = histogram();
+    for (took, n) in last.into_iter().zip(reached) {
+        if n == per_sub.len() {
+            let _ = hist.record(took);
+        }
+    }
+    hist
 }
 
 struct PubStats {
@@ -388,4 +434,18 @@ async fn publisher(
         }
     }
     Ok(PubStats { sent: seq, acked: acked.load(Ordering::Relaxed), in_window, writer })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_last_subscriber_is_the_slowest_and_partial_messages_are_left_out() {
+        // Message 0: 10 and 30 µs; message 1: only the first subscriber (lost by the second);
+        // message 2: 5 and 7 µs; message 3: received by neither in the window.
+        let per_sub = vec![vec![10_000, 4_000, 5_000], vec![30_000, 0, 7_000, 0]];
+        let hist = super::last_subscriber(&per_sub);
+        assert_eq!(hist.len(), 2);
+        assert!(hist.equivalent(hist.max(), 30_000), "{}", hist.max());
+        assert!(hist.equivalent(hist.min(), 7_000), "{}", hist.min());
+    }
 }

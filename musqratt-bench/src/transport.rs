@@ -364,11 +364,48 @@ impl AsyncConn {
         Self::connect_with(target, &out).await
     }
 
+    /// As [`Self::connect_session`] with the keep alive given, from the local address
+    /// `source` if any (port chosen by the kernel): many loopback connections need several
+    /// source addresses, as one has only the ~28k ports of the ephemeral range.
+    pub(crate) async fn connect_from(
+        target: &Target,
+        source: Option<core::net::IpAddr>,
+        client_id: &str,
+        keep_alive: u16,
+        login: &Login,
+        clean: bool,
+    ) -> anyhow::Result<(Self, bool)> {
+        let mut out = BytesMut::new();
+        connect_session(&mut out, client_id, keep_alive, login, clean);
+        let Some(source) = source else { return Self::connect_with(target, &out).await };
+        let addr: core::net::SocketAddr =
+            target.addr.parse().with_context(|| format!("bad address {}", target.addr))?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket
+            .bind(core::net::SocketAddr::new(source, 0))
+            .with_context(|| format!("binding to {source}"))?;
+        let stream = socket.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        Self::handshake(target, stream, &out).await
+    }
+
     /// Connects and sends `connect` (a CONNECT packet); the CONNACK's session present flag.
     async fn connect_with(target: &Target, connect: &[u8]) -> anyhow::Result<(Self, bool)> {
         let addr = &target.addr;
         let stream =
             TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        Self::handshake(target, stream, connect).await
+    }
+
+    /// Sets up a connected socket's layers, sends `connect` and waits for a successful CONNACK.
+    async fn handshake(
+        target: &Target,
+        stream: TcpStream,
+        connect: &[u8],
+    ) -> anyhow::Result<(Self, bool)> {
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
         let (layered, writer) = match target.stack()? {
@@ -437,6 +474,11 @@ impl AsyncConn {
     /// [`AsyncReader::fill`]).
     pub(crate) async fn fill(&mut self) -> io::Result<bool> {
         self.reader.fill().await
+    }
+
+    /// Puts the halves of [`Self::into_split`] back together.
+    pub(crate) fn from_split(reader: AsyncReader, writer: AsyncWriter) -> Self {
+        Self { reader, writer }
     }
 
     /// Splits into the decoder half and the write half.

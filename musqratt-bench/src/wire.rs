@@ -119,6 +119,17 @@ pub(crate) fn subscribe(buf: &mut BytesMut, packet_id: u16, filter: &str, qos: u
     buf.put_u8(qos);
 }
 
+/// SUBSCRIBE (MQTT 3.1.1) with several filters, each at `qos`.
+pub(crate) fn subscribe_many(buf: &mut BytesMut, packet_id: u16, filters: &[String], qos: u8) {
+    buf.put_u8(0x82);
+    put_varint(buf, 2 + filters.iter().map(|f| 2 + f.len() + 1).sum::<usize>());
+    buf.put_u16(packet_id);
+    for filter in filters {
+        put_str(buf, filter);
+        buf.put_u8(qos);
+    }
+}
+
 /// PUBLISH whose payload is [`HEADER_LEN`] header bytes followed by zero padding up to
 /// `payload_len` (at least the header).
 #[allow(clippy::too_many_arguments)]

@@ -86,6 +86,11 @@ fn every_scenario_runs_against_the_blocking_broker() {
     }
     let r = bench(&["fanout", "-u", url, "-S", "5", "--rate", "1000"]);
     assert_eq!(r["results"]["lost"], 0, "{r}");
+    // Per message, the latency to the last of the 5 subscribers: never below the median
+    // delivery's.
+    let last = &r["results"]["last_subscriber_us"];
+    assert!(last["count"].as_u64().unwrap() > 0, "{r}");
+    assert!(last["max"].as_f64().unwrap() >= r["results"]["latency_us"]["p50"].as_f64().unwrap());
 
     let r = bench(&["conns", "-u", url, "-n", "50", "--pid", &pid, "--hold", "100ms"]);
     assert_eq!(r["results"]["connected"], 50, "{r}");

@@ -117,6 +117,8 @@ async fn scenarios_over_mqtts_ws_and_wss() {
             keep_alive: 60,
             users: 0,
             hold: Duration::ZERO,
+            clean: true,
+            source_ips: 0,
         });
         let reports = musqratt_bench::run_reports(&args(url.clone(), &cafile, conns))
             .await
