@@ -60,10 +60,8 @@ impl Publish {
         }
         let topic = read_binary(&mut body)?;
         // The checks of `read_string` and `validate_topic_name`, in the same order, with one
-        // branch-free (vectorised) pass for U+0000 and the wildcards instead of two.
-        let found = topic.iter().fold(0u8, |found, &byte| {
-            found | u8::from(byte == 0) | (u8::from(byte == b'+' || byte == b'#') << 1)
-        });
+        // branch-free pass for U+0000 and the wildcards instead of two.
+        let found = scan_topic(&topic);
         if found & 1 != 0 {
             return Err(DecodeError::NullCharacter); // MQTT-1.5.4-2
         }
@@ -214,6 +212,34 @@ impl Publish {
     }
 }
 
+/// Bit 0: `topic` holds U+0000; bit 1: it holds `+` or `#`. The bytes are taken 16 at a time
+/// into a fixed-size block, which the compiler turns into a few vector compares; a plain fold
+/// over the slice stays one byte per step (about 10 instructions per topic byte, measured).
+#[inline]
+fn scan_topic(topic: &[u8]) -> u8 {
+    /// `+` (0x2B) and `#` (0x23) differ only in bit 3.
+    fn flags(byte: u8) -> u8 {
+        u8::from(byte == 0) | (u8::from(byte & !0x08 == b'#') << 1)
+    }
+    fn block(bytes: &[u8; 16]) -> u8 {
+        bytes.iter().fold(0, |found, &byte| found | flags(byte))
+    }
+    let mut blocks = topic.chunks_exact(16);
+    let mut found = 0;
+    for bytes in &mut blocks {
+        found |= block(bytes.try_into().unwrap_or(&[0; 16]));
+    }
+    // The last bytes, padded with a byte that sets no flag: one more block instead of a
+    // byte-at-a-time loop.
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let mut last = [b'a'; 16];
+        last[..rest.len()].copy_from_slice(rest);
+        found |= block(&last);
+    }
+    found
+}
+
 /// PUBACK, PUBREC, PUBREL or PUBCOMP: the same layout for all four (§3.4-3.7); which one it is
 /// is the [`super::Packet`] variant that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,5 +304,39 @@ impl PubResponse {
             self.properties.encode(self.properties.body_len()?, dst);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::scan_topic;
+
+    /// The plain definition `scan_topic` must agree with.
+    fn naive(topic: &[u8]) -> u8 {
+        u8::from(topic.contains(&0))
+            | (u8::from(topic.iter().any(|&b| b == b'+' || b == b'#')) << 1)
+    }
+
+    #[test]
+    fn scan_topic_finds_nul_and_wildcards_at_every_position() {
+        // Lengths across the 16-byte blocks and the padded remainder; each special byte, and
+        // the bytes one bit away from them, at every position.
+        for len in 0..=50 {
+            let plain = vec![b'a'; len];
+            assert_eq!(scan_topic(&plain), 0, "{len}");
+            for at in 0..len {
+                for byte in [0, b'+', b'#', b'*', b'\'', b'+' ^ 0x80, 0x80, 0xFF, 0x08, 0x01] {
+                    let mut topic = plain.clone();
+                    topic[at] = byte;
+                    assert_eq!(scan_topic(&topic), naive(&topic), "len {len} at {at} byte {byte}");
+                }
+                let mut both = plain.clone();
+                both[at] = 0;
+                both[len - 1 - at] = b'#';
+                assert_eq!(scan_topic(&both), naive(&both), "len {len} at {at}");
+            }
+        }
     }
 }
