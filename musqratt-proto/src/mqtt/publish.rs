@@ -109,17 +109,17 @@ impl Publish {
     /// (variable header and payload). Empty properties, the usual case, cost one test.
     #[inline]
     pub(crate) fn lens(&self, version: ProtocolVersion) -> Result<(usize, usize), EncodeError> {
-        if (self.qos == QoS::AtMostOnce) != self.packet_id.is_none() {
-            return Err(EncodeError::NotRepresentable); // MQTT-2.2.1-2, §3.3.2.2
-        }
+        // The packet id goes with QoS 1 and 2 only (MQTT-2.2.1-2, §3.3.2.2).
+        let id_len = match (self.qos, self.packet_id) {
+            (QoS::AtMostOnce, None) => 0,
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(_)) => 2,
+            _ => return Err(EncodeError::NotRepresentable),
+        };
         let props = match version.is_v5() && !self.properties.is_empty() {
             true => self.properties.body_len()?,
             false => 0,
         };
-        let mut len = binary_len(self.topic.as_bytes())? + self.payload.len();
-        if self.packet_id.is_some() {
-            len += 2;
-        }
+        let mut len = binary_len(self.topic.as_bytes())? + id_len + self.payload.len();
         if version.is_v5() {
             len += match props {
                 0 => 1,
