@@ -222,3 +222,23 @@ fn decoded_payload_shares_the_read_buffer() {
     let payload = decoded.payload.as_ptr() as usize;
     assert!(payload > start && payload < start + bytes.len(), "payload points into the buffer");
 }
+
+/// `decode_frame` gives each packet with exactly its bytes as received, fixed header included,
+/// and the same packets as `decode`, for server and client decoders of every version.
+#[test]
+fn decode_frame_gives_each_packet_with_its_bytes() {
+    for stream in streams() {
+        let mut decoder = stream.decoder();
+        let mut buf = BytesMut::from(&stream.bytes[..]);
+        let mut start = 0;
+        for (packet, &end) in stream.packets.iter().zip(&stream.ends) {
+            let (decoded, frame) =
+                decoder.decode_frame(&mut buf).expect("valid").expect("a whole packet");
+            assert_eq!(&decoded, packet);
+            assert_eq!(&frame[..], &stream.bytes[start..end], "{:?}", packet.packet_type());
+            start = end;
+        }
+        assert_eq!(decoder.decode_frame(&mut buf), Ok(None));
+        assert!(buf.is_empty());
+    }
+}

@@ -57,7 +57,7 @@ impl Decoder {
     /// the packet breaks. The stream cannot be resumed after an error: close the connection.
     #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        Ok(self.decode_frame(buf)?.map(|(packet, _)| packet))
+        Ok(self.decode_inner(buf, false)?.map(|(packet, _)| packet))
     }
 
     /// As [`Decoder::decode`], also giving the whole packet as received, fixed header included:
@@ -72,6 +72,18 @@ impl Decoder {
         &mut self,
         buf: &mut BytesMut,
     ) -> Result<Option<(Packet, Bytes)>, DecodeError> {
+        Ok(self.decode_inner(buf, true)?.map(|(packet, frame)| (packet, frame.unwrap_or_default())))
+    }
+
+    /// The decoder behind both: the frame is kept (a reference count taken on `buf`'s
+    /// allocation, and given back when dropped) only when the caller wants it, or while the
+    /// version is unknown, for [`Connect::announced_version`] on a failed CONNECT.
+    #[inline(always)]
+    fn decode_inner(
+        &mut self,
+        buf: &mut BytesMut,
+        keep_frame: bool,
+    ) -> Result<Option<(Packet, Option<Bytes>)>, DecodeError> {
         // MQTT-3.1.0-1: a server knows from the first byte whether the first packet is CONNECT,
         // so junk (an HTTP request, say) is refused at once instead of waiting for its "body".
         match buf.first() {
@@ -97,8 +109,8 @@ impl Decoder {
         let header = buf[0];
         // CONNECT carries its own version; the one given here is not used for it.
         let version = self.version.unwrap_or(ProtocolVersion::V5);
-        let frame = buf.split_to(total).freeze();
-        let mut body = frame.clone();
+        let mut body = buf.split_to(total).freeze();
+        let frame = (keep_frame || self.version.is_none()).then(|| body.clone());
         body.advance(1 + len_bytes);
         let packet = match Packet::decode(version, header, body) {
             Ok(packet) => packet,
@@ -106,7 +118,9 @@ impl Decoder {
                 // A CONNECT that names its version and then breaks a rule: keep the version, so
                 // that a server can answer a 5.0 client with a CONNACK reason code before closing
                 // (§4.13.1, §3.2.2.2) instead of closing silently.
-                if self.version.is_none() && header >> 4 == 1 {
+                if let (None, Some(frame)) = (self.version, &frame)
+                    && header >> 4 == 1
+                {
                     self.version = Connect::announced_version(&frame[1 + len_bytes..]);
                 }
                 return Err(error);

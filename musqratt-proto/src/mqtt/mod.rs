@@ -277,7 +277,7 @@ pub(crate) fn properties_encoded_len(body: usize) -> Result<usize, EncodeError> 
     checked_varint(body).map(|len| varint_len(len) + body)
 }
 
-fn checked_varint(len: usize) -> Result<u32, EncodeError> {
+pub(crate) fn checked_varint(len: usize) -> Result<u32, EncodeError> {
     u32::try_from(len)
         .ok()
         .filter(|&len| len <= MAX_VARINT)

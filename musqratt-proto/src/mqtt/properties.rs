@@ -286,6 +286,7 @@ macro_rules! properties {
             }
 
             /// The size of the properties, without the Property Length in front of them.
+            #[inline(never)]
             pub(crate) fn body_len(&self) -> Result<usize, EncodeError> {
                 #[allow(unused_mut)]
                 let mut len = user_properties_len(&self.user_properties)?;
@@ -316,11 +317,18 @@ macro_rules! properties {
             /// Writes the Property Length and the properties; `body_len` is what
             /// [`Self::body_len`] returned.
             #[inline]
+            #[allow(dead_code, reason = "PUBLISH writes its Property Length with its packet id")]
             pub(crate) fn encode(&self, body_len: usize, dst: &mut BytesMut) {
                 write_varint(dst, body_len as u32);
-                if body_len == 0 {
-                    return;
+                if body_len != 0 {
+                    self.encode_fields(dst);
                 }
+            }
+
+            /// Writes the properties without their Property Length. Out of line: most
+            /// packets have none, and their encoder stays small without this.
+            #[inline(never)]
+            pub(crate) fn encode_fields(&self, dst: &mut BytesMut) {
                 $(
                     if let Some(value) = &self.$field {
                         dst.put_u8($id);
