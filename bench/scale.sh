@@ -29,6 +29,8 @@
 # the plots beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 SIZES=${SIZES:-full}
 ROUNDS=${ROUNDS:-1}
@@ -154,11 +156,8 @@ start_broker() { # BROKER: starts it fresh on PORT, sets PID
         rumqttd) "$RUMQTTD" -q -c "$WORK/rumqttd.toml" >>"$WORK/rumqttd.log" 2>&1 & ;;
     esac
     PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$1 does not listen on $PORT (log: $WORK/$1.log)" >&2
+    wait_port "$PORT" && return 0
+    echo "$1: see its log, $WORK/$1.log" >&2
     return 1
 }
 
