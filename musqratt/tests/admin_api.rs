@@ -4,28 +4,15 @@
 //! of real MQTT-SN clients (the testkit's).
 
 use core::time::Duration;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 
 use musqratt_proto::sn::Message;
 use musqratt_testkit::sn::{connect as sn_connect, recv, send, sn_client};
-use musqratt_testkit::{BrokerProcess, free_port, scratch_dir};
+use musqratt_testkit::{BrokerProcess, free_port, http_get_ok, scratch_dir};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
-/// `GET path` on the admin listener: the body, after asserting `200 OK`.
-fn get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{path}: {head}");
-    body.to_owned()
-}
-
 fn json(port: u16, path: &str) -> Value {
-    let body = get(port, path);
+    let body = http_get_ok(port, path);
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
@@ -165,7 +152,7 @@ async fn sn_counts(runtime: &str) {
     send(&sockets[0], &Message::Disconnect(Some(60)));
     assert_eq!(recv(&sockets[0]), Message::Disconnect(None));
 
-    let metrics = get(http, "/metrics");
+    let metrics = http_get_ok(http, "/metrics");
     assert!(metrics.contains("\nmusqratt_sn_peers 3\n"), "{metrics}");
     assert!(metrics.contains("\nmusqratt_sn_sleeping_clients 1\n"), "{metrics}");
     let stats = json(http, "/api/v1/stats");

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use musqratt_testkit::{BrokerProcess, free_port, scratch_dir, tool_available};
+use musqratt_testkit::{BrokerProcess, free_port, http_get_ok, scratch_dir, tool_available};
 
 /// Clients the test connects besides the page's own two.
 const N_CLIENTS: usize = 3;
@@ -78,7 +78,7 @@ fn stats_tell_the_page_where_the_websocket_listener_is() {
                 .port(tcp)
                 .port(http)
                 .start();
-        let stats = http_get(http, "/api/v1/stats");
+        let stats = http_get_ok(http, "/api/v1/stats");
         let want = if want.is_empty() {
             format!(
                 "{{\"websocket\":{{\"scheme\":\"ws\",\"host\":\"127.0.0.1\",\"port\":{ws},\"path\":\"/mqtt\"}},"
@@ -87,20 +87,9 @@ fn stats_tell_the_page_where_the_websocket_listener_is() {
             want
         };
         assert!(stats.starts_with(&want), "{stats}");
-        let page = http_get(http, "/");
+        let page = http_get_ok(http, "/");
         assert!(page.contains("<script src=\"/dashboard.js\">"), "{page}");
-        assert!(http_get(http, "/dashboard.js").contains("no WebSocket listener configured"));
+        assert!(http_get_ok(http, "/dashboard.js").contains("no WebSocket listener configured"));
         let _ = broker.stop();
     }
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{path}: {head}");
-    body.to_owned()
 }

@@ -5,22 +5,11 @@
 
 use core::time::Duration;
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use musqratt_testkit::{BrokerProcess, free_port, scratch_dir, tool_available};
+use musqratt_testkit::{BrokerProcess, free_port, http_get, scratch_dir, tool_available};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-
-/// `GET path` on the admin listener: status line and body.
-fn get(port: u16, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
 
 fn client(port: u16, id: &str) -> (AsyncClient, EventLoop) {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
@@ -66,7 +55,7 @@ async fn sys_tree_and_prometheus(runtime: &str) {
         .port(port)
         .port(http)
         .start();
-    assert_eq!(get(http, "/healthz"), ("HTTP/1.1 200 OK".to_owned(), "ok\n".to_owned()));
+    assert_eq!(http_get(http, "/healthz"), ("HTTP/1.1 200 OK".to_owned(), "ok\n".to_owned()));
 
     // N clients: the `$SYS` watcher, a subscriber, an idle one and a publisher (spread over
     // both shards by their client ids).
@@ -174,7 +163,7 @@ async fn sys_tree_and_prometheus(runtime: &str) {
     // A client may not publish into $SYS (MQTT-4.7.2-1): the watcher would see it.
     publisher.publish("$SYS/broker/uptime", QoS::AtMostOnce, true, "forged").await.unwrap();
 
-    let (status, metrics) = get(http, "/metrics");
+    let (status, metrics) = http_get(http, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(metrics.contains(&format!("\nmusqratt_clients_connected {N_CLIENTS}\n")), "{metrics}");
     assert!(
@@ -187,7 +176,7 @@ async fn sys_tree_and_prometheus(runtime: &str) {
         metrics.contains("\nmusqratt_payload_received_bytes_total{qos=\"1\"} 15\n"),
         "{metrics}"
     );
-    let (_, stats) = get(http, "/api/v1/stats");
+    let (_, stats) = http_get(http, "/api/v1/stats");
     assert!(stats.contains(&format!("\"clients\":{{\"connected\":{N_CLIENTS},")), "{stats}");
     if tool_available(&["promtool", "--version"]) {
         let mut check = Command::new("promtool")

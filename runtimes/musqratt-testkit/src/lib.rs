@@ -60,8 +60,8 @@ use musqratt_proto::mqtt::{
 };
 use musqratt_proto::{PacketId, ProtocolVersion, QoS};
 pub use process::{
-    BrokerProcess, Launch, Serial, free_port, have_program, one_broker_process_at_a_time,
-    scratch_dir,
+    BrokerProcess, Launch, Serial, free_port, have_program, http_get, http_get_ok,
+    one_broker_process_at_a_time, scratch_dir,
 };
 /// The runtime the cases' clients run on ([`run`]), for runtime-specific tests that pace,
 /// join or spawn clients.

@@ -19,7 +19,7 @@
 //! ```
 
 use core::time::Duration;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -277,6 +277,32 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `GET path` over HTTP/1.1 on 127.0.0.1:`port` (a broker's admin listener), read until the
+/// server closes: the status line and the body.
+///
+/// # Panics
+/// When nothing answers or the answer is not HTTP.
+#[must_use]
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the admin listener answers");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("a request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// [`http_get`] of a path that must answer `200 OK`: its body.
+///
+/// # Panics
+/// As [`http_get`], or when the status is not 200.
+#[must_use]
+pub fn http_get_ok(port: u16, path: &str) -> String {
+    let (status, body) = http_get(port, path);
+    assert!(status.starts_with("HTTP/1.1 200 OK"), "{path}: {status}");
+    body
 }
 
 #[cfg(test)]
